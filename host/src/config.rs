@@ -1,0 +1,305 @@
+//! The function app on disk: `host.json`, `<function>/function.json` and
+//! `worker.config.json`. Every error names the file and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+mod duration;
+mod function;
+mod worker;
+
+pub use duration::parse_timespan;
+pub use function::{Binding, Direction, FunctionConfig};
+pub use worker::{ArgumentStyle, WorkerLaunchConfig};
+
+/// A configuration problem: which file, which field, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}{message}", file.display(), field.as_deref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// The field at fault, as a dotted path, when one is to blame.
+    pub field: Option<String>,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn file(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            field: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// A whole function app, validated.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Absolute path of the app directory.
+    pub app_dir: PathBuf,
+    /// Settings from `host.json`.
+    pub host: HostConfig,
+    /// Functions, sorted by name.
+    pub functions: Vec<FunctionConfig>,
+    /// How to launch the app's language worker.
+    pub worker: WorkerLaunchConfig,
+}
+
+/// Host-wide settings from `host.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// `functionTimeout`: the default limit of one invocation.
+    pub function_timeout: Duration,
+    /// `workers.processCount`: worker instances to run.
+    pub process_count: usize,
+    /// `workers.maxConcurrentInvocations`: in-flight invocations per instance.
+    pub max_concurrency_per_instance: usize,
+    /// `workers.maxQueueLength`: invocations that may wait for a free slot.
+    pub max_queue_length: usize,
+    /// `workers.cancelGracePeriod`: how long a cancelled invocation may take to stop.
+    pub cancel_grace: Duration,
+    /// `workers.terminateGracePeriod`: how long a worker may take to exit on `WorkerTerminate`.
+    pub terminate_grace: Duration,
+    /// `workers.startupTimeout`: launch to ready (connected, initialised, loaded).
+    pub startup_timeout: Duration,
+    /// `workers.maxMessageBytes`: largest gRPC message either side may send.
+    pub max_message_bytes: usize,
+    /// `workers.restartBudget.maxRestarts`: crash restarts allowed per window.
+    pub max_restarts: u32,
+    /// `workers.restartBudget.window`.
+    pub restart_window: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            function_timeout: Duration::from_secs(300),
+            process_count: 1,
+            max_concurrency_per_instance: 100,
+            max_queue_length: 1000,
+            cancel_grace: Duration::from_secs(5),
+            terminate_grace: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(30),
+            max_message_bytes: 128 * 1024 * 1024,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Upper bound of `workers.maxMessageBytes` (what gRPC length prefixes allow).
+const MAX_MESSAGE_BYTES_LIMIT: u64 = i32::MAX as u64;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WorkersSection {
+    process_count: Option<u64>,
+    max_concurrent_invocations: Option<u64>,
+    max_queue_length: Option<u64>,
+    cancel_grace_period: Option<String>,
+    terminate_grace_period: Option<String>,
+    startup_timeout: Option<String>,
+    max_message_bytes: Option<u64>,
+    restart_budget: Option<RestartBudgetSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RestartBudgetSection {
+    max_restarts: Option<u32>,
+    window: Option<String>,
+}
+
+impl AppConfig {
+    /// Reads and validates the app at `app_dir`.
+    pub fn load(app_dir: &Path) -> Result<Self, ConfigError> {
+        let app_dir = app_dir.canonicalize().map_err(|e| {
+            ConfigError::file(app_dir, format!("the function app directory cannot be opened: {e}"))
+        })?;
+        let host = HostConfig::load(&app_dir.join("host.json"))?;
+        let functions = function::load_all(&app_dir)?;
+        let worker = WorkerLaunchConfig::load(&app_dir.join("worker.config.json"))?;
+        Ok(Self {
+            app_dir,
+            host,
+            functions,
+            worker,
+        })
+    }
+
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionConfig> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+impl HostConfig {
+    /// Reads `host.json`; keys this host does not use (logging, extensions)
+    /// are accepted, the `workers` section is strict.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let value = read_json(path)?;
+        Self::from_value(path, &value)
+    }
+
+    pub(crate) fn from_value(path: &Path, value: &serde_json::Value) -> Result<Self, ConfigError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| ConfigError::file(path, "expected a JSON object at the top level"))?;
+        let mut cfg = Self::default();
+        if let Some(t) = obj.get("functionTimeout") {
+            let text = t
+                .as_str()
+                .ok_or_else(|| ConfigError::field(path, "functionTimeout", "expected a string \"hh:mm:ss\""))?;
+            cfg.function_timeout = positive_timespan(path, "functionTimeout", text)?;
+        }
+        let workers: WorkersSection = match obj.get("workers") {
+            Some(v) => typed(path, "workers", v)?,
+            None => WorkersSection::default(),
+        };
+        if let Some(n) = workers.process_count {
+            cfg.process_count = in_range(path, "workers.processCount", n, 1, 64)? as usize;
+        }
+        if let Some(n) = workers.max_concurrent_invocations {
+            cfg.max_concurrency_per_instance =
+                in_range(path, "workers.maxConcurrentInvocations", n, 1, 100_000)? as usize;
+        }
+        if let Some(n) = workers.max_queue_length {
+            cfg.max_queue_length = in_range(path, "workers.maxQueueLength", n, 0, 1_000_000)? as usize;
+        }
+        if let Some(n) = workers.max_message_bytes {
+            cfg.max_message_bytes =
+                in_range(path, "workers.maxMessageBytes", n, 64 * 1024, MAX_MESSAGE_BYTES_LIMIT)? as usize;
+        }
+        if let Some(t) = &workers.cancel_grace_period {
+            cfg.cancel_grace = positive_timespan(path, "workers.cancelGracePeriod", t)?;
+        }
+        if let Some(t) = &workers.terminate_grace_period {
+            cfg.terminate_grace = positive_timespan(path, "workers.terminateGracePeriod", t)?;
+        }
+        if let Some(t) = &workers.startup_timeout {
+            cfg.startup_timeout = positive_timespan(path, "workers.startupTimeout", t)?;
+        }
+        if let Some(budget) = workers.restart_budget {
+            if let Some(n) = budget.max_restarts {
+                cfg.max_restarts = in_range(path, "workers.restartBudget.maxRestarts", u64::from(n), 0, 1000)? as u32;
+            }
+            if let Some(t) = &budget.window {
+                cfg.restart_window = positive_timespan(path, "workers.restartBudget.window", t)?;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot be read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::file(path, format!("is not valid JSON: {e}")))
+}
+
+/// Deserializes `value` strictly, naming the failing field as `prefix.path`.
+pub(crate) fn typed<T: DeserializeOwned>(path: &Path, prefix: &str, value: &serde_json::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let field = match (prefix.is_empty(), inner.as_str()) {
+            (true, _) => inner.clone(),
+            (false, ".") => prefix.to_string(),
+            (false, _) => format!("{prefix}.{inner}"),
+        };
+        ConfigError::field(path, field, e.into_inner().to_string())
+    })
+}
+
+pub(crate) fn positive_timespan(path: &Path, field: &str, text: &str) -> Result<Duration, ConfigError> {
+    match parse_timespan(text) {
+        Ok(d) if d > Duration::ZERO => Ok(d),
+        Ok(_) => Err(ConfigError::field(path, field, "must be greater than zero")),
+        Err(e) => Err(ConfigError::field(path, field, e)),
+    }
+}
+
+fn in_range(path: &Path, field: &str, n: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ConfigError::field(path, field, format!("{n} is out of range {min}..={max}")))
+    }
+}
+
+/// String-valued extra properties of a JSON object, for protocol maps.
+pub(crate) fn string_properties(obj: &serde_json::Map<String, serde_json::Value>, skip: &[&str]) -> BTreeMap<String, String> {
+    obj.iter()
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn host(v: serde_json::Value) -> Result<HostConfig, ConfigError> {
+        HostConfig::from_value(Path::new("/app/host.json"), &v)
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_host_json() {
+        assert_eq!(host(json!({"version": "2.0"})).unwrap(), HostConfig::default());
+    }
+
+    #[test]
+    fn reads_every_worker_setting() {
+        let cfg = host(json!({
+            "functionTimeout": "00:00:02",
+            "workers": {
+                "processCount": 3, "maxConcurrentInvocations": 7, "maxQueueLength": 9,
+                "cancelGracePeriod": "00:00:00.250", "terminateGracePeriod": "00:00:01",
+                "restartBudget": {"maxRestarts": 2, "window": "00:00:10"}
+            }
+        }))
+        .unwrap();
+        assert_eq!(cfg.function_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.process_count, 3);
+        assert_eq!(cfg.max_concurrency_per_instance, 7);
+        assert_eq!(cfg.max_queue_length, 9);
+        assert_eq!(cfg.cancel_grace, Duration::from_millis(250));
+        assert_eq!(cfg.max_restarts, 2);
+        assert_eq!(cfg.restart_window, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_bad_timeout_names_the_file_and_field() {
+        let err = host(json!({"functionTimeout": "soon"})).unwrap_err().to_string();
+        assert!(err.contains("/app/host.json") && err.contains("`functionTimeout`"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_worker_setting_names_the_field() {
+        let err = host(json!({"workers": {"procesCount": 2}})).unwrap_err().to_string();
+        assert!(err.contains("procesCount"), "{err}");
+        let err = host(json!({"workers": {"processCount": "two"}})).unwrap_err().to_string();
+        assert!(err.contains("`workers.processCount`"), "{err}");
+        let err = host(json!({"workers": {"processCount": 0}})).unwrap_err().to_string();
+        assert!(err.contains("`workers.processCount`") && err.contains("out of range"), "{err}");
+    }
+}

@@ -1,0 +1,288 @@
+//! `<function>/function.json`: bindings, script file, entry point.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{positive_timespan, read_json, string_properties, ConfigError};
+
+/// One function of the app.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// The folder name, which is the function's name.
+    pub name: String,
+    /// Absolute path of the function's folder.
+    pub directory: PathBuf,
+    /// `scriptFile`, resolved against the function's folder.
+    pub script_file: Option<PathBuf>,
+    /// `entryPoint` (empty when not given).
+    pub entry_point: String,
+    /// All bindings in file order.
+    pub bindings: Vec<Binding>,
+    /// The JSON text of each binding, as the protocol's `raw_bindings`.
+    pub raw_bindings: Vec<String>,
+    /// `functionTimeout` override for this function (an fnhost extension).
+    pub timeout: Option<Duration>,
+    /// `disabled`: the function is listed but cannot be invoked.
+    pub disabled: bool,
+}
+
+/// Direction of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Data into the function.
+    In,
+    /// Data out of the function.
+    Out,
+    /// Both.
+    InOut,
+}
+
+/// One entry of `bindings`.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// `name` (`$return` for the return value).
+    pub name: String,
+    /// `type`, e.g. `httpTrigger`, `http`, `manualTrigger`.
+    pub binding_type: String,
+    /// `direction`.
+    pub direction: Direction,
+    /// Other properties as strings (`methods`, `route`, `authLevel`, ...).
+    pub properties: BTreeMap<String, String>,
+    /// `methods` of an HTTP trigger, lower-cased; `None` allows every method.
+    pub methods: Option<Vec<String>>,
+}
+
+impl Binding {
+    /// True for the trigger binding (an input whose type ends in `Trigger`).
+    pub fn is_trigger(&self) -> bool {
+        self.direction == Direction::In && self.binding_type.to_ascii_lowercase().ends_with("trigger")
+    }
+}
+
+impl FunctionConfig {
+    /// The trigger binding (validation guarantees exactly one).
+    pub fn trigger(&self) -> &Binding {
+        self.bindings
+            .iter()
+            .find(|b| b.is_trigger())
+            .expect("validated: exactly one trigger binding")
+    }
+
+    /// True when the function is reachable on `/api/<name>`.
+    pub fn is_http_triggered(&self) -> bool {
+        self.trigger().binding_type.eq_ignore_ascii_case("httpTrigger")
+    }
+
+    /// The HTTP output binding's name (`$return` or a named `http` out binding).
+    pub fn http_output(&self) -> Option<&str> {
+        self.bindings
+            .iter()
+            .find(|b| b.direction == Direction::Out && b.binding_type.eq_ignore_ascii_case("http"))
+            .map(|b| b.name.as_str())
+    }
+}
+
+/// Loads every `*/function.json` under the app directory, sorted by name.
+pub(crate) fn load_all(app_dir: &Path) -> Result<Vec<FunctionConfig>, ConfigError> {
+    let entries =
+        std::fs::read_dir(app_dir).map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
+    let mut functions = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
+        let dir = entry.path();
+        let file = dir.join("function.json");
+        if !dir.is_dir() || !file.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        functions.push(load_one(&name, &dir, &file)?);
+    }
+    if functions.is_empty() {
+        return Err(ConfigError::file(
+            app_dir,
+            "holds no functions: expected at least one <function>/function.json",
+        ));
+    }
+    functions.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(functions)
+}
+
+fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, ConfigError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ConfigError::file(
+            file,
+            format!("function folder name \"{name}\" may hold only letters, digits, '_' and '-'"),
+        ));
+    }
+    let value = read_json(file)?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ConfigError::file(file, "expected a JSON object at the top level"))?;
+    let str_field = |key: &str| -> Result<Option<String>, ConfigError> {
+        match obj.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ConfigError::field(file, key, "expected a string")),
+        }
+    };
+    let script_file = str_field("scriptFile")?.map(|s| dir.join(s));
+    if let Some(script) = &script_file {
+        if !script.is_file() {
+            return Err(ConfigError::field(
+                file,
+                "scriptFile",
+                format!("{} does not exist", script.display()),
+            ));
+        }
+    }
+    let entry_point = str_field("entryPoint")?.unwrap_or_default();
+    let timeout = str_field("functionTimeout")?
+        .map(|t| positive_timespan(file, "functionTimeout", &t))
+        .transpose()?;
+    let disabled = match obj.get("disabled") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => return Err(ConfigError::field(file, "disabled", "expected true or false")),
+    };
+    let raw = obj
+        .get("bindings")
+        .and_then(|b| b.as_array())
+        .ok_or_else(|| ConfigError::field(file, "bindings", "missing: expected an array of bindings"))?;
+    let mut bindings = Vec::with_capacity(raw.len());
+    let mut raw_bindings = Vec::with_capacity(raw.len());
+    for (i, b) in raw.iter().enumerate() {
+        bindings.push(parse_binding(file, i, b)?);
+        raw_bindings.push(b.to_string());
+    }
+    let triggers = bindings.iter().filter(|b| b.is_trigger()).count();
+    if triggers != 1 {
+        return Err(ConfigError::field(
+            file,
+            "bindings",
+            format!("exactly one trigger binding (direction \"in\", type \"...Trigger\") is required, found {triggers}"),
+        ));
+    }
+    for (i, b) in bindings.iter().enumerate() {
+        if bindings[..i].iter().any(|o| o.name == b.name) {
+            return Err(ConfigError::field(
+                file,
+                format!("bindings[{i}].name"),
+                format!("\"{}\" is used by more than one binding", b.name),
+            ));
+        }
+    }
+    Ok(FunctionConfig {
+        name: name.to_string(),
+        directory: dir.to_path_buf(),
+        script_file,
+        entry_point,
+        bindings,
+        raw_bindings,
+        timeout,
+        disabled,
+    })
+}
+
+fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Binding, ConfigError> {
+    let field = |name: &str| format!("bindings[{i}].{name}");
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ConfigError::field(file, format!("bindings[{i}]"), "expected an object"))?;
+    let get_str = |key: &str| -> Result<String, ConfigError> {
+        match obj.get(key) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(serde_json::Value::String(_)) => Err(ConfigError::field(file, field(key), "must not be empty")),
+            Some(_) => Err(ConfigError::field(file, field(key), "expected a string")),
+            None => Err(ConfigError::field(file, field(key), "missing")),
+        }
+    };
+    let name = get_str("name")?;
+    let binding_type = get_str("type")?;
+    let direction = match get_str("direction")?.to_ascii_lowercase().as_str() {
+        "in" => Direction::In,
+        "out" => Direction::Out,
+        "inout" => Direction::InOut,
+        other => {
+            return Err(ConfigError::field(
+                file,
+                field("direction"),
+                format!("\"{other}\" is not one of \"in\", \"out\", \"inout\""),
+            ))
+        }
+    };
+    let methods = match obj.get("methods") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|m| {
+                    m.as_str()
+                        .map(str::to_ascii_lowercase)
+                        .ok_or_else(|| ConfigError::field(file, field("methods"), "expected an array of strings"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(ConfigError::field(file, field("methods"), "expected an array of strings")),
+    };
+    Ok(Binding {
+        name,
+        binding_type,
+        direction,
+        properties: string_properties(obj, &["name", "type", "direction"]),
+        methods,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let fdir = dir.join(name);
+        std::fs::create_dir_all(&fdir).unwrap();
+        let file = fdir.join("function.json");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fnhost-cfg-{tag}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn reads_an_http_function() {
+        let dir = temp_dir("http");
+        write(
+            &dir,
+            "echo",
+            r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["GET","post"]},
+                {"type":"http","direction":"out","name":"$return"}], "functionTimeout": "00:00:03"}"#,
+        );
+        let fns = load_all(&dir).unwrap();
+        assert_eq!(fns.len(), 1);
+        assert!(fns[0].is_http_triggered());
+        assert_eq!(fns[0].trigger().methods.as_deref(), Some(&["get".to_string(), "post".to_string()][..]));
+        assert_eq!(fns[0].http_output(), Some("$return"));
+        assert_eq!(fns[0].timeout, Some(Duration::from_secs(3)));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_binding_field() {
+        let dir = temp_dir("bad");
+        let file = write(&dir, "f", r#"{"bindings":[{"type":"manualTrigger","direction":"sideways","name":"x"}]}"#);
+        let err = load_all(&dir).unwrap_err();
+        assert_eq!(err.file, file);
+        assert_eq!(err.field.as_deref(), Some("bindings[0].direction"));
+        write(&dir, "f", r#"{"bindings":[{"type":"http","direction":"out","name":"$return"}]}"#);
+        let err = load_all(&dir).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("bindings"));
+        assert!(err.message.contains("found 0"), "{err}");
+        write(&dir, "f", r#"{"scriptFile": "missing.py", "bindings":[]}"#);
+        assert_eq!(load_all(&dir).unwrap_err().field.as_deref(), Some("scriptFile"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

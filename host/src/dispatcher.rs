@@ -1,0 +1,355 @@
+//! The dispatcher: the one owner of invocation and worker-instance state.
+//!
+//! Every gRPC stream task, process watcher, HTTP handler and library call
+//! talks to it through [`Event`]s on one channel; it answers queries over
+//! `oneshot` channels. Timers (function timeouts, cancel grace periods,
+//! start-up deadlines, restart backoff) live in one `DelayQueue` it polls in
+//! the same `select!` loop, so no state is shared behind locks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fnhost_proto::rpc::StreamingMessage;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use crate::config::AppConfig;
+use crate::invocation::{
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+};
+use crate::registry::Registry;
+use crate::status::HostStatus;
+
+mod instances;
+mod invocations;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use instances::{attach_request, outbound_channel, Instance, InstanceState, Outbound};
+
+/// Everything the dispatcher reacts to.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A caller submits an invocation.
+    Invoke {
+        function: String,
+        id: InvocationId,
+        input: InvocationInput,
+        reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+    },
+    /// A caller (or a trigger such as an HTTP disconnect) cancels one.
+    Cancel {
+        id: InvocationId,
+        reason: CancelReason,
+        reply: Option<oneshot::Sender<CancelResponse>>,
+    },
+    /// A snapshot of the host for `/admin/host/status`.
+    Status { reply: oneshot::Sender<HostStatus> },
+    /// Begin shutdown; `reply` fires when every worker is gone.
+    Shutdown { reply: oneshot::Sender<()> },
+    /// A stream opened with `StartStream{worker_id}`.
+    Attach {
+        worker_id: String,
+        outbound: Outbound,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A message from an attached worker.
+    FromWorker { worker_id: String, msg: StreamingMessage },
+    /// A worker's stream ended (`error` when it broke).
+    StreamClosed { worker_id: String, error: Option<String> },
+    /// A worker process exited (or was killed).
+    WorkerExited { worker_id: String, status: String },
+}
+
+/// Deadlines the dispatcher waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The function's timeout for an invocation.
+    Timeout(InvocationId),
+    /// The grace period after a cancel was sent.
+    CancelGrace(InvocationId),
+    /// A launched instance must be ready by now.
+    Startup(String),
+    /// Restart a slot's instance (after backoff, or after the budget window).
+    Restart(usize),
+    /// Workers had their `WorkerTerminate` grace; kill what remains.
+    TerminateDeadline,
+}
+
+/// Lines kept per invocation; more are counted, not kept.
+const MAX_LOG_LINES: usize = 1000;
+/// Finished ids remembered to tell "finished" from "unknown" in diagnostics.
+const RECENTLY_FINISHED: usize = 4096;
+
+/// Where an invocation stands.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum InvState {
+    /// Waiting for a free instance.
+    Queued,
+    /// Sent to `worker`.
+    Running { worker: String },
+    /// A cancel was sent to `worker`; waiting up to the grace for its answer.
+    Cancelling { worker: String, since: Instant },
+}
+
+pub(crate) struct Invocation {
+    pub id: InvocationId,
+    pub function: Arc<str>,
+    pub input: Option<InvocationInput>,
+    pub state: InvState,
+    pub cancel_reason: Option<CancelReason>,
+    pub reply: Option<oneshot::Sender<Result<InvocationResult, InvokeError>>>,
+    pub timeout_key: Option<delay_queue::Key>,
+    pub grace_key: Option<delay_queue::Key>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+    pub submitted: Instant,
+    pub attempt: u32,
+}
+
+/// A position in the worker pool: holds at most one live instance and its
+/// restart history.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub current: Option<String>,
+    pub restarts: VecDeque<Instant>,
+    pub consecutive_failures: u32,
+    pub exhausted_since: Option<Instant>,
+    pub restart_pending: bool,
+    pub last_error: Option<String>,
+}
+
+/// Shutdown progress.
+pub(crate) struct Shutdown {
+    pub replies: Vec<oneshot::Sender<()>>,
+    pub terminate_sent: bool,
+}
+
+pub(crate) struct Dispatcher {
+    pub app: Arc<AppConfig>,
+    pub registry: Registry,
+    pub grpc_addr: std::net::SocketAddr,
+    pub events_tx: mpsc::Sender<Event>,
+    pub invocations: HashMap<InvocationId, Invocation>,
+    pub queue: VecDeque<InvocationId>,
+    pub slots: Vec<Slot>,
+    pub instances: HashMap<String, Instance>,
+    pub timers: DelayQueue<Timer>,
+    pub shutdown: Option<Shutdown>,
+    pub finished_recently: VecDeque<InvocationId>,
+    pub finished_set: HashSet<InvocationId>,
+    pub outcome_counts: HashMap<Outcome, u64>,
+    pub protocol_violations: u64,
+    pub results_tx: broadcast::Sender<InvocationResult>,
+    pub ready_tx: watch::Sender<usize>,
+    pub started: Instant,
+    /// When false, instances are not launched (unit tests attach fakes).
+    pub launch_processes: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        app: Arc<AppConfig>,
+        grpc_addr: std::net::SocketAddr,
+        events_tx: mpsc::Sender<Event>,
+        results_tx: broadcast::Sender<InvocationResult>,
+        ready_tx: watch::Sender<usize>,
+    ) -> Self {
+        let slots = (0..app.host.process_count).map(|_| Slot::default()).collect();
+        Self {
+            registry: Registry::from_config(&app),
+            app,
+            grpc_addr,
+            events_tx,
+            invocations: HashMap::new(),
+            queue: VecDeque::new(),
+            slots,
+            instances: HashMap::new(),
+            timers: DelayQueue::new(),
+            shutdown: None,
+            finished_recently: VecDeque::new(),
+            finished_set: HashSet::new(),
+            outcome_counts: HashMap::new(),
+            protocol_violations: 0,
+            results_tx,
+            ready_tx,
+            started: Instant::now(),
+            launch_processes: true,
+        }
+    }
+
+    /// Runs until shutdown completes.
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        for slot in 0..self.slots.len() {
+            self.launch(slot);
+        }
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle_event(event),
+                    None => break,
+                },
+                Some(expired) = self.timers.next() => self.handle_timer(expired.into_inner()),
+            }
+            if self.shutdown_complete() {
+                break;
+            }
+        }
+        if let Some(s) = self.shutdown.take() {
+            for r in s.replies {
+                let _ = r.send(());
+            }
+        }
+        tracing::info!("dispatcher stopped");
+    }
+
+    pub(crate) fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Invoke {
+                function,
+                id,
+                input,
+                reply,
+            } => self.handle_invoke(function, id, input, reply),
+            Event::Cancel { id, reason, reply } => {
+                let r = self.handle_cancel(&id, reason);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Event::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Event::Shutdown { reply } => self.handle_shutdown(reply),
+            Event::Attach {
+                worker_id,
+                outbound,
+                reply,
+            } => {
+                let _ = reply.send(self.handle_attach(&worker_id, outbound));
+            }
+            Event::FromWorker { worker_id, msg } => self.handle_worker_message(&worker_id, msg),
+            Event::StreamClosed { worker_id, error } => self.handle_stream_closed(&worker_id, error),
+            Event::WorkerExited { worker_id, status } => self.handle_worker_exited(&worker_id, &status),
+        }
+    }
+
+    pub(crate) fn handle_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Timeout(id) => {
+                if let Some(inv) = self.invocations.get_mut(&id) {
+                    inv.timeout_key = None;
+                    let limit = self.registry.timeout(&inv.function);
+                    tracing::warn!(invocation = %id, function = %inv.function, "invocation exceeded its timeout of {limit:?}");
+                    self.handle_cancel(&id, CancelReason::Timeout);
+                }
+            }
+            Timer::CancelGrace(id) => {
+                if let Some(inv) = self.invocations.get_mut(&id) {
+                    inv.grace_key = None;
+                    if let InvState::Cancelling { worker, .. } = inv.state.clone() {
+                        let grace = self.app.host.cancel_grace;
+                        let reason = format!(
+                            "invocation {id} did not stop within the {grace:?} cancel grace period; \
+                             worker instance {worker} was killed to end it"
+                        );
+                        self.kill_instance(&worker, &id, reason);
+                    }
+                }
+            }
+            Timer::Startup(worker_id) => self.handle_startup_deadline(&worker_id),
+            Timer::Restart(slot) => {
+                self.slots[slot].restart_pending = false;
+                if self.shutdown.is_none() && self.slots[slot].current.is_none() {
+                    self.launch(slot);
+                }
+            }
+            Timer::TerminateDeadline => {
+                let remaining: Vec<String> = self.instances.keys().cloned().collect();
+                for w in remaining {
+                    tracing::warn!(worker = %w, "worker did not exit within the terminate grace; killing it");
+                    if let Some(inst) = self.instances.get_mut(&w) {
+                        inst.kill_process();
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_shutdown(&mut self, reply: oneshot::Sender<()>) {
+        if let Some(s) = &mut self.shutdown {
+            s.replies.push(reply);
+            return;
+        }
+        tracing::info!(
+            in_flight = self.invocations.len(),
+            "shutting down: cancelling in-flight invocations"
+        );
+        self.shutdown = Some(Shutdown {
+            replies: vec![reply],
+            terminate_sent: false,
+        });
+        let ids: Vec<InvocationId> = self.invocations.keys().cloned().collect();
+        for id in ids {
+            self.handle_cancel(&id, CancelReason::HostShutdown);
+        }
+        self.maybe_terminate_workers();
+    }
+
+    /// Once no invocation remains, ask every worker to exit and arm the
+    /// deadline after which the rest are killed.
+    pub(crate) fn maybe_terminate_workers(&mut self) {
+        let Some(s) = &mut self.shutdown else { return };
+        if s.terminate_sent || !self.invocations.is_empty() {
+            return;
+        }
+        s.terminate_sent = true;
+        let grace = self.app.host.terminate_grace;
+        for inst in self.instances.values_mut() {
+            inst.state = InstanceState::Stopping;
+            inst.send(StreamingMessage::worker_terminate(grace));
+            // Closing our side lets workers that wait for the stream's end exit too.
+            inst.outbound = None;
+        }
+        self.timers.insert(Timer::TerminateDeadline, grace);
+    }
+
+    fn shutdown_complete(&self) -> bool {
+        matches!(&self.shutdown, Some(s) if s.terminate_sent) && self.instances.is_empty()
+    }
+
+    pub(crate) fn remember_finished(&mut self, id: InvocationId) {
+        if self.finished_set.insert(id.clone()) {
+            self.finished_recently.push_back(id);
+            if self.finished_recently.len() > RECENTLY_FINISHED {
+                if let Some(old) = self.finished_recently.pop_front() {
+                    self.finished_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn publish_ready_count(&self) {
+        let ready = self
+            .instances
+            .values()
+            .filter(|i| i.state == InstanceState::Ready)
+            .count();
+        self.ready_tx.send_if_modified(|v| {
+            let changed = *v != ready;
+            *v = ready;
+            changed
+        });
+    }
+}
+
+/// How long the dispatcher waits before relaunching a slot after its
+/// `n`-th consecutive failure: at once, then doubling from 200 ms to 10 s.
+pub(crate) fn restart_backoff(consecutive_failures: u32) -> Duration {
+    match consecutive_failures {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(200u64.saturating_mul(1 << (n - 2).min(6))).min(Duration::from_secs(10)),
+    }
+}

@@ -1,0 +1,489 @@
+//! Worker instances: launch, handshake, function loading, faults, kills and
+//! restarts inside the restart budget.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use fnhost_proto::rpc::streaming_message::Content;
+use fnhost_proto::rpc::{FunctionsMetadataRequest, StreamingMessage, WorkerInitRequest};
+use fnhost_proto::{has_capability, CAP_HANDLES_INVOCATION_CANCEL, CAP_WORKER_INDEXING};
+use tokio::sync::{mpsc, oneshot};
+
+use super::invocations::Ending;
+use super::{restart_backoff, Dispatcher, InvState, Timer};
+use crate::invocation::Outcome;
+use crate::process::{short_id, spawn_worker, LaunchSpec, WorkerProcess};
+
+/// The host's sending half of a worker stream. Cancels travel on `urgent`,
+/// which the stream writer drains first, so they overtake queued work.
+/// Unbounded on purpose: the dispatcher must never block on a worker, and
+/// what it queues is bounded by the per-instance concurrency limit (one
+/// request and at most one cancel per invocation).
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    pub urgent: mpsc::UnboundedSender<StreamingMessage>,
+    pub normal: mpsc::UnboundedSender<StreamingMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InstanceState {
+    /// Process started; waiting for its stream.
+    Launching,
+    /// `WorkerInitRequest` sent.
+    Initializing,
+    /// `FunctionsMetadataRequest` or loads outstanding.
+    Loading { indexing: bool, pending: HashSet<String> },
+    /// Takes invocations.
+    Ready,
+    /// Being terminated or killed; takes nothing.
+    Stopping,
+}
+
+impl InstanceState {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Launching => "starting",
+            Self::Initializing => "initializing",
+            Self::Loading { .. } => "loading",
+            Self::Ready => "ready",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+/// One worker process and its stream.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub worker_id: String,
+    pub request_id: String,
+    pub slot: usize,
+    pub state: InstanceState,
+    pub process: Option<WorkerProcess>,
+    pub outbound: Option<Outbound>,
+    pub capabilities: HashMap<String, String>,
+    /// Load result per function name.
+    pub loaded: HashMap<String, Result<(), String>>,
+    pub in_flight: HashSet<String>,
+    pub served: u64,
+    pub started: Instant,
+    pub startup_key: Option<tokio_util::time::delay_queue::Key>,
+    /// Why the stream ended, kept until the exit status arrives.
+    pub stream_error: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl Instance {
+    pub(crate) fn new(worker_id: String, slot: usize) -> Self {
+        Self {
+            worker_id,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            slot,
+            state: InstanceState::Launching,
+            process: None,
+            outbound: None,
+            capabilities: HashMap::new(),
+            loaded: HashMap::new(),
+            in_flight: HashSet::new(),
+            served: 0,
+            started: Instant::now(),
+            startup_key: None,
+            stream_error: None,
+            last_error: None,
+        }
+    }
+
+    pub(crate) fn handles_cancel(&self) -> bool {
+        has_capability(&self.capabilities, CAP_HANDLES_INVOCATION_CANCEL)
+    }
+
+    fn stamp(&self, msg: StreamingMessage) -> StreamingMessage {
+        msg.with_request_id(self.request_id.clone())
+    }
+
+    pub(crate) fn send(&self, msg: StreamingMessage) {
+        if let Some(o) = &self.outbound {
+            let _ = o.normal.send(self.stamp(msg));
+        }
+    }
+
+    pub(crate) fn send_urgent(&self, msg: StreamingMessage) {
+        if let Some(o) = &self.outbound {
+            let _ = o.urgent.send(self.stamp(msg));
+        }
+    }
+
+    pub(crate) fn kill_process(&mut self) {
+        if let Some(p) = self.process.take() {
+            let _ = p.kill.send(());
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts a fresh instance in `slot`.
+    pub(crate) fn launch(&mut self, slot: usize) {
+        let worker_id = uuid::Uuid::new_v4().to_string();
+        let mut inst = Instance::new(worker_id.clone(), slot);
+        if self.launch_processes {
+            let spec = LaunchSpec {
+                config: &self.app.worker,
+                app_dir: &self.app.app_dir,
+                grpc_addr: self.grpc_addr,
+                worker_id: &worker_id,
+                request_id: &inst.request_id,
+                max_message_bytes: self.app.host.max_message_bytes,
+            };
+            match spawn_worker(&spec, self.events_tx.clone()) {
+                Ok(p) => {
+                    tracing::info!(worker = %worker_id, slot, pid = ?p.pid, executable = %self.app.worker.executable.display(), "worker launched");
+                    inst.process = Some(p);
+                }
+                Err(e) => {
+                    let err = format!(
+                        "cannot start worker executable {}: {e}",
+                        self.app.worker.executable.display()
+                    );
+                    tracing::error!(slot, "{err}");
+                    self.slots[slot].current = None;
+                    self.record_failure(slot, err);
+                    return;
+                }
+            }
+        }
+        inst.startup_key = Some(
+            self.timers
+                .insert(Timer::Startup(worker_id.clone()), self.app.host.startup_timeout),
+        );
+        self.slots[slot].current = Some(worker_id.clone());
+        self.instances.insert(worker_id, inst);
+    }
+
+    pub(super) fn handle_attach(&mut self, worker_id: &str, outbound: Outbound) -> Result<(), String> {
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            self.protocol_violations += 1;
+            return Err(format!("worker id {worker_id} was not launched by this host"));
+        };
+        if inst.state != InstanceState::Launching || inst.outbound.is_some() {
+            self.protocol_violations += 1;
+            return Err(format!("worker {worker_id} already has a stream"));
+        }
+        inst.outbound = Some(outbound);
+        inst.state = InstanceState::Initializing;
+        let mut capabilities = HashMap::new();
+        capabilities.insert("RpcHttpBodyOnly".to_string(), "true".to_string());
+        capabilities.insert("RawHttpBodyBytes".to_string(), "true".to_string());
+        let init = WorkerInitRequest {
+            host_version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities,
+            log_categories: HashMap::new(),
+            worker_directory: self.app.worker.directory.display().to_string(),
+            function_app_directory: self.app.app_dir.display().to_string(),
+        };
+        inst.send(StreamingMessage::from_content(Content::WorkerInitRequest(init)));
+        tracing::info!(worker = %worker_id, "worker stream attached; handshake started");
+        Ok(())
+    }
+
+    pub(super) fn handle_worker_message(&mut self, worker_id: &str, msg: StreamingMessage) {
+        let Some(content) = msg.content else {
+            tracing::warn!(worker = %worker_id, "worker sent a message without content; ignored");
+            return;
+        };
+        match content {
+            Content::InvocationResponse(r) => self.handle_invocation_response(worker_id, r),
+            Content::RpcLog(log) => self.handle_log(worker_id, log),
+            Content::WorkerInitResponse(r) => self.handle_init_response(worker_id, r),
+            Content::FunctionMetadataResponse(r) => self.handle_metadata_response(worker_id, r),
+            Content::FunctionLoadResponse(r) => self.handle_load_response(worker_id, r),
+            Content::FunctionLoadResponseCollection(c) => {
+                for r in c.function_load_responses {
+                    self.handle_load_response(worker_id, r);
+                }
+            }
+            Content::WorkerStatusResponse(_) | Content::WorkerHeartbeat(_) => {}
+            other => {
+                self.protocol_violations += 1;
+                tracing::warn!(worker = %worker_id, kind = fnhost_proto::content_kind(&other), "unexpected message from worker; ignored");
+            }
+        }
+    }
+
+    fn handle_init_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::WorkerInitResponse) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        if inst.state != InstanceState::Initializing {
+            self.protocol_violations += 1;
+            tracing::warn!(worker = %worker_id, "unexpected WorkerInitResponse; ignored");
+            return;
+        }
+        let result = r.result.unwrap_or_default();
+        if !result.is_success() {
+            let err = format!("worker {worker_id} failed to initialise: {}", result.error_message());
+            self.fault(worker_id, err);
+            return;
+        }
+        inst.capabilities = r.capabilities;
+        tracing::info!(worker = %worker_id, capabilities = ?inst.capabilities, "worker initialised");
+        if has_capability(&inst.capabilities, CAP_WORKER_INDEXING) {
+            inst.state = InstanceState::Loading {
+                indexing: true,
+                pending: HashSet::new(),
+            };
+            let req = FunctionsMetadataRequest {
+                function_app_directory: self.app.app_dir.display().to_string(),
+            };
+            inst.send(StreamingMessage::from_content(Content::FunctionsMetadataRequest(req)));
+        } else {
+            self.send_loads(worker_id);
+        }
+    }
+
+    fn handle_metadata_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::FunctionMetadataResponse) {
+        let indexing = matches!(
+            self.instances.get(worker_id).map(|i| &i.state),
+            Some(InstanceState::Loading { indexing: true, .. })
+        );
+        if !indexing {
+            self.protocol_violations += 1;
+            tracing::warn!(worker = %worker_id, "unexpected FunctionMetadataResponse; ignored");
+            return;
+        }
+        if !r.use_default_metadata_indexing {
+            for meta in &r.function_metadata_results {
+                if let Some(name) = self.registry.add_worker_indexed(meta, &self.app.app_dir) {
+                    tracing::info!(worker = %worker_id, function = %name, "worker-indexed function registered");
+                }
+            }
+        }
+        self.send_loads(worker_id);
+    }
+
+    fn send_loads(&mut self, worker_id: &str) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let mut pending = HashSet::new();
+        for entry in self.registry.entries() {
+            pending.insert(entry.function_id.clone());
+            let req = self.registry.load_request(entry);
+            inst.send(StreamingMessage::from_content(Content::FunctionLoadRequest(req)));
+        }
+        inst.state = InstanceState::Loading {
+            indexing: false,
+            pending,
+        };
+    }
+
+    fn handle_load_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::FunctionLoadResponse) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let InstanceState::Loading { pending, .. } = &mut inst.state else {
+            self.protocol_violations += 1;
+            tracing::warn!(worker = %worker_id, "unexpected FunctionLoadResponse; ignored");
+            return;
+        };
+        if !pending.remove(&r.function_id) {
+            self.protocol_violations += 1;
+            tracing::warn!(worker = %worker_id, function_id = %r.function_id, "load response for a function not being loaded; ignored");
+            return;
+        }
+        let done = pending.is_empty();
+        let name = self
+            .registry
+            .entries()
+            .find(|e| e.function_id == r.function_id)
+            .map(|e| e.config.name.clone())
+            .unwrap_or_default();
+        let result = r.result.unwrap_or_default();
+        if result.is_success() {
+            inst.loaded.insert(name, Ok(()));
+        } else {
+            let err = result.error_message().to_string();
+            tracing::error!(worker = %worker_id, function = %name, "function failed to load: {err}");
+            inst.loaded.insert(name, Err(err));
+        }
+        if done {
+            inst.state = InstanceState::Ready;
+            if let Some(k) = inst.startup_key.take() {
+                self.timers.remove(&k);
+            }
+            let slot = inst.slot;
+            tracing::info!(worker = %worker_id, slot, startup_ms = inst.started.elapsed().as_millis() as u64, "worker ready");
+            let s = &mut self.slots[slot];
+            s.consecutive_failures = 0;
+            s.exhausted_since = None;
+            self.publish_ready_count();
+            self.pump_queue();
+        }
+    }
+
+    pub(super) fn handle_startup_deadline(&mut self, worker_id: &str) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        inst.startup_key = None;
+        if matches!(inst.state, InstanceState::Ready | InstanceState::Stopping) {
+            return;
+        }
+        let err = format!(
+            "worker {worker_id} did not become ready within {:?} (stuck in state '{}')",
+            self.app.host.startup_timeout,
+            inst.state.name()
+        );
+        self.fault(worker_id, err);
+    }
+
+    /// Kills `worker` to end `target`; every other invocation on it ends
+    /// `Killed` with an error naming the instance. A replacement starts now.
+    pub(crate) fn kill_instance(&mut self, worker_id: &str, target: &str, target_error: String) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        tracing::warn!(worker = %worker_id, invocation = %target, "killing worker instance: {target_error}");
+        inst.state = InstanceState::Stopping;
+        inst.outbound = None;
+        inst.kill_process();
+        inst.last_error = Some(target_error.clone());
+        let slot = inst.slot;
+        let mut others: Vec<String> = inst.in_flight.iter().filter(|i| *i != target).cloned().collect();
+        others.sort();
+        self.publish_ready_count();
+        self.finish(target, Ending::error(Outcome::Killed, target_error));
+        for id in others {
+            let msg = format!(
+                "worker instance {worker_id} was killed to stop invocation {target}; invocation {id} was running on it and was ended"
+            );
+            self.finish(&id, Ending::error(Outcome::Killed, msg));
+        }
+        // A platform-initiated recycle, not a crash: no budget charge.
+        if self.slots[slot].current.as_deref() == Some(worker_id) {
+            self.slots[slot].current = None;
+            if self.shutdown.is_none() {
+                self.launch(slot);
+            }
+        }
+    }
+
+    /// A fault (failed handshake, broken stream, missed deadline): stop the
+    /// process; its in-flight invocations fail when its exit is seen.
+    fn fault(&mut self, worker_id: &str, error: String) {
+        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        tracing::error!(worker = %worker_id, "{error}");
+        inst.stream_error.get_or_insert(error);
+        if inst.state != InstanceState::Stopping {
+            inst.state = InstanceState::Stopping;
+            inst.outbound = None;
+            inst.kill_process();
+            self.publish_ready_count();
+        }
+        if !self.launch_processes {
+            // No process watcher reports an exit in unit tests.
+            self.handle_worker_exited(worker_id, "not a process");
+        }
+    }
+
+    pub(super) fn handle_stream_closed(&mut self, worker_id: &str, error: Option<String>) {
+        let Some(inst) = self.instances.get(worker_id) else { return };
+        if inst.state == InstanceState::Stopping {
+            return;
+        }
+        let err = match error {
+            Some(e) => format!("worker {worker_id}'s stream broke: {e}"),
+            None => format!("worker {worker_id} closed its stream"),
+        };
+        self.fault(worker_id, err);
+    }
+
+    pub(super) fn handle_worker_exited(&mut self, worker_id: &str, status: &str) {
+        let Some(mut inst) = self.instances.remove(worker_id) else { return };
+        if let Some(k) = inst.startup_key.take() {
+            self.timers.remove(&k);
+        }
+        let planned = inst.state == InstanceState::Stopping && inst.stream_error.is_none();
+        let cause = match &inst.stream_error {
+            Some(e) => format!("{e}; process ended with {status}"),
+            None => format!("worker instance {worker_id} exited unexpectedly with {status}"),
+        };
+        let mut ids: Vec<String> = inst.in_flight.drain().collect();
+        ids.sort();
+        for id in &ids {
+            let still_here = matches!(
+                self.invocations.get(id).map(|i| &i.state),
+                Some(InvState::Running { worker } | InvState::Cancelling { worker, .. }) if worker == worker_id
+            );
+            if still_here {
+                let msg = format!("invocation {id} failed: {cause}");
+                self.finish(id, Ending::error(Outcome::Failed, msg));
+            }
+        }
+        self.publish_ready_count();
+        let slot = inst.slot;
+        let owned_slot = self.slots[slot].current.as_deref() == Some(worker_id);
+        if owned_slot {
+            self.slots[slot].current = None;
+        }
+        if planned {
+            tracing::info!(worker = %short_id(worker_id), %status, "worker instance ended");
+        } else if owned_slot && self.shutdown.is_none() {
+            self.record_failure(slot, cause);
+        }
+        // Queued work may now be impossible (every slot exhausted).
+        self.pump_queue();
+        self.maybe_terminate_workers();
+    }
+
+    /// Charges a crash to the slot's restart budget and schedules the
+    /// restart, or marks the slot exhausted until its window passes.
+    pub(crate) fn record_failure(&mut self, slot: usize, error: String) {
+        let now = Instant::now();
+        let window = self.app.host.restart_window;
+        let max = self.app.host.max_restarts as usize;
+        let s = &mut self.slots[slot];
+        s.last_error = Some(error.clone());
+        s.consecutive_failures += 1;
+        while s.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+            s.restarts.pop_front();
+        }
+        if s.restart_pending {
+            return;
+        }
+        if s.restarts.len() >= max {
+            let oldest = *s.restarts.front().unwrap_or(&now);
+            let retry_in = window.saturating_sub(now.duration_since(oldest));
+            s.exhausted_since.get_or_insert(now);
+            s.restart_pending = true;
+            tracing::error!(
+                slot,
+                restarts = s.restarts.len(),
+                window = ?window,
+                "worker restart budget exhausted ({max} restarts within {window:?}); slot stays down for {retry_in:?}; last error: {error}"
+            );
+            self.timers.insert(Timer::Restart(slot), retry_in);
+            return;
+        }
+        s.restarts.push_back(now);
+        s.restart_pending = true;
+        let delay = restart_backoff(s.consecutive_failures);
+        tracing::warn!(slot, ?delay, "restarting worker after failure: {error}");
+        self.timers.insert(Timer::Restart(slot), delay);
+    }
+}
+
+/// A fresh outbound pair and the receivers the stream writer drains.
+pub(crate) fn outbound_channel() -> (
+    Outbound,
+    mpsc::UnboundedReceiver<StreamingMessage>,
+    mpsc::UnboundedReceiver<StreamingMessage>,
+) {
+    let (urgent, urgent_rx) = mpsc::unbounded_channel();
+    let (normal, normal_rx) = mpsc::unbounded_channel();
+    (Outbound { urgent, normal }, urgent_rx, normal_rx)
+}
+
+/// Used by the gRPC layer to ask the dispatcher to accept a stream.
+pub(crate) fn attach_request(
+    worker_id: String,
+    outbound: Outbound,
+) -> (super::Event, oneshot::Receiver<Result<(), String>>) {
+    let (reply, rx) = oneshot::channel();
+    (
+        super::Event::Attach {
+            worker_id,
+            outbound,
+            reply,
+        },
+        rx,
+    )
+}

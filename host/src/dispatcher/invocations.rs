@@ -1,0 +1,387 @@
+//! Invocation handling: admission, placement, cancellation, results.
+
+use std::time::Instant;
+
+use fnhost_proto::rpc::streaming_message::Content;
+use fnhost_proto::rpc::{
+    rpc_log, status_result, InvocationRequest, InvocationResponse, ParameterBinding, RpcLog, StreamingMessage,
+};
+use tokio::sync::oneshot;
+
+use super::{Dispatcher, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
+use crate::invocation::{
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+};
+
+/// Where an invocation can go now.
+enum Placement {
+    /// To this instance.
+    Instance(String),
+    /// Nowhere yet; an instance may free up or become ready.
+    Wait,
+    /// Nowhere, and none will come soon.
+    Never(String),
+}
+
+/// The terminal facts of an invocation, handed to `finish`.
+pub(crate) struct Ending {
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub output: Option<fnhost_proto::rpc::TypedData>,
+}
+
+impl Ending {
+    pub(crate) fn error(outcome: Outcome, message: String) -> Self {
+        Self {
+            outcome,
+            error: Some(message),
+            output: None,
+        }
+    }
+}
+
+impl Dispatcher {
+    pub(super) fn handle_invoke(
+        &mut self,
+        function: String,
+        id: InvocationId,
+        input: InvocationInput,
+        reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+    ) {
+        if self.shutdown.is_some() {
+            let _ = reply.send(Err(InvokeError::ShuttingDown));
+            return;
+        }
+        let Some(name) = self.registry.name(&function) else {
+            let _ = reply.send(Err(InvokeError::UnknownFunction(function)));
+            return;
+        };
+        if self.registry.get(&name).is_some_and(|e| e.config.disabled) {
+            let _ = reply.send(Err(InvokeError::Disabled(function)));
+            return;
+        }
+        if self.invocations.contains_key(&id) {
+            let _ = reply.send(Err(InvokeError::DuplicateId(id)));
+            return;
+        }
+        let placement = self.place(&name);
+        match &placement {
+            Placement::Never(reason) => {
+                let _ = reply.send(Err(InvokeError::Unavailable {
+                    function,
+                    reason: reason.clone(),
+                }));
+                return;
+            }
+            Placement::Wait if self.queue.len() >= self.app.host.max_queue_length => {
+                let _ = reply.send(Err(InvokeError::QueueFull {
+                    queued: self.queue.len(),
+                    limit: self.app.host.max_queue_length,
+                }));
+                return;
+            }
+            _ => {}
+        }
+        let timeout = self.registry.timeout(&name);
+        let timeout_key = Some(self.timers.insert(Timer::Timeout(id.clone()), timeout));
+        let inv = Invocation {
+            id: id.clone(),
+            function: name,
+            input: Some(input),
+            state: InvState::Queued,
+            cancel_reason: None,
+            reply: Some(reply),
+            timeout_key,
+            grace_key: None,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            submitted: Instant::now(),
+            attempt: 0,
+        };
+        self.invocations.insert(id.clone(), inv);
+        match placement {
+            Placement::Instance(worker) => self.dispatch(&id, &worker),
+            _ => self.queue.push_back(id),
+        }
+    }
+
+    fn place(&self, function: &str) -> Placement {
+        let limit = self.app.host.max_concurrency_per_instance;
+        let mut best: Option<(&String, usize)> = None;
+        let mut coming = false;
+        let mut load_errors = Vec::new();
+        for (id, inst) in &self.instances {
+            match inst.state {
+                InstanceState::Ready => match inst.loaded.get(function) {
+                    Some(Ok(())) => {
+                        let n = inst.in_flight.len();
+                        if n < limit && best.is_none_or(|(_, b)| n < b) {
+                            best = Some((id, n));
+                        }
+                        coming = true;
+                    }
+                    Some(Err(e)) => load_errors.push(format!("worker {id}: {e}")),
+                    None => load_errors.push(format!("worker {id} did not load it")),
+                },
+                InstanceState::Launching | InstanceState::Initializing | InstanceState::Loading { .. } => {
+                    coming = true
+                }
+                InstanceState::Stopping => {}
+            }
+        }
+        if let Some((id, _)) = best {
+            return Placement::Instance(id.clone());
+        }
+        if coming || self.slots.iter().any(|s| s.exhausted_since.is_none()) {
+            return Placement::Wait;
+        }
+        let mut reason = self
+            .slots
+            .iter()
+            .filter_map(|s| s.last_error.clone())
+            .next()
+            .map(|e| format!("worker restart budget exhausted; last error: {e}"))
+            .unwrap_or_else(|| "no worker instance is running".into());
+        if !load_errors.is_empty() {
+            reason = format!("the function failed to load: {}", load_errors.join("; "));
+        }
+        Placement::Never(reason)
+    }
+
+    fn dispatch(&mut self, id: &str, worker: &str) {
+        let Some(inv) = self.invocations.get_mut(id) else { return };
+        let Some(inst) = self.instances.get_mut(worker) else { return };
+        let Some(entry) = self.registry.get(&inv.function) else { return };
+        let input = inv.input.take().expect("a queued invocation keeps its input");
+        let trigger_name = entry.config.trigger().name.clone();
+        let request = InvocationRequest {
+            invocation_id: id.to_string(),
+            function_id: entry.function_id.clone(),
+            input_data: vec![ParameterBinding {
+                name: trigger_name,
+                rpc_data: Some(fnhost_proto::rpc::parameter_binding::RpcData::Data(input.trigger)),
+            }],
+            ..InvocationRequest::default()
+        };
+        inv.attempt += 1;
+        inv.state = InvState::Running {
+            worker: worker.to_string(),
+        };
+        inst.in_flight.insert(id.to_string());
+        inst.send(StreamingMessage::from_content(Content::InvocationRequest(request)));
+    }
+
+    /// Moves queued invocations onto free instances, in arrival order.
+    pub(crate) fn pump_queue(&mut self) {
+        while let Some(id) = self.queue.front().cloned() {
+            let Some(function) = self.invocations.get(&id).map(|i| i.function.clone()) else {
+                self.queue.pop_front();
+                continue;
+            };
+            match self.place(&function) {
+                Placement::Instance(w) => {
+                    self.queue.pop_front();
+                    self.dispatch(&id, &w);
+                }
+                Placement::Wait => break,
+                Placement::Never(reason) => {
+                    self.queue.pop_front();
+                    let msg = format!("invocation {id} of '{function}' cannot run: {reason}");
+                    self.finish(&id, Ending::error(Outcome::Failed, msg));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn handle_cancel(&mut self, id: &str, reason: CancelReason) -> CancelResponse {
+        let Some(inv) = self.invocations.get_mut(id) else {
+            return if self.finished_set.contains(id) {
+                CancelResponse::AlreadyCompleted
+            } else {
+                CancelResponse::NotFound
+            };
+        };
+        match inv.state.clone() {
+            InvState::Cancelling { .. } => CancelResponse::AlreadyCancelling,
+            InvState::Queued => {
+                inv.cancel_reason = Some(reason);
+                self.queue.retain(|q| q != id);
+                let outcome = if reason == CancelReason::Timeout {
+                    Outcome::TimedOut
+                } else {
+                    Outcome::Cancelled
+                };
+                let msg = format!("invocation {id} was cancelled ({reason}) before it reached a worker");
+                self.finish(id, Ending::error(outcome, msg));
+                CancelResponse::Done
+            }
+            InvState::Running { worker } => {
+                inv.cancel_reason = Some(reason);
+                let grace = self.app.host.cancel_grace;
+                let can_signal = self
+                    .instances
+                    .get(&worker)
+                    .is_some_and(|i| i.handles_cancel() && i.outbound.is_some());
+                if can_signal {
+                    inv.state = InvState::Cancelling {
+                        worker: worker.clone(),
+                        since: Instant::now(),
+                    };
+                    inv.grace_key = Some(self.timers.insert(Timer::CancelGrace(id.to_string()), grace));
+                    if let Some(inst) = self.instances.get_mut(&worker) {
+                        inst.send_urgent(StreamingMessage::invocation_cancel(id, grace));
+                    }
+                    tracing::info!(invocation = %id, worker = %worker, %reason, "cancel sent");
+                } else {
+                    let why = format!(
+                        "worker instance {worker} cannot receive InvocationCancel (no \
+                         HandlesInvocationCancelMessage capability or its stream is gone); it was \
+                         killed to end invocation {id} ({reason})"
+                    );
+                    self.kill_instance(&worker, id, why);
+                }
+                CancelResponse::Done
+            }
+        }
+    }
+
+    pub(super) fn handle_invocation_response(&mut self, worker: &str, resp: InvocationResponse) {
+        let id = resp.invocation_id.clone();
+        let runs_here = match self.invocations.get(&id).map(|i| &i.state) {
+            Some(InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. }) => w == worker,
+            _ => false,
+        };
+        if !runs_here {
+            self.protocol_violations += 1;
+            let what = if self.finished_set.contains(&id) {
+                "already finished"
+            } else if self.invocations.contains_key(&id) {
+                "not running on it"
+            } else {
+                "unknown"
+            };
+            tracing::warn!(
+                worker = %worker, invocation = %id,
+                "worker {worker} sent a result for {what} invocation {id}; ignored"
+            );
+            return;
+        }
+        let inv = &self.invocations[&id];
+        let result = resp.result.unwrap_or_default();
+        let output = resp.return_value.or_else(|| {
+            let entry = self.registry.get(&inv.function)?;
+            let name = entry.config.http_output().unwrap_or("$return");
+            resp.output_data
+                .into_iter()
+                .find(|b| b.name == name)
+                .and_then(|b| match b.rpc_data {
+                    Some(fnhost_proto::rpc::parameter_binding::RpcData::Data(d)) => Some(d),
+                    _ => None,
+                })
+        });
+        let ending = match result.status_kind() {
+            status_result::Status::Success => Ending {
+                outcome: Outcome::Succeeded,
+                error: None,
+                output,
+            },
+            status_result::Status::Failure => {
+                let msg = result.error_message();
+                let msg = if msg.is_empty() { "no exception message" } else { msg };
+                Ending::error(
+                    Outcome::Failed,
+                    format!("invocation {id} of '{}' failed: {msg}", inv.function),
+                )
+            }
+            status_result::Status::Cancelled => match inv.cancel_reason {
+                Some(CancelReason::Timeout) => Ending::error(
+                    Outcome::TimedOut,
+                    format!(
+                        "invocation {id} of '{}' exceeded its timeout of {:?}; the worker cancelled it",
+                        inv.function,
+                        self.registry.timeout(&inv.function)
+                    ),
+                ),
+                Some(reason) => Ending::error(
+                    Outcome::Cancelled,
+                    format!("invocation {id} of '{}' was cancelled ({reason})", inv.function),
+                ),
+                None => Ending::error(
+                    Outcome::Cancelled,
+                    format!("invocation {id} of '{}' was cancelled by worker {worker}", inv.function),
+                ),
+            },
+        };
+        self.finish(&id, ending);
+    }
+
+    pub(super) fn handle_log(&mut self, worker: &str, log: RpcLog) {
+        let level = rpc_log::Level::try_from(log.level).unwrap_or(rpc_log::Level::Information);
+        let attached = self.invocations.get_mut(&log.invocation_id).filter(|inv| {
+            matches!(&inv.state, InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. } if w == worker)
+        });
+        match attached {
+            Some(inv) => {
+                tracing::info!(target: "fnhost::function", invocation = %inv.id, function = %inv.function, level = level.as_str_name(), "{}", log.message);
+                if inv.logs.len() < MAX_LOG_LINES {
+                    inv.logs.push(LogLine {
+                        level: level.as_str_name().to_string(),
+                        category: log.category,
+                        message: log.message,
+                    });
+                } else {
+                    inv.logs_dropped += 1;
+                }
+            }
+            None => {
+                tracing::info!(target: "fnhost::worker", worker = %worker, level = level.as_str_name(), "{}", log.message)
+            }
+        }
+    }
+
+    /// Ends an invocation with exactly one outcome and frees its capacity.
+    pub(crate) fn finish(&mut self, id: &str, ending: Ending) {
+        let Some(mut inv) = self.invocations.remove(id) else { return };
+        if let Some(k) = inv.timeout_key.take() {
+            self.timers.remove(&k);
+        }
+        if let Some(k) = inv.grace_key.take() {
+            self.timers.remove(&k);
+        }
+        let worker = match &inv.state {
+            InvState::Running { worker } | InvState::Cancelling { worker, .. } => Some(worker.clone()),
+            InvState::Queued => None,
+        };
+        if let Some(w) = &worker {
+            if let Some(inst) = self.instances.get_mut(w) {
+                inst.in_flight.remove(id);
+                inst.served += 1;
+            }
+        }
+        if ending.outcome != Outcome::Succeeded {
+            tracing::info!(invocation = %id, outcome = %ending.outcome, "{}", ending.error.as_deref().unwrap_or(""));
+        }
+        *self.outcome_counts.entry(ending.outcome).or_default() += 1;
+        let result = InvocationResult {
+            invocation_id: inv.id.clone(),
+            function: inv.function.to_string(),
+            outcome: ending.outcome,
+            cancel_reason: inv.cancel_reason,
+            error: ending.error,
+            output: ending.output,
+            worker_id: worker,
+            logs: std::mem::take(&mut inv.logs),
+            logs_dropped: inv.logs_dropped,
+            elapsed: inv.submitted.elapsed(),
+        };
+        if self.results_tx.receiver_count() > 0 {
+            let _ = self.results_tx.send(result.clone());
+        }
+        if let Some(reply) = inv.reply.take() {
+            let _ = reply.send(Ok(result));
+        }
+        self.remember_finished(inv.id);
+        self.pump_queue();
+        self.maybe_terminate_workers();
+    }
+}

@@ -1,0 +1,291 @@
+//! The library entry point: start a host, invoke and cancel through a
+//! cheap handle, shut down within a bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnhost_proto::rpc::function_rpc_server::FunctionRpcServer;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AppConfig;
+use crate::dispatcher::{Dispatcher, Event};
+use crate::grpc::RpcService;
+use crate::invocation::{CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError};
+use crate::status::HostStatus;
+
+/// How to run a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The function app.
+    pub app: AppConfig,
+    /// Where the HTTP API listens (port 0: an ephemeral port).
+    pub http_addr: SocketAddr,
+    /// Where workers dial back (port 0: an ephemeral port).
+    pub grpc_addr: SocketAddr,
+    /// The key `/admin/*` requests must carry in `x-functions-key`.
+    pub admin_key: String,
+}
+
+impl HostOptions {
+    /// Options for `app` on loopback with ephemeral ports.
+    pub fn loopback(app: AppConfig, admin_key: impl Into<String>) -> Self {
+        Self {
+            app,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_key: admin_key.into(),
+        }
+    }
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// `HTTP` or `gRPC`.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A cheap, cloneable handle to a running host.
+#[derive(Clone)]
+pub struct HostHandle {
+    events: mpsc::Sender<Event>,
+    results: broadcast::Sender<InvocationResult>,
+    ready: watch::Receiver<usize>,
+}
+
+/// An invocation that has been submitted; await [`PendingInvocation::result`].
+pub struct PendingInvocation {
+    /// Its id (for [`HostHandle::cancel`]).
+    pub id: InvocationId,
+    reply: oneshot::Receiver<Result<InvocationResult, InvokeError>>,
+}
+
+impl PendingInvocation {
+    /// Waits for the outcome.
+    pub async fn result(self) -> Result<InvocationResult, InvokeError> {
+        self.reply.await.unwrap_or(Err(InvokeError::ShuttingDown))
+    }
+}
+
+impl HostHandle {
+    /// Submits an invocation and returns at once with its id.
+    pub async fn submit(&self, function: &str, input: InvocationInput) -> Result<PendingInvocation, InvokeError> {
+        let id = input
+            .invocation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (reply, rx) = oneshot::channel();
+        let ev = Event::Invoke {
+            function: function.to_string(),
+            id: id.clone(),
+            input,
+            reply,
+        };
+        self.events.send(ev).await.map_err(|_| InvokeError::ShuttingDown)?;
+        Ok(PendingInvocation { id, reply: rx })
+    }
+
+    /// Runs `function` and waits for its outcome.
+    pub async fn invoke(&self, function: &str, input: InvocationInput) -> Result<InvocationResult, InvokeError> {
+        self.submit(function, input).await?.result().await
+    }
+
+    /// Cancels an invocation: graceful first, forced after the grace.
+    pub async fn cancel(&self, id: &str, reason: CancelReason) -> CancelResponse {
+        let (reply, rx) = oneshot::channel();
+        let ev = Event::Cancel {
+            id: id.to_string(),
+            reason,
+            reply: Some(reply),
+        };
+        if self.events.send(ev).await.is_err() {
+            return CancelResponse::NotFound;
+        }
+        rx.await.unwrap_or(CancelResponse::NotFound)
+    }
+
+    /// Cancels without waiting for the answer (usable from `Drop`).
+    pub fn cancel_detached(&self, id: InvocationId, reason: CancelReason) {
+        let ev = Event::Cancel { id, reason, reply: None };
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
+            let events = self.events.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = events.send(ev).await;
+                });
+            }
+        }
+    }
+
+    /// A status snapshot.
+    pub async fn status(&self) -> Option<HostStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.events.send(Event::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Every invocation result from now on (for observers and tests).
+    pub fn subscribe(&self) -> broadcast::Receiver<InvocationResult> {
+        self.results.subscribe()
+    }
+
+    /// Waits until at least `n` worker instances are ready, up to `limit`.
+    pub async fn wait_ready(&self, n: usize, limit: Duration) -> bool {
+        let mut ready = self.ready.clone();
+        tokio::time::timeout(limit, ready.wait_for(|v| *v >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// A running host.
+pub struct Host {
+    handle: HostHandle,
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    http_stop: CancellationToken,
+    grpc_stop: CancellationToken,
+    http_task: JoinHandle<()>,
+    grpc_task: JoinHandle<()>,
+    dispatcher_task: JoinHandle<()>,
+    shutdown_bound: Duration,
+}
+
+impl Host {
+    /// Binds both listeners, launches the workers and serves.
+    pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
+        let app = Arc::new(opts.app);
+        let grpc_listener = TcpListener::bind(opts.grpc_addr).await.map_err(|source| StartError::Bind {
+            addr: opts.grpc_addr,
+            what: "gRPC",
+            source,
+        })?;
+        let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: opts.grpc_addr,
+            what: "gRPC",
+            source,
+        })?;
+        let http_listener = TcpListener::bind(opts.http_addr).await.map_err(|source| StartError::Bind {
+            addr: opts.http_addr,
+            what: "HTTP",
+            source,
+        })?;
+        let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: opts.http_addr,
+            what: "HTTP",
+            source,
+        })?;
+
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (results_tx, _) = broadcast::channel(1024);
+        let (ready_tx, ready_rx) = watch::channel(0);
+        let handle = HostHandle {
+            events: events_tx.clone(),
+            results: results_tx.clone(),
+            ready: ready_rx,
+        };
+
+        let max = app.host.max_message_bytes;
+        let grpc_stop = CancellationToken::new();
+        let service = FunctionRpcServer::new(RpcService {
+            events: events_tx.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let stop = grpc_stop.clone();
+        let grpc_task = tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("gRPC server failed: {e}");
+            }
+        });
+
+        let shutdown_bound = app.host.cancel_grace + app.host.terminate_grace + Duration::from_secs(3);
+        let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
+        let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
+
+        let http_stop = CancellationToken::new();
+        let router = crate::http::router(handle.clone(), app.clone(), opts.admin_key);
+        let stop = http_stop.clone();
+        let http_task = tokio::spawn(async move {
+            let served = axum::serve(http_listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        tracing::info!(%http_addr, %grpc_addr, app = %app.app_dir.display(), "host started");
+        Ok(Self {
+            handle,
+            http_addr,
+            grpc_addr,
+            http_stop,
+            grpc_stop,
+            http_task,
+            grpc_task,
+            dispatcher_task,
+            shutdown_bound,
+        })
+    }
+
+    /// The handle for invoking, cancelling and status.
+    pub fn handle(&self) -> &HostHandle {
+        &self.handle
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where workers dial back.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Stops accepting, cancels in-flight invocations (reason: host
+    /// shutdown), terminates workers, kills what remains after the grace.
+    /// Returns within the cancel grace + terminate grace + 3 s.
+    pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.shutdown_bound;
+        self.http_stop.cancel();
+        let (reply, rx) = oneshot::channel();
+        if self.handle.events.send(Event::Shutdown { reply }).await.is_ok()
+            && tokio::time::timeout_at(deadline, rx).await.is_err()
+        {
+            tracing::error!("dispatcher did not finish shutdown in {:?}", self.shutdown_bound);
+        }
+        // In-flight HTTP requests have their outcomes now; give them a moment to be written.
+        let mut http_task = self.http_task;
+        if tokio::time::timeout(Duration::from_secs(2), &mut http_task).await.is_err() {
+            http_task.abort();
+        }
+        self.grpc_stop.cancel();
+        let mut grpc_task = self.grpc_task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut grpc_task).await.is_err() {
+            grpc_task.abort();
+        }
+        let mut dispatcher_task = self.dispatcher_task;
+        if tokio::time::timeout_at(deadline, &mut dispatcher_task).await.is_err() {
+            dispatcher_task.abort();
+        }
+        tracing::info!("host stopped");
+    }
+}

@@ -1,0 +1,192 @@
+//! Invocation vocabulary shared by the dispatcher, the HTTP layer and the
+//! library API: requests, outcomes, cancel reasons.
+
+use std::fmt;
+use std::time::Duration;
+
+use fnhost_proto::rpc::{RpcHttp, TypedData};
+use serde::Serialize;
+
+/// Identifier of one invocation (a UUID in text form).
+pub type InvocationId = String;
+
+/// What a caller hands the host to run.
+#[derive(Debug, Clone)]
+pub struct InvocationInput {
+    /// The trigger's data.
+    pub trigger: TypedData,
+    /// Id to use instead of a fresh one (async events reuse their request id).
+    pub invocation_id: Option<InvocationId>,
+}
+
+impl InvocationInput {
+    /// Input carrying `data` for the trigger binding.
+    pub fn new(trigger: TypedData) -> Self {
+        Self {
+            trigger,
+            invocation_id: None,
+        }
+    }
+
+    /// Input for an HTTP trigger.
+    pub fn http(request: RpcHttp) -> Self {
+        Self::new(TypedData::http(request))
+    }
+
+    /// Runs under the given id.
+    pub fn with_id(mut self, id: impl Into<InvocationId>) -> Self {
+        self.invocation_id = Some(id.into());
+        self
+    }
+}
+
+/// Why an invocation was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelReason {
+    /// The function's timeout elapsed.
+    Timeout,
+    /// The HTTP client went away before the answer.
+    ClientDisconnected,
+    /// The host is shutting down.
+    HostShutdown,
+    /// A caller asked for it through the library API (e.g. terminate).
+    Requested,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Timeout => "function timeout",
+            Self::ClientDisconnected => "HTTP client disconnected",
+            Self::HostShutdown => "host shutdown",
+            Self::Requested => "cancel requested",
+        })
+    }
+}
+
+/// The one terminal outcome of an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The function returned a value.
+    Succeeded,
+    /// The function raised an error, or its worker failed under it.
+    Failed,
+    /// The invocation stopped cooperatively after a cancel (or never started).
+    Cancelled,
+    /// The function's timeout elapsed and the worker stopped it within the grace.
+    TimedOut,
+    /// The worker instance was killed to end it, or was killed under it.
+    Killed,
+}
+
+impl Outcome {
+    /// The value of the `x-fnhost-outcome` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed-out",
+            Self::Killed => "killed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A log line a worker sent for an invocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// `RpcLog.level` as its protocol name.
+    pub level: String,
+    /// `RpcLog.category`.
+    pub category: String,
+    /// `RpcLog.message`.
+    pub message: String,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone)]
+pub struct InvocationResult {
+    /// The invocation.
+    pub invocation_id: InvocationId,
+    /// The function.
+    pub function: String,
+    /// The terminal outcome.
+    pub outcome: Outcome,
+    /// Why a cancel was requested, when one was.
+    pub cancel_reason: Option<CancelReason>,
+    /// What happened, for anything but success: names the invocation, and the
+    /// worker instance where one is involved.
+    pub error: Option<String>,
+    /// The function's return value (or its HTTP output binding).
+    pub output: Option<TypedData>,
+    /// The worker instance that ran it last, if any.
+    pub worker_id: Option<String>,
+    /// Log lines the worker sent for this invocation (bounded).
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped beyond the bound.
+    pub logs_dropped: usize,
+    /// Time from submission to the outcome.
+    pub elapsed: Duration,
+}
+
+impl InvocationResult {
+    /// True when the outcome is [`Outcome::Succeeded`].
+    pub fn is_success(&self) -> bool {
+        self.outcome == Outcome::Succeeded
+    }
+}
+
+/// What a cancel request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelResponse {
+    /// The cancel was sent (or the invocation, still queued, ended at once).
+    Done,
+    /// A cancel was already under way; nothing more was sent.
+    AlreadyCancelling,
+    /// The invocation had already ended.
+    AlreadyCompleted,
+    /// No such invocation.
+    NotFound,
+}
+
+/// Why the host would not take an invocation.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InvokeError {
+    /// No function of that name.
+    #[error("function '{0}' does not exist")]
+    UnknownFunction(String),
+    /// The function is disabled in its function.json.
+    #[error("function '{0}' is disabled")]
+    Disabled(String),
+    /// Every instance is busy and the wait queue is full.
+    #[error("all worker instances are busy and the wait queue is full ({queued} waiting, limit {limit}); retry later")]
+    QueueFull {
+        /// Invocations waiting.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// No worker can serve now (restart budget exhausted, load failures).
+    #[error("no worker can run function '{function}': {reason}")]
+    Unavailable {
+        /// The function.
+        function: String,
+        /// Why.
+        reason: String,
+    },
+    /// The host is shutting down.
+    #[error("the host is shutting down and takes no new invocations")]
+    ShuttingDown,
+    /// An invocation with that id is already running.
+    #[error("an invocation with id '{0}' is already in progress")]
+    DuplicateId(String),
+}

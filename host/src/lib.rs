@@ -1,0 +1,21 @@
+//! fnhost: a function host for out-of-process language workers.
+//!
+//! [`Host::start`] binds the HTTP API and the `FunctionRpc` gRPC endpoint on
+//! loopback, launches the app's worker processes and serves invocations;
+//! [`HostHandle`] invokes, cancels and reports status from Rust code.
+
+pub mod admin_key;
+pub mod config;
+mod dispatcher;
+mod grpc;
+mod host;
+pub mod http;
+pub mod invocation;
+mod process;
+mod registry;
+pub mod status;
+
+pub use host::{Host, HostHandle, HostOptions, PendingInvocation, StartError};
+pub use invocation::{
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+};

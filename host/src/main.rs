@@ -1,0 +1,135 @@
+//! `fnhost`: the function host's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fnhost::admin_key::{self, KeySource};
+use fnhost::config::AppConfig;
+use fnhost::{Host, HostOptions};
+
+#[derive(Parser)]
+#[command(name = "fnhost", version, about = "A function host for out-of-process language workers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the function app in APP_DIR.
+    Start {
+        /// The function app: host.json, worker.config.json, <function>/function.json.
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// HTTP port on 127.0.0.1 (0: pick a free one).
+        #[arg(long, default_value_t = 7071)]
+        port: u16,
+        /// gRPC port on 127.0.0.1 for workers (0: pick a free one).
+        #[arg(long, default_value_t = 0)]
+        grpc_port: u16,
+        /// Where the host keeps its state (default: APP_DIR/.fnhost-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The admin key for /admin routes (else stored in the data dir).
+        #[arg(long, env = "FNHOST_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("FNHOST_LOG").unwrap_or_else(|_| "info".to_string());
+    let targets: tracing_subscriber::filter::Targets = match filter.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("fnhost: FNHOST_LOG=\"{filter}\" is not a valid filter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(targets)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fnhost: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Start {
+            app_dir,
+            port,
+            grpc_port,
+            data_dir,
+            admin_key,
+        } => runtime.block_on(start(app_dir, port, grpc_port, data_dir, admin_key)),
+    }
+}
+
+async fn start(
+    app_dir: PathBuf,
+    port: u16,
+    grpc_port: u16,
+    data_dir: Option<PathBuf>,
+    admin_key: Option<String>,
+) -> ExitCode {
+    let app = match AppConfig::load(&app_dir) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("fnhost: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = data_dir.unwrap_or_else(|| app.app_dir.join(".fnhost-data"));
+    let admin_key = match admin_key.filter(|k| !k.is_empty()) {
+        Some(k) => k,
+        None => match admin_key::load_or_generate(&data_dir) {
+            Ok((k, KeySource::Generated(path))) => {
+                println!("fnhost: generated an admin key, stored in {}: {k}", path.display());
+                k
+            }
+            Ok((k, KeySource::Stored(_))) => k,
+            Err(e) => {
+                eprintln!("fnhost: cannot read or create the admin key in {}: {e}", data_dir.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let opts = HostOptions {
+        app,
+        http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], grpc_port)),
+        admin_key,
+    };
+    let host = match Host::start(opts).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("fnhost: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    println!("fnhost: listening on http://{} (workers on {})", host.http_addr(), host.grpc_addr());
+    wait_for_signal().await;
+    tracing::info!("signal received; shutting down");
+    host.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; waiting for Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,194 @@
+//! Launching worker processes: the published argument set, a clean
+//! environment, output forwarded to the host's log, exit reported to the
+//! dispatcher.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{ArgumentStyle, WorkerLaunchConfig};
+use crate::dispatcher::Event;
+
+/// Variables that switch published workers into cloud-platform code paths;
+/// a local host must not pass them on.
+const STRIPPED_ENV: &[&str] = &["CONTAINER_NAME", "WEBSITE_INSTANCE_ID", "WEBSITE_PLACEHOLDER_MODE"];
+
+/// What the dispatcher keeps of a launched process.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    /// The OS process id.
+    pub pid: Option<u32>,
+    /// Firing (or dropping) this kills the process.
+    pub kill: oneshot::Sender<()>,
+}
+
+/// Identity and limits of one launch.
+pub(crate) struct LaunchSpec<'a> {
+    pub config: &'a WorkerLaunchConfig,
+    pub app_dir: &'a Path,
+    pub grpc_addr: SocketAddr,
+    pub worker_id: &'a str,
+    pub request_id: &'a str,
+    pub max_message_bytes: usize,
+}
+
+/// The command line, in the order published workers expect: executable,
+/// its arguments, the worker path, the protocol arguments, worker arguments.
+pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
+    let cfg = spec.config;
+    let mut args: Vec<String> = cfg.arguments.clone();
+    if let Some(p) = &cfg.worker_path {
+        args.push(p.display().to_string());
+    }
+    let (host, port) = (spec.grpc_addr.ip().to_string(), spec.grpc_addr.port().to_string());
+    let max = spec.max_message_bytes.to_string();
+    if cfg.argument_style != ArgumentStyle::Functions {
+        for (k, v) in [
+            ("--host", host.as_str()),
+            ("--port", port.as_str()),
+            ("--workerId", spec.worker_id),
+            ("--requestId", spec.request_id),
+            ("--grpcMaxMessageLength", max.as_str()),
+        ] {
+            args.push(k.to_string());
+            args.push(v.to_string());
+        }
+    }
+    if cfg.argument_style != ArgumentStyle::Classic {
+        let uri = format!("http://{}:{}/", host, port);
+        for (k, v) in [
+            ("--functions-uri", uri.as_str()),
+            ("--functions-worker-id", spec.worker_id),
+            ("--functions-request-id", spec.request_id),
+            ("--functions-grpc-max-message-length", max.as_str()),
+        ] {
+            args.push(k.to_string());
+            args.push(v.to_string());
+        }
+    }
+    args.extend(cfg.worker_arguments.iter().cloned());
+    args
+}
+
+/// Starts the worker; its exit (or the kill) is reported as
+/// [`Event::WorkerExited`].
+pub(crate) fn spawn_worker(spec: &LaunchSpec<'_>, events: mpsc::Sender<Event>) -> std::io::Result<WorkerProcess> {
+    let mut cmd = Command::new(&spec.config.executable);
+    cmd.args(command_line(spec))
+        .current_dir(spec.app_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if STRIPPED_ENV.contains(&k.as_ref()) || k.starts_with("WEBSITE_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.envs(&spec.config.environment);
+    cmd.env("FUNCTIONS_WORKER_ID", spec.worker_id);
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let short = short_id(spec.worker_id).to_string();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_output(out, short.clone(), "stdout"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_output(err, short, "stderr"));
+    }
+    let (kill, kill_rx) = oneshot::channel::<()>();
+    let worker_id = spec.worker_id.to_string();
+    tokio::spawn(async move {
+        // A fired or dropped kill handle both mean: end the process now.
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = kill_rx => {
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        let status = match status {
+            Ok(s) => describe_exit(s),
+            Err(e) => format!("exit status unknown ({e})"),
+        };
+        let _ = events.send(Event::WorkerExited { worker_id, status }).await;
+    });
+    Ok(WorkerProcess { pid, kill })
+}
+
+async fn forward_output(stream: impl AsyncRead + Unpin, worker: String, which: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "fnhost::worker_output", worker = %worker, stream = which, "{line}");
+    }
+}
+
+/// "exit code 3" or "killed by signal 9".
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => "unknown exit status".to_string(),
+    }
+}
+
+/// The first 8 characters of an id, for log lines.
+pub(crate) fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn cfg(style: ArgumentStyle) -> WorkerLaunchConfig {
+        WorkerLaunchConfig {
+            language: "python".into(),
+            executable: PathBuf::from("/usr/bin/python3"),
+            arguments: vec!["-m".into(), "worker".into()],
+            worker_path: None,
+            worker_arguments: vec!["--x".into()],
+            argument_style: style,
+            environment: BTreeMap::new(),
+            directory: PathBuf::from("/w"),
+        }
+    }
+
+    fn line(style: ArgumentStyle) -> Vec<String> {
+        let c = cfg(style);
+        command_line(&LaunchSpec {
+            config: &c,
+            app_dir: Path::new("/app"),
+            grpc_addr: "127.0.0.1:5000".parse().unwrap(),
+            worker_id: "w1",
+            request_id: "r1",
+            max_message_bytes: 1024,
+        })
+    }
+
+    #[test]
+    fn classic_style_uses_the_older_argument_set_only() {
+        let l = line(ArgumentStyle::Classic).join(" ");
+        assert_eq!(
+            l,
+            "-m worker --host 127.0.0.1 --port 5000 --workerId w1 --requestId r1 --grpcMaxMessageLength 1024 --x"
+        );
+    }
+
+    #[test]
+    fn functions_style_uses_the_uri_set() {
+        let l = line(ArgumentStyle::Functions).join(" ");
+        assert!(l.contains("--functions-uri http://127.0.0.1:5000/ --functions-worker-id w1"), "{l}");
+        assert!(!l.contains("--workerId"), "{l}");
+        let both = line(ArgumentStyle::Both).join(" ");
+        assert!(both.contains("--workerId w1") && both.contains("--functions-worker-id w1"), "{both}");
+    }
+}

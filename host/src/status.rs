@@ -1,0 +1,145 @@
+//! The host status snapshot served on `/admin/host/status`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::dispatcher::{Dispatcher, InstanceState};
+
+/// The whole host.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostStatus {
+    /// `starting`, `running`, `degraded` (a slot is down past its restart
+    /// budget) or `stopping`.
+    pub state: String,
+    /// Seconds since the host started.
+    pub uptime_seconds: u64,
+    /// The app's worker language.
+    pub language: String,
+    /// Functions the host can invoke.
+    pub functions: Vec<String>,
+    /// Every live or stopping worker instance.
+    pub workers: Vec<WorkerStatus>,
+    /// Pool slots and their restart budgets.
+    pub slots: Vec<SlotStatus>,
+    /// Invocations waiting for a free instance.
+    pub queued: usize,
+    /// Invocations on workers.
+    pub in_flight: usize,
+    /// Ended invocations by outcome.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Messages from workers that broke the protocol (and were ignored).
+    pub protocol_violations: u64,
+}
+
+/// One worker instance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    /// The worker id given at launch.
+    pub worker_id: String,
+    /// Its pool slot.
+    pub slot: usize,
+    /// OS process id, while the process runs.
+    pub pid: Option<u32>,
+    /// `starting`, `initializing`, `loading`, `ready`, `stopping`.
+    pub state: String,
+    /// Capabilities from `WorkerInitResponse`.
+    pub capabilities: BTreeMap<String, String>,
+    /// True when it advertised `HandlesInvocationCancelMessage`.
+    pub handles_cancel: bool,
+    /// Invocations on it now.
+    pub in_flight: usize,
+    /// Invocations it has ended.
+    pub served: u64,
+    /// Seconds since launch.
+    pub age_seconds: f64,
+    /// Functions that failed to load, with the reason.
+    pub load_errors: BTreeMap<String, String>,
+    /// Why it is stopping, when it is.
+    pub last_error: Option<String>,
+}
+
+/// One pool slot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotStatus {
+    /// Slot index.
+    pub slot: usize,
+    /// Its current instance.
+    pub worker_id: Option<String>,
+    /// Restarts within the current budget window.
+    pub recent_restarts: usize,
+    /// True when the restart budget is exhausted.
+    pub budget_exhausted: bool,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+impl Dispatcher {
+    pub(crate) fn status(&self) -> HostStatus {
+        let mut workers: Vec<WorkerStatus> = self
+            .instances
+            .values()
+            .map(|i| WorkerStatus {
+                worker_id: i.worker_id.clone(),
+                slot: i.slot,
+                pid: i.process.as_ref().and_then(|p| p.pid),
+                state: i.state.name().to_string(),
+                capabilities: i.capabilities.clone().into_iter().collect(),
+                handles_cancel: i.handles_cancel(),
+                in_flight: i.in_flight.len(),
+                served: i.served,
+                age_seconds: i.started.elapsed().as_secs_f64(),
+                load_errors: i
+                    .loaded
+                    .iter()
+                    .filter_map(|(f, r)| r.as_ref().err().map(|e| (f.clone(), e.clone())))
+                    .collect(),
+                last_error: i.last_error.clone().or_else(|| i.stream_error.clone()),
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.slot, w.state == "stopping"));
+        let slots: Vec<SlotStatus> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SlotStatus {
+                slot: i,
+                worker_id: s.current.clone(),
+                recent_restarts: s.restarts.len(),
+                budget_exhausted: s.exhausted_since.is_some(),
+                last_error: s.last_error.clone(),
+            })
+            .collect();
+        let ready = self.instances.values().any(|i| i.state == InstanceState::Ready);
+        let state = if self.shutdown.is_some() {
+            "stopping"
+        } else if slots.iter().any(|s| s.budget_exhausted) {
+            "degraded"
+        } else if ready {
+            "running"
+        } else {
+            "starting"
+        };
+        let mut functions: Vec<String> = self.registry.names().map(|n| n.to_string()).collect();
+        functions.sort();
+        HostStatus {
+            state: state.to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            language: self.app.worker.language.clone(),
+            functions,
+            workers,
+            slots,
+            queued: self.queue.len(),
+            in_flight: self.invocations.len() - self.queue.len(),
+            outcomes: self
+                .outcome_counts
+                .iter()
+                .map(|(o, n)| (o.as_str().to_string(), *n))
+                .collect(),
+            protocol_violations: self.protocol_violations,
+        }
+    }
+}

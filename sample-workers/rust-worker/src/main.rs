@@ -1,0 +1,184 @@
+//! `fnhost-sample-worker`: a Rust worker with small functions that exercise
+//! the host: success, long runs that honour or ignore cancellation, panics,
+//! crashes, failures and logging.
+
+use std::time::{Duration, Instant};
+
+use fnhost_worker::{Context, HandlerError, HttpResponse, Input, Output, Worker, WorkerError};
+use serde_json::Value;
+
+/// Returns the input: HTTP requests get a 200 with the same body and content
+/// type; JSON text comes back as JSON, other text as text, anything else as
+/// bytes.
+async fn echo(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
+    if let Some(http) = input.http() {
+        let mut resp = HttpResponse::new(200).body(input.bytes());
+        if let Some((_, ct)) = http
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            resp = resp.header("content-type", ct.clone());
+        }
+        return Ok(resp.into());
+    }
+    if input.data().is_none() {
+        return Ok(().into());
+    }
+    Ok(match input.text() {
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(json) => json.into(),
+            Err(_) => text.into(),
+        },
+        Err(_) => input.bytes().into(),
+    })
+}
+
+/// Milliseconds from the input: a plain number, JSON `{"ms": N}` (or a JSON
+/// number / numeric string), or for HTTP the `ms` query parameter or the body.
+fn millis(input: &Input) -> Result<u64, HandlerError> {
+    if let Some(ms) = input.http().and_then(|h| h.query.get("ms")) {
+        return parse_ms(ms);
+    }
+    parse_ms(&input.text()?)
+}
+
+fn parse_ms(text: &str) -> Result<u64, HandlerError> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    let value: Option<Value> = serde_json::from_str(text).ok();
+    let number = match value {
+        Some(Value::Object(map)) => map.get("ms").cloned(),
+        other => other,
+    };
+    match number {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        HandlerError::msg(format!(
+            "expected a number of milliseconds or {{\"ms\": N}}, got {text:?}"
+        ))
+    })
+}
+
+/// Sleeps for the requested time unless cancelled first.
+async fn sleep(ctx: Context, input: Input) -> Result<String, HandlerError> {
+    let ms = millis(&input)?;
+    let started = Instant::now();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(format!("slept {ms} ms")),
+        () = ctx.cancelled() => {
+            ctx.info(format!("sleep cancelled after {} ms", started.elapsed().as_millis()));
+            Err(HandlerError::cancelled())
+        }
+    }
+}
+
+/// Busy-waits on a blocking thread for the requested time, ignoring
+/// cancellation entirely.
+async fn spin(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+    let ms = millis(&input)?;
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    tokio::task::spawn_blocking(move || {
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+    .await?;
+    Ok(format!("spun {ms} ms"))
+}
+
+/// Panics with the input text.
+async fn panic(_ctx: Context, input: Input) -> Result<(), HandlerError> {
+    let text = input.text().unwrap_or_default();
+    panic!("panic requested: {text}");
+}
+
+/// Logs, then exits the whole worker process with code 3.
+async fn crash(ctx: Context, _input: Input) -> Result<(), HandlerError> {
+    ctx.error("crash requested: exiting with code 3");
+    // Give the log line a moment to reach the host.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::process::exit(3);
+}
+
+/// Fails with the input text.
+async fn fail(_ctx: Context, input: Input) -> Result<(), HandlerError> {
+    let text = input.text().unwrap_or_default();
+    Err(HandlerError::msg(format!("failure requested: {text}")))
+}
+
+/// Emits one log line at each of info, warn and error.
+async fn log(ctx: Context, _input: Input) -> Result<&'static str, HandlerError> {
+    ctx.info("info from log function");
+    ctx.warn("warning from log function");
+    ctx.error("error from log function");
+    Ok("logged")
+}
+
+/// Exit codes: 0 after an orderly stop, 2 for bad launch arguments, 1 for
+/// other failures (e.g. the host is unreachable).
+#[tokio::main]
+async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let result = Worker::builder()
+        .function("echo", echo)
+        .function("sleep", sleep)
+        .function("spin", spin)
+        .function("panic", panic)
+        .function("crash", crash)
+        .function("fail", fail)
+        .function("log", log)
+        .build()
+        .run()
+        .await;
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = if matches!(e, WorkerError::Args(_)) {
+                2
+            } else {
+                1
+            };
+            eprintln!("fnhost-sample-worker: {:#}", anyhow::Error::from(e));
+            code
+        }
+    };
+    // Exit now: returning from main would drop the runtime, which waits for
+    // blocking tasks (a `spin` that ignores cancellation) without limit.
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fnhost_worker::TypedData;
+
+    #[test]
+    fn millis_formats() {
+        let input = |s: &str| Input::from_typed_data(TypedData::string(s));
+        assert_eq!(millis(&input("250")).unwrap(), 250);
+        assert_eq!(millis(&input(r#"{"ms": 40}"#)).unwrap(), 40);
+        assert!(millis(&input("soon")).is_err());
+    }
+
+    #[tokio::test]
+    async fn sleep_observes_cancel() {
+        let (ctx, cancel) = Context::for_test("i");
+        let task = tokio::spawn(sleep(
+            ctx,
+            Input::from_typed_data(TypedData::string("60000")),
+        ));
+        cancel.cancel();
+        assert!(task.await.unwrap().unwrap_err().is_cancelled());
+    }
+}

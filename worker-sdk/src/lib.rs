@@ -1,0 +1,188 @@
+//! Write fnhost language workers in Rust.
+//!
+//! A worker is a process the host launches with connection arguments; it
+//! dials the host over gRPC, registers its functions and runs invocations
+//! concurrently, each with its own cancellation token. Register handlers on
+//! a [`WorkerBuilder`] and call [`Worker::run`]:
+//!
+//! ```no_run
+//! use fnhost_worker::{Context, HandlerError, Input, Worker};
+//!
+//! async fn hello(ctx: Context, input: Input) -> Result<String, HandlerError> {
+//!     ctx.info("saying hello");
+//!     Ok(format!("hello, {}", input.text()?))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), fnhost_worker::WorkerError> {
+//!     Worker::builder().function("hello", hello).build().run().await
+//! }
+//! ```
+//!
+//! The SDK answers cancellation from the host by cancelling the invocation's
+//! token ([`Context::cancelled`]); a handler that then returns
+//! [`HandlerError::cancelled()`] is reported as `Cancelled`. A cancel that
+//! arrives before its request is remembered, a panicking handler is reported
+//! as a failure, and each invocation's token is dropped when its result is
+//! sent.
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+mod args;
+mod context;
+mod dispatcher;
+mod error;
+mod io;
+mod runtime;
+
+pub use args::{ArgsError, LaunchArgs, DEFAULT_GRPC_MAX_MESSAGE_LENGTH};
+pub use context::{Context, LogLevel};
+pub use error::{HandlerError, WorkerError};
+pub use fnhost_proto::rpc::{RpcHttp, TypedData};
+pub use io::{HttpResponse, Input, Output};
+pub use tokio_util::sync::CancellationToken;
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Output, HandlerError>> + Send>>;
+pub(crate) type BoxHandler = Arc<dyn Fn(Context, Input) -> BoxFuture + Send + Sync>;
+
+/// A configured worker, ready to connect to the host.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), fnhost_worker::WorkerError> {
+/// let worker = fnhost_worker::Worker::builder()
+///     .function("echo", |_ctx, input: fnhost_worker::Input| async move {
+///         Ok::<_, fnhost_worker::HandlerError>(input.bytes())
+///     })
+///     .build();
+/// worker.run().await
+/// # }
+/// ```
+pub struct Worker {
+    handlers: HashMap<String, BoxHandler>,
+    worker_indexing: bool,
+}
+
+/// Registers functions and options for a [`Worker`].
+///
+/// ```no_run
+/// let builder = fnhost_worker::Worker::builder().worker_indexing(true);
+/// ```
+#[derive(Default)]
+pub struct WorkerBuilder {
+    handlers: HashMap<String, BoxHandler>,
+    worker_indexing: bool,
+}
+
+impl Worker {
+    /// Starts configuring a worker.
+    ///
+    /// ```no_run
+    /// let worker = fnhost_worker::Worker::builder().build();
+    /// ```
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+
+    /// Parses the process arguments, connects to the host and serves until
+    /// the host ends the stream, sends `WorkerTerminate`, or the process gets
+    /// SIGTERM. Returns `Ok(())` on those orderly endings.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: fnhost_worker::Worker) {
+    /// if let Err(e) = worker.run().await {
+    ///     eprintln!("worker failed: {e}");
+    ///     std::process::exit(1);
+    /// }
+    /// # }
+    /// ```
+    pub async fn run(self) -> Result<(), WorkerError> {
+        let args = LaunchArgs::from_env()?;
+        self.run_with_args(args).await
+    }
+
+    /// Like [`run`](Self::run) with already parsed arguments.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: fnhost_worker::Worker) -> Result<(), fnhost_worker::WorkerError> {
+    /// let args = fnhost_worker::LaunchArgs::new("http://127.0.0.1:7071", "w1", "r1");
+    /// worker.run_with_args(args).await
+    /// # }
+    /// ```
+    pub async fn run_with_args(self, args: LaunchArgs) -> Result<(), WorkerError> {
+        runtime::run(self.handlers, self.worker_indexing, args).await
+    }
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.handlers.keys().collect();
+        names.sort_unstable();
+        f.debug_struct("Worker")
+            .field("functions", &names)
+            .field("worker_indexing", &self.worker_indexing)
+            .finish()
+    }
+}
+
+impl WorkerBuilder {
+    /// Registers `handler` for the function named `name` (as in the host's
+    /// function metadata). Registering a name again replaces the handler.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, HandlerError, Input, Worker};
+    ///
+    /// async fn upper(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+    ///     Ok(input.text()?.to_uppercase())
+    /// }
+    /// let worker = Worker::builder().function("upper", upper).build();
+    /// ```
+    pub fn function<F, Fut, O, E>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Output>,
+        E: Into<HandlerError>,
+    {
+        let boxed: BoxHandler = Arc::new(move |ctx, input| {
+            let fut = handler(ctx, input);
+            Box::pin(async move { fut.await.map(Into::into).map_err(Into::into) })
+        });
+        self.handlers.insert(name.into(), boxed);
+        self
+    }
+
+    /// Whether the worker indexes its own functions (advertises
+    /// `WorkerIndexing` and lists its registered functions when the host asks
+    /// for metadata). Default `false`: the host indexes from `function.json`.
+    ///
+    /// ```no_run
+    /// let builder = fnhost_worker::Worker::builder().worker_indexing(true);
+    /// ```
+    pub fn worker_indexing(mut self, enabled: bool) -> Self {
+        self.worker_indexing = enabled;
+        self
+    }
+
+    /// Finishes configuration.
+    ///
+    /// ```no_run
+    /// let worker = fnhost_worker::Worker::builder().build();
+    /// ```
+    pub fn build(self) -> Worker {
+        Worker {
+            handlers: self.handlers,
+            worker_indexing: self.worker_indexing,
+        }
+    }
+}
+
+impl fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerBuilder").finish_non_exhaustive()
+    }
+}
