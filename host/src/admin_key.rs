@@ -34,7 +34,11 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, KeySource)>
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
-    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -56,7 +60,11 @@ mod tests {
         let (k1, s1) = load_or_generate(&dir).unwrap();
         assert!(matches!(s1, KeySource::Generated(_)));
         assert_eq!(k1.len(), 64);
-        let mode = std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let (k2, s2) = load_or_generate(&dir).unwrap();
         assert_eq!(k1, k2);

@@ -128,7 +128,10 @@ impl AppConfig {
     /// Reads and validates the app at `app_dir`.
     pub fn load(app_dir: &Path) -> Result<Self, ConfigError> {
         let app_dir = app_dir.canonicalize().map_err(|e| {
-            ConfigError::file(app_dir, format!("the function app directory cannot be opened: {e}"))
+            ConfigError::file(
+                app_dir,
+                format!("the function app directory cannot be opened: {e}"),
+            )
         })?;
         let host = HostConfig::load(&app_dir.join("host.json"))?;
         let functions = function::load_all(&app_dir)?;
@@ -161,9 +164,9 @@ impl HostConfig {
             .ok_or_else(|| ConfigError::file(path, "expected a JSON object at the top level"))?;
         let mut cfg = Self::default();
         if let Some(t) = obj.get("functionTimeout") {
-            let text = t
-                .as_str()
-                .ok_or_else(|| ConfigError::field(path, "functionTimeout", "expected a string \"hh:mm:ss\""))?;
+            let text = t.as_str().ok_or_else(|| {
+                ConfigError::field(path, "functionTimeout", "expected a string \"hh:mm:ss\"")
+            })?;
             cfg.function_timeout = positive_timespan(path, "functionTimeout", text)?;
         }
         let workers: WorkersSection = match obj.get("workers") {
@@ -178,11 +181,17 @@ impl HostConfig {
                 in_range(path, "workers.maxConcurrentInvocations", n, 1, 100_000)? as usize;
         }
         if let Some(n) = workers.max_queue_length {
-            cfg.max_queue_length = in_range(path, "workers.maxQueueLength", n, 0, 1_000_000)? as usize;
+            cfg.max_queue_length =
+                in_range(path, "workers.maxQueueLength", n, 0, 1_000_000)? as usize;
         }
         if let Some(n) = workers.max_message_bytes {
-            cfg.max_message_bytes =
-                in_range(path, "workers.maxMessageBytes", n, 64 * 1024, MAX_MESSAGE_BYTES_LIMIT)? as usize;
+            cfg.max_message_bytes = in_range(
+                path,
+                "workers.maxMessageBytes",
+                n,
+                64 * 1024,
+                MAX_MESSAGE_BYTES_LIMIT,
+            )? as usize;
         }
         if let Some(t) = &workers.cancel_grace_period {
             cfg.cancel_grace = positive_timespan(path, "workers.cancelGracePeriod", t)?;
@@ -195,7 +204,13 @@ impl HostConfig {
         }
         if let Some(budget) = workers.restart_budget {
             if let Some(n) = budget.max_restarts {
-                cfg.max_restarts = in_range(path, "workers.restartBudget.maxRestarts", u64::from(n), 0, 1000)? as u32;
+                cfg.max_restarts = in_range(
+                    path,
+                    "workers.restartBudget.maxRestarts",
+                    u64::from(n),
+                    0,
+                    1000,
+                )? as u32;
             }
             if let Some(t) = &budget.window {
                 cfg.restart_window = positive_timespan(path, "workers.restartBudget.window", t)?;
@@ -206,12 +221,18 @@ impl HostConfig {
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot be read: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| ConfigError::file(path, format!("is not valid JSON: {e}")))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot be read: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ConfigError::file(path, format!("is not valid JSON: {e}")))
 }
 
 /// Deserializes `value` strictly, naming the failing field as `prefix.path`.
-pub(crate) fn typed<T: DeserializeOwned>(path: &Path, prefix: &str, value: &serde_json::Value) -> Result<T, ConfigError> {
+pub(crate) fn typed<T: DeserializeOwned>(
+    path: &Path,
+    prefix: &str,
+    value: &serde_json::Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
         let field = match (prefix.is_empty(), inner.as_str()) {
@@ -223,7 +244,11 @@ pub(crate) fn typed<T: DeserializeOwned>(path: &Path, prefix: &str, value: &serd
     })
 }
 
-pub(crate) fn positive_timespan(path: &Path, field: &str, text: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn positive_timespan(
+    path: &Path,
+    field: &str,
+    text: &str,
+) -> Result<Duration, ConfigError> {
     match parse_timespan(text) {
         Ok(d) if d > Duration::ZERO => Ok(d),
         Ok(_) => Err(ConfigError::field(path, field, "must be greater than zero")),
@@ -235,12 +260,19 @@ fn in_range(path: &Path, field: &str, n: u64, min: u64, max: u64) -> Result<u64,
     if (min..=max).contains(&n) {
         Ok(n)
     } else {
-        Err(ConfigError::field(path, field, format!("{n} is out of range {min}..={max}")))
+        Err(ConfigError::field(
+            path,
+            field,
+            format!("{n} is out of range {min}..={max}"),
+        ))
     }
 }
 
 /// String-valued extra properties of a JSON object, for protocol maps.
-pub(crate) fn string_properties(obj: &serde_json::Map<String, serde_json::Value>, skip: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn string_properties(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    skip: &[&str],
+) -> BTreeMap<String, String> {
     obj.iter()
         .filter(|(k, _)| !skip.contains(&k.as_str()))
         .map(|(k, v)| {
@@ -264,7 +296,10 @@ mod tests {
 
     #[test]
     fn defaults_apply_to_an_empty_host_json() {
-        assert_eq!(host(json!({"version": "2.0"})).unwrap(), HostConfig::default());
+        assert_eq!(
+            host(json!({"version": "2.0"})).unwrap(),
+            HostConfig::default()
+        );
     }
 
     #[test]
@@ -289,17 +324,31 @@ mod tests {
 
     #[test]
     fn a_bad_timeout_names_the_file_and_field() {
-        let err = host(json!({"functionTimeout": "soon"})).unwrap_err().to_string();
-        assert!(err.contains("/app/host.json") && err.contains("`functionTimeout`"), "{err}");
+        let err = host(json!({"functionTimeout": "soon"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/app/host.json") && err.contains("`functionTimeout`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_misspelt_worker_setting_names_the_field() {
-        let err = host(json!({"workers": {"procesCount": 2}})).unwrap_err().to_string();
+        let err = host(json!({"workers": {"procesCount": 2}}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("procesCount"), "{err}");
-        let err = host(json!({"workers": {"processCount": "two"}})).unwrap_err().to_string();
+        let err = host(json!({"workers": {"processCount": "two"}}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`workers.processCount`"), "{err}");
-        let err = host(json!({"workers": {"processCount": 0}})).unwrap_err().to_string();
-        assert!(err.contains("`workers.processCount`") && err.contains("out of range"), "{err}");
+        let err = host(json!({"workers": {"processCount": 0}}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`workers.processCount`") && err.contains("out of range"),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,8 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::config::AppConfig;
 use crate::invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
+    LogLine, Outcome,
 };
 use crate::registry::Registry;
 use crate::status::HostStatus;
@@ -56,9 +57,15 @@ pub(crate) enum Event {
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// A message from an attached worker.
-    FromWorker { worker_id: String, msg: StreamingMessage },
+    FromWorker {
+        worker_id: String,
+        msg: StreamingMessage,
+    },
     /// A worker's stream ended (`error` when it broke).
-    StreamClosed { worker_id: String, error: Option<String> },
+    StreamClosed {
+        worker_id: String,
+        error: Option<String>,
+    },
     /// A worker process exited (or was killed).
     WorkerExited { worker_id: String, status: String },
 }
@@ -157,7 +164,9 @@ impl Dispatcher {
         results_tx: broadcast::Sender<InvocationResult>,
         ready_tx: watch::Sender<usize>,
     ) -> Self {
-        let slots = (0..app.host.process_count).map(|_| Slot::default()).collect();
+        let slots = (0..app.host.process_count)
+            .map(|_| Slot::default())
+            .collect();
         Self {
             registry: Registry::from_config(&app),
             app,
@@ -231,8 +240,12 @@ impl Dispatcher {
                 let _ = reply.send(self.handle_attach(&worker_id, outbound));
             }
             Event::FromWorker { worker_id, msg } => self.handle_worker_message(&worker_id, msg),
-            Event::StreamClosed { worker_id, error } => self.handle_stream_closed(&worker_id, error),
-            Event::WorkerExited { worker_id, status } => self.handle_worker_exited(&worker_id, &status),
+            Event::StreamClosed { worker_id, error } => {
+                self.handle_stream_closed(&worker_id, error)
+            }
+            Event::WorkerExited { worker_id, status } => {
+                self.handle_worker_exited(&worker_id, &status)
+            }
         }
     }
 
@@ -350,6 +363,7 @@ impl Dispatcher {
 pub(crate) fn restart_backoff(consecutive_failures: u32) -> Duration {
     match consecutive_failures {
         0 | 1 => Duration::ZERO,
-        n => Duration::from_millis(200u64.saturating_mul(1 << (n - 2).min(6))).min(Duration::from_secs(10)),
+        n => Duration::from_millis(200u64.saturating_mul(1 << (n - 2).min(6)))
+            .min(Duration::from_secs(10)),
     }
 }

@@ -11,8 +11,8 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::dispatcher::{outbound_channel, Event};
 use crate::dispatcher::attach_request;
+use crate::dispatcher::{outbound_channel, Event};
 
 /// How long a new stream may take to send `StartStream`.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,12 +36,19 @@ impl FunctionRpc for RpcService {
         let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => return Err(reject(peer, "stream closed before StartStream")),
-            Ok(Err(e)) => return Err(reject(peer, &format!("stream failed before StartStream: {e}"))),
+            Ok(Err(e)) => {
+                return Err(reject(
+                    peer,
+                    &format!("stream failed before StartStream: {e}"),
+                ))
+            }
             Err(_) => return Err(reject(peer, "no StartStream within 10 s")),
         };
         let worker_id = match first.content {
             Some(Content::StartStream(s)) if !s.worker_id.is_empty() => s.worker_id,
-            Some(Content::StartStream(_)) => return Err(reject(peer, "StartStream carries no worker_id")),
+            Some(Content::StartStream(_)) => {
+                return Err(reject(peer, "StartStream carries no worker_id"))
+            }
             _ => {
                 let what = format!("first message must be StartStream, got {}", first.kind());
                 return Err(reject(peer, &what));
@@ -60,7 +67,9 @@ impl FunctionRpc for RpcService {
         }
         let events = self.events.clone();
         tokio::spawn(read_worker(worker_id, inbound, events));
-        Ok(Response::new(Box::pin(outbound_stream(urgent_rx, normal_rx))))
+        Ok(Response::new(Box::pin(outbound_stream(
+            urgent_rx, normal_rx,
+        ))))
     }
 }
 
@@ -71,7 +80,11 @@ fn reject(peer: Option<std::net::SocketAddr>, why: &str) -> Status {
 
 /// Forwards a worker's messages; the channel's bound pushes back on a
 /// worker that floods the host.
-async fn read_worker(worker_id: String, mut inbound: Streaming<StreamingMessage>, events: mpsc::Sender<Event>) {
+async fn read_worker(
+    worker_id: String,
+    mut inbound: Streaming<StreamingMessage>,
+    events: mpsc::Sender<Event>,
+) {
     let error = loop {
         match inbound.message().await {
             Ok(Some(msg)) => {

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AppConfig;
 use crate::dispatcher::{Dispatcher, Event};
 use crate::grpc::RpcService;
-use crate::invocation::{CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError};
+use crate::invocation::{
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
+};
 use crate::status::HostStatus;
 
 /// How to run a host.
@@ -81,7 +83,11 @@ impl PendingInvocation {
 
 impl HostHandle {
     /// Submits an invocation and returns at once with its id.
-    pub async fn submit(&self, function: &str, input: InvocationInput) -> Result<PendingInvocation, InvokeError> {
+    pub async fn submit(
+        &self,
+        function: &str,
+        input: InvocationInput,
+    ) -> Result<PendingInvocation, InvokeError> {
         let id = input
             .invocation_id
             .clone()
@@ -93,12 +99,19 @@ impl HostHandle {
             input,
             reply,
         };
-        self.events.send(ev).await.map_err(|_| InvokeError::ShuttingDown)?;
+        self.events
+            .send(ev)
+            .await
+            .map_err(|_| InvokeError::ShuttingDown)?;
         Ok(PendingInvocation { id, reply: rx })
     }
 
     /// Runs `function` and waits for its outcome.
-    pub async fn invoke(&self, function: &str, input: InvocationInput) -> Result<InvocationResult, InvokeError> {
+    pub async fn invoke(
+        &self,
+        function: &str,
+        input: InvocationInput,
+    ) -> Result<InvocationResult, InvokeError> {
         self.submit(function, input).await?.result().await
     }
 
@@ -118,7 +131,11 @@ impl HostHandle {
 
     /// Cancels without waiting for the answer (usable from `Drop`).
     pub fn cancel_detached(&self, id: InvocationId, reason: CancelReason) {
-        let ev = Event::Cancel { id, reason, reply: None };
+        let ev = Event::Cancel {
+            id,
+            reason,
+            reply: None,
+        };
         if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
             let events = self.events.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -167,26 +184,36 @@ impl Host {
     /// Binds both listeners, launches the workers and serves.
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
         let app = Arc::new(opts.app);
-        let grpc_listener = TcpListener::bind(opts.grpc_addr).await.map_err(|source| StartError::Bind {
-            addr: opts.grpc_addr,
-            what: "gRPC",
-            source,
-        })?;
-        let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
-            addr: opts.grpc_addr,
-            what: "gRPC",
-            source,
-        })?;
-        let http_listener = TcpListener::bind(opts.http_addr).await.map_err(|source| StartError::Bind {
-            addr: opts.http_addr,
-            what: "HTTP",
-            source,
-        })?;
-        let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
-            addr: opts.http_addr,
-            what: "HTTP",
-            source,
-        })?;
+        let grpc_listener =
+            TcpListener::bind(opts.grpc_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: opts.grpc_addr,
+                    what: "gRPC",
+                    source,
+                })?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: opts.grpc_addr,
+                what: "gRPC",
+                source,
+            })?;
+        let http_listener =
+            TcpListener::bind(opts.http_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: opts.http_addr,
+                    what: "HTTP",
+                    source,
+                })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: opts.http_addr,
+                what: "HTTP",
+                source,
+            })?;
 
         let (events_tx, events_rx) = mpsc::channel(4096);
         let (results_tx, _) = broadcast::channel(1024);
@@ -216,7 +243,8 @@ impl Host {
             }
         });
 
-        let shutdown_bound = app.host.cancel_grace + app.host.terminate_grace + Duration::from_secs(3);
+        let shutdown_bound =
+            app.host.cancel_grace + app.host.terminate_grace + Duration::from_secs(3);
         let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
         let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
 
@@ -267,23 +295,40 @@ impl Host {
         let deadline = tokio::time::Instant::now() + self.shutdown_bound;
         self.http_stop.cancel();
         let (reply, rx) = oneshot::channel();
-        if self.handle.events.send(Event::Shutdown { reply }).await.is_ok()
+        if self
+            .handle
+            .events
+            .send(Event::Shutdown { reply })
+            .await
+            .is_ok()
             && tokio::time::timeout_at(deadline, rx).await.is_err()
         {
-            tracing::error!("dispatcher did not finish shutdown in {:?}", self.shutdown_bound);
+            tracing::error!(
+                "dispatcher did not finish shutdown in {:?}",
+                self.shutdown_bound
+            );
         }
         // In-flight HTTP requests have their outcomes now; give them a moment to be written.
         let mut http_task = self.http_task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut http_task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut http_task)
+            .await
+            .is_err()
+        {
             http_task.abort();
         }
         self.grpc_stop.cancel();
         let mut grpc_task = self.grpc_task;
-        if tokio::time::timeout(Duration::from_secs(1), &mut grpc_task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(1), &mut grpc_task)
+            .await
+            .is_err()
+        {
             grpc_task.abort();
         }
         let mut dispatcher_task = self.dispatcher_task;
-        if tokio::time::timeout_at(deadline, &mut dispatcher_task).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut dispatcher_task)
+            .await
+            .is_err()
+        {
             dispatcher_task.abort();
         }
         tracing::info!("host stopped");

@@ -37,7 +37,11 @@ struct AppState {
 
 pub(crate) fn router(host: HostHandle, app: Arc<AppConfig>, admin_key: String) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
-    let body_limit = app.host.max_message_bytes.saturating_sub(64 * 1024).max(1024);
+    let body_limit = app
+        .host
+        .max_message_bytes
+        .saturating_sub(64 * 1024)
+        .max(1024);
     let state = AppState {
         host,
         app,
@@ -46,7 +50,10 @@ pub(crate) fn router(host: HostHandle, app: Arc<AppConfig>, admin_key: String) -
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
         .route("/admin/host/status", get(host_status))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_key,
+        ));
     Router::new()
         .route("/api/{function}", any(http_trigger))
         .route("/api/{function}/{*rest}", any(http_trigger))
@@ -57,7 +64,11 @@ pub(crate) fn router(host: HostHandle, app: Arc<AppConfig>, admin_key: String) -
 }
 
 fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": { "message": message.into() } }))).into_response()
+    (
+        status,
+        Json(json!({ "error": { "message": message.into() } })),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -65,11 +76,20 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn require_admin_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(ADMIN_KEY_HEADER).map(HeaderValue::as_bytes);
+    let given = req
+        .headers()
+        .get(ADMIN_KEY_HEADER)
+        .map(HeaderValue::as_bytes);
     match given {
         Some(k) if constant_time_eq(k, state.admin_key.as_bytes()) => next.run(req).await,
-        Some(_) => error_body(StatusCode::UNAUTHORIZED, "the x-functions-key header does not match the admin key"),
-        None => error_body(StatusCode::UNAUTHORIZED, "admin routes require the x-functions-key header"),
+        Some(_) => error_body(
+            StatusCode::UNAUTHORIZED,
+            "the x-functions-key header does not match the admin key",
+        ),
+        None => error_body(
+            StatusCode::UNAUTHORIZED,
+            "admin routes require the x-functions-key header",
+        ),
     }
 }
 
@@ -95,13 +115,22 @@ async fn http_trigger(
 ) -> Response {
     let name = params.get("function").cloned().unwrap_or_default();
     let Some(function) = state.app.function(&name).filter(|f| f.is_http_triggered()) else {
-        return error_body(StatusCode::NOT_FOUND, format!("no HTTP-triggered function '{name}'"));
+        return error_body(
+            StatusCode::NOT_FOUND,
+            format!("no HTTP-triggered function '{name}'"),
+        );
     };
     if let Some(methods) = &function.trigger().methods {
-        if !methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())) {
+        if !methods
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+        {
             return error_body(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("function '{name}' accepts {}", methods.join(", ").to_uppercase()),
+                format!(
+                    "function '{name}' accepts {}",
+                    methods.join(", ").to_uppercase()
+                ),
             );
         }
     }
@@ -120,7 +149,14 @@ async fn admin_invoke(
         return invoke_error(InvokeError::UnknownFunction(name));
     };
     let trigger = if function.is_http_triggered() {
-        TypedData::http(rpc_http(&Method::POST, &uri, &headers, HashMap::new(), HashMap::new(), body))
+        TypedData::http(rpc_http(
+            &Method::POST,
+            &uri,
+            &headers,
+            HashMap::new(),
+            HashMap::new(),
+            body,
+        ))
     } else {
         trigger_data(&headers, body)
     };
@@ -135,7 +171,9 @@ fn trigger_data(headers: &HeaderMap, body: Bytes) -> TypedData {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
     match String::from_utf8(body.to_vec()) {
-        Ok(text) if is_json_type || serde_json::from_str::<serde_json::Value>(&text).is_ok() => TypedData::json(text),
+        Ok(text) if is_json_type || serde_json::from_str::<serde_json::Value>(&text).is_ok() => {
+            TypedData::json(text)
+        }
         Ok(text) => TypedData::string(text),
         Err(e) => TypedData::bytes(e.into_bytes()),
     }
@@ -159,7 +197,10 @@ fn rpc_http(
             })
             .or_insert(v);
     }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     let body = TypedData::bytes(body.to_vec());
     RpcHttp {
         method: method.as_str().to_string(),
@@ -179,7 +220,11 @@ async fn run(state: &AppState, function: &str, input: InvocationInput) -> Respon
         Err(e) => return invoke_error(e),
     };
     // If the client goes away, this future is dropped and the guard cancels.
-    let mut guard = CancelOnDrop::new(state.host.clone(), pending.id.clone(), CancelReason::ClientDisconnected);
+    let mut guard = CancelOnDrop::new(
+        state.host.clone(),
+        pending.id.clone(),
+        CancelReason::ClientDisconnected,
+    );
     let result = pending.result().await;
     guard.disarm();
     match result {
@@ -193,11 +238,14 @@ fn invoke_error(e: InvokeError) -> Response {
         InvokeError::UnknownFunction(_) => StatusCode::NOT_FOUND,
         InvokeError::Disabled(_) | InvokeError::DuplicateId(_) => StatusCode::CONFLICT,
         InvokeError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        InvokeError::Unavailable { .. } | InvokeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Unavailable { .. } | InvokeError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     let mut resp = error_body(status, e.to_string());
     if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
     }
     resp
 }
@@ -209,7 +257,9 @@ pub fn outcome_status(outcome: Outcome, reason: Option<CancelReason>) -> StatusC
         Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
         Outcome::TimedOut => StatusCode::GATEWAY_TIMEOUT,
         Outcome::Killed => StatusCode::BAD_GATEWAY,
-        Outcome::Cancelled if reason == Some(CancelReason::HostShutdown) => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Cancelled if reason == Some(CancelReason::HostShutdown) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         // 499: the nginx convention for "client closed request".
         Outcome::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::CONFLICT),
     }
@@ -252,7 +302,9 @@ fn output_response(output: Option<&TypedData>) -> Response {
         typed_data::Data::String(s) => ("text/plain; charset=utf-8", s.clone().into_bytes()),
         typed_data::Data::Int(i) => ("text/plain; charset=utf-8", i.to_string().into_bytes()),
         typed_data::Data::Double(d) => ("text/plain; charset=utf-8", d.to_string().into_bytes()),
-        typed_data::Data::Bytes(b) | typed_data::Data::Stream(b) => ("application/octet-stream", b.clone()),
+        typed_data::Data::Bytes(b) | typed_data::Data::Stream(b) => {
+            ("application/octet-stream", b.clone())
+        }
         other => {
             let text = format!("{other:?}");
             ("text/plain; charset=utf-8", text.into_bytes())
@@ -264,7 +316,11 @@ fn output_response(output: Option<&TypedData>) -> Response {
 fn http_output(h: &RpcHttp) -> Response {
     let status = match h.status_code.trim() {
         "" => StatusCode::OK,
-        code => match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+        code => match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(s) => s,
             None => {
                 return error_body(
@@ -274,10 +330,15 @@ fn http_output(h: &RpcHttp) -> Response {
             }
         },
     };
-    let body = h.body.as_ref().and_then(|b| b.to_bytes()).unwrap_or_default();
+    let body = h
+        .body
+        .as_ref()
+        .and_then(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut resp = (status, body).into_response();
     for (k, v) in &h.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+        {
             resp.headers_mut().insert(name, value);
         }
     }

@@ -17,5 +17,6 @@ pub mod status;
 
 pub use host::{Host, HostHandle, HostOptions, PendingInvocation, StartError};
 pub use invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
+    LogLine, Outcome,
 };

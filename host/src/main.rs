@@ -10,7 +10,11 @@ use fnhost::config::AppConfig;
 use fnhost::{Host, HostOptions};
 
 #[derive(Parser)]
-#[command(name = "fnhost", version, about = "A function host for out-of-process language workers")]
+#[command(
+    name = "fnhost",
+    version,
+    about = "A function host for out-of-process language workers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,10 @@ fn main() -> ExitCode {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(targets)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fnhost: cannot start the async runtime: {e}");
@@ -91,12 +98,18 @@ async fn start(
         Some(k) => k,
         None => match admin_key::load_or_generate(&data_dir) {
             Ok((k, KeySource::Generated(path))) => {
-                println!("fnhost: generated an admin key, stored in {}: {k}", path.display());
+                println!(
+                    "fnhost: generated an admin key, stored in {}: {k}",
+                    path.display()
+                );
                 k
             }
             Ok((k, KeySource::Stored(_))) => k,
             Err(e) => {
-                eprintln!("fnhost: cannot read or create the admin key in {}: {e}", data_dir.display());
+                eprintln!(
+                    "fnhost: cannot read or create the admin key in {}: {e}",
+                    data_dir.display()
+                );
                 return ExitCode::from(2);
             }
         },
@@ -114,7 +127,11 @@ async fn start(
             return ExitCode::from(3);
         }
     };
-    println!("fnhost: listening on http://{} (workers on {})", host.http_addr(), host.grpc_addr());
+    println!(
+        "fnhost: listening on http://{} (workers on {})",
+        host.http_addr(),
+        host.grpc_addr()
+    );
     wait_for_signal().await;
     tracing::info!("signal received; shutting down");
     host.shutdown().await;
@@ -123,7 +140,10 @@ async fn start(
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; waiting for Ctrl-C only");
         let _ = tokio::signal::ctrl_c().await;
         return;

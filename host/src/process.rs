@@ -15,7 +15,11 @@ use crate::dispatcher::Event;
 
 /// Variables that switch published workers into cloud-platform code paths;
 /// a local host must not pass them on.
-const STRIPPED_ENV: &[&str] = &["CONTAINER_NAME", "WEBSITE_INSTANCE_ID", "WEBSITE_PLACEHOLDER_MODE"];
+const STRIPPED_ENV: &[&str] = &[
+    "CONTAINER_NAME",
+    "WEBSITE_INSTANCE_ID",
+    "WEBSITE_PLACEHOLDER_MODE",
+];
 
 /// What the dispatcher keeps of a launched process.
 #[derive(Debug)]
@@ -44,7 +48,10 @@ pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
     if let Some(p) = &cfg.worker_path {
         args.push(p.display().to_string());
     }
-    let (host, port) = (spec.grpc_addr.ip().to_string(), spec.grpc_addr.port().to_string());
+    let (host, port) = (
+        spec.grpc_addr.ip().to_string(),
+        spec.grpc_addr.port().to_string(),
+    );
     let max = spec.max_message_bytes.to_string();
     if cfg.argument_style != ArgumentStyle::Functions {
         for (k, v) in [
@@ -76,14 +83,20 @@ pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
 
 /// Starts the worker; its exit (or the kill) is reported as
 /// [`Event::WorkerExited`].
-pub(crate) fn spawn_worker(spec: &LaunchSpec<'_>, events: mpsc::Sender<Event>) -> std::io::Result<WorkerProcess> {
+pub(crate) fn spawn_worker(
+    spec: &LaunchSpec<'_>,
+    events: mpsc::Sender<Event>,
+) -> std::io::Result<WorkerProcess> {
     let mut cmd = Command::new(&spec.config.executable);
     cmd.args(command_line(spec))
         .current_dir(spec.app_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches the host only,
+        // and the host ends its workers in order.
+        .process_group(0);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
         if STRIPPED_ENV.contains(&k.as_ref()) || k.starts_with("WEBSITE_") {
@@ -186,9 +199,15 @@ mod tests {
     #[test]
     fn functions_style_uses_the_uri_set() {
         let l = line(ArgumentStyle::Functions).join(" ");
-        assert!(l.contains("--functions-uri http://127.0.0.1:5000/ --functions-worker-id w1"), "{l}");
+        assert!(
+            l.contains("--functions-uri http://127.0.0.1:5000/ --functions-worker-id w1"),
+            "{l}"
+        );
         assert!(!l.contains("--workerId"), "{l}");
         let both = line(ArgumentStyle::Both).join(" ");
-        assert!(both.contains("--workerId w1") && both.contains("--functions-worker-id w1"), "{both}");
+        assert!(
+            both.contains("--workerId w1") && both.contains("--functions-worker-id w1"),
+            "{both}"
+        );
     }
 }

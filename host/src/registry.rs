@@ -76,7 +76,11 @@ impl Registry {
 
     /// Adds a function a worker indexed itself, unless `function.json`
     /// already defines one of that name (configuration wins).
-    pub(crate) fn add_worker_indexed(&mut self, meta: &RpcFunctionMetadata, app_dir: &std::path::Path) -> Option<String> {
+    pub(crate) fn add_worker_indexed(
+        &mut self,
+        meta: &RpcFunctionMetadata,
+        app_dir: &std::path::Path,
+    ) -> Option<String> {
         if meta.name.is_empty() || self.by_name.contains_key(meta.name.as_str()) {
             return None;
         }

@@ -113,7 +113,10 @@ impl Dispatcher {
                 last_error: s.last_error.clone(),
             })
             .collect();
-        let ready = self.instances.values().any(|i| i.state == InstanceState::Ready);
+        let ready = self
+            .instances
+            .values()
+            .any(|i| i.state == InstanceState::Ready);
         let state = if self.shutdown.is_some() {
             "stopping"
         } else if slots.iter().any(|s| s.budget_exhausted) {

@@ -5,7 +5,8 @@ use std::time::Duration;
 /// Parses `hh:mm:ss` with an optional fraction of a second (`00:00:00.250`)
 /// and an optional leading day count (`1.02:00:00`).
 pub fn parse_timespan(text: &str) -> Result<Duration, String> {
-    let bad = || format!("\"{text}\" is not a time span; expected \"hh:mm:ss\" such as \"00:05:00\"");
+    let bad =
+        || format!("\"{text}\" is not a time span; expected \"hh:mm:ss\" such as \"00:05:00\"");
     let parts: Vec<&str> = text.trim().split(':').collect();
     let [h, m, s] = parts.as_slice() else {
         return Err(bad());
@@ -44,13 +45,28 @@ mod tests {
         assert_eq!(parse_timespan("00:05:00"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_timespan("01:00:01"), Ok(Duration::from_secs(3601)));
         assert_eq!(parse_timespan("00:00:00.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_timespan("00:00:01.250"), Ok(Duration::from_millis(1250)));
-        assert_eq!(parse_timespan("1.00:00:00"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_timespan("00:00:01.250"),
+            Ok(Duration::from_millis(1250))
+        );
+        assert_eq!(
+            parse_timespan("1.00:00:00"),
+            Ok(Duration::from_secs(86_400))
+        );
     }
 
     #[test]
     fn rejects_malformed_spans() {
-        for bad in ["", "5", "00:05", "00:60:00", "00:00:61", "aa:00:00", "00:00:01.", "00:00:01.x"] {
+        for bad in [
+            "",
+            "5",
+            "00:05",
+            "00:60:00",
+            "00:00:61",
+            "aa:00:00",
+            "00:00:01.",
+            "00:00:01.x",
+        ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} should fail");
         }
     }

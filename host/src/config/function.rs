@@ -56,7 +56,8 @@ pub struct Binding {
 impl Binding {
     /// True for the trigger binding (an input whose type ends in `Trigger`).
     pub fn is_trigger(&self) -> bool {
-        self.direction == Direction::In && self.binding_type.to_ascii_lowercase().ends_with("trigger")
+        self.direction == Direction::In
+            && self.binding_type.to_ascii_lowercase().ends_with("trigger")
     }
 }
 
@@ -71,7 +72,9 @@ impl FunctionConfig {
 
     /// True when the function is reachable on `/api/<name>`.
     pub fn is_http_triggered(&self) -> bool {
-        self.trigger().binding_type.eq_ignore_ascii_case("httpTrigger")
+        self.trigger()
+            .binding_type
+            .eq_ignore_ascii_case("httpTrigger")
     }
 
     /// The HTTP output binding's name (`$return` or a named `http` out binding).
@@ -85,11 +88,12 @@ impl FunctionConfig {
 
 /// Loads every `*/function.json` under the app directory, sorted by name.
 pub(crate) fn load_all(app_dir: &Path) -> Result<Vec<FunctionConfig>, ConfigError> {
-    let entries =
-        std::fs::read_dir(app_dir).map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
+    let entries = std::fs::read_dir(app_dir)
+        .map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
     let mut functions = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
+        let entry =
+            entry.map_err(|e| ConfigError::file(app_dir, format!("cannot be listed: {e}")))?;
         let dir = entry.path();
         let file = dir.join("function.json");
         if !dir.is_dir() || !file.is_file() {
@@ -109,7 +113,11 @@ pub(crate) fn load_all(app_dir: &Path) -> Result<Vec<FunctionConfig>, ConfigErro
 }
 
 fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, ConfigError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(ConfigError::file(
             file,
             format!("function folder name \"{name}\" may hold only letters, digits, '_' and '-'"),
@@ -143,12 +151,20 @@ fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, Confi
     let disabled = match obj.get("disabled") {
         None => false,
         Some(serde_json::Value::Bool(b)) => *b,
-        Some(_) => return Err(ConfigError::field(file, "disabled", "expected true or false")),
+        Some(_) => {
+            return Err(ConfigError::field(
+                file,
+                "disabled",
+                "expected true or false",
+            ))
+        }
     };
     let raw = obj
         .get("bindings")
         .and_then(|b| b.as_array())
-        .ok_or_else(|| ConfigError::field(file, "bindings", "missing: expected an array of bindings"))?;
+        .ok_or_else(|| {
+            ConfigError::field(file, "bindings", "missing: expected an array of bindings")
+        })?;
     let mut bindings = Vec::with_capacity(raw.len());
     let mut raw_bindings = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
@@ -192,7 +208,9 @@ fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Bin
     let get_str = |key: &str| -> Result<String, ConfigError> {
         match obj.get(key) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(serde_json::Value::String(_)) => Err(ConfigError::field(file, field(key), "must not be empty")),
+            Some(serde_json::Value::String(_)) => {
+                Err(ConfigError::field(file, field(key), "must not be empty"))
+            }
             Some(_) => Err(ConfigError::field(file, field(key), "expected a string")),
             None => Err(ConfigError::field(file, field(key), "missing")),
         }
@@ -217,13 +235,19 @@ fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Bin
             items
                 .iter()
                 .map(|m| {
-                    m.as_str()
-                        .map(str::to_ascii_lowercase)
-                        .ok_or_else(|| ConfigError::field(file, field("methods"), "expected an array of strings"))
+                    m.as_str().map(str::to_ascii_lowercase).ok_or_else(|| {
+                        ConfigError::field(file, field("methods"), "expected an array of strings")
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(_) => return Err(ConfigError::field(file, field("methods"), "expected an array of strings")),
+        Some(_) => {
+            return Err(ConfigError::field(
+                file,
+                field("methods"),
+                "expected an array of strings",
+            ))
+        }
     };
     Ok(Binding {
         name,
@@ -264,7 +288,10 @@ mod tests {
         let fns = load_all(&dir).unwrap();
         assert_eq!(fns.len(), 1);
         assert!(fns[0].is_http_triggered());
-        assert_eq!(fns[0].trigger().methods.as_deref(), Some(&["get".to_string(), "post".to_string()][..]));
+        assert_eq!(
+            fns[0].trigger().methods.as_deref(),
+            Some(&["get".to_string(), "post".to_string()][..])
+        );
         assert_eq!(fns[0].http_output(), Some("$return"));
         assert_eq!(fns[0].timeout, Some(Duration::from_secs(3)));
         std::fs::remove_dir_all(dir).unwrap();
@@ -273,16 +300,27 @@ mod tests {
     #[test]
     fn errors_name_the_file_and_the_binding_field() {
         let dir = temp_dir("bad");
-        let file = write(&dir, "f", r#"{"bindings":[{"type":"manualTrigger","direction":"sideways","name":"x"}]}"#);
+        let file = write(
+            &dir,
+            "f",
+            r#"{"bindings":[{"type":"manualTrigger","direction":"sideways","name":"x"}]}"#,
+        );
         let err = load_all(&dir).unwrap_err();
         assert_eq!(err.file, file);
         assert_eq!(err.field.as_deref(), Some("bindings[0].direction"));
-        write(&dir, "f", r#"{"bindings":[{"type":"http","direction":"out","name":"$return"}]}"#);
+        write(
+            &dir,
+            "f",
+            r#"{"bindings":[{"type":"http","direction":"out","name":"$return"}]}"#,
+        );
         let err = load_all(&dir).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("bindings"));
         assert!(err.message.contains("found 0"), "{err}");
         write(&dir, "f", r#"{"scriptFile": "missing.py", "bindings":[]}"#);
-        assert_eq!(load_all(&dir).unwrap_err().field.as_deref(), Some("scriptFile"));
+        assert_eq!(
+            load_all(&dir).unwrap_err().field.as_deref(),
+            Some("scriptFile")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

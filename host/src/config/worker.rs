@@ -76,7 +76,11 @@ impl WorkerLaunchConfig {
         let _ = d.extensions;
         let directory = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if d.language.is_empty() {
-            return Err(ConfigError::field(path, "description.language", "must not be empty"));
+            return Err(ConfigError::field(
+                path,
+                "description.language",
+                "must not be empty",
+            ));
         }
         let executable = resolve_executable(&directory, &d.default_executable_path)
             .map_err(|m| ConfigError::field(path, "description.defaultExecutablePath", m))?;
@@ -130,7 +134,10 @@ fn resolve_executable(dir: &Path, text: &str) -> Result<PathBuf, String> {
         return if full.is_file() {
             Ok(full)
         } else {
-            Err(format!("{} does not exist (build the worker first?)", full.display()))
+            Err(format!(
+                "{} does not exist (build the worker first?)",
+                full.display()
+            ))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -149,14 +156,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fnhost-wcfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("worker.config.json");
-        std::fs::write(&file, r#"{"description":{"language":"rust","defaultExecutablePath":"./nope"}}"#).unwrap();
+        std::fs::write(
+            &file,
+            r#"{"description":{"language":"rust","defaultExecutablePath":"./nope"}}"#,
+        )
+        .unwrap();
         let err = WorkerLaunchConfig::load(&file).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("description.defaultExecutablePath"));
+        assert_eq!(
+            err.field.as_deref(),
+            Some("description.defaultExecutablePath")
+        );
         std::fs::write(&file, r#"{"description":{"language":"rust"}}"#).unwrap();
         let err = WorkerLaunchConfig::load(&file).unwrap_err();
         assert!(err.to_string().contains("defaultExecutablePath"), "{err}");
-        std::fs::write(&file, r#"{"description":{"language":"sh","defaultExecutablePath":"sh","argumentStyle":"x"}}"#)
-            .unwrap();
+        std::fs::write(
+            &file,
+            r#"{"description":{"language":"sh","defaultExecutablePath":"sh","argumentStyle":"x"}}"#,
+        )
+        .unwrap();
         let err = WorkerLaunchConfig::load(&file).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("description.argumentStyle"));
         std::fs::remove_dir_all(dir).unwrap();

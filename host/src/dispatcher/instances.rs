@@ -32,7 +32,10 @@ pub(crate) enum InstanceState {
     /// `WorkerInitRequest` sent.
     Initializing,
     /// `FunctionsMetadataRequest` or loads outstanding.
-    Loading { indexing: bool, pending: HashSet<String> },
+    Loading {
+        indexing: bool,
+        pending: HashSet<String>,
+    },
     /// Takes invocations.
     Ready,
     /// Being terminated or killed; takes nothing.
@@ -150,18 +153,24 @@ impl Dispatcher {
                 }
             }
         }
-        inst.startup_key = Some(
-            self.timers
-                .insert(Timer::Startup(worker_id.clone()), self.app.host.startup_timeout),
-        );
+        inst.startup_key = Some(self.timers.insert(
+            Timer::Startup(worker_id.clone()),
+            self.app.host.startup_timeout,
+        ));
         self.slots[slot].current = Some(worker_id.clone());
         self.instances.insert(worker_id, inst);
     }
 
-    pub(super) fn handle_attach(&mut self, worker_id: &str, outbound: Outbound) -> Result<(), String> {
+    pub(super) fn handle_attach(
+        &mut self,
+        worker_id: &str,
+        outbound: Outbound,
+    ) -> Result<(), String> {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             self.protocol_violations += 1;
-            return Err(format!("worker id {worker_id} was not launched by this host"));
+            return Err(format!(
+                "worker id {worker_id} was not launched by this host"
+            ));
         };
         if inst.state != InstanceState::Launching || inst.outbound.is_some() {
             self.protocol_violations += 1;
@@ -179,7 +188,9 @@ impl Dispatcher {
             worker_directory: self.app.worker.directory.display().to_string(),
             function_app_directory: self.app.app_dir.display().to_string(),
         };
-        inst.send(StreamingMessage::from_content(Content::WorkerInitRequest(init)));
+        inst.send(StreamingMessage::from_content(Content::WorkerInitRequest(
+            init,
+        )));
         tracing::info!(worker = %worker_id, "worker stream attached; handshake started");
         Ok(())
     }
@@ -209,7 +220,9 @@ impl Dispatcher {
     }
 
     fn handle_init_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::WorkerInitResponse) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
         if inst.state != InstanceState::Initializing {
             self.protocol_violations += 1;
             tracing::warn!(worker = %worker_id, "unexpected WorkerInitResponse; ignored");
@@ -217,7 +230,7 @@ impl Dispatcher {
         }
         let result = r.result.unwrap_or_default();
         if !result.is_success() {
-            let err = format!("worker {worker_id} failed to initialise: {}", result.error_message());
+            let err = format!("it failed to initialise: {}", result.error_message());
             self.fault(worker_id, err);
             return;
         }
@@ -231,13 +244,19 @@ impl Dispatcher {
             let req = FunctionsMetadataRequest {
                 function_app_directory: self.app.app_dir.display().to_string(),
             };
-            inst.send(StreamingMessage::from_content(Content::FunctionsMetadataRequest(req)));
+            inst.send(StreamingMessage::from_content(
+                Content::FunctionsMetadataRequest(req),
+            ));
         } else {
             self.send_loads(worker_id);
         }
     }
 
-    fn handle_metadata_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::FunctionMetadataResponse) {
+    fn handle_metadata_response(
+        &mut self,
+        worker_id: &str,
+        r: fnhost_proto::rpc::FunctionMetadataResponse,
+    ) {
         let indexing = matches!(
             self.instances.get(worker_id).map(|i| &i.state),
             Some(InstanceState::Loading { indexing: true, .. })
@@ -258,12 +277,16 @@ impl Dispatcher {
     }
 
     fn send_loads(&mut self, worker_id: &str) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
         let mut pending = HashSet::new();
         for entry in self.registry.entries() {
             pending.insert(entry.function_id.clone());
             let req = self.registry.load_request(entry);
-            inst.send(StreamingMessage::from_content(Content::FunctionLoadRequest(req)));
+            inst.send(StreamingMessage::from_content(
+                Content::FunctionLoadRequest(req),
+            ));
         }
         inst.state = InstanceState::Loading {
             indexing: false,
@@ -271,8 +294,14 @@ impl Dispatcher {
         };
     }
 
-    fn handle_load_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::FunctionLoadResponse) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+    fn handle_load_response(
+        &mut self,
+        worker_id: &str,
+        r: fnhost_proto::rpc::FunctionLoadResponse,
+    ) {
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
         let InstanceState::Loading { pending, .. } = &mut inst.state else {
             self.protocol_violations += 1;
             tracing::warn!(worker = %worker_id, "unexpected FunctionLoadResponse; ignored");
@@ -314,13 +343,15 @@ impl Dispatcher {
     }
 
     pub(super) fn handle_startup_deadline(&mut self, worker_id: &str) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
         inst.startup_key = None;
         if matches!(inst.state, InstanceState::Ready | InstanceState::Stopping) {
             return;
         }
         let err = format!(
-            "worker {worker_id} did not become ready within {:?} (stuck in state '{}')",
+            "it did not become ready within {:?} (stuck in state '{}')",
             self.app.host.startup_timeout,
             inst.state.name()
         );
@@ -330,14 +361,21 @@ impl Dispatcher {
     /// Kills `worker` to end `target`; every other invocation on it ends
     /// `Killed` with an error naming the instance. A replacement starts now.
     pub(crate) fn kill_instance(&mut self, worker_id: &str, target: &str, target_error: String) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
         tracing::warn!(worker = %worker_id, invocation = %target, "killing worker instance: {target_error}");
         inst.state = InstanceState::Stopping;
         inst.outbound = None;
         inst.kill_process();
         inst.last_error = Some(target_error.clone());
         let slot = inst.slot;
-        let mut others: Vec<String> = inst.in_flight.iter().filter(|i| *i != target).cloned().collect();
+        let mut others: Vec<String> = inst
+            .in_flight
+            .iter()
+            .filter(|i| *i != target)
+            .cloned()
+            .collect();
         others.sort();
         self.publish_ready_count();
         self.finish(target, Ending::error(Outcome::Killed, target_error));
@@ -359,8 +397,10 @@ impl Dispatcher {
     /// A fault (failed handshake, broken stream, missed deadline): stop the
     /// process; its in-flight invocations fail when its exit is seen.
     fn fault(&mut self, worker_id: &str, error: String) {
-        let Some(inst) = self.instances.get_mut(worker_id) else { return };
-        tracing::error!(worker = %worker_id, "{error}");
+        let Some(inst) = self.instances.get_mut(worker_id) else {
+            return;
+        };
+        tracing::error!(worker = %worker_id, "worker instance fault: {error}");
         inst.stream_error.get_or_insert(error);
         if inst.state != InstanceState::Stopping {
             inst.state = InstanceState::Stopping;
@@ -375,25 +415,31 @@ impl Dispatcher {
     }
 
     pub(super) fn handle_stream_closed(&mut self, worker_id: &str, error: Option<String>) {
-        let Some(inst) = self.instances.get(worker_id) else { return };
+        let Some(inst) = self.instances.get(worker_id) else {
+            return;
+        };
         if inst.state == InstanceState::Stopping {
             return;
         }
         let err = match error {
-            Some(e) => format!("worker {worker_id}'s stream broke: {e}"),
-            None => format!("worker {worker_id} closed its stream"),
+            Some(e) => format!("its stream broke: {e}"),
+            None => "it closed its stream".to_string(),
         };
         self.fault(worker_id, err);
     }
 
     pub(super) fn handle_worker_exited(&mut self, worker_id: &str, status: &str) {
-        let Some(mut inst) = self.instances.remove(worker_id) else { return };
+        let Some(mut inst) = self.instances.remove(worker_id) else {
+            return;
+        };
         if let Some(k) = inst.startup_key.take() {
             self.timers.remove(&k);
         }
         let planned = inst.state == InstanceState::Stopping && inst.stream_error.is_none();
         let cause = match &inst.stream_error {
-            Some(e) => format!("{e}; process ended with {status}"),
+            Some(e) => {
+                format!("worker instance {worker_id} failed ({e}); its process ended with {status}")
+            }
             None => format!("worker instance {worker_id} exited unexpectedly with {status}"),
         };
         let mut ids: Vec<String> = inst.in_flight.drain().collect();
@@ -433,7 +479,11 @@ impl Dispatcher {
         let s = &mut self.slots[slot];
         s.last_error = Some(error.clone());
         s.consecutive_failures += 1;
-        while s.restarts.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while s
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             s.restarts.pop_front();
         }
         if s.restart_pending {

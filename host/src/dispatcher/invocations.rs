@@ -4,13 +4,15 @@ use std::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{
-    rpc_log, status_result, InvocationRequest, InvocationResponse, ParameterBinding, RpcLog, StreamingMessage,
+    rpc_log, status_result, InvocationRequest, InvocationResponse, ParameterBinding, RpcLog,
+    StreamingMessage,
 };
 use tokio::sync::oneshot;
 
 use super::{Dispatcher, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
 use crate::invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError, LogLine, Outcome,
+    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
+    LogLine, Outcome,
 };
 
 /// Where an invocation can go now.
@@ -123,9 +125,9 @@ impl Dispatcher {
                     Some(Err(e)) => load_errors.push(format!("worker {id}: {e}")),
                     None => load_errors.push(format!("worker {id} did not load it")),
                 },
-                InstanceState::Launching | InstanceState::Initializing | InstanceState::Loading { .. } => {
-                    coming = true
-                }
+                InstanceState::Launching
+                | InstanceState::Initializing
+                | InstanceState::Loading { .. } => coming = true,
                 InstanceState::Stopping => {}
             }
         }
@@ -149,17 +151,28 @@ impl Dispatcher {
     }
 
     fn dispatch(&mut self, id: &str, worker: &str) {
-        let Some(inv) = self.invocations.get_mut(id) else { return };
-        let Some(inst) = self.instances.get_mut(worker) else { return };
-        let Some(entry) = self.registry.get(&inv.function) else { return };
-        let input = inv.input.take().expect("a queued invocation keeps its input");
+        let Some(inv) = self.invocations.get_mut(id) else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(worker) else {
+            return;
+        };
+        let Some(entry) = self.registry.get(&inv.function) else {
+            return;
+        };
+        let input = inv
+            .input
+            .take()
+            .expect("a queued invocation keeps its input");
         let trigger_name = entry.config.trigger().name.clone();
         let request = InvocationRequest {
             invocation_id: id.to_string(),
             function_id: entry.function_id.clone(),
             input_data: vec![ParameterBinding {
                 name: trigger_name,
-                rpc_data: Some(fnhost_proto::rpc::parameter_binding::RpcData::Data(input.trigger)),
+                rpc_data: Some(fnhost_proto::rpc::parameter_binding::RpcData::Data(
+                    input.trigger,
+                )),
             }],
             ..InvocationRequest::default()
         };
@@ -168,7 +181,9 @@ impl Dispatcher {
             worker: worker.to_string(),
         };
         inst.in_flight.insert(id.to_string());
-        inst.send(StreamingMessage::from_content(Content::InvocationRequest(request)));
+        inst.send(StreamingMessage::from_content(Content::InvocationRequest(
+            request,
+        )));
     }
 
     /// Moves queued invocations onto free instances, in arrival order.
@@ -211,7 +226,8 @@ impl Dispatcher {
                 } else {
                     Outcome::Cancelled
                 };
-                let msg = format!("invocation {id} was cancelled ({reason}) before it reached a worker");
+                let msg =
+                    format!("invocation {id} was cancelled ({reason}) before it reached a worker");
                 self.finish(id, Ending::error(outcome, msg));
                 CancelResponse::Done
             }
@@ -227,7 +243,10 @@ impl Dispatcher {
                         worker: worker.clone(),
                         since: Instant::now(),
                     };
-                    inv.grace_key = Some(self.timers.insert(Timer::CancelGrace(id.to_string()), grace));
+                    inv.grace_key = Some(
+                        self.timers
+                            .insert(Timer::CancelGrace(id.to_string()), grace),
+                    );
                     if let Some(inst) = self.instances.get_mut(&worker) {
                         inst.send_urgent(StreamingMessage::invocation_cancel(id, grace));
                     }
@@ -248,7 +267,9 @@ impl Dispatcher {
     pub(super) fn handle_invocation_response(&mut self, worker: &str, resp: InvocationResponse) {
         let id = resp.invocation_id.clone();
         let runs_here = match self.invocations.get(&id).map(|i| &i.state) {
-            Some(InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. }) => w == worker,
+            Some(InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. }) => {
+                w == worker
+            }
             _ => false,
         };
         if !runs_here {
@@ -341,7 +362,9 @@ impl Dispatcher {
 
     /// Ends an invocation with exactly one outcome and frees its capacity.
     pub(crate) fn finish(&mut self, id: &str, ending: Ending) {
-        let Some(mut inv) = self.invocations.remove(id) else { return };
+        let Some(mut inv) = self.invocations.remove(id) else {
+            return;
+        };
         if let Some(k) = inv.timeout_key.take() {
             self.timers.remove(&k);
         }
@@ -349,7 +372,9 @@ impl Dispatcher {
             self.timers.remove(&k);
         }
         let worker = match &inv.state {
-            InvState::Running { worker } | InvState::Cancelling { worker, .. } => Some(worker.clone()),
+            InvState::Running { worker } | InvState::Cancelling { worker, .. } => {
+                Some(worker.clone())
+            }
             InvState::Queued => None,
         };
         if let Some(w) = &worker {

@@ -1,0 +1,258 @@
+//! Support for fnhost's end-to-end tests and benchmarks: function apps in
+//! temporary directories, locating the built binaries, and a small HTTP
+//! client for the host's API.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// The admin key tests start hosts with.
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// A built binary of this workspace, next to the running executable's
+/// profile directory (`target/debug` for tests, `target/release` for the
+/// release bench).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built; run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A function app in a temporary directory, removed on drop.
+pub struct TestApp {
+    dir: PathBuf,
+}
+
+impl TestApp {
+    /// An app served by `executable` with the given `host.json` and the
+    /// sample functions: `echo` (HTTP), `sleep` (HTTP), `spin`, `panic`,
+    /// `crash`, `fail`, `log` (manual triggers).
+    pub fn new(executable: &Path, host_json: Value) -> Self {
+        Self::with_env(executable, host_json, json!({}))
+    }
+
+    /// Like [`TestApp::new`] with extra worker environment variables.
+    pub fn with_env(executable: &Path, host_json: Value, env: Value) -> Self {
+        let dir = std::env::temp_dir().join(format!("fnhost-app-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create app dir");
+        let app = Self { dir };
+        app.write("host.json", &host_json);
+        app.write(
+            "worker.config.json",
+            &json!({"description": {
+                "language": "rust",
+                "defaultExecutablePath": executable.display().to_string(),
+                "argumentStyle": "both",
+                "environment": env,
+            }}),
+        );
+        let http = json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"]},
+            {"type": "http", "direction": "out", "name": "$return"}
+        ]});
+        let manual =
+            json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
+        app.function("echo", &http);
+        app.function("sleep", &http);
+        for f in ["spin", "panic", "crash", "fail", "log", "big"] {
+            app.function(f, &manual);
+        }
+        app
+    }
+
+    /// The Rust sample worker app.
+    pub fn sample(host_json: Value) -> Self {
+        Self::new(&binary("fnhost-sample-worker"), host_json)
+    }
+
+    /// Writes `<name>/function.json`.
+    pub fn function(&self, name: &str, json: &Value) {
+        self.write(&format!("{name}/function.json"), json);
+    }
+
+    /// Writes a JSON file relative to the app directory.
+    pub fn write(&self, rel: &str, json: &Value) {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(json).expect("json")).expect("write file");
+    }
+
+    /// The app directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the app's configuration.
+    pub fn config(&self) -> fnhost::config::AppConfig {
+        fnhost::config::AppConfig::load(&self.dir).expect("valid test app")
+    }
+
+    /// Starts an in-process host on ephemeral loopback ports and waits until
+    /// `ready` instances are ready.
+    pub async fn start(&self, ready: usize) -> fnhost::Host {
+        let host = fnhost::Host::start(fnhost::HostOptions::loopback(self.config(), ADMIN_KEY))
+            .await
+            .expect("host starts");
+        assert!(
+            host.handle()
+                .wait_ready(ready, Duration::from_secs(20))
+                .await,
+            "{ready} worker instance(s) did not become ready"
+        );
+        host
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-case names.
+    pub headers: hyper::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    /// A header's value as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A keep-alive HTTP/1.1 client for one host.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    /// A client for `http://addr`.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request; `key` adds `x-functions-key`.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+        key: Option<&str>,
+    ) -> Result<HttpReply> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.header("x-functions-key", k);
+        }
+        let req = req.body(Full::new(body.into()))?;
+        let resp = self.client.request(req).await.context("HTTP request")?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("HTTP body")?
+            .to_bytes();
+        Ok(HttpReply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `POST /admin/functions/<f>/invoke` with the admin key.
+    pub async fn invoke(&self, function: &str, body: impl Into<Bytes>) -> Result<HttpReply> {
+        self.request(
+            "POST",
+            &format!("/admin/functions/{function}/invoke"),
+            body,
+            Some(ADMIN_KEY),
+        )
+        .await
+    }
+
+    /// `GET /admin/host/status`.
+    pub async fn status(&self) -> Result<Value> {
+        Ok(self
+            .request("GET", "/admin/host/status", Bytes::new(), Some(ADMIN_KEY))
+            .await?
+            .json())
+    }
+}
+
+/// Installs a test log subscriber once (level from `FNHOST_TEST_LOG`, default warn).
+pub fn init_logs() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("FNHOST_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let filter: tracing_subscriber::filter::Targets = level.parse().unwrap_or_default();
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_test_writer())
+            .with(filter)
+            .try_init();
+    });
+}
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,187 @@
+//! The `fnhost` binary: configuration errors, the admin key, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fnhost_e2e::{binary, Api, TestApp, ADMIN_KEY};
+use serde_json::json;
+
+fn fnhost() -> Command {
+    let mut cmd = Command::new(binary("fnhost"));
+    cmd.env_remove("FNHOST_ADMIN_KEY").env("FNHOST_LOG", "warn");
+    cmd
+}
+
+/// Starts `fnhost start` and reads its HTTP address from stdout.
+fn start(app: &TestApp, extra: &[&str]) -> (Child, std::net::SocketAddr, Vec<String>) {
+    let mut child = fnhost()
+        .arg("start")
+        .arg(app.dir())
+        .args(["--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("fnhost printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("fnhost: listening on http://") {
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            seen.push(line);
+            return (child, addr, seen);
+        }
+        seen.push(line);
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fnhost did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn bad_configuration_is_named_and_exits_non_zero() {
+    let app = TestApp::sample(json!({"functionTimeout": "five minutes"}));
+    let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("host.json") && err.contains("`functionTimeout`"),
+        "{err}"
+    );
+
+    let app = TestApp::sample(json!({}));
+    app.function(
+        "echo",
+        &json!({"bindings": [{"type": "httpTrigger", "direction": "in"}]}),
+    );
+    let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("echo/function.json") && err.contains("`bindings[0].name`"),
+        "{err}"
+    );
+
+    let app = TestApp::new(std::path::Path::new("./no-such-worker"), json!({}));
+    let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("worker.config.json") && err.contains("defaultExecutablePath"),
+        "{err}"
+    );
+
+    let out = fnhost().args(["start", "/no/such/app"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/app"));
+}
+
+#[test]
+fn the_admin_key_is_generated_once_stored_owner_only_and_printed_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let (mut child, _, lines) = start(&app, &["--data-dir", &data_arg]);
+    let printed = lines
+        .iter()
+        .find(|l| l.contains("generated an admin key"))
+        .expect("key printed");
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    assert!(printed.ends_with(key.trim()), "{printed}");
+    let mode = std::fs::metadata(data.join("admin.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+
+    let (mut child, _, lines) = start(&app, &["--data-dir", &data_arg]);
+    assert!(!lines.iter().any(|l| l.contains("generated")), "{lines:?}");
+    signal(&child, "-INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+#[test]
+fn sigterm_with_invocations_in_flight_ends_them_and_exits_zero_within_the_bound() {
+    let app = TestApp::sample(json!({
+        "workers": {"cancelGracePeriod": "00:00:01", "terminateGracePeriod": "00:00:01"}
+    }));
+    let (mut child, addr, _) = start(&app, &["--admin-key", ADMIN_KEY]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = Api::new(addr);
+    let (sleep, spin, pids) = rt.block_on(async {
+        let sleep = tokio::spawn({
+            let api = api.clone();
+            async move { api.invoke("sleep", "60000").await.unwrap() }
+        });
+        let spin = tokio::spawn({
+            let api = api.clone();
+            async move { api.invoke("spin", "60000").await.unwrap() }
+        });
+        fnhost_e2e::wait_until(
+            "two invocations in flight",
+            Duration::from_secs(10),
+            || async { api.status().await.unwrap()["inFlight"] == 2 },
+        )
+        .await;
+        let status = api.status().await.unwrap();
+        let pids: Vec<u64> = status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["pid"].as_u64())
+            .collect();
+        (sleep, spin, pids)
+    });
+    let started = Instant::now();
+    signal(&child, "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(8));
+    assert!(status.success(), "{status:?}");
+    // Cancel grace (1 s) + terminate grace (1 s) + margin.
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (sleep, spin) = rt.block_on(async { (sleep.await.unwrap(), spin.await.unwrap()) });
+    assert_eq!(
+        sleep.header("x-fnhost-outcome"),
+        "cancelled",
+        "{}",
+        sleep.text()
+    );
+    assert_eq!(sleep.status, 503);
+    assert_eq!(sleep.json()["error"]["reason"], "host-shutdown");
+    assert_eq!(spin.header("x-fnhost-outcome"), "killed", "{}", spin.text());
+    assert!(!pids.is_empty());
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} is still running"
+        );
+    }
+}

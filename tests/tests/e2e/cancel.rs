@@ -1,0 +1,197 @@
+//! Timeouts, explicit cancels, client disconnects, and escalation to kill.
+
+use std::time::{Duration, Instant};
+
+use fnhost::{CancelReason, CancelResponse, InvocationInput, Outcome};
+use fnhost_e2e::{init_logs, wait_until, Api, TestApp};
+use fnhost_proto::rpc::TypedData;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn text(s: &str) -> InvocationInput {
+    InvocationInput::new(TypedData::string(s))
+}
+
+#[tokio::test]
+async fn timeout_on_sleep_is_cancelled_within_the_grace_with_the_timeout_as_reason() {
+    init_logs();
+    let app = TestApp::sample(json!({
+        "functionTimeout": "00:00:00.500",
+        "workers": {"cancelGracePeriod": "00:00:05"}
+    }));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let started = Instant::now();
+    let r = api.invoke("sleep", "30000").await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "timed-out");
+    let body = r.json();
+    assert_eq!(body["error"]["reason"], "timeout");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the worker cancelled it"),
+        "{body}"
+    );
+    // Cancelled by the worker well inside the 5 s grace: no kill happened.
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+    let status = api.status().await.unwrap();
+    assert_eq!(
+        status["workers"].as_array().unwrap().len(),
+        1,
+        "no instance was replaced: {status}"
+    );
+    assert_eq!(status["outcomes"]["timed-out"], 1);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeout_on_spin_kills_and_replaces_the_instance_and_ends_its_neighbour_explicitly() {
+    init_logs();
+    let app = TestApp::sample(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
+    app.function(
+        "spin",
+        &json!({"functionTimeout": "00:00:00.500",
+                "bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
+    );
+    let host = app.start(1).await;
+    let h = host.handle().clone();
+    let first_worker = h.status().await.unwrap().workers[0].worker_id.clone();
+
+    let neighbour = h.submit("sleep", text("60000")).await.unwrap();
+    let spin = h.submit("spin", text("60000")).await.unwrap();
+    let spin = spin.result().await.unwrap();
+    assert_eq!(spin.outcome, Outcome::Killed, "{spin:?}");
+    assert_eq!(spin.cancel_reason, Some(CancelReason::Timeout));
+    let err = spin.error.unwrap();
+    assert!(
+        err.contains("did not stop within") && err.contains(&first_worker),
+        "{err}"
+    );
+
+    let neighbour = neighbour.result().await.unwrap();
+    assert_eq!(neighbour.outcome, Outcome::Killed);
+    let err = neighbour.error.unwrap();
+    assert!(
+        err.contains(&first_worker)
+            && err.contains(&spin.invocation_id)
+            && err.contains(&neighbour.invocation_id),
+        "the neighbour's error names the instance and both invocations: {err}"
+    );
+
+    let next = h.invoke("echo", text("after")).await.unwrap();
+    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
+    assert_ne!(
+        next.worker_id.as_deref(),
+        Some(first_worker.as_str()),
+        "a replacement served it"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_explicit_cancel_is_sent_once_and_answers_every_later_cancel() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let h = host.handle().clone();
+    assert_eq!(
+        h.cancel("no-such-id", CancelReason::Requested).await,
+        CancelResponse::NotFound
+    );
+
+    let p = h.submit("sleep", text("60000")).await.unwrap();
+    let id = p.id.clone();
+    assert_eq!(
+        h.cancel(&id, CancelReason::Requested).await,
+        CancelResponse::Done
+    );
+    assert_eq!(
+        h.cancel(&id, CancelReason::Requested).await,
+        CancelResponse::AlreadyCancelling
+    );
+    let r = p.result().await.unwrap();
+    assert_eq!(r.outcome, Outcome::Cancelled);
+    assert_eq!(r.cancel_reason, Some(CancelReason::Requested));
+    assert!(
+        r.elapsed < Duration::from_secs(5),
+        "the worker stopped it: {r:?}"
+    );
+    assert_eq!(
+        h.cancel(&id, CancelReason::Requested).await,
+        CancelResponse::AlreadyCompleted
+    );
+
+    let done = h.invoke("echo", text("x")).await.unwrap();
+    assert_eq!(
+        h.cancel(&done.invocation_id, CancelReason::Requested).await,
+        CancelResponse::AlreadyCompleted
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_racing_its_request_is_honoured() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let h = host.handle().clone();
+    for _ in 0..20 {
+        let p = h.submit("sleep", text("60000")).await.unwrap();
+        // Sent back to back: the cancel goes ahead of queued work on the
+        // stream, so the worker may see it before the request.
+        assert_eq!(
+            h.cancel(&p.id, CancelReason::Requested).await,
+            CancelResponse::Done
+        );
+        let r = tokio::time::timeout(Duration::from_secs(3), p.result())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+    }
+    let status = h.status().await.unwrap();
+    assert_eq!(status.workers.len(), 1, "nothing was killed");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http_client_that_disconnects_cancels_its_invocation() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let mut events = host.handle().subscribe();
+    let mut conn = tokio::net::TcpStream::connect(host.http_addr())
+        .await
+        .unwrap();
+    conn.write_all(b"GET /api/sleep?ms=60000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    // Wait until the invocation runs on the worker, then hang up.
+    let h = host.handle().clone();
+    wait_until("the sleep to run", Duration::from_secs(10), || async {
+        h.status().await.unwrap().in_flight == 1
+    })
+    .await;
+    drop(conn);
+    let r = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+    assert_eq!(r.cancel_reason, Some(CancelReason::ClientDisconnected));
+    // The connection is not needed for anything else.
+    let mut probe = tokio::net::TcpStream::connect(host.http_addr())
+        .await
+        .unwrap();
+    probe
+        .write_all(b"GET /api/echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    probe.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    host.shutdown().await;
+}
