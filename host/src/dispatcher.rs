@@ -31,6 +31,9 @@ mod tests;
 pub(crate) use instances::{attach_request, outbound_channel, Instance, InstanceState, Outbound};
 
 /// Everything the dispatcher reacts to.
+// Worker messages dominate the traffic and are moved once into the channel;
+// boxing them would add an allocation per message to save channel slots.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Event {
     /// A caller submits an invocation.

@@ -13,9 +13,21 @@ fn fnhost() -> Command {
     cmd
 }
 
+/// A started `fnhost` process, killed on drop if a test fails before it exits.
+struct HostProcess(Child);
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `fnhost start` and reads its HTTP address from stdout.
-fn start(app: &TestApp, extra: &[&str]) -> (Child, std::net::SocketAddr, Vec<String>) {
-    let mut child = fnhost()
+fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
+    let child = fnhost()
         .arg("start")
         .arg(app.dir())
         .args(["--port", "0"])
@@ -24,7 +36,8 @@ fn start(app: &TestApp, extra: &[&str]) -> (Child, std::net::SocketAddr, Vec<Str
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = HostProcess(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     loop {
         let line = lines.next().expect("fnhost printed its address").unwrap();
@@ -37,10 +50,10 @@ fn start(app: &TestApp, extra: &[&str]) -> (Child, std::net::SocketAddr, Vec<Str
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+fn wait_exit(child: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status;
         }
         assert!(
@@ -51,9 +64,9 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &HostProcess, sig: &str) {
     let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
+        .args([sig, &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
