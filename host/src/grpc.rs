@@ -118,3 +118,38 @@ fn outbound_stream(
         Some((Ok(msg), (urgent, normal)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn cancels_overtake_queued_work() {
+        let (outbound, urgent, normal) = outbound_channel();
+        for i in 0..3 {
+            outbound
+                .normal
+                .send(StreamingMessage::start_stream(format!("w{i}")))
+                .unwrap();
+        }
+        outbound
+            .urgent
+            .send(StreamingMessage::invocation_cancel("c", Duration::ZERO))
+            .unwrap();
+        drop(outbound);
+        let kinds: Vec<&str> = outbound_stream(urgent, normal)
+            .map(|m| m.unwrap().kind())
+            .collect()
+            .await;
+        assert_eq!(
+            kinds,
+            [
+                "invocation_cancel",
+                "start_stream",
+                "start_stream",
+                "start_stream"
+            ]
+        );
+    }
+}

@@ -1,1 +1,305 @@
+//! Races at the dispatcher, driven through its handlers with a fake worker
+//! stream (no process, no network).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fnhost_proto::rpc::streaming_message::Content;
+use fnhost_proto::rpc::{
+    FunctionLoadResponse, InvocationResponse, StatusResult, StreamingMessage, TypedData,
+    WorkerInitResponse,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::*;
+use crate::config::{
+    ArgumentStyle, Binding, Direction, FunctionConfig, HostConfig, WorkerLaunchConfig,
+};
+
+struct Fake {
+    d: Dispatcher,
+    worker: String,
+    urgent: mpsc::UnboundedReceiver<StreamingMessage>,
+    normal: mpsc::UnboundedReceiver<StreamingMessage>,
+}
+
+fn app() -> AppConfig {
+    let func = |name: &str| FunctionConfig {
+        name: name.into(),
+        directory: PathBuf::from("/app").join(name),
+        script_file: None,
+        entry_point: String::new(),
+        bindings: vec![Binding {
+            name: "input".into(),
+            binding_type: "manualTrigger".into(),
+            direction: Direction::In,
+            properties: BTreeMap::new(),
+            methods: None,
+        }],
+        raw_bindings: vec![],
+        timeout: None,
+        disabled: false,
+    };
+    AppConfig {
+        app_dir: PathBuf::from("/app"),
+        host: HostConfig::default(),
+        functions: vec![func("work")],
+        worker: WorkerLaunchConfig {
+            language: "test".into(),
+            executable: PathBuf::from("/bin/true"),
+            arguments: vec![],
+            worker_path: None,
+            worker_arguments: vec![],
+            argument_style: ArgumentStyle::Classic,
+            environment: BTreeMap::new(),
+            directory: PathBuf::from("/app"),
+        },
+    }
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<StreamingMessage>) -> Vec<Content> {
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        out.extend(m.content);
+    }
+    out
+}
+
+/// A dispatcher with one ready instance that handles cancels.
+fn ready(handles_cancel: bool) -> Fake {
+    let (events_tx, _events_rx) = mpsc::channel(16);
+    let (results_tx, _) = broadcast::channel(16);
+    let (ready_tx, _) = watch::channel(0);
+    let mut d = Dispatcher::new(
+        Arc::new(app()),
+        "127.0.0.1:1".parse().unwrap(),
+        events_tx,
+        results_tx,
+        ready_tx,
+    );
+    d.launch_processes = false;
+    d.launch(0);
+    let worker = d.slots[0].current.clone().unwrap();
+    let (outbound, urgent, mut normal) = outbound_channel();
+    d.handle_attach(&worker, outbound).unwrap();
+    let mut caps = std::collections::HashMap::new();
+    if handles_cancel {
+        caps.insert(
+            fnhost_proto::CAP_HANDLES_INVOCATION_CANCEL.to_string(),
+            "true".to_string(),
+        );
+    }
+    let init = WorkerInitResponse {
+        capabilities: caps,
+        result: Some(StatusResult::success()),
+        ..WorkerInitResponse::default()
+    };
+    d.handle_worker_message(
+        &worker,
+        StreamingMessage::from_content(Content::WorkerInitResponse(init)),
+    );
+    for c in drain(&mut normal) {
+        if let Content::FunctionLoadRequest(req) = c {
+            let resp = FunctionLoadResponse {
+                function_id: req.function_id,
+                result: Some(StatusResult::success()),
+                is_dependency_downloaded: false,
+            };
+            d.handle_worker_message(
+                &worker,
+                StreamingMessage::from_content(Content::FunctionLoadResponse(resp)),
+            );
+        }
+    }
+    assert_eq!(d.instances[&worker].state, InstanceState::Ready);
+    Fake {
+        d,
+        worker,
+        urgent,
+        normal,
+    }
+}
+
+type Reply = oneshot::Receiver<Result<InvocationResult, InvokeError>>;
+
+fn invoke(f: &mut Fake, id: &str) -> Reply {
+    let (reply, rx) = oneshot::channel();
+    f.d.handle_event(Event::Invoke {
+        function: "work".into(),
+        id: id.into(),
+        input: InvocationInput::new(TypedData::string("x")),
+        reply,
+    });
+    rx
+}
+
+fn respond(f: &mut Fake, worker: &str, id: &str, result: StatusResult) {
+    let resp = InvocationResponse {
+        invocation_id: id.into(),
+        result: Some(result),
+        ..InvocationResponse::default()
+    };
+    f.d.handle_worker_message(
+        worker,
+        StreamingMessage::from_content(Content::InvocationResponse(resp)),
+    );
+}
+
+fn cancels(f: &mut Fake) -> usize {
+    drain(&mut f.urgent)
+        .into_iter()
+        .filter(|c| matches!(c, Content::InvocationCancel(_)))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_after_completion_is_a_no_op() {
+    let mut f = ready(true);
+    let mut rx = invoke(&mut f, "a");
+    let w = f.worker.clone();
+    respond(&mut f, &w, "a", StatusResult::success());
+    assert_eq!(rx.try_recv().unwrap().unwrap().outcome, Outcome::Succeeded);
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::Requested),
+        CancelResponse::AlreadyCompleted
+    );
+    assert_eq!(cancels(&mut f), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_cancel_sends_nothing_more() {
+    let mut f = ready(true);
+    let _rx = invoke(&mut f, "a");
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::Requested),
+        CancelResponse::Done
+    );
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::Timeout),
+        CancelResponse::AlreadyCancelling
+    );
+    assert_eq!(cancels(&mut f), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_after_a_kill_is_a_logged_no_op() {
+    let mut f = ready(true);
+    let mut rx = invoke(&mut f, "a");
+    let mut neighbour = invoke(&mut f, "b");
+    f.d.handle_cancel("a", CancelReason::Timeout);
+    // The grace period ends without an answer: the instance is killed.
+    f.d.handle_timer(Timer::CancelGrace("a".into()));
+    let killed = rx.try_recv().unwrap().unwrap();
+    assert_eq!(killed.outcome, Outcome::Killed);
+    let n = neighbour.try_recv().unwrap().unwrap();
+    assert_eq!(n.outcome, Outcome::Killed);
+    assert!(
+        n.error.unwrap().contains(&f.worker),
+        "the neighbour's error names the instance"
+    );
+    // A late answer from the killed instance changes nothing.
+    let before = f.d.protocol_violations;
+    let w = f.worker.clone();
+    respond(&mut f, &w, "a", StatusResult::success());
+    assert_eq!(f.d.protocol_violations, before + 1);
+    assert_eq!(f.d.outcome_counts[&Outcome::Killed], 2);
+    assert!(!f.d.outcome_counts.contains_key(&Outcome::Succeeded));
+    // A replacement was launched in the slot.
+    assert_ne!(f.d.slots[0].current.as_deref(), Some(w.as_str()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_from_another_worker_is_ignored() {
+    let mut f = ready(true);
+    let mut rx = invoke(&mut f, "a");
+    respond(&mut f, "someone-else", "a", StatusResult::success());
+    assert!(rx.try_recv().is_err(), "still running");
+    assert_eq!(f.d.protocol_violations, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_during_shutdown_is_answered_and_workers_are_terminated_after() {
+    let mut f = ready(true);
+    let mut rx = invoke(&mut f, "a");
+    drain(&mut f.normal);
+    let (done, _done_rx) = oneshot::channel();
+    f.d.handle_event(Event::Shutdown { reply: done });
+    assert_eq!(cancels(&mut f), 1);
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::Requested),
+        CancelResponse::AlreadyCancelling
+    );
+    // No new work is taken.
+    let mut late = invoke(&mut f, "b");
+    assert_eq!(
+        late.try_recv().unwrap().unwrap_err(),
+        InvokeError::ShuttingDown
+    );
+    let w = f.worker.clone();
+    respond(&mut f, &w, "a", StatusResult::cancelled());
+    let r = rx.try_recv().unwrap().unwrap();
+    assert_eq!(
+        (r.outcome, r.cancel_reason),
+        (Outcome::Cancelled, Some(CancelReason::HostShutdown))
+    );
+    let terminate = drain(&mut f.normal)
+        .into_iter()
+        .any(|c| matches!(c, Content::WorkerTerminate(_)));
+    assert!(
+        terminate,
+        "WorkerTerminate follows once nothing is in flight"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_without_the_capability_is_killed_instead_of_signalled() {
+    let mut f = ready(false);
+    let mut rx = invoke(&mut f, "a");
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::Requested),
+        CancelResponse::Done
+    );
+    assert_eq!(cancels(&mut f), 0);
+    let r = rx.try_recv().unwrap().unwrap();
+    assert_eq!(r.outcome, Outcome::Killed);
+    assert!(r.error.unwrap().contains("cannot receive InvocationCancel"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_invocation_cancelled_never_reaches_a_worker() {
+    let mut f = ready(true);
+    f.d.instances.get_mut(&f.worker).unwrap().state = InstanceState::Loading {
+        indexing: false,
+        pending: Default::default(),
+    };
+    let mut rx = invoke(&mut f, "q");
+    assert_eq!(f.d.queue.len(), 1);
+    assert_eq!(
+        f.d.handle_cancel("q", CancelReason::Requested),
+        CancelResponse::Done
+    );
+    assert_eq!(rx.try_recv().unwrap().unwrap().outcome, Outcome::Cancelled);
+    assert!(f.d.queue.is_empty());
+    let requests = drain(&mut f.normal)
+        .into_iter()
+        .filter(|c| matches!(c, Content::InvocationRequest(_)))
+        .count();
+    assert_eq!(requests, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_function_timeout_sends_a_cancel_with_the_grace() {
+    let mut f = ready(true);
+    let _rx = invoke(&mut f, "a");
+    f.d.handle_timer(Timer::Timeout("a".into()));
+    let sent = drain(&mut f.urgent);
+    match sent.as_slice() {
+        [Content::InvocationCancel(c)] => {
+            assert_eq!(c.invocation_id, "a");
+            let grace = fnhost_proto::duration_from_proto(c.grace_period.as_ref().unwrap());
+            assert_eq!(grace, f.d.app.host.cancel_grace);
+        }
+        other => panic!("expected one cancel, got {other:?}"),
+    }
+}
