@@ -82,6 +82,8 @@ pub struct HostConfig {
     pub max_restarts: u32,
     /// `workers.restartBudget.window`.
     pub restart_window: Duration,
+    /// `asyncEvents`: retention and retries of asynchronous invocations.
+    pub async_events: crate::events::AsyncConfig,
 }
 
 impl Default for HostConfig {
@@ -97,6 +99,7 @@ impl Default for HostConfig {
             max_message_bytes: 128 * 1024 * 1024,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
+            async_events: crate::events::AsyncConfig::default(),
         }
     }
 }
@@ -136,6 +139,15 @@ impl AppConfig {
         let host = HostConfig::load(&app_dir.join("host.json"))?;
         let functions = function::load_all(&app_dir)?;
         let worker = WorkerLaunchConfig::load(&app_dir.join("worker.config.json"))?;
+        if let Some(f) = &host.async_events.on_failure {
+            if !functions.iter().any(|x| &x.name == f) {
+                return Err(ConfigError::field(
+                    &app_dir.join("host.json"),
+                    "asyncEvents.onFailure",
+                    format!("no function named '{f}' in the app"),
+                ));
+            }
+        }
         Ok(Self {
             app_dir,
             host,
@@ -216,6 +228,7 @@ impl HostConfig {
                 cfg.restart_window = positive_timespan(path, "workers.restartBudget.window", t)?;
             }
         }
+        cfg.async_events = crate::events::AsyncConfig::from_value(path, obj.get("asyncEvents"))?;
         Ok(cfg)
     }
 }

@@ -49,6 +49,11 @@ pub(crate) enum Event {
         reason: CancelReason,
         reply: Option<oneshot::Sender<CancelResponse>>,
     },
+    /// Ends an invocation by killing its instance at once (forced terminate).
+    Kill {
+        id: InvocationId,
+        reply: oneshot::Sender<CancelResponse>,
+    },
     /// A snapshot of the host for `/admin/host/status`.
     Status { reply: oneshot::Sender<HostStatus> },
     /// Begin shutdown; `reply` fires when every worker is gone.
@@ -110,6 +115,7 @@ pub(crate) struct Invocation {
     pub input: Option<InvocationInput>,
     pub state: InvState,
     pub cancel_reason: Option<CancelReason>,
+    pub cancel_delivery: Option<crate::invocation::CancelDelivery>,
     pub reply: Option<oneshot::Sender<Result<InvocationResult, InvokeError>>>,
     pub timeout_key: Option<delay_queue::Key>,
     pub grace_key: Option<delay_queue::Key>,
@@ -230,6 +236,9 @@ impl Dispatcher {
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
+            }
+            Event::Kill { id, reply } => {
+                let _ = reply.send(self.handle_kill(&id));
             }
             Event::Status { reply } => {
                 let _ = reply.send(self.status());

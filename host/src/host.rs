@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
 use crate::dispatcher::{Dispatcher, Event};
+use crate::events::{AsyncEvents, EventLog, SqliteStore};
 use crate::grpc::RpcService;
 use crate::invocation::{
     CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
@@ -30,12 +31,15 @@ pub struct HostOptions {
     pub grpc_addr: SocketAddr,
     /// The key `/admin/*` requests must carry in `x-functions-key`.
     pub admin_key: String,
+    /// Where the host keeps its state (the async event store).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl HostOptions {
     /// Options for `app` on loopback with ephemeral ports.
     pub fn loopback(app: AppConfig, admin_key: impl Into<String>) -> Self {
         Self {
+            data_dir: app.app_dir.join(".fnhost-data"),
             app,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -56,6 +60,14 @@ pub enum StartError {
         what: &'static str,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// The async event store could not be opened or recovered.
+    #[error("async event store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        source: crate::events::StoreError,
     },
 }
 
@@ -129,6 +141,20 @@ impl HostHandle {
         rx.await.unwrap_or(CancelResponse::NotFound)
     }
 
+    /// Forced termination: kills the invocation's worker instance at once
+    /// (a replacement starts; other invocations on it end `killed`).
+    pub async fn kill(&self, id: &str) -> CancelResponse {
+        let (reply, rx) = oneshot::channel();
+        let ev = Event::Kill {
+            id: id.to_string(),
+            reply,
+        };
+        if self.events.send(ev).await.is_err() {
+            return CancelResponse::NotFound;
+        }
+        rx.await.unwrap_or(CancelResponse::NotFound)
+    }
+
     /// Cancels without waiting for the answer (usable from `Drop`).
     pub fn cancel_detached(&self, id: InvocationId, reason: CancelReason) {
         let ev = Event::Cancel {
@@ -178,6 +204,7 @@ pub struct Host {
     grpc_task: JoinHandle<()>,
     dispatcher_task: JoinHandle<()>,
     shutdown_bound: Duration,
+    events: AsyncEvents,
 }
 
 impl Host {
@@ -248,8 +275,25 @@ impl Host {
         let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
         let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
 
+        let store_err = |source| StartError::Store {
+            dir: opts.data_dir.clone(),
+            source,
+        };
+        let store = SqliteStore::open(&opts.data_dir.join("events.db")).map_err(store_err)?;
+        let log = EventLog::start(Arc::new(store));
+        let functions = app.functions.iter().map(|f| f.name.clone()).collect();
+        let events = AsyncEvents::start(
+            log,
+            handle.clone(),
+            app.host.async_events.clone(),
+            functions,
+        )
+        .await
+        .map_err(store_err)?;
+
         let http_stop = CancellationToken::new();
-        let router = crate::http::router(handle.clone(), app.clone(), opts.admin_key);
+        let router =
+            crate::http::router(handle.clone(), app.clone(), opts.admin_key, events.clone());
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {
             let served = axum::serve(http_listener, router)
@@ -270,12 +314,18 @@ impl Host {
             grpc_task,
             dispatcher_task,
             shutdown_bound,
+            events,
         })
     }
 
     /// The handle for invoking, cancelling and status.
     pub fn handle(&self) -> &HostHandle {
         &self.handle
+    }
+
+    /// Asynchronous invocations.
+    pub fn events(&self) -> &AsyncEvents {
+        &self.events
     }
 
     /// Where the HTTP API listens.
@@ -294,6 +344,9 @@ impl Host {
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.shutdown_bound;
         self.http_stop.cancel();
+        // Queued async events stay queued (durably); running ones are
+        // cancelled with the rest below and re-queued by their attempts.
+        self.events.begin_shutdown().await;
         let (reply, rx) = oneshot::channel();
         if self
             .handle
@@ -308,6 +361,13 @@ impl Host {
                 self.shutdown_bound
             );
         }
+        if tokio::time::timeout(Duration::from_secs(2), self.events.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::error!("async event attempts did not record their end within 2 s");
+        }
+        self.events.close().await;
         // In-flight HTTP requests have their outcomes now; give them a moment to be written.
         let mut http_task = self.http_task;
         if tokio::time::timeout(Duration::from_secs(2), &mut http_task)

@@ -13,12 +13,15 @@ use axum::{Json, Router};
 use fnhost_proto::rpc::{typed_data, RpcHttp, TypedData};
 use serde_json::json;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, FunctionConfig};
+use crate::events::AsyncEvents;
 use crate::host::HostHandle;
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome};
 
+mod async_api;
 mod guard;
 
+pub use async_api::{parse_list_query, MAX_LIMIT};
 use guard::CancelOnDrop;
 
 /// Header carrying the invocation's outcome on every invoke response.
@@ -33,9 +36,15 @@ struct AppState {
     host: HostHandle,
     app: Arc<AppConfig>,
     admin_key: Arc<str>,
+    events: AsyncEvents,
 }
 
-pub(crate) fn router(host: HostHandle, app: Arc<AppConfig>, admin_key: String) -> Router {
+pub(crate) fn router(
+    host: HostHandle,
+    app: Arc<AppConfig>,
+    admin_key: String,
+    events: AsyncEvents,
+) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
         .host
@@ -46,9 +55,21 @@ pub(crate) fn router(host: HostHandle, app: Arc<AppConfig>, admin_key: String) -
         host,
         app,
         admin_key: Arc::from(admin_key),
+        events,
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
+        .route(
+            "/admin/functions/{name}/invoke-async",
+            post(async_api::invoke_async),
+        )
+        .route("/admin/async-events", get(async_api::list))
+        .route("/admin/async-events/{id}", get(async_api::status))
+        .route(
+            "/admin/async-events/{id}/terminate",
+            post(async_api::terminate),
+        )
+        .route("/admin/async-events/{id}/logs", get(async_api::logs))
         .route("/admin/host/status", get(host_status))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -148,19 +169,30 @@ async fn admin_invoke(
     let Some(function) = state.app.function(&name) else {
         return invoke_error(InvokeError::UnknownFunction(name));
     };
-    let trigger = if function.is_http_triggered() {
+    let trigger = trigger_for(function, &uri, &headers, body);
+    run(&state, &name, InvocationInput::new(trigger)).await
+}
+
+/// The trigger data for an admin (sync or async) invoke of `function`: an
+/// HTTP request for HTTP-triggered functions, else the body as data.
+fn trigger_for(
+    function: &FunctionConfig,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> TypedData {
+    if function.is_http_triggered() {
         TypedData::http(rpc_http(
             &Method::POST,
-            &uri,
-            &headers,
+            uri,
+            headers,
             HashMap::new(),
             HashMap::new(),
             body,
         ))
     } else {
-        trigger_data(&headers, body)
-    };
-    run(&state, &name, InvocationInput::new(trigger)).await
+        trigger_data(headers, body)
+    }
 }
 
 /// A non-HTTP trigger's data from a request body: JSON when it parses as

@@ -135,6 +135,22 @@ pub struct InvocationResult {
     pub logs_dropped: usize,
     /// Time from submission to the outcome.
     pub elapsed: Duration,
+    /// True when it ended because its worker instance ended under it (a
+    /// crash, a broken stream, or a kill aimed at another invocation).
+    pub worker_lost: bool,
+    /// Whether a cancel reached the worker, when one was requested.
+    pub cancel_delivery: Option<CancelDelivery>,
+}
+
+/// What became of a cancel request on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelDelivery {
+    /// `InvocationCancel` was sent to a worker that handles it.
+    Signalled,
+    /// The worker cannot receive cancels (no capability, stream gone); the
+    /// host escalated to killing its instance.
+    NotDeliverable,
 }
 
 impl InvocationResult {
@@ -150,6 +166,9 @@ impl InvocationResult {
 pub enum CancelResponse {
     /// The cancel was sent (or the invocation, still queued, ended at once).
     Done,
+    /// The worker could not be signalled (or a kill was asked for): its
+    /// instance was killed to end the invocation.
+    Forced,
     /// A cancel was already under way; nothing more was sent.
     AlreadyCancelling,
     /// The invocation had already ended.

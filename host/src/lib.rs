@@ -7,6 +7,7 @@
 pub mod admin_key;
 pub mod config;
 mod dispatcher;
+pub mod events;
 mod grpc;
 mod host;
 pub mod http;
@@ -17,6 +18,6 @@ pub mod status;
 
 pub use host::{Host, HostHandle, HostOptions, PendingInvocation, StartError};
 pub use invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
-    LogLine, Outcome,
+    CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
+    InvokeError, LogLine, Outcome,
 };

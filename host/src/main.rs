@@ -119,6 +119,7 @@ async fn start(
         http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], grpc_port)),
         admin_key,
+        data_dir,
     };
     let host = match Host::start(opts).await {
         Ok(h) => h,

@@ -69,7 +69,7 @@ impl TestApp {
             json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
         app.function("echo", &http);
         app.function("sleep", &http);
-        for f in ["spin", "panic", "crash", "fail", "log", "big"] {
+        for f in ["spin", "panic", "crash", "fail", "log", "big", "flaky"] {
             app.function(f, &manual);
         }
         app
@@ -182,11 +182,26 @@ impl Api {
         body: impl Into<Bytes>,
         key: Option<&str>,
     ) -> Result<HttpReply> {
+        let headers: &[(&str, &str)] = match key {
+            Some(k) => &[("x-functions-key", k)],
+            None => &[],
+        };
+        self.request_with(method, path, body, headers).await
+    }
+
+    /// Sends a request with the given headers.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpReply> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
-        if let Some(k) = key {
-            req = req.header("x-functions-key", k);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = req.body(Full::new(body.into()))?;
         let resp = self.client.request(req).await.context("HTTP request")?;

@@ -383,7 +383,7 @@ impl Dispatcher {
             let msg = format!(
                 "worker instance {worker_id} was killed to stop invocation {target}; invocation {id} was running on it and was ended"
             );
-            self.finish(&id, Ending::error(Outcome::Killed, msg));
+            self.finish(&id, Ending::lost(Outcome::Killed, msg));
         }
         // A platform-initiated recycle, not a crash: no budget charge.
         if self.slots[slot].current.as_deref() == Some(worker_id) {
@@ -451,7 +451,7 @@ impl Dispatcher {
             );
             if still_here {
                 let msg = format!("invocation {id} failed: {cause}");
-                self.finish(id, Ending::error(Outcome::Failed, msg));
+                self.finish(id, Ending::lost(Outcome::Failed, msg));
             }
         }
         self.publish_ready_count();

@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 
 use super::{Dispatcher, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
 use crate::invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
-    LogLine, Outcome,
+    CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
+    InvokeError, LogLine, Outcome,
 };
 
 /// Where an invocation can go now.
@@ -30,6 +30,7 @@ pub(crate) struct Ending {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub output: Option<fnhost_proto::rpc::TypedData>,
+    pub worker_lost: bool,
 }
 
 impl Ending {
@@ -38,6 +39,15 @@ impl Ending {
             outcome,
             error: Some(message),
             output: None,
+            worker_lost: false,
+        }
+    }
+
+    /// The invocation ended because its instance ended under it.
+    pub(crate) fn lost(outcome: Outcome, message: String) -> Self {
+        Self {
+            worker_lost: true,
+            ..Self::error(outcome, message)
         }
     }
 }
@@ -92,6 +102,7 @@ impl Dispatcher {
             input: Some(input),
             state: InvState::Queued,
             cancel_reason: None,
+            cancel_delivery: None,
             reply: Some(reply),
             timeout_key,
             grace_key: None,
@@ -239,6 +250,7 @@ impl Dispatcher {
                     .get(&worker)
                     .is_some_and(|i| i.handles_cancel() && i.outbound.is_some());
                 if can_signal {
+                    inv.cancel_delivery = Some(CancelDelivery::Signalled);
                     inv.state = InvState::Cancelling {
                         worker: worker.clone(),
                         since: Instant::now(),
@@ -251,15 +263,39 @@ impl Dispatcher {
                         inst.send_urgent(StreamingMessage::invocation_cancel(id, grace));
                     }
                     tracing::info!(invocation = %id, worker = %worker, %reason, "cancel sent");
+                    CancelResponse::Done
                 } else {
+                    inv.cancel_delivery = Some(CancelDelivery::NotDeliverable);
                     let why = format!(
                         "worker instance {worker} cannot receive InvocationCancel (no \
                          HandlesInvocationCancelMessage capability or its stream is gone); it was \
                          killed to end invocation {id} ({reason})"
                     );
                     self.kill_instance(&worker, id, why);
+                    CancelResponse::Forced
                 }
-                CancelResponse::Done
+            }
+        }
+    }
+
+    /// Forced termination: kills the invocation's instance without asking.
+    pub(crate) fn handle_kill(&mut self, id: &str) -> CancelResponse {
+        let Some(inv) = self.invocations.get_mut(id) else {
+            return if self.finished_set.contains(id) {
+                CancelResponse::AlreadyCompleted
+            } else {
+                CancelResponse::NotFound
+            };
+        };
+        inv.cancel_reason.get_or_insert(CancelReason::Requested);
+        match inv.state.clone() {
+            InvState::Queued => self.handle_cancel(id, CancelReason::Requested),
+            InvState::Running { worker } | InvState::Cancelling { worker, .. } => {
+                let why = format!(
+                    "invocation {id} was terminated: worker instance {worker} was killed to end it"
+                );
+                self.kill_instance(&worker, id, why);
+                CancelResponse::Forced
             }
         }
     }
@@ -305,6 +341,7 @@ impl Dispatcher {
                 outcome: Outcome::Succeeded,
                 error: None,
                 output,
+                worker_lost: false,
             },
             status_result::Status::Failure => {
                 let msg = result.error_message();
@@ -398,6 +435,8 @@ impl Dispatcher {
             logs: std::mem::take(&mut inv.logs),
             logs_dropped: inv.logs_dropped,
             elapsed: inv.submitted.elapsed(),
+            worker_lost: ending.worker_lost,
+            cancel_delivery: inv.cancel_delivery,
         };
         if self.results_tx.receiver_count() > 0 {
             let _ = self.results_tx.send(result.clone());

@@ -124,6 +124,22 @@ async fn log(ctx: Context, _input: Input) -> Result<&'static str, HandlerError> 
 
 /// Exit codes: 0 after an orderly stop, 2 for bad launch arguments, 1 for
 /// other failures (e.g. the host is unreachable).
+/// Calls of `flaky` this process has seen.
+static FLAKY_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Fails its first N calls in this process (N = the input number), then
+/// succeeds: a function for retry tests.
+async fn flaky(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+    let failures: u64 = input.text()?.trim().parse().map_err(HandlerError::msg)?;
+    let call = FLAKY_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if call <= failures {
+        return Err(HandlerError::msg(format!(
+            "flaky call {call} of {failures} failing calls"
+        )));
+    }
+    Ok(format!("succeeded on call {call}"))
+}
+
 #[tokio::main]
 async fn main() {
     let _ = tracing_subscriber::fmt()
@@ -138,6 +154,7 @@ async fn main() {
         .function("crash", crash)
         .function("fail", fail)
         .function("log", log)
+        .function("flaky", flaky)
         .build()
         .run()
         .await;

@@ -1,8 +1,12 @@
 //! End-to-end tests: a real host (library or binary), real worker
 //! processes, real sockets on 127.0.0.1.
 
+mod async_events;
 mod binary;
 mod cancel;
 mod faults;
 mod invoke;
+mod node_sdk;
+mod published_python;
+mod python_sdk;
 mod rogue;

@@ -1,0 +1,261 @@
+//! Asynchronous invocations ("async events"): the durable record of each
+//! event, the store behind it, and the runner that executes, retries,
+//! terminates, recovers and prunes them.
+
+use std::fmt;
+
+use serde::Serialize;
+
+mod config;
+mod runner;
+mod sqlite;
+pub mod time;
+mod writer;
+
+pub use config::AsyncConfig;
+pub use runner::{AsyncEvents, EnqueueError, EnqueueRequest, Enqueued, TerminateOutcome};
+pub use sqlite::SqliteStore;
+pub use writer::EventLog;
+
+/// Where an event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventStatus {
+    /// Accepted, durable, waiting to run.
+    Queued,
+    /// An attempt is running.
+    Running,
+    /// An attempt failed; the next one waits for its backoff.
+    Retrying,
+    /// Succeeded.
+    Finished,
+    /// Failed for good (attempts or age exhausted).
+    Failed,
+    /// Terminated by a user.
+    Aborted,
+}
+
+impl EventStatus {
+    /// Every status, in display order.
+    pub const ALL: [EventStatus; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Retrying,
+        Self::Finished,
+        Self::Failed,
+        Self::Aborted,
+    ];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Retrying => "RETRYING",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+            Self::Aborted => "ABORTED",
+        }
+    }
+
+    /// Parses a stored or requested name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// True once the event can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Aborted)
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status codes of ended events (see README, "Asynchronous invocations").
+pub mod codes {
+    /// The function returned.
+    pub const FINISHED: i64 = 200;
+    /// The function raised an error or panicked.
+    pub const FUNCTION_ERROR: i64 = 430;
+    /// The function exceeded its timeout.
+    pub const TIMEOUT: i64 = 433;
+    /// A user terminated the event while it waited (queued or retrying).
+    pub const TERMINATED_BEFORE_RUN: i64 = 437;
+    /// A user terminated the event and the handler stopped on the signal.
+    pub const TERMINATED_GRACEFULLY: i64 = 438;
+    /// "User process exit when running": the worker process ended while the
+    /// event ran (a crash, a forced termination, or a graceful one whose
+    /// code did not handle the signal).
+    pub const USER_PROCESS_EXIT: i64 = 439;
+    /// The event exceeded the maximum event age before it could succeed.
+    pub const EXPIRED: i64 = 460;
+    /// The platform could not run it (no worker available, host error).
+    pub const PLATFORM_ERROR: i64 = 500;
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// The request id (returned to the caller at accept time).
+    pub request_id: String,
+    /// The function.
+    pub function: String,
+    /// The qualifier (version or alias); `$LATEST` by default.
+    pub qualifier: String,
+    /// How it was invoked: `api`, `http`, `scf`, `onFailure`, ...
+    pub invoke_type: String,
+    /// Current status.
+    pub status: EventStatus,
+    /// Status code once ended (or of the last failed attempt while retrying).
+    pub status_code: Option<i64>,
+    /// Attempts started so far.
+    pub attempts: i64,
+    /// The trigger input, as protobuf-encoded `TypedData`.
+    pub input: Vec<u8>,
+    /// The function's output bytes (at most 64 KiB), when finished.
+    pub result: Option<Vec<u8>>,
+    /// The last error, when one occurred.
+    pub error: Option<String>,
+    /// Accept time, ms since the Unix epoch.
+    pub start_ms: i64,
+    /// End time, ms since the Unix epoch.
+    pub end_ms: Option<i64>,
+    /// When a `RETRYING` event may run next.
+    pub next_attempt_ms: Option<i64>,
+}
+
+/// A log line of an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventLogLine {
+    /// Time, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// The text; platform lines start with `[PLATFORM]`.
+    pub line: String,
+}
+
+/// A write, applied with others in one transaction.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// A new event; with an idempotency key, a repeat returns the first id.
+    Insert {
+        /// The event.
+        event: EventRecord,
+        /// Idempotency key and a digest of the request body.
+        idempotency: Option<(String, Vec<u8>)>,
+    },
+    /// A status change with what came with it.
+    Update {
+        /// The event.
+        request_id: String,
+        /// Its new status.
+        status: EventStatus,
+        /// Status code, if any.
+        status_code: Option<i64>,
+        /// Attempts started.
+        attempts: i64,
+        /// Output of a finished event.
+        result: Option<Vec<u8>>,
+        /// Error text.
+        error: Option<String>,
+        /// End time for final statuses.
+        end_ms: Option<i64>,
+        /// When a retry may run.
+        next_attempt_ms: Option<i64>,
+    },
+    /// Lines to append to an event's log.
+    Log {
+        /// The event.
+        request_id: String,
+        /// The lines.
+        lines: Vec<EventLogLine>,
+    },
+    /// Deletes ended events whose end time is before `before_ms`.
+    Prune {
+        /// Cut-off.
+        before_ms: i64,
+    },
+}
+
+/// What a write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied.
+    Done,
+    /// An insert whose idempotency key was seen with the same body: the
+    /// existing request id.
+    Duplicate(String),
+    /// An insert whose idempotency key was seen with a different body.
+    Conflict(String),
+    /// Rows pruned.
+    Pruned(usize),
+}
+
+/// Filters, order and page of a list request. Time bounds are ms since the
+/// epoch; starts inclusive, ends exclusive.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this qualifier.
+    pub qualifier: Option<String>,
+    /// Any of these statuses (empty: all).
+    pub statuses: Vec<EventStatus>,
+    /// Any of these invoke types (empty: all).
+    pub invoke_types: Vec<String>,
+    /// Only this request id.
+    pub request_id: Option<String>,
+    /// `startTime >= from`.
+    pub start_from: Option<i64>,
+    /// `startTime < to`.
+    pub start_to: Option<i64>,
+    /// `endTime >= from`.
+    pub end_from: Option<i64>,
+    /// `endTime < to`.
+    pub end_to: Option<i64>,
+    /// Ascending instead of descending.
+    pub ascending: bool,
+    /// Order by end time instead of start time.
+    pub order_by_end: bool,
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return (0–100).
+    pub limit: u64,
+}
+
+/// A page of events and the total matching the filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    /// All events matching the filters.
+    pub total: u64,
+    /// The page.
+    pub events: Vec<EventRecord>,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("event store: {0}")]
+pub struct StoreError(pub String);
+
+/// Durable storage of events. Implementations apply a batch of writes in
+/// one transaction (the caller batches to share one fsync) and answer reads
+/// concurrently with writes. SQLite is the default; a PostgreSQL store
+/// implements the same trait.
+pub trait EventStore: Send + Sync + 'static {
+    /// Applies `batch` atomically; one outcome per op, in order.
+    fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError>;
+    /// One event.
+    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// A filtered, ordered page.
+    fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
+    /// An event's log, in order.
+    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
+    /// Events not yet final (for recovery at start).
+    fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError>;
+}

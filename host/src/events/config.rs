@@ -1,0 +1,110 @@
+//! The `asyncEvents` section of `host.json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{positive_timespan, typed, ConfigError};
+
+/// Retention, retries and concurrency of asynchronous invocations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsyncConfig {
+    /// `retention`: how long ended events are kept (default 72 h).
+    pub retention: Duration,
+    /// `pruneInterval`: how often ended events past retention are deleted.
+    pub prune_interval: Duration,
+    /// `maxRetryAttempts`: retries after the first attempt (0–8, default 2).
+    pub max_retries: u32,
+    /// `maxEventAge`: no attempt starts once an event is older (default 6 h).
+    pub max_event_age: Duration,
+    /// `retryBackoff`: wait before the first retry; doubles per retry, at most 5 min.
+    pub retry_backoff: Duration,
+    /// `onFailure`: a function that receives each event that failed for good.
+    pub on_failure: Option<String>,
+    /// `maxConcurrency`: async events running at once (default 64).
+    pub max_concurrency: usize,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(72 * 3600),
+            prune_interval: Duration::from_secs(60),
+            max_retries: 2,
+            max_event_age: Duration::from_secs(6 * 3600),
+            retry_backoff: Duration::from_secs(1),
+            on_failure: None,
+            max_concurrency: 64,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Section {
+    retention: Option<String>,
+    prune_interval: Option<String>,
+    max_retry_attempts: Option<u32>,
+    max_event_age: Option<String>,
+    retry_backoff: Option<String>,
+    on_failure: Option<String>,
+    max_concurrency: Option<u32>,
+}
+
+impl AsyncConfig {
+    /// Reads `asyncEvents` from a parsed `host.json`.
+    pub(crate) fn from_value(
+        path: &Path,
+        value: Option<&serde_json::Value>,
+    ) -> Result<Self, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Self::default());
+        };
+        let s: Section = typed(path, "asyncEvents", value)?;
+        let mut c = Self::default();
+        if let Some(t) = &s.retention {
+            c.retention = positive_timespan(path, "asyncEvents.retention", t)?;
+            c.prune_interval = (c.retention / 4).min(Duration::from_secs(60));
+        }
+        if let Some(t) = &s.prune_interval {
+            c.prune_interval = positive_timespan(path, "asyncEvents.pruneInterval", t)?;
+        }
+        if let Some(n) = s.max_retry_attempts {
+            if n > 8 {
+                return Err(ConfigError::field(
+                    path,
+                    "asyncEvents.maxRetryAttempts",
+                    format!("{n} is out of range 0..=8"),
+                ));
+            }
+            c.max_retries = n;
+        }
+        if let Some(t) = &s.max_event_age {
+            c.max_event_age = positive_timespan(path, "asyncEvents.maxEventAge", t)?;
+        }
+        if let Some(t) = &s.retry_backoff {
+            c.retry_backoff = positive_timespan(path, "asyncEvents.retryBackoff", t)?;
+        }
+        if let Some(n) = s.max_concurrency {
+            if !(1..=100_000).contains(&n) {
+                return Err(ConfigError::field(
+                    path,
+                    "asyncEvents.maxConcurrency",
+                    format!("{n} is out of range 1..=100000"),
+                ));
+            }
+            c.max_concurrency = n as usize;
+        }
+        c.on_failure = s.on_failure.filter(|f| !f.is_empty());
+        Ok(c)
+    }
+
+    /// Wait before retry number `retry` (1-based): doubling, at most 5 minutes.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 1u32 << retry.saturating_sub(1).min(16);
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(Duration::from_secs(300))
+    }
+}

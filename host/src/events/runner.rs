@@ -1,0 +1,742 @@
+//! The async-event runner: one task owns which events wait, run and retry;
+//! each attempt runs in its own task that records its start and end
+//! durably, in order, through the batching writer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnhost_proto::rpc::TypedData;
+use futures_util::StreamExt;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::time::now_ms;
+use super::{
+    codes, AsyncConfig, EventLog, EventLogLine, EventRecord, EventStatus, StoreError, WriteOp,
+    WriteOutcome,
+};
+use crate::host::HostHandle;
+use crate::invocation::{
+    CancelDelivery, CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome,
+};
+
+/// An async invoke as the API received it.
+#[derive(Debug, Clone)]
+pub struct EnqueueRequest {
+    /// The function.
+    pub function: String,
+    /// Qualifier; `$LATEST` when `None`.
+    pub qualifier: Option<String>,
+    /// `api`, `http`, `scf`, ...
+    pub invoke_type: String,
+    /// The trigger input.
+    pub input: TypedData,
+    /// `Idempotency-Key` and a digest of the request body.
+    pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// An accepted invoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new event, durably stored.
+    New(String),
+    /// A repeat of an earlier request with the same idempotency key and body.
+    Existing(String),
+}
+
+/// Why an async invoke was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// No such function.
+    #[error("function '{0}' does not exist")]
+    UnknownFunction(String),
+    /// The idempotency key was used with a different body.
+    #[error(
+        "idempotency key '{key}' was already used for request {existing} with a different body"
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The request id it belongs to.
+        existing: String,
+    },
+    /// The store failed; nothing was accepted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a terminate request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminateOutcome {
+    /// The terminate was carried out (or is under way for a running event).
+    Done,
+    /// The event had already ended with this status.
+    AlreadyCompleted(EventStatus),
+    /// No such event (or pruned).
+    NotFound,
+}
+
+enum Cmd {
+    Queued(EventRecord),
+    Terminate {
+        id: String,
+        graceful: bool,
+        reply: oneshot::Sender<Result<TerminateOutcome, StoreError>>,
+    },
+    Settled {
+        id: String,
+        next: Next,
+    },
+    BeginShutdown,
+    WaitIdle(oneshot::Sender<()>),
+    Close,
+}
+
+/// Where an attempt left its event.
+enum Next {
+    /// Final; nothing more to do.
+    Done { failed: Option<EventRecord> },
+    /// Run again at this time.
+    Retry(EventRecord, i64),
+    /// Back to the queue (host shutting down).
+    Requeue,
+}
+
+struct RunningEvent {
+    invocation_id: String,
+    terminate: Arc<AtomicBool>,
+}
+
+/// Handle to the async-event runner.
+#[derive(Clone)]
+pub struct AsyncEvents {
+    cmds: mpsc::Sender<Cmd>,
+    log: EventLog,
+    functions: Arc<Vec<String>>,
+}
+
+impl AsyncEvents {
+    /// Starts the runner over `log`, recovering events left unfinished by a
+    /// previous run (queued ones run; running ones are retried or failed).
+    pub async fn start(
+        log: EventLog,
+        host: HostHandle,
+        config: AsyncConfig,
+        functions: Vec<String>,
+    ) -> Result<Self, StoreError> {
+        let (cmds, rx) = mpsc::channel(4096);
+        let mut runner = Runner {
+            log: log.clone(),
+            host,
+            config: Arc::new(config),
+            cmds: cmds.clone(),
+            ready: VecDeque::new(),
+            waiting: HashMap::new(),
+            timers: DelayQueue::new(),
+            running: HashMap::new(),
+            shutting_down: false,
+            idle_waiters: Vec::new(),
+        };
+        runner.recover().await?;
+        tokio::spawn(runner.run(rx));
+        Ok(Self {
+            cmds,
+            log,
+            functions: Arc::new(functions),
+        })
+    }
+
+    /// The durable log, for reads.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Stores the event durably, then queues it to run.
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
+        if !self.functions.iter().any(|f| f == &req.function) {
+            return Err(EnqueueError::UnknownFunction(req.function));
+        }
+        let record = EventRecord {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function: req.function,
+            qualifier: req.qualifier.unwrap_or_else(|| "$LATEST".into()),
+            invoke_type: req.invoke_type,
+            status: EventStatus::Queued,
+            status_code: None,
+            attempts: 0,
+            input: req.input.encode_to_vec(),
+            result: None,
+            error: None,
+            start_ms: now_ms(),
+            end_ms: None,
+            next_attempt_ms: None,
+        };
+        let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
+        match self
+            .log
+            .write(WriteOp::Insert {
+                event: record.clone(),
+                idempotency: req.idempotency,
+            })
+            .await?
+        {
+            WriteOutcome::Duplicate(existing) => return Ok(Enqueued::Existing(existing)),
+            WriteOutcome::Conflict(existing) => {
+                return Err(EnqueueError::Conflict {
+                    key: key.unwrap_or_default(),
+                    existing,
+                })
+            }
+            _ => {}
+        }
+        let id = record.request_id.clone();
+        // Durable already: if the runner is gone (shutdown), recovery runs it.
+        let _ = self.cmds.send(Cmd::Queued(record)).await;
+        Ok(Enqueued::New(id))
+    }
+
+    /// Terminates an event: forced (kill its instance) or graceful (cancel,
+    /// escalated to forced after the grace).
+    pub async fn terminate(
+        &self,
+        request_id: &str,
+        graceful: bool,
+    ) -> Result<TerminateOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Terminate {
+            id: request_id.to_string(),
+            graceful,
+            reply,
+        };
+        if self.cmds.send(cmd).await.is_err() {
+            return Err(StoreError("the async runner has stopped".into()));
+        }
+        rx.await
+            .map_err(|_| StoreError("the async runner stopped before answering".into()))?
+    }
+
+    /// Stops starting attempts; queued events stay queued, durably.
+    pub async fn begin_shutdown(&self) {
+        let _ = self.cmds.send(Cmd::BeginShutdown).await;
+    }
+
+    /// Stops the runner; the store closes once the last handle is dropped.
+    pub async fn close(&self) {
+        let _ = self.cmds.send(Cmd::Close).await;
+    }
+
+    /// Waits until no attempt is running (after the host cancelled them).
+    pub async fn wait_idle(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::WaitIdle(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Runner {
+    log: EventLog,
+    host: HostHandle,
+    config: Arc<AsyncConfig>,
+    cmds: mpsc::Sender<Cmd>,
+    ready: VecDeque<EventRecord>,
+    waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
+    timers: DelayQueue<String>,
+    running: HashMap<String, RunningEvent>,
+    shutting_down: bool,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+}
+
+fn platform(line: impl Into<String>) -> EventLogLine {
+    EventLogLine {
+        time_ms: now_ms(),
+        line: format!("[PLATFORM] {}", line.into()),
+    }
+}
+
+fn update(e: &EventRecord) -> WriteOp {
+    WriteOp::Update {
+        request_id: e.request_id.clone(),
+        status: e.status,
+        status_code: e.status_code,
+        attempts: e.attempts,
+        result: e.result.clone(),
+        error: e.error.clone(),
+        end_ms: e.end_ms,
+        next_attempt_ms: e.next_attempt_ms,
+    }
+}
+
+fn log_op(id: &str, lines: Vec<EventLogLine>) -> WriteOp {
+    WriteOp::Log {
+        request_id: id.to_string(),
+        lines,
+    }
+}
+
+impl Runner {
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        let now = now_ms();
+        for mut e in self.log.unfinished().await? {
+            match e.status {
+                EventStatus::Queued => self.ready.push_back(e),
+                EventStatus::Retrying => {
+                    let at = e.next_attempt_ms.unwrap_or(now);
+                    self.wait_until(e, at);
+                }
+                _ => {
+                    let note = format!("Host restarted while attempt {} was running", e.attempts);
+                    match decide_retry(&self.config, &mut e, codes::USER_PROCESS_EXIT, &note) {
+                        Some(at) => {
+                            let ops = vec![
+                                update(&e),
+                                log_op(&e.request_id, vec![platform(format!("{note}; retrying"))]),
+                            ];
+                            for op in ops {
+                                self.log.write(op).await?;
+                            }
+                            self.wait_until(e, at);
+                        }
+                        None => {
+                            let line = platform(format!(
+                                "{note}; {}",
+                                e.error.clone().unwrap_or_default()
+                            ));
+                            self.log.write(update(&e)).await?;
+                            self.log.write(log_op(&e.request_id, vec![line])).await?;
+                        }
+                    }
+                }
+            }
+        }
+        if !self.ready.is_empty() || !self.waiting.is_empty() {
+            tracing::info!(
+                queued = self.ready.len(),
+                retrying = self.waiting.len(),
+                "recovered unfinished async events"
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes ended events older than the retention window.
+    fn prune(&self) {
+        let before_ms = now_ms() - self.config.retention.as_millis() as i64;
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            match log.write(WriteOp::Prune { before_ms }).await {
+                Ok(WriteOutcome::Pruned(n)) if n > 0 => {
+                    tracing::info!("pruned {n} async events past retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("pruning async events failed: {e}"),
+            }
+        });
+    }
+
+    fn wait_until(&mut self, e: EventRecord, at_ms: i64) {
+        let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
+        let id = e.request_id.clone();
+        let key = self.timers.insert(id.clone(), delay);
+        self.waiting.insert(id, (e, key));
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut prune = tokio::time::interval(self.config.prune_interval);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.start_attempts();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Close) | None => break,
+                    Some(cmd) => self.handle(cmd),
+                },
+                _ = prune.tick() => self.prune(),
+                Some(expired) = self.timers.next() => {
+                    let id = expired.into_inner();
+                    if let Some((e, _)) = self.waiting.remove(&id) {
+                        self.ready.push_back(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Queued(e) => self.ready.push_back(e),
+            Cmd::Terminate {
+                id,
+                graceful,
+                reply,
+            } => self.terminate(id, graceful, reply),
+            Cmd::Settled { id, next } => {
+                self.running.remove(&id);
+                match next {
+                    Next::Done { failed: Some(e) } => self.on_failure(e),
+                    Next::Done { failed: None } | Next::Requeue => {}
+                    Next::Retry(e, at) => self.wait_until(e, at),
+                }
+                if self.running.is_empty() {
+                    for w in self.idle_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
+            }
+            Cmd::BeginShutdown => self.shutting_down = true,
+            Cmd::Close => {}
+            Cmd::WaitIdle(w) => {
+                if self.running.is_empty() {
+                    let _ = w.send(());
+                } else {
+                    self.idle_waiters.push(w);
+                }
+            }
+        }
+    }
+
+    fn start_attempts(&mut self) {
+        while !self.shutting_down && self.running.len() < self.config.max_concurrency {
+            let Some(e) = self.ready.pop_front() else {
+                break;
+            };
+            let invocation_id = uuid::Uuid::new_v4().to_string();
+            let terminate = Arc::new(AtomicBool::new(false));
+            self.running.insert(
+                e.request_id.clone(),
+                RunningEvent {
+                    invocation_id: invocation_id.clone(),
+                    terminate: terminate.clone(),
+                },
+            );
+            let attempt = Attempt {
+                log: self.log.clone(),
+                host: self.host.clone(),
+                config: self.config.clone(),
+                cmds: self.cmds.clone(),
+                terminate,
+            };
+            tokio::spawn(attempt.run(e, invocation_id));
+        }
+    }
+
+    fn terminate(
+        &mut self,
+        id: String,
+        graceful: bool,
+        reply: oneshot::Sender<Result<TerminateOutcome, StoreError>>,
+    ) {
+        if let Some(r) = self.running.get(&id) {
+            r.terminate.store(true, Ordering::SeqCst);
+            let (host, inv) = (self.host.clone(), r.invocation_id.clone());
+            tokio::spawn(async move {
+                let r = if graceful {
+                    host.cancel(&inv, CancelReason::Requested).await
+                } else {
+                    host.kill(&inv).await
+                };
+                tracing::info!(request = %id, invocation = %inv, graceful, response = ?r, "async event terminate");
+                let _ = reply.send(Ok(TerminateOutcome::Done));
+            });
+            return;
+        }
+        let waiting = self.waiting.remove(&id).map(|(e, key)| {
+            self.timers.remove(&key);
+            e
+        });
+        let queued = self
+            .ready
+            .iter()
+            .position(|e| e.request_id == id)
+            .and_then(|i| self.ready.remove(i));
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let answer = match waiting.or(queued) {
+                Some(mut e) => {
+                    e.status = EventStatus::Aborted;
+                    e.status_code = Some(codes::TERMINATED_BEFORE_RUN);
+                    e.end_ms = Some(now_ms());
+                    e.next_attempt_ms = None;
+                    e.error = Some("terminated by a user before it ran".into());
+                    let line = platform("Terminated by a user before it ran.");
+                    match log.write(update(&e)).await {
+                        Ok(_) => log
+                            .write(log_op(&id, vec![line]))
+                            .await
+                            .map(|_| TerminateOutcome::Done),
+                        Err(err) => Err(err),
+                    }
+                }
+                None => match log.get(&id).await {
+                    Ok(Some(e)) if e.status.is_final() => {
+                        Ok(TerminateOutcome::AlreadyCompleted(e.status))
+                    }
+                    Ok(Some(e)) => Err(StoreError(format!(
+                        "event {id} is {} in the store but unknown to the runner",
+                        e.status
+                    ))),
+                    Ok(None) => Ok(TerminateOutcome::NotFound),
+                    Err(err) => Err(err),
+                },
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    fn on_failure(&mut self, failed: EventRecord) {
+        let Some(target) = self.config.on_failure.clone() else {
+            return;
+        };
+        if failed.invoke_type == "onFailure" {
+            return;
+        }
+        let input = TypedData::json(failure_payload(&failed).to_string());
+        let record = EventRecord {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function: target,
+            qualifier: failed.qualifier.clone(),
+            invoke_type: "onFailure".into(),
+            status: EventStatus::Queued,
+            status_code: None,
+            attempts: 0,
+            input: input.encode_to_vec(),
+            result: None,
+            error: None,
+            start_ms: now_ms(),
+            end_ms: None,
+            next_attempt_ms: None,
+        };
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        tokio::spawn(async move {
+            let id = record.request_id.clone();
+            let op = WriteOp::Insert {
+                event: record.clone(),
+                idempotency: None,
+            };
+            match log.write(op).await {
+                Ok(_) => {
+                    let line =
+                        platform(format!("Failed for good; sent to onFailure as event {id}"));
+                    let _ = log.write(log_op(&failed.request_id, vec![line])).await;
+                    let _ = cmds.send(Cmd::Queued(record)).await;
+                }
+                Err(e) => {
+                    tracing::error!(request = %failed.request_id, "cannot store the onFailure event: {e}")
+                }
+            }
+        });
+    }
+}
+
+/// The JSON an `onFailure` function receives.
+fn failure_payload(e: &EventRecord) -> serde_json::Value {
+    let input = TypedData::decode(e.input.as_slice())
+        .ok()
+        .and_then(|d| d.to_bytes())
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    serde_json::json!({
+        "requestId": e.request_id,
+        "function": e.function,
+        "qualifier": e.qualifier,
+        "status": e.status,
+        "statusCode": e.status_code,
+        "attempts": e.attempts,
+        "error": e.error,
+        "input": input,
+    })
+}
+
+/// Applies the retry policy after a failed attempt: `Some(next run time)`
+/// and `RETRYING`, or `FAILED` when attempts or age are exhausted.
+fn decide_retry(config: &AsyncConfig, e: &mut EventRecord, code: i64, error: &str) -> Option<i64> {
+    let now = now_ms();
+    let max_attempts = i64::from(config.max_retries) + 1;
+    let age = Duration::from_millis(now.saturating_sub(e.start_ms).max(0) as u64);
+    e.status_code = Some(code);
+    e.error = Some(error.to_string());
+    if e.attempts < max_attempts && age < config.max_event_age {
+        let at = now + config.backoff(e.attempts as u32).as_millis() as i64;
+        e.status = EventStatus::Retrying;
+        e.next_attempt_ms = Some(at);
+        return Some(at);
+    }
+    e.status = EventStatus::Failed;
+    e.end_ms = Some(now);
+    e.next_attempt_ms = None;
+    if e.attempts >= max_attempts {
+        e.error = Some(format!(
+            "{error} (attempts exhausted: {} of {max_attempts})",
+            e.attempts
+        ));
+    } else {
+        e.status_code = Some(codes::EXPIRED);
+        e.error = Some(format!(
+            "{error} (maximum event age of {:?} exceeded)",
+            config.max_event_age
+        ));
+    }
+    None
+}
+
+struct Attempt {
+    log: EventLog,
+    host: HostHandle,
+    config: Arc<AsyncConfig>,
+    cmds: mpsc::Sender<Cmd>,
+    terminate: Arc<AtomicBool>,
+}
+
+impl Attempt {
+    async fn run(self, mut e: EventRecord, invocation_id: String) {
+        let id = e.request_id.clone();
+        let next = match self.execute(&mut e, &invocation_id).await {
+            Ok(next) => next,
+            Err(err) => {
+                tracing::error!(request = %id, "async event attempt could not be recorded: {err}");
+                Next::Done { failed: None }
+            }
+        };
+        let _ = self.cmds.send(Cmd::Settled { id, next }).await;
+    }
+
+    async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
+        e.attempts += 1;
+        e.status = EventStatus::Running;
+        e.next_attempt_ms = None;
+        let start = platform(format!(
+            "Invoke Start RequestId: {} (attempt {})",
+            e.request_id, e.attempts
+        ));
+        self.log.write(update(e)).await?;
+        self.log.write(log_op(&e.request_id, vec![start])).await?;
+
+        let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
+        let result = self
+            .host
+            .invoke(
+                &e.function,
+                InvocationInput::new(input).with_id(invocation_id),
+            )
+            .await;
+        let terminated = self.terminate.load(Ordering::SeqCst);
+        let mut lines = Vec::new();
+        let next = match result {
+            Ok(r) => {
+                lines.extend(signal_line(&r, terminated));
+                lines.extend(r.logs.iter().map(|l| EventLogLine {
+                    time_ms: now_ms(),
+                    line: l.message.clone(),
+                }));
+                if r.logs_dropped > 0 {
+                    lines.push(platform(format!(
+                        "{} log lines were dropped (limit per invocation)",
+                        r.logs_dropped
+                    )));
+                }
+                self.settle(e, &r, terminated)
+            }
+            Err(InvokeError::ShuttingDown) => {
+                self.requeue(e);
+                Next::Requeue
+            }
+            Err(err) => self.retry_or_fail(e, codes::PLATFORM_ERROR, &err.to_string()),
+        };
+        lines.push(platform(match e.status {
+            EventStatus::Retrying => format!(
+                "Invoke End RequestId: {}; attempt {} failed ({}); retrying",
+                e.request_id,
+                e.attempts,
+                e.error.as_deref().unwrap_or("")
+            ),
+            EventStatus::Queued => format!(
+                "Invoke End RequestId: {}; host shutting down, event re-queued",
+                e.request_id
+            ),
+            s => format!(
+                "Invoke End RequestId: {}; {s} {}{}",
+                e.request_id,
+                e.status_code.unwrap_or_default(),
+                e.error
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        }));
+        self.log.write(log_op(&e.request_id, lines)).await?;
+        self.log.write(update(e)).await?;
+        Ok(next)
+    }
+
+    fn settle(&self, e: &mut EventRecord, r: &InvocationResult, terminated: bool) -> Next {
+        let error = r.error.clone().unwrap_or_default();
+        if r.outcome == Outcome::Succeeded {
+            e.status = EventStatus::Finished;
+            e.status_code = Some(codes::FINISHED);
+            e.result = r.output.as_ref().and_then(TypedData::to_bytes).map(bounded);
+            e.end_ms = Some(now_ms());
+            return Next::Done { failed: None };
+        }
+        if r.cancel_reason == Some(CancelReason::HostShutdown) {
+            self.requeue(e);
+            return Next::Requeue;
+        }
+        if terminated {
+            e.status = EventStatus::Aborted;
+            e.status_code = Some(match r.outcome {
+                Outcome::Cancelled => codes::TERMINATED_GRACEFULLY,
+                Outcome::TimedOut => codes::TIMEOUT,
+                Outcome::Failed if !r.worker_lost => codes::FUNCTION_ERROR,
+                _ => codes::USER_PROCESS_EXIT,
+            });
+            e.error = Some(format!("terminated by a user: {error}"));
+            e.end_ms = Some(now_ms());
+            return Next::Done { failed: None };
+        }
+        let code = match r.outcome {
+            Outcome::TimedOut => codes::TIMEOUT,
+            Outcome::Killed if r.cancel_reason == Some(CancelReason::Timeout) => codes::TIMEOUT,
+            Outcome::Killed => codes::USER_PROCESS_EXIT,
+            Outcome::Failed if r.worker_lost => codes::USER_PROCESS_EXIT,
+            Outcome::Failed => codes::FUNCTION_ERROR,
+            _ => codes::PLATFORM_ERROR,
+        };
+        self.retry_or_fail(e, code, &error)
+    }
+
+    fn retry_or_fail(&self, e: &mut EventRecord, code: i64, error: &str) -> Next {
+        match decide_retry(&self.config, e, code, error) {
+            Some(at) => Next::Retry(e.clone(), at),
+            None => Next::Done {
+                failed: Some(e.clone()),
+            },
+        }
+    }
+
+    fn requeue(&self, e: &mut EventRecord) {
+        e.status = EventStatus::Queued;
+        e.next_attempt_ms = None;
+    }
+}
+
+/// The `[PLATFORM] Signal ...` line for a user's graceful terminate.
+fn signal_line(r: &InvocationResult, terminated: bool) -> Option<EventLogLine> {
+    if !terminated || r.cancel_reason != Some(CancelReason::Requested) {
+        return None;
+    }
+    match r.cancel_delivery {
+        Some(CancelDelivery::Signalled) => Some(platform("Signal received successfully.")),
+        Some(CancelDelivery::NotDeliverable) => Some(platform("Signal reception failed.")),
+        None => None,
+    }
+}
+
+/// Results larger than this are cut (the event keeps a bounded record).
+const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+fn bounded(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(MAX_RESULT_BYTES);
+    bytes
+}

@@ -1,0 +1,518 @@
+//! The default event store: an embedded SQLite file in WAL mode. One
+//! connection writes (the batching writer calls it from one thread), a small
+//! pool of connections reads alongside.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
+
+use super::{
+    EventLogLine, EventRecord, EventStatus, EventStore, ListPage, ListQuery, StoreError, WriteOp,
+    WriteOutcome,
+};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, their logs, and an index for every list filter.
+    "CREATE TABLE events (
+        request_id      TEXT PRIMARY KEY,
+        function        TEXT NOT NULL,
+        qualifier       TEXT NOT NULL,
+        invoke_type     TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        status_code     INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        input           BLOB NOT NULL,
+        result          BLOB,
+        error           TEXT,
+        start_ms        INTEGER NOT NULL,
+        end_ms          INTEGER,
+        next_attempt_ms INTEGER,
+        idem_key        TEXT,
+        idem_digest     BLOB
+    );
+    CREATE INDEX events_function_start ON events (function, start_ms);
+    CREATE INDEX events_function_end ON events (function, end_ms) WHERE end_ms IS NOT NULL;
+    CREATE INDEX events_function_status_start ON events (function, status, start_ms);
+    CREATE INDEX events_status_start ON events (status, start_ms);
+    CREATE INDEX events_start ON events (start_ms);
+    CREATE INDEX events_end ON events (end_ms) WHERE end_ms IS NOT NULL;
+    CREATE UNIQUE INDEX events_idempotency ON events (function, idem_key) WHERE idem_key IS NOT NULL;
+    CREATE TABLE event_logs (
+        request_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        time_ms    INTEGER NOT NULL,
+        line       TEXT NOT NULL,
+        PRIMARY KEY (request_id, seq)
+    ) WITHOUT ROWID;",
+];
+
+const READERS: usize = 4;
+
+/// SQLite-backed [`EventStore`].
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let open = || -> Result<Connection, StoreError> {
+            let c = Connection::open(path)
+                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+            // WAL: readers never block the writer; FULL: a commit is on disk
+            // before the accept is answered.
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(err)?;
+            Ok(c)
+        };
+        let mut writer = open()?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open().map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        // Take the first free reader; wait on one only when all are busy.
+        for r in &self.readers {
+            if let Ok(conn) = r.try_lock() {
+                return f(&conn).map_err(err);
+            }
+        }
+        let conn = self.readers[0]
+            .lock()
+            .map_err(|_| StoreError("a reader panicked".into()))?;
+        f(&conn).map_err(err)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(err)? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "the store has schema version {version}, newer than this host's {}; upgrade the host",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "request_id, function, qualifier, invoke_type, status, status_code, attempts, input, result, \
+                       error, start_ms, end_ms, next_attempt_ms";
+
+fn record(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    let status: String = row.get(4)?;
+    Ok(EventRecord {
+        request_id: row.get(0)?,
+        function: row.get(1)?,
+        qualifier: row.get(2)?,
+        invoke_type: row.get(3)?,
+        status: EventStatus::parse(&status).unwrap_or(EventStatus::Failed),
+        status_code: row.get(5)?,
+        attempts: row.get(6)?,
+        input: row.get(7)?,
+        result: row.get(8)?,
+        error: row.get(9)?,
+        start_ms: row.get(10)?,
+        end_ms: row.get(11)?,
+        next_attempt_ms: row.get(12)?,
+    })
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<WriteOutcome> {
+    match op {
+        WriteOp::Insert {
+            event: e,
+            idempotency,
+        } => {
+            if let Some((key, digest)) = idempotency {
+                let seen: Option<(String, Vec<u8>)> = tx
+                    .query_row(
+                        "SELECT request_id, idem_digest FROM events WHERE function = ?1 AND idem_key = ?2",
+                        params![e.function, key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((id, d)) = seen {
+                    return Ok(if &d == digest {
+                        WriteOutcome::Duplicate(id)
+                    } else {
+                        WriteOutcome::Conflict(id)
+                    });
+                }
+            }
+            let (key, digest) = match idempotency {
+                Some((k, d)) => (Some(k.as_str()), Some(d.as_slice())),
+                None => (None, None),
+            };
+            tx.prepare_cached(
+                "INSERT INTO events (request_id, function, qualifier, invoke_type, status, status_code, attempts,
+                     input, result, error, start_ms, end_ms, next_attempt_ms, idem_key, idem_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                e.request_id,
+                e.function,
+                e.qualifier,
+                e.invoke_type,
+                e.status.as_str(),
+                e.status_code,
+                e.attempts,
+                e.input,
+                e.result,
+                e.error,
+                e.start_ms,
+                e.end_ms,
+                e.next_attempt_ms,
+                key,
+                digest
+            ])?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::Update {
+            request_id,
+            status,
+            status_code,
+            attempts,
+            result,
+            error,
+            end_ms,
+            next_attempt_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = COALESCE(?5, result),
+                     error = COALESCE(?6, error), end_ms = ?7, next_attempt_ms = ?8
+                 WHERE request_id = ?1",
+            )?
+            .execute(params![
+                request_id,
+                status.as_str(),
+                status_code,
+                attempts,
+                result,
+                error,
+                end_ms,
+                next_attempt_ms
+            ])?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::Log { request_id, lines } => {
+            let next: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM event_logs WHERE request_id = ?1",
+                )?
+                .query_row(params![request_id], |r| r.get(0))?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO event_logs (request_id, seq, time_ms, line) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (i, l) in lines.iter().enumerate() {
+                stmt.execute(params![request_id, next + 1 + i as i64, l.time_ms, l.line])?;
+            }
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::Prune { before_ms } => {
+            tx.execute(
+                "DELETE FROM event_logs WHERE request_id IN
+                     (SELECT request_id FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1)",
+                params![before_ms],
+            )?;
+            let n = tx.execute(
+                "DELETE FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1",
+                params![before_ms],
+            )?;
+            Ok(WriteOutcome::Pruned(n))
+        }
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError("the writer panicked".into()))?;
+        let tx = conn.transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for op in batch {
+            out.push(apply_one(&tx, op).map_err(err)?);
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE request_id = ?1"
+            ))?
+            .query_row(params![request_id], record)
+            .optional()
+        })
+    }
+
+    fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        let mut push = |clause: &str, v: Box<dyn ToSql>, clauses: &mut Vec<String>| {
+            args.push(v);
+            clauses.push(clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(f) = &q.function {
+            push("function = ?", Box::new(f.clone()), &mut clauses);
+        }
+        if let Some(v) = &q.qualifier {
+            push("qualifier = ?", Box::new(v.clone()), &mut clauses);
+        }
+        if let Some(v) = &q.request_id {
+            push("request_id = ?", Box::new(v.clone()), &mut clauses);
+        }
+        if !q.statuses.is_empty() {
+            let mut parts = Vec::new();
+            for s in &q.statuses {
+                let mut c = Vec::new();
+                push("?", Box::new(s.as_str()), &mut c);
+                parts.extend(c);
+            }
+            clauses.push(format!("status IN ({})", parts.join(", ")));
+        }
+        if !q.invoke_types.is_empty() {
+            let mut parts = Vec::new();
+            for t in &q.invoke_types {
+                let mut c = Vec::new();
+                push("?", Box::new(t.clone()), &mut c);
+                parts.extend(c);
+            }
+            clauses.push(format!("invoke_type IN ({})", parts.join(", ")));
+        }
+        if let Some(v) = q.start_from {
+            push("start_ms >= ?", Box::new(v), &mut clauses);
+        }
+        if let Some(v) = q.start_to {
+            push("start_ms < ?", Box::new(v), &mut clauses);
+        }
+        if let Some(v) = q.end_from {
+            push("end_ms >= ?", Box::new(v), &mut clauses);
+        }
+        if let Some(v) = q.end_to {
+            push("end_ms < ?", Box::new(v), &mut clauses);
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let column = if q.order_by_end { "end_ms" } else { "start_ms" };
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        // Events without an end time sort last whatever the direction.
+        let order = if q.order_by_end {
+            format!("end_ms IS NULL, {column} {dir}, request_id {dir}")
+        } else {
+            format!("{column} {dir}, request_id {dir}")
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM events {filter}");
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            q.limit, q.offset
+        );
+        self.read(|c| {
+            let total: i64 = c
+                .prepare_cached(&count_sql)?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let events = if q.limit == 0 {
+                Vec::new()
+            } else {
+                c.prepare_cached(&page_sql)?
+                    .query_map(params_from_iter(args.iter()), record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(ListPage {
+                total: total as u64,
+                events,
+            })
+        })
+    }
+
+    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT time_ms, line FROM event_logs WHERE request_id = ?1 ORDER BY seq",
+            )?
+            .query_map(params![request_id], |r| {
+                Ok(EventLogLine {
+                    time_ms: r.get(0)?,
+                    line: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare(&format!(
+                "SELECT {COLUMNS} FROM events WHERE status IN ('QUEUED', 'RUNNING', 'RETRYING') ORDER BY start_ms"
+            ))?
+            .query_map([], record)?
+            .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fnhost-store-{}", uuid::Uuid::new_v4()));
+        (SqliteStore::open(&dir.join("events.db")).unwrap(), dir)
+    }
+
+    fn event(id: &str, function: &str, start: i64, status: EventStatus) -> EventRecord {
+        EventRecord {
+            request_id: id.into(),
+            function: function.into(),
+            qualifier: "$LATEST".into(),
+            invoke_type: "api".into(),
+            status,
+            status_code: None,
+            attempts: 0,
+            input: vec![1, 2],
+            result: None,
+            error: None,
+            start_ms: start,
+            end_ms: status.is_final().then_some(start + 10),
+            next_attempt_ms: None,
+        }
+    }
+
+    fn insert(s: &SqliteStore, e: EventRecord) {
+        s.apply(&[WriteOp::Insert {
+            event: e,
+            idempotency: None,
+        }])
+        .unwrap();
+    }
+
+    #[test]
+    fn filters_order_and_pages() {
+        let (s, dir) = store();
+        for i in 0..30 {
+            let status = if i % 3 == 0 {
+                EventStatus::Failed
+            } else {
+                EventStatus::Finished
+            };
+            insert(
+                &s,
+                event(
+                    &format!("e{i:02}"),
+                    if i < 20 { "a" } else { "b" },
+                    1000 + i,
+                    status,
+                ),
+            );
+        }
+        let q = ListQuery {
+            function: Some("a".into()),
+            limit: 5,
+            ..ListQuery::default()
+        };
+        let page = s.list(&q).unwrap();
+        assert_eq!(page.total, 20);
+        let ids: Vec<_> = page.events.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, ["e19", "e18", "e17", "e16", "e15"]);
+        let q = ListQuery {
+            statuses: vec![EventStatus::Failed],
+            ascending: true,
+            start_from: Some(1003),
+            start_to: Some(1009),
+            limit: 100,
+            ..ListQuery::default()
+        };
+        let ids: Vec<_> = s
+            .list(&q)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(ids, ["e03", "e06"], "start inclusive, end exclusive");
+        let q = ListQuery {
+            offset: 100,
+            limit: 10,
+            ..ListQuery::default()
+        };
+        let page = s.list(&q).unwrap();
+        assert_eq!((page.total, page.events.len()), (30, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn idempotency_keys_return_the_first_id_or_a_conflict() {
+        let (s, dir) = store();
+        let ins = |id: &str, digest: &[u8]| {
+            s.apply(&[WriteOp::Insert {
+                event: event(id, "a", 1, EventStatus::Queued),
+                idempotency: Some(("k".into(), digest.to_vec())),
+            }])
+            .unwrap()
+            .remove(0)
+        };
+        assert_eq!(ins("x", b"1"), WriteOutcome::Done);
+        assert_eq!(ins("y", b"1"), WriteOutcome::Duplicate("x".into()));
+        assert_eq!(ins("z", b"2"), WriteOutcome::Conflict("x".into()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn prune_removes_old_ended_events_and_their_logs() {
+        let (s, dir) = store();
+        insert(&s, event("old", "a", 100, EventStatus::Finished));
+        insert(&s, event("new", "a", 10_000, EventStatus::Finished));
+        insert(&s, event("live", "a", 100, EventStatus::Queued));
+        let line = EventLogLine {
+            time_ms: 1,
+            line: "x".into(),
+        };
+        s.apply(&[WriteOp::Log {
+            request_id: "old".into(),
+            lines: vec![line.clone(), line],
+        }])
+        .unwrap();
+        assert_eq!(s.logs("old").unwrap().len(), 2);
+        let out = s.apply(&[WriteOp::Prune { before_ms: 5000 }]).unwrap();
+        assert_eq!(out, [WriteOutcome::Pruned(1)]);
+        assert!(s.get("old").unwrap().is_none());
+        assert!(s.logs("old").unwrap().is_empty());
+        assert!(s.get("new").unwrap().is_some() && s.get("live").unwrap().is_some());
+        assert_eq!(s.unfinished().unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

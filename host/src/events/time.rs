@@ -1,0 +1,143 @@
+//! Timestamps as the APIs show them: milliseconds since the Unix epoch in
+//! storage, RFC 3339 (`2026-11-23T04:01:23.123Z`) on the admin API,
+//! `2026-11-23 04:01:23.123` (UTC) on the SCF-compatible API.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn parts(ms: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, mo, d) = civil_from_days(days);
+    (
+        y,
+        mo,
+        d,
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    )
+}
+
+/// `2026-11-23T04:01:23.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let (y, mo, d, h, mi, s, milli) = parts(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// `2026-11-23 04:01:23.123` (UTC).
+pub fn scf(ms: i64) -> String {
+    let (y, mo, d, h, mi, s, milli) = parts(ms);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{milli:03}")
+}
+
+/// Parses ms since the epoch, RFC 3339 in UTC (`...Z` or `+00:00`), or
+/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC).
+pub fn parse(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    let t = t
+        .strip_suffix('Z')
+        .or_else(|| t.strip_suffix("+00:00"))
+        .unwrap_or(t);
+    let (date, time) = t.split_once(['T', ' '])?;
+    let mut dp = date.split('-');
+    let (y, mo, d): (i64, u32, u32) = (
+        dp.next()?.parse().ok()?,
+        dp.next()?.parse().ok()?,
+        dp.next()?.parse().ok()?,
+    );
+    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, f)) => (a, Some(f)),
+        None => (time, None),
+    };
+    let mut tp = hms.split(':');
+    let (h, mi, s): (i64, i64, i64) = (
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+    );
+    if tp.next().is_some() || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let milli = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let f3: String = f.chars().chain("000".chars()).take(3).collect();
+            f3.parse().ok()?
+        }
+        Some(_) => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + milli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_round_trip() {
+        let ms = 1_795_406_483_123; // 2026-11-23T04:01:23.123Z
+        assert_eq!(rfc3339(ms), "2026-11-23T04:01:23.123Z");
+        assert_eq!(scf(ms), "2026-11-23 04:01:23.123");
+        assert_eq!(parse("2026-11-23T04:01:23.123Z"), Some(ms));
+        assert_eq!(parse("2026-11-23 04:01:23.123"), Some(ms));
+        assert_eq!(parse("2026-11-23 04:01:23"), Some(ms - 123));
+        assert_eq!(parse(&ms.to_string()), Some(ms));
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            parse("2024-02-29T12:00:00Z").map(rfc3339).as_deref(),
+            Some("2024-02-29T12:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23",
+            "2026-11-23T25:00:00Z",
+            "2026-11-23T01:02:03.x",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

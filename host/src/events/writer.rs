@@ -1,0 +1,121 @@
+//! Group commit: one thread drains queued writes into a single transaction,
+//! so many concurrent accepts share one fsync and none is answered before
+//! its write is on disk.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
+};
+
+/// Largest number of writes in one transaction.
+const MAX_BATCH: usize = 1024;
+
+struct Pending {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+/// The async face of an [`EventStore`]: batched durable writes, reads on
+/// the blocking pool.
+#[derive(Clone)]
+pub struct EventLog {
+    store: Arc<dyn EventStore>,
+    writes: mpsc::Sender<Pending>,
+}
+
+impl EventLog {
+    /// Starts the writer thread for `store`. It ends when every handle is dropped.
+    pub fn start(store: Arc<dyn EventStore>) -> Self {
+        let (writes, rx) = mpsc::channel(16 * 1024);
+        let s = store.clone();
+        std::thread::Builder::new()
+            .name("fnhost-event-writer".into())
+            .spawn(move || writer(s, rx))
+            .expect("spawn the event writer thread");
+        Self { store, writes }
+    }
+
+    /// Applies `op` durably (committed before this returns).
+    pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writes
+            .send(Pending { op, reply })
+            .await
+            .map_err(|_| StoreError("the event writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError("the event writer stopped before committing".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EventStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| StoreError(format!("read task failed: {e}")))?
+    }
+
+    /// One event.
+    pub async fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let id = request_id.to_string();
+        self.read(move |s| s.get(&id)).await
+    }
+
+    /// A page of events.
+    pub async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError> {
+        self.read(move |s| s.list(&query)).await
+    }
+
+    /// An event's log lines.
+    pub async fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+        let id = request_id.to_string();
+        self.read(move |s| s.logs(&id)).await
+    }
+
+    /// Events not yet final.
+    pub async fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(|s| s.unfinished()).await
+    }
+}
+
+fn writer(store: Arc<dyn EventStore>, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (ops, replies): (Vec<WriteOp>, Vec<_>) =
+            batch.drain(..).map(|p| (p.op, p.reply)).unzip();
+        match store.apply(&ops) {
+            Ok(outcomes) => {
+                for (reply, o) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                // One bad write must not fail its neighbours: retry each alone.
+                tracing::warn!(
+                    "event store batch of {} failed ({e}); retrying one by one",
+                    ops.len()
+                );
+                for (op, reply) in ops.iter().zip(replies) {
+                    let r = store
+                        .apply(std::slice::from_ref(op))
+                        .map(|mut v| v.remove(0));
+                    if let Err(e) = &r {
+                        tracing::error!("event store write failed: {e}");
+                    }
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+'use strict';
+/**
+ * Per-invocation {@link InvocationContext}: identity, cancellation through an
+ * `AbortSignal`, and logging tied to the invocation.
+ *
+ * @module fnhost-node-worker/context
+ */
+
+/** Log levels of `RpcLog.Level`, lowest first. */
+const LOG_LEVELS = Object.freeze(['Trace', 'Debug', 'Information', 'Warning', 'Error', 'Critical']);
+
+/**
+ * The `AbortSignal` reason used when the host cancels an invocation (or the
+ * worker shuts down): a `DOMException` named `AbortError`.
+ *
+ * @param {string} message
+ * @returns {DOMException}
+ */
+function abortReason(message) {
+  return new DOMException(message, 'AbortError');
+}
+
+/**
+ * True when `err` reports an abort: an error named `AbortError` (what
+ * `AbortSignal`-aware Node APIs reject with, and `signal.reason` for a host
+ * cancel), directly or as its `cause`.
+ *
+ * @param {*} err
+ * @returns {boolean}
+ */
+function isAbortError(err) {
+  if (!err || typeof err !== 'object') return false;
+  if (err.name === 'AbortError' || err.code === 'ABORT_ERR') return true;
+  return err.cause !== undefined && err.cause !== err && isAbortError(err.cause);
+}
+
+/**
+ * What a handler knows about the invocation it runs.
+ *
+ * @example
+ * const { setTimeout: sleep } = require('node:timers/promises');
+ * async function handler(context, input) {
+ *   context.info(`invocation ${context.invocationId} of ${context.functionName}`);
+ *   await sleep(1000, undefined, { signal: context.signal }); // rejects with AbortError on cancel
+ *   return 'done';
+ * }
+ */
+class InvocationContext {
+  /**
+   * Created by the worker for each invocation; use
+   * {@link InvocationContext.forTest} in unit tests.
+   *
+   * @param {object} init
+   * @param {string} init.invocationId
+   * @param {string} init.functionName
+   * @param {AbortSignal} init.signal aborted when the host cancels the invocation
+   * @param {(log: object) => void} [init.emitLog] receives each `RpcLog`; logs
+   *   go to stderr when absent
+   */
+  constructor({ invocationId, functionName, signal, emitLog }) {
+    this._invocationId = invocationId;
+    this._functionName = functionName;
+    this._signal = signal;
+    this._emitLog = emitLog ?? null;
+  }
+
+  /**
+   * A context for unit-testing a handler outside a worker. Abort the returned
+   * controller to simulate the host cancelling the invocation; log lines are
+   * collected in `logs`.
+   *
+   * @param {string} [invocationId='test-invocation']
+   * @param {string} [functionName='test']
+   * @returns {{context: InvocationContext, controller: AbortController, logs: object[]}}
+   */
+  static forTest(invocationId = 'test-invocation', functionName = 'test') {
+    const controller = new AbortController();
+    const logs = [];
+    const context = new InvocationContext({
+      invocationId,
+      functionName,
+      signal: controller.signal,
+      emitLog: (log) => logs.push(log),
+    });
+    return { context, controller, logs };
+  }
+
+  /** The host's id of this invocation. @type {string} */
+  get invocationId() {
+    return this._invocationId;
+  }
+
+  /** The name of the function being invoked. @type {string} */
+  get functionName() {
+    return this._functionName;
+  }
+
+  /**
+   * Aborted when the host cancels this invocation (or the worker is shutting
+   * down); `signal.reason` is then an `AbortError`. Pass it to APIs that take
+   * a signal, or check `signal.aborted` / call `signal.throwIfAborted()`.
+   *
+   * @type {AbortSignal}
+   */
+  get signal() {
+    return this._signal;
+  }
+
+  /** True once the invocation was cancelled. @type {boolean} */
+  get isCancelled() {
+    return this._signal.aborted;
+  }
+
+  /**
+   * Sends a user log line for this invocation to the host.
+   *
+   * @param {'Trace'|'Debug'|'Information'|'Warning'|'Error'|'Critical'} level
+   * @param {string} message
+   */
+  log(level, message) {
+    if (!LOG_LEVELS.includes(level)) {
+      throw new RangeError(`unknown log level ${JSON.stringify(level)}; expected one of ${LOG_LEVELS.join(', ')}`);
+    }
+    const log = {
+      invocation_id: this._invocationId,
+      category: this._functionName,
+      level,
+      message: String(message),
+      log_category: 'User',
+    };
+    if (this._emitLog) {
+      this._emitLog(log);
+    } else {
+      process.stderr.write(`[${level}] ${this._invocationId}: ${log.message}\n`);
+    }
+  }
+
+  /** {@link InvocationContext#log} at `Debug`. @param {string} message */
+  debug(message) {
+    this.log('Debug', message);
+  }
+
+  /** {@link InvocationContext#log} at `Information`. @param {string} message */
+  info(message) {
+    this.log('Information', message);
+  }
+
+  /** {@link InvocationContext#log} at `Warning`. @param {string} message */
+  warn(message) {
+    this.log('Warning', message);
+  }
+
+  /** {@link InvocationContext#log} at `Error`. @param {string} message */
+  error(message) {
+    this.log('Error', message);
+  }
+}
+
+module.exports = { InvocationContext, LOG_LEVELS, isAbortError, abortReason };

@@ -1,0 +1,141 @@
+"""fnhost sample Python app: the same functions as the Rust sample
+(``sample-workers/rust-worker``), written with the Python SDK.
+
+- ``echo``  returns its input (HTTP: 200 with the same body and content type).
+- ``sleep`` waits for the requested milliseconds unless cancelled (async:
+  cancellation arrives as ``asyncio.CancelledError``).
+- ``nap``   the same as a sync handler that waits on ``ctx.cancel_event``.
+- ``spin``  busy-waits on a pool thread, ignoring cancellation entirely.
+- ``panic`` raises an exception.
+- ``crash`` logs, then exits the whole worker process with code 3.
+- ``fail``  raises an exception with the input text.
+- ``log``   logs one line at each of info, warning and error.
+
+The host starts it as ``<venv python> function_app.py <launch arguments>``
+(see ``worker.config.json``); run ``../python/setup.sh`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any, Union
+
+from fnhost_worker import Context, FunctionApp, HttpResponse, Input, InvocationCancelled
+
+app = FunctionApp()
+log = logging.getLogger("sample")
+
+
+def millis(input: Input) -> int:
+    """Milliseconds from the input: a plain number, JSON ``{"ms": N}`` (or a
+    JSON number / numeric string), or for HTTP the ``ms`` query parameter or
+    the body."""
+    http = input.http
+    text = http.query["ms"] if http is not None and "ms" in http.query else input.text()
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        value = value.get("ms")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise ValueError(f'expected a number of milliseconds or {{"ms": N}}, got {text!r}')
+
+
+@app.function()
+def echo(ctx: Context, input: Input) -> Union[HttpResponse, str, bytes, Any, None]:
+    """Returns the input: HTTP requests get a 200 with the same body and
+    content type; JSON text comes back as JSON, other text as text, anything
+    else as bytes."""
+    http = input.http
+    if http is not None:
+        content_type = http.header("content-type")
+        headers = {"content-type": content_type} if content_type else {}
+        return HttpResponse(200, body=http.body, headers=headers)
+    if input.data is None:
+        return None
+    try:
+        text = input.text()
+    except UnicodeDecodeError:
+        return input.bytes()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@app.function()
+async def sleep(ctx: Context, input: Input) -> str:
+    """Sleeps for the requested time unless cancelled first."""
+    ms = millis(input)
+    started = time.monotonic()
+    try:
+        await asyncio.sleep(ms / 1000)
+    except asyncio.CancelledError:
+        log.info("sleep cancelled after %d ms", (time.monotonic() - started) * 1000)
+        raise
+    return f"slept {ms} ms"
+
+
+@app.function()
+def nap(ctx: Context, input: Input) -> str:
+    """Like ``sleep``, as a sync handler that watches ``ctx.cancel_event``."""
+    ms = millis(input)
+    if ctx.cancel_event.wait(ms / 1000):
+        log.info("nap cancelled")
+        raise InvocationCancelled()
+    return f"napped {ms} ms"
+
+
+@app.function()
+def spin(ctx: Context, input: Input) -> str:
+    """Busy-waits for the requested time, ignoring cancellation entirely."""
+    ms = millis(input)
+    deadline = time.monotonic() + ms / 1000
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
+    return f"spun {ms} ms"
+
+
+@app.function()
+def panic(ctx: Context, input: Input) -> None:
+    """Raises an exception with the input text."""
+    raise RuntimeError(f"panic requested: {input.text()}")
+
+
+@app.function()
+async def crash(ctx: Context, input: Input) -> None:
+    """Logs, then exits the whole worker process with code 3."""
+    log.error("crash requested: exiting with code 3")
+    # Give the log line a moment to reach the host.
+    await asyncio.sleep(0.1)
+    os._exit(3)
+
+
+@app.function()
+def fail(ctx: Context, input: Input) -> None:
+    """Fails with the input text."""
+    raise ValueError(f"failure requested: {input.text()}")
+
+
+@app.function(name="log")
+def log_lines(ctx: Context, input: Input) -> str:
+    """Emits one log line at each of info, warning and error."""
+    ctx.logger.info("info from log function")
+    ctx.logger.warning("warning from log function")
+    ctx.logger.error("error from log function")
+    return "logged"
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,91 @@
+"""Per-invocation :class:`Context`: identity, cancellation and logging.
+
+Cancellation reaches user code in the two ways Python code is written:
+
+- an ``async def`` handler's task is cancelled, so the ``await`` it is
+  suspended in raises :class:`asyncio.CancelledError`;
+- a plain ``def`` handler (run on a thread pool) polls :attr:`Context.cancelled`
+  or waits on :attr:`Context.cancel_event` (a :class:`threading.Event`) and
+  then raises :class:`InvocationCancelled`.
+
+Either way the SDK answers the host with ``StatusResult.Cancelled``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from typing import Optional
+
+
+class InvocationCancelled(Exception):
+    """Raise this from a handler to report that it stopped because it was
+    cancelled. Any exception raised after the cancel also counts as a cancel."""
+
+    def __init__(self, message: str = "invocation cancelled") -> None:
+        super().__init__(message)
+
+
+#: The invocation whose handler is running in the current task or thread;
+#: the logging bridge uses it to tie log records to their invocation.
+current_context: contextvars.ContextVar[Optional["Context"]] = contextvars.ContextVar(
+    "fnhost_worker_current_context", default=None
+)
+
+
+class Context:
+    """What a handler knows about the invocation it runs."""
+
+    def __init__(self, invocation_id: str, function_name: str) -> None:
+        self._invocation_id = invocation_id
+        self._function_name = function_name
+        self._cancel_event = threading.Event()
+        #: A logger named after the function; its records reach the host as
+        #: ``RpcLog`` lines of this invocation (so does any other logger used
+        #: while the handler runs).
+        self.logger = logging.getLogger(f"fnhost.function.{function_name}")
+
+    @classmethod
+    def for_test(cls, invocation_id: str = "test-invocation", function_name: str = "test") -> "Context":
+        """A context for unit-testing a handler outside a worker; call
+        :meth:`cancel` to simulate the host cancelling the invocation."""
+        return cls(invocation_id, function_name)
+
+    @property
+    def invocation_id(self) -> str:
+        """The host's id of this invocation."""
+        return self._invocation_id
+
+    @property
+    def function_name(self) -> str:
+        """The name of the function being invoked."""
+        return self._function_name
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the host cancelled this invocation (or the worker is
+        shutting down)."""
+        return self._cancel_event.is_set()
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set when the invocation is cancelled; sync handlers can
+        ``cancel_event.wait(timeout)`` instead of sleeping."""
+        return self._cancel_event
+
+    def raise_if_cancelled(self) -> None:
+        """Raises :class:`InvocationCancelled` when the invocation was cancelled."""
+        if self.cancelled:
+            raise InvocationCancelled()
+
+    def cancel(self) -> None:
+        """Marks the invocation cancelled (the SDK calls this on
+        ``InvocationCancel``; tests may call it directly)."""
+        self._cancel_event.set()
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(invocation_id={self._invocation_id!r}, "
+            f"function_name={self._function_name!r}, cancelled={self.cancelled})"
+        )

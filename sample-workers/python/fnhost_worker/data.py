@@ -1,0 +1,162 @@
+"""A handler's :class:`Input`, :class:`HttpRequest` and :class:`HttpResponse`,
+and the conversion of return values to ``TypedData``.
+
+A handler may return ``None`` (no value), ``str``, ``bytes``, a JSON-able
+``dict`` / ``list`` / number / bool (sent as JSON), an :class:`HttpResponse`,
+or a ready ``TypedData`` message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Union
+
+from ._proto import pb
+
+
+@dataclass
+class HttpRequest:
+    """The HTTP request of an ``httpTrigger`` invocation."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    params: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> Optional[str]:
+        """A header's value, matched case-insensitively."""
+        lower = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lower), None)
+
+
+@dataclass
+class HttpResponse:
+    """An HTTP response for an HTTP-triggered function."""
+
+    status: int = 200
+    body: Union[bytes, str] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_rpc(self) -> "pb.RpcHttp":
+        """The ``RpcHttp`` sent as the invocation's return value."""
+        body = self.body.encode() if isinstance(self.body, str) else bytes(self.body)
+        rpc = pb.RpcHttp(status_code=str(self.status), headers=dict(self.headers))
+        rpc.body.bytes = body
+        return rpc
+
+
+def typed_data_bytes(data: Optional["pb.TypedData"]) -> Optional[bytes]:
+    """The payload of ``data`` as bytes (an HTTP request's body), or ``None``
+    when absent or not representable (collections)."""
+    if data is None:
+        return None
+    kind = data.WhichOneof("data")
+    if kind in ("string", "json"):
+        return getattr(data, kind).encode()
+    if kind in ("bytes", "stream"):
+        return bytes(getattr(data, kind))
+    if kind in ("int", "double"):
+        return str(getattr(data, kind)).encode()
+    if kind == "http":
+        return typed_data_bytes(data.http.body if data.http.HasField("body") else None) or b""
+    return None
+
+
+class Input:
+    """The data an invocation was triggered with.
+
+    The trigger is the first input binding; every binding is also available
+    by name, and the trigger metadata by key.
+    """
+
+    def __init__(
+        self,
+        trigger: Optional["pb.TypedData"] = None,
+        bindings: Optional[Mapping[str, "pb.TypedData"]] = None,
+        metadata: Optional[Mapping[str, "pb.TypedData"]] = None,
+    ) -> None:
+        self._trigger = trigger
+        self._bindings = dict(bindings or {})
+        self._metadata = dict(metadata or {})
+
+    @classmethod
+    def from_request(cls, req: "pb.InvocationRequest") -> "Input":
+        """The input of an ``InvocationRequest``."""
+        trigger = None
+        bindings: dict[str, pb.TypedData] = {}
+        for binding in req.input_data:
+            if binding.WhichOneof("rpc_data") != "data":
+                continue  # shared memory is not offered by this host
+            if trigger is None:
+                trigger = binding.data
+            bindings[binding.name] = binding.data
+        return cls(trigger, bindings, dict(req.trigger_metadata))
+
+    @classmethod
+    def from_text(cls, text: str) -> "Input":
+        """An input whose trigger is the string ``text`` (for tests)."""
+        return cls(pb.TypedData(string=text))
+
+    @property
+    def data(self) -> Optional["pb.TypedData"]:
+        """The trigger's raw ``TypedData``, if any."""
+        return self._trigger
+
+    def bytes(self) -> bytes:
+        """The trigger payload as bytes (the body for HTTP; empty when absent)."""
+        return typed_data_bytes(self._trigger) or b""
+
+    def text(self) -> str:
+        """The trigger payload as UTF-8 text (the body for HTTP)."""
+        return self.bytes().decode("utf-8")
+
+    def json(self) -> Any:
+        """The trigger payload parsed as JSON (the body for HTTP)."""
+        return json.loads(self.bytes())
+
+    @property
+    def http(self) -> Optional[HttpRequest]:
+        """The HTTP request, when the trigger is HTTP."""
+        if self._trigger is None or self._trigger.WhichOneof("data") != "http":
+            return None
+        h = self._trigger.http
+        return HttpRequest(
+            method=h.method,
+            url=h.url,
+            headers=dict(h.headers),
+            query=dict(h.query),
+            params=dict(h.params),
+            body=self.bytes(),
+        )
+
+    def binding(self, name: str) -> Optional["pb.TypedData"]:
+        """An input binding by name."""
+        return self._bindings.get(name)
+
+    def trigger_metadata(self, key: str) -> Optional["pb.TypedData"]:
+        """A trigger metadata value by key."""
+        return self._metadata.get(key)
+
+
+def to_typed_data(value: Any) -> Optional["pb.TypedData"]:
+    """Converts a handler's return value to ``TypedData`` (``None`` for no value)."""
+    if value is None:
+        return None
+    if isinstance(value, pb.TypedData):
+        return value
+    if isinstance(value, HttpResponse):
+        return pb.TypedData(http=value.to_rpc())
+    if isinstance(value, str):
+        return pb.TypedData(string=value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return pb.TypedData(bytes=bytes(value))
+    try:
+        return pb.TypedData(json=json.dumps(value))
+    except TypeError as e:
+        raise TypeError(
+            f"a handler returned {type(value).__name__}, which is not str, bytes, "
+            "HttpResponse, TypedData or JSON-serialisable"
+        ) from e

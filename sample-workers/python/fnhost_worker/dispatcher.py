@@ -1,0 +1,369 @@
+"""The worker's protocol state, independent of the network.
+
+:meth:`Dispatcher.handle_message` turns one host message into immediate
+replies (and starts invocation tasks); everything produced later (log lines,
+finished invocations) is put on :attr:`Dispatcher.outbox`. The network loop in
+``runtime.py`` only moves messages between the stream and these two, which is
+what lets the unit tests drive the dispatcher without a socket.
+
+All methods run on the event loop's thread except the logging bridge, which
+may be called from handler threads and hops to the loop thread.
+This mirrors ``worker-sdk/src/dispatcher.rs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import platform
+import threading
+import traceback
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping, Optional, Union
+
+from ._proto import pb
+from .context import Context, InvocationCancelled, current_context
+from .data import Input, to_typed_data
+
+#: A function handler: ``def f(ctx, input)`` or ``async def f(ctx, input)``.
+Handler = Callable[[Context, Input], Union[Any, Awaitable[Any]]]
+
+#: Grace period (seconds) used when the host (or SIGTERM) gives none.
+DEFAULT_GRACE = 5.0
+#: How many early cancels / finished ids are remembered.
+REMEMBERED_IDS = 10_000
+#: Capabilities advertised in ``WorkerInitResponse`` (all with value "true").
+CAPABILITIES = (
+    "HandlesInvocationCancelMessage",
+    "WorkerStatus",
+    "RpcHttpBodyOnly",
+    "RawHttpBodyBytes",
+)
+WORKER_VERSION = "0.1.0"
+
+_log = logging.getLogger("fnhost_worker")
+
+_STATUS = pb.StatusResult
+_LEVELS = (
+    (logging.CRITICAL, pb.RpcLog.Critical),
+    (logging.ERROR, pb.RpcLog.Error),
+    (logging.WARNING, pb.RpcLog.Warning),
+    (logging.INFO, pb.RpcLog.Information),
+    (logging.DEBUG, pb.RpcLog.Debug),
+)
+
+
+class BoundedSet:
+    """The most recent ids, evicting the oldest beyond ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, item: str) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def take(self, item: str) -> bool:
+        """Removes ``item``, returning whether it was present."""
+        return self._items.pop(item, False) is None
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class Step:
+    """The outcome of handling one host message."""
+
+    #: Messages to send now, in order.
+    replies: list = field(default_factory=list)
+    #: Set when the host asked the worker to terminate: the grace in seconds.
+    terminate: Optional[float] = None
+
+
+@dataclass
+class _Invocation:
+    """State of an invocation whose result has not been sent yet."""
+
+    ctx: Context
+    runner: Optional["asyncio.Task[None]"] = None
+    #: The handler's own task, for ``async def`` handlers once started.
+    handler_task: Optional["asyncio.Future[Any]"] = None
+
+
+def status(kind: int, message: str = "") -> "pb.StatusResult":
+    """A ``StatusResult``; a non-empty ``message`` becomes its exception."""
+    result = pb.StatusResult(status=kind)
+    if message:
+        result.exception.message = message
+    return result
+
+
+def user_failure(exc: BaseException, function_name: str) -> "pb.StatusResult":
+    """``Failure`` for an exception raised by user code, with its traceback."""
+    result = pb.StatusResult(status=_STATUS.Failure)
+    e = result.exception
+    e.message = f"{type(exc).__name__}: {exc}"
+    e.stack_trace = "".join(traceback.format_exception(exc))
+    e.type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    e.source = function_name
+    e.is_user_exception = True
+    return result
+
+
+def _rpc_level(levelno: int) -> int:
+    return next((rpc for py, rpc in _LEVELS if levelno >= py), pb.RpcLog.Trace)
+
+
+class Dispatcher:
+    """Turns host messages into replies and runs invocations."""
+
+    def __init__(self, functions: Mapping[str, Handler], executor: Executor) -> None:
+        """``functions`` maps function names to handlers; sync handlers run on
+        ``executor``. Must be created on the running event loop."""
+        self._functions = dict(functions)
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        #: Messages produced asynchronously (logs, invocation responses).
+        self.outbox: asyncio.Queue[pb.StreamingMessage] = asyncio.Queue()
+        #: function_id → function name.
+        self._loaded: dict[str, str] = {}
+        #: invocation_id → state of every invocation whose result is not sent.
+        self._in_flight: dict[str, _Invocation] = {}
+        self._early_cancels = BoundedSet(REMEMBERED_IDS)
+        self._finished = BoundedSet(REMEMBERED_IDS)
+        self._closing = False
+
+    # -- queries ---------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Number of invocations whose result has not been sent yet."""
+        return len(self._in_flight)
+
+    @property
+    def remembered_early_cancels(self) -> int:
+        """Number of cancels remembered for requests not seen yet."""
+        return len(self._early_cancels)
+
+    # -- host messages ---------------------------------------------------
+
+    def handle_message(self, msg: "pb.StreamingMessage") -> Step:
+        """Handles one message from the host."""
+        kind = msg.WhichOneof("content")
+        if kind == "worker_init_request":
+            return _reply(worker_init_response=self._init_response())
+        if kind == "function_load_request":
+            return _reply(function_load_response=self._load(msg.function_load_request))
+        if kind == "function_load_request_collection":
+            responses = [self._load(r) for r in msg.function_load_request_collection.function_load_requests]
+            return _reply(
+                function_load_response_collection=pb.FunctionLoadResponseCollection(
+                    function_load_responses=responses
+                )
+            )
+        if kind == "functions_metadata_request":
+            # Functions are described by function.json files (host indexing).
+            return _reply(
+                function_metadata_response=pb.FunctionMetadataResponse(
+                    use_default_metadata_indexing=True, result=status(_STATUS.Success)
+                )
+            )
+        if kind == "worker_status_request":
+            return _reply(worker_status_response=pb.WorkerStatusResponse())
+        if kind == "invocation_request":
+            response = self._invoke(msg.invocation_request)
+            return _reply(invocation_response=response) if response is not None else Step()
+        if kind == "invocation_cancel":
+            self._cancel(msg.invocation_cancel.invocation_id)
+            return Step()
+        if kind == "worker_terminate":
+            t = msg.worker_terminate
+            grace = t.grace_period.ToTimedelta().total_seconds() if t.HasField("grace_period") else DEFAULT_GRACE
+            return Step(terminate=grace)
+        _log.debug("ignoring message %s", kind)
+        return Step()
+
+    def _init_response(self) -> "pb.WorkerInitResponse":
+        return pb.WorkerInitResponse(
+            worker_version=WORKER_VERSION,
+            capabilities={c: "true" for c in CAPABILITIES},
+            result=status(_STATUS.Success),
+            worker_metadata=pb.WorkerMetadata(
+                runtime_name="python",
+                runtime_version=platform.python_version(),
+                worker_version=WORKER_VERSION,
+                worker_bitness=platform.machine(),
+            ),
+        )
+
+    def _load(self, req: "pb.FunctionLoadRequest") -> "pb.FunctionLoadResponse":
+        name = req.metadata.name
+        if name in self._functions:
+            self._loaded[req.function_id] = name
+            _log.debug("loaded %s as %s", name, req.function_id)
+            result = status(_STATUS.Success)
+        else:
+            registered = ", ".join(sorted(self._functions))
+            result = status(
+                _STATUS.Failure,
+                f"no handler registered for function '{name}' in this worker (registered: {registered})",
+            )
+        return pb.FunctionLoadResponse(function_id=req.function_id, result=result)
+
+    # -- invocations -----------------------------------------------------
+
+    def _invoke(self, req: "pb.InvocationRequest") -> Optional["pb.InvocationResponse"]:
+        """Starts an invocation, or answers it at once when it cannot run."""
+        inv_id = req.invocation_id
+        if inv_id in self._in_flight:
+            _log.warning("ignoring duplicate invocation request %s", inv_id)
+            return None
+        if self._early_cancels.take(inv_id) or self._closing:
+            _log.debug("invocation %s cancelled before it started", inv_id)
+            return pb.InvocationResponse(invocation_id=inv_id, result=status(_STATUS.Cancelled))
+        name = self._loaded.get(req.function_id)
+        if name is None:
+            return pb.InvocationResponse(
+                invocation_id=inv_id,
+                result=status(_STATUS.Failure, f"function id {req.function_id} was not loaded"),
+            )
+        ctx = Context(inv_id, name)
+        inv = _Invocation(ctx)
+        self._in_flight[inv_id] = inv
+        # The runner's context carries `current_context`, so log records made
+        # by the handler (in its task or its pool thread) name the invocation.
+        run_ctx = contextvars.copy_context()
+        run_ctx.run(current_context.set, ctx)
+        inv.runner = self._loop.create_task(
+            self._run(inv, self._functions[name], Input.from_request(req)), context=run_ctx
+        )
+        return None
+
+    async def _run(self, inv: _Invocation, handler: Handler, data: Input) -> None:
+        ctx = inv.ctx
+        try:
+            if ctx.cancelled:  # cancelled between the request and this task's start
+                raise InvocationCancelled()
+            if inspect.iscoroutinefunction(handler):
+                inv.handler_task = asyncio.ensure_future(handler(ctx, data))
+                value = await inv.handler_task
+            else:
+                call = contextvars.copy_context().run
+                value = await self._loop.run_in_executor(self._executor, call, handler, ctx, data)
+            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=status(_STATUS.Success))
+            typed = to_typed_data(value)
+            if typed is not None:
+                response.return_value.CopyFrom(typed)
+        except (asyncio.CancelledError, InvocationCancelled):
+            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=status(_STATUS.Cancelled))
+        except BaseException as exc:  # noqa: BLE001 - every user error becomes a result
+            result = status(_STATUS.Cancelled) if ctx.cancelled else user_failure(exc, ctx.function_name)
+            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=result)
+        self._finish(response)
+
+    def _finish(self, response: "pb.InvocationResponse") -> None:
+        """Drops the invocation's state just as its response is queued."""
+        inv_id = response.invocation_id
+        self._in_flight.pop(inv_id, None)
+        self._finished.add(inv_id)
+        self.outbox.put_nowait(pb.StreamingMessage(invocation_response=response))
+
+    def _cancel(self, inv_id: str) -> None:
+        inv = self._in_flight.get(inv_id)
+        if inv is not None:
+            _log.debug("cancelling %s", inv_id)
+            self._cancel_invocation(inv)
+        elif inv_id in self._finished:
+            _log.debug("cancel for finished invocation %s ignored", inv_id)
+        else:
+            _log.debug("cancel before request %s; remembered", inv_id)
+            self._early_cancels.add(inv_id)
+
+    @staticmethod
+    def _cancel_invocation(inv: _Invocation) -> None:
+        inv.ctx.cancel()
+        if inv.handler_task is not None:
+            inv.handler_task.cancel()
+
+    def cancel_all(self) -> None:
+        """Cancels every in-flight invocation and answers later requests with
+        ``Cancelled``."""
+        self._closing = True
+        for inv in list(self._in_flight.values()):
+            self._cancel_invocation(inv)
+
+    async def drain(self, grace: float) -> None:
+        """Cancels everything and waits up to ``grace`` seconds for the
+        results (which land on :attr:`outbox`)."""
+        self.cancel_all()
+        runners = [i.runner for i in self._in_flight.values() if i.runner is not None]
+        if runners:
+            await asyncio.wait(runners, timeout=grace)
+        if self._in_flight:
+            _log.warning("grace period ended with %d invocation(s) still running", len(self._in_flight))
+
+    # -- logging bridge --------------------------------------------------
+
+    def post(self, msg: "pb.StreamingMessage") -> None:
+        """Queues ``msg`` for the host; safe to call from any thread."""
+        if threading.get_ident() == self._loop_thread:
+            self.outbox.put_nowait(msg)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self.outbox.put_nowait, msg)
+            except RuntimeError:
+                pass  # the loop is closed: the worker is exiting
+
+    def log_handler(self) -> logging.Handler:
+        """A :mod:`logging` handler that sends records to the host as ``RpcLog``."""
+        return RpcLogHandler(self)
+
+
+class RpcLogHandler(logging.Handler):
+    """Forwards log records to the host.
+
+    Records made while a handler runs (in its task, or its pool thread) are
+    user logs tied to that invocation and forwarded at any level the logger
+    lets through; other records are worker (system) logs and forwarded from
+    ``WARNING`` up only, so the SDK's and gRPC's debug chatter stays local.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(logging.NOTSET)
+        self._dispatcher = dispatcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            ctx = current_context.get()
+            if ctx is None and record.levelno < logging.WARNING:
+                return
+            log = pb.RpcLog(
+                invocation_id=ctx.invocation_id if ctx else "",
+                category=record.name,
+                level=_rpc_level(record.levelno),
+                message=record.getMessage(),
+                log_category=pb.RpcLog.User if ctx else pb.RpcLog.System,
+            )
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                log.exception.message = f"{type(exc).__name__}: {exc}"
+                log.exception.stack_trace = "".join(traceback.format_exception(exc))
+            self._dispatcher.post(pb.StreamingMessage(rpc_log=log))
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _reply(**content: Any) -> Step:
+    return Step(replies=[pb.StreamingMessage(**content)])

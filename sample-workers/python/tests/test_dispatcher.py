@@ -1,0 +1,312 @@
+"""Unit tests for the dispatcher: the cancel paths, failures, logs and state
+clean-up, driven through protocol messages without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
+
+import pytest
+
+from fnhost_worker import Context, Input, InvocationCancelled
+from fnhost_worker._proto import pb
+from fnhost_worker.dispatcher import REMEMBERED_IDS, Dispatcher
+
+Status = pb.StatusResult
+
+
+# -- helpers -------------------------------------------------------------
+
+
+def load(name: str, function_id: str | None = None) -> pb.StreamingMessage:
+    return pb.StreamingMessage(
+        function_load_request=pb.FunctionLoadRequest(
+            function_id=function_id or f"id-{name}", metadata=pb.RpcFunctionMetadata(name=name)
+        )
+    )
+
+
+def invoke(inv_id: str, function: str, text: str = "") -> pb.StreamingMessage:
+    return pb.StreamingMessage(
+        invocation_request=pb.InvocationRequest(
+            invocation_id=inv_id,
+            function_id=f"id-{function}",
+            input_data=[pb.ParameterBinding(name="input", data=pb.TypedData(string=text))],
+        )
+    )
+
+
+def cancel(inv_id: str) -> pb.StreamingMessage:
+    return pb.StreamingMessage(invocation_cancel=pb.InvocationCancel(invocation_id=inv_id))
+
+
+async def next_response(d: Dispatcher, timeout: float = 5.0) -> pb.InvocationResponse:
+    """The next invocation response on the outbox (skipping log lines)."""
+    while True:
+        msg = await asyncio.wait_for(d.outbox.get(), timeout)
+        if msg.WhichOneof("content") == "invocation_response":
+            return msg.invocation_response
+
+
+async def wait_for(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(max_workers=32)
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+
+async def make(functions: dict, pool: ThreadPoolExecutor) -> Dispatcher:
+    d = Dispatcher(functions, pool)
+    for name in functions:
+        step = d.handle_message(load(name))
+        assert step.replies[0].function_load_response.result.status == Status.Success
+    return d
+
+
+# -- tests ---------------------------------------------------------------
+
+
+async def test_handshake_advertises_cancel_and_answers_status_and_metadata(pool: ThreadPoolExecutor) -> None:
+    d = Dispatcher({}, pool)
+    init = d.handle_message(pb.StreamingMessage(worker_init_request=pb.WorkerInitRequest(host_version="1")))
+    caps = init.replies[0].worker_init_response.capabilities
+    assert caps["HandlesInvocationCancelMessage"] == "true"
+    assert init.replies[0].worker_init_response.result.status == Status.Success
+    status = d.handle_message(pb.StreamingMessage(worker_status_request=pb.WorkerStatusRequest()))
+    assert status.replies[0].WhichOneof("content") == "worker_status_response"
+    meta = d.handle_message(pb.StreamingMessage(functions_metadata_request=pb.FunctionsMetadataRequest()))
+    assert meta.replies[0].function_metadata_response.use_default_metadata_indexing is True
+
+
+async def test_loading_an_unknown_function_fails_naming_it(pool: ThreadPoolExecutor) -> None:
+    d = Dispatcher({"known": lambda ctx, i: None}, pool)
+    reply = d.handle_message(load("missing")).replies[0].function_load_response
+    assert reply.function_id == "id-missing"
+    assert reply.result.status == Status.Failure
+    assert "'missing'" in reply.result.exception.message
+    assert "known" in reply.result.exception.message
+
+
+async def test_async_handler_task_is_cancelled_and_answered_cancelled(pool: ThreadPoolExecutor) -> None:
+    seen: list[str] = []
+
+    async def sleeper(ctx: Context, _input: Input) -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("CancelledError")
+            raise
+        return "slept"
+
+    d = await make({"sleep": sleeper}, pool)
+    assert d.handle_message(invoke("i1", "sleep")).replies == []
+    await asyncio.sleep(0.01)  # let the handler reach its await
+    d.handle_message(cancel("i1"))
+    resp = await next_response(d)
+    assert resp.invocation_id == "i1"
+    assert resp.result.status == Status.Cancelled
+    assert seen == ["CancelledError"]
+
+
+async def test_sync_handler_observes_cancel_event_and_is_answered_cancelled(pool: ThreadPoolExecutor) -> None:
+    running = threading.Event()
+    observed: list[bool] = []
+
+    def napper(ctx: Context, _input: Input) -> str:
+        running.set()
+        if ctx.cancel_event.wait(60):
+            observed.append(ctx.cancelled)
+            raise InvocationCancelled()
+        return "napped"
+
+    d = await make({"nap": napper}, pool)
+    d.handle_message(invoke("i1", "nap"))
+    await wait_for(running.is_set, "the handler to start")
+    d.handle_message(cancel("i1"))
+    resp = await next_response(d)
+    assert resp.result.status == Status.Cancelled
+    assert observed == [True]
+
+
+async def test_any_exception_after_a_cancel_counts_as_cancelled(pool: ThreadPoolExecutor) -> None:
+    running = threading.Event()
+
+    def stops_loudly(ctx: Context, _input: Input) -> None:
+        running.set()
+        ctx.cancel_event.wait(60)
+        raise RuntimeError("stopping")
+
+    d = await make({"f": stops_loudly}, pool)
+    d.handle_message(invoke("i1", "f"))
+    await wait_for(running.is_set, "the handler to start")
+    d.handle_message(cancel("i1"))
+    assert (await next_response(d)).result.status == Status.Cancelled
+
+
+async def test_a_cancel_before_its_request_is_remembered_and_bounded(pool: ThreadPoolExecutor) -> None:
+    calls: list[str] = []
+
+    def f(ctx: Context, _input: Input) -> str:
+        calls.append(ctx.invocation_id)
+        return "ran"
+
+    d = await make({"f": f}, pool)
+    d.handle_message(cancel("early"))
+    assert d.remembered_early_cancels == 1
+    step = d.handle_message(invoke("early", "f"))
+    assert step.replies[0].invocation_response.result.status == Status.Cancelled
+    assert calls == [], "the handler never ran"
+    assert d.remembered_early_cancels == 0 and d.in_flight == 0
+
+    for n in range(REMEMBERED_IDS + 5):
+        d.handle_message(cancel(f"never-{n}"))
+    assert d.remembered_early_cancels == REMEMBERED_IDS
+
+
+async def test_an_exception_is_failure_with_its_traceback(pool: ThreadPoolExecutor) -> None:
+    def boom(ctx: Context, input: Input) -> None:
+        raise ValueError(f"bad input {input.text()}")
+
+    async def aboom(ctx: Context, input: Input) -> None:
+        raise KeyError("missing")
+
+    d = await make({"boom": boom, "aboom": aboom}, pool)
+    d.handle_message(invoke("i1", "boom", "x"))
+    resp = await next_response(d)
+    e = resp.result.exception
+    assert resp.result.status == Status.Failure
+    assert e.message == "ValueError: bad input x"
+    assert "Traceback (most recent call last)" in e.stack_trace
+    assert "in boom" in e.stack_trace and "ValueError: bad input x" in e.stack_trace
+    assert e.is_user_exception and e.source == "boom"
+
+    d.handle_message(invoke("i2", "aboom"))
+    resp = await next_response(d)
+    assert resp.result.status == Status.Failure
+    assert resp.result.exception.message == "KeyError: 'missing'"
+
+
+async def test_state_is_removed_when_the_result_is_sent_and_late_cancels_are_ignored(
+    pool: ThreadPoolExecutor,
+) -> None:
+    async def quick(ctx: Context, input: Input) -> dict:
+        return {"got": input.text()}
+
+    d = await make({"quick": quick}, pool)
+    d.handle_message(invoke("i1", "quick", "hi"))
+    assert d.in_flight == 1
+    resp = await next_response(d)
+    assert resp.result.status == Status.Success
+    assert resp.return_value.json == '{"got": "hi"}'
+    assert d.in_flight == 0
+    # A cancel for a finished invocation is neither applied nor remembered.
+    d.handle_message(cancel("i1"))
+    assert d.remembered_early_cancels == 0
+
+
+async def test_duplicate_requests_and_unloaded_functions(pool: ThreadPoolExecutor) -> None:
+    async def slow(ctx: Context, _input: Input) -> str:
+        await asyncio.sleep(0.05)
+        return "ok"
+
+    d = await make({"slow": slow}, pool)
+    d.handle_message(invoke("i1", "slow"))
+    assert d.handle_message(invoke("i1", "slow")).replies == [], "duplicate ignored"
+    assert (await next_response(d)).result.status == Status.Success
+    with pytest.raises(asyncio.TimeoutError):
+        await next_response(d, timeout=0.2)
+    step = d.handle_message(invoke("i2", "nope"))
+    assert step.replies[0].invocation_response.result.status == Status.Failure
+
+
+async def test_concurrent_sync_invocations_do_not_serialise(pool: ThreadPoolExecutor) -> None:
+    def nap(ctx: Context, _input: Input) -> str:
+        time.sleep(0.2)
+        return "ok"
+
+    d = await make({"nap": nap}, pool)
+    started_at = time.monotonic()
+    for n in range(20):
+        d.handle_message(invoke(f"i{n}", "nap"))
+    results = [await next_response(d) for _ in range(20)]
+    elapsed = time.monotonic() - started_at
+    assert all(r.result.status == Status.Success for r in results)
+    assert elapsed < 2.0, f"20 x 200 ms took {elapsed:.2f} s"
+
+
+async def test_logs_reach_the_host_tied_to_their_invocation(pool: ThreadPoolExecutor) -> None:
+    def sync_logs(ctx: Context, _input: Input) -> str:
+        logging.getLogger("user").warning("from a thread")
+        return "ok"
+
+    async def async_logs(ctx: Context, _input: Input) -> str:
+        ctx.logger.error("from a task")
+        return "ok"
+
+    d = await make({"s": sync_logs, "a": async_logs}, pool)
+    handler = d.log_handler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        d.handle_message(invoke("i-sync", "s"))
+        d.handle_message(invoke("i-async", "a"))
+        logs: dict[str, pb.RpcLog] = {}
+        done = 0
+        while done < 2:
+            msg = await asyncio.wait_for(d.outbox.get(), 5)
+            if msg.WhichOneof("content") == "rpc_log":
+                logs[msg.rpc_log.message] = msg.rpc_log
+            else:
+                # Each log line is queued before its invocation's response.
+                inv = msg.invocation_response.invocation_id
+                assert any(l.invocation_id == inv for l in logs.values()), inv
+                done += 1
+    finally:
+        root.removeHandler(handler)
+    assert logs["from a thread"].invocation_id == "i-sync"
+    assert logs["from a thread"].level == pb.RpcLog.Warning
+    assert logs["from a task"].invocation_id == "i-async"
+    assert logs["from a task"].level == pb.RpcLog.Error
+    assert logs["from a task"].category == "fnhost.function.a"
+
+
+async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: ThreadPoolExecutor) -> None:
+    async def sleeper(ctx: Context, _input: Input) -> str:
+        await asyncio.sleep(60)
+        return "slept"
+
+    def napper(ctx: Context, _input: Input) -> str:
+        ctx.cancel_event.wait(60)
+        ctx.raise_if_cancelled()
+        return "napped"
+
+    d = await make({"sleep": sleeper, "nap": napper}, pool)
+    d.handle_message(invoke("a", "sleep"))
+    d.handle_message(invoke("s", "nap"))
+    await asyncio.sleep(0.01)
+    step = d.handle_message(
+        pb.StreamingMessage(worker_terminate=pb.WorkerTerminate(grace_period={"seconds": 2}))
+    )
+    assert step.terminate == 2.0
+    await d.drain(step.terminate)
+    assert d.in_flight == 0
+    statuses = {}
+    while not d.outbox.empty():
+        r = d.outbox.get_nowait().invocation_response
+        statuses[r.invocation_id] = r.result.status
+    assert statuses == {"a": Status.Cancelled, "s": Status.Cancelled}
+    # After terminate, new requests are answered Cancelled at once.
+    late = d.handle_message(invoke("late", "sleep")).replies[0].invocation_response
+    assert late.result.status == Status.Cancelled

@@ -1,0 +1,452 @@
+//! Asynchronous invocations: accept, run, retry, terminate, list, prune.
+
+use std::time::Duration;
+
+use fnhost_e2e::{binary, init_logs, wait_until, Api, TestApp, ADMIN_KEY};
+use serde_json::{json, Value};
+
+async fn submit(api: &Api, function: &str, body: &str) -> String {
+    let r = api
+        .request(
+            "POST",
+            &format!("/admin/functions/{function}/invoke-async"),
+            body.to_string(),
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    r.json()["requestId"].as_str().unwrap().to_string()
+}
+
+async fn event(api: &Api, id: &str) -> Value {
+    let r = api
+        .request(
+            "GET",
+            &format!("/admin/async-events/{id}"),
+            "",
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+async fn wait_status(api: &Api, id: &str, status: &str) -> Value {
+    let what = format!("event {id} to be {status}");
+    wait_until(&what, Duration::from_secs(20), || async {
+        event(api, id).await["status"] == status
+    })
+    .await;
+    event(api, id).await
+}
+
+async fn logs(api: &Api, id: &str) -> Vec<String> {
+    let r = api
+        .request(
+            "GET",
+            &format!("/admin/async-events/{id}/logs"),
+            "",
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn terminate(api: &Api, id: &str, graceful: bool) -> (u16, Value) {
+    let body = json!({ "graceShutdown": graceful }).to_string();
+    let r = api
+        .request(
+            "POST",
+            &format!("/admin/async-events/{id}/terminate"),
+            body,
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    (r.status, r.json())
+}
+
+fn fast_retries(extra: Value) -> Value {
+    let mut v = json!({"asyncEvents": {"maxRetryAttempts": 2, "retryBackoff": "00:00:00.050"}});
+    if let (Some(a), Some(b)) = (v["asyncEvents"].as_object_mut(), extra.as_object()) {
+        a.extend(b.clone());
+    }
+    v
+}
+
+#[tokio::test]
+async fn an_accepted_event_runs_to_finished_with_its_log() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let id = submit(&api, "log", "x").await;
+    let e = wait_status(&api, &id, "FINISHED").await;
+    assert_eq!(e["statusCode"], 200);
+    assert_eq!(e["attempts"], 1);
+    assert_eq!(e["result"], "logged");
+    assert!(e["endTime"].is_string());
+    let lines = logs(&api, &id).await;
+    assert!(
+        lines[0].starts_with("[PLATFORM] Invoke Start RequestId: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "info from log function"),
+        "the function's own lines: {lines:?}"
+    );
+    assert!(lines.last().unwrap().contains("FINISHED 200"), "{lines:?}");
+    let r = api
+        .request("GET", "/admin/async-events/nope", "", Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("nope"));
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/nope/invoke-async",
+            "",
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn failures_retry_then_succeed_or_exhaust_their_attempts() {
+    init_logs();
+    let app = TestApp::sample(fast_retries(json!({})));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let flaky = submit(&api, "flaky", "2").await;
+    let e = wait_status(&api, &flaky, "FINISHED").await;
+    assert_eq!(
+        (e["attempts"].as_i64(), e["result"].as_str()),
+        (Some(3), Some("succeeded on call 3"))
+    );
+    let lines = logs(&api, &flaky).await;
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("retrying")).count(),
+        2,
+        "{lines:?}"
+    );
+
+    let fail = submit(&api, "fail", "always").await;
+    let e = wait_status(&api, &fail, "FAILED").await;
+    assert_eq!(e["statusCode"], 430);
+    assert_eq!(e["attempts"], 3);
+    assert!(
+        e["error"].as_str().unwrap().contains("attempts exhausted"),
+        "{e}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_fails_with_433_and_a_crash_with_439() {
+    init_logs();
+    let app = TestApp::sample(
+        json!({"functionTimeout": "00:00:00.300", "asyncEvents": {"maxRetryAttempts": 0}}),
+    );
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let slow = submit(&api, "sleep", "5000").await;
+    let e = wait_status(&api, &slow, "FAILED").await;
+    assert_eq!(e["statusCode"], 433, "{e}");
+    let crash = submit(&api, "crash", "x").await;
+    let e = wait_status(&api, &crash, "FAILED").await;
+    assert_eq!(e["statusCode"], 439, "{e}");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn forced_terminate_aborts_with_439_and_retries_the_neighbour() {
+    init_logs();
+    let app = TestApp::sample(fast_retries(json!({})));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let target = submit(&api, "sleep", "60000").await;
+    let neighbour = submit(&api, "sleep", "1500").await;
+    wait_until("both on the worker", Duration::from_secs(10), || async {
+        api.status().await.unwrap()["inFlight"] == 2
+    })
+    .await;
+    let (code, body) = terminate(&api, &target, false).await;
+    assert_eq!(
+        (code, body["outcome"].as_str()),
+        (200, Some("done")),
+        "{body}"
+    );
+    let e = wait_status(&api, &target, "ABORTED").await;
+    assert_eq!(e["statusCode"], 439);
+    let n = wait_status(&api, &neighbour, "FINISHED").await;
+    assert_eq!(
+        n["attempts"], 2,
+        "the platform ended it, so it ran again: {n}"
+    );
+    let (code, body) = terminate(&api, &target, false).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (body["outcome"].as_str(), body["status"].as_str()),
+        (Some("already-completed"), Some("ABORTED"))
+    );
+    let (code, _) = terminate(&api, "no-such-event", true).await;
+    assert_eq!(code, 404);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_terminate_records_whether_the_signal_arrived() {
+    init_logs();
+    let app = TestApp::sample(json!({"workers": {"cancelGracePeriod": "00:00:00.500"}}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    // A handler that honours the cancel stops: ABORTED, 438.
+    let honours = submit(&api, "sleep", "60000").await;
+    wait_status(&api, &honours, "RUNNING").await;
+    assert_eq!(terminate(&api, &honours, true).await.0, 200);
+    let e = wait_status(&api, &honours, "ABORTED").await;
+    assert_eq!(e["statusCode"], 438, "{e}");
+    let lines = logs(&api, &honours).await;
+    assert!(
+        lines.contains(&"[PLATFORM] Signal received successfully.".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("sleep cancelled")),
+        "the handler saw it: {lines:?}"
+    );
+
+    // A handler that ignores it is killed after the grace: ABORTED, 439.
+    let ignores = submit(&api, "spin", "60000").await;
+    wait_status(&api, &ignores, "RUNNING").await;
+    assert_eq!(terminate(&api, &ignores, true).await.0, 200);
+    let e = wait_status(&api, &ignores, "ABORTED").await;
+    assert_eq!(e["statusCode"], 439, "{e}");
+    assert!(logs(&api, &ignores)
+        .await
+        .contains(&"[PLATFORM] Signal received successfully.".to_string()));
+
+    // Terminating a finished event changes nothing.
+    let done = submit(&api, "echo", "x").await;
+    wait_status(&api, &done, "FINISHED").await;
+    let (_, body) = terminate(&api, &done, true).await;
+    assert_eq!(body["outcome"], "already-completed");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_terminate_of_a_worker_without_the_capability_fails_the_signal() {
+    init_logs();
+    let app = TestApp::with_env(
+        &binary("rogue-worker"),
+        json!({}),
+        json!({"ROGUE_MODE": "no-cancel"}),
+    );
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let id = submit(&api, "sleep", "60000").await;
+    wait_status(&api, &id, "RUNNING").await;
+    assert_eq!(terminate(&api, &id, true).await.0, 200);
+    let e = wait_status(&api, &id, "ABORTED").await;
+    assert_eq!(e["statusCode"], 439);
+    let lines = logs(&api, &id).await;
+    assert!(
+        lines.contains(&"[PLATFORM] Signal reception failed.".to_string()),
+        "{lines:?}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_id_or_a_conflict() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let send = |body: &'static str| {
+        let api = api.clone();
+        async move {
+            let headers = [
+                ("x-functions-key", ADMIN_KEY),
+                ("idempotency-key", "order-42"),
+            ];
+            let r = api
+                .request_with("POST", "/admin/functions/echo/invoke-async", body, &headers)
+                .await
+                .unwrap();
+            let replay = !r.header("x-fnhost-idempotent-replay").is_empty();
+            (r.status, replay, r.json())
+        }
+    };
+    let (s1, r1, b1) = send("same").await;
+    let (s2, r2, b2) = send("same").await;
+    let (s3, _, b3) = send("different").await;
+    assert_eq!((s1, r1, s2, r2), (202, false, 202, true));
+    assert_eq!(b1["requestId"], b2["requestId"]);
+    assert_eq!(s3, 409, "{b3}");
+    assert!(b3.to_string().contains("order-42"));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_filters_order_and_pages() {
+    init_logs();
+    let app = TestApp::sample(json!({"asyncEvents": {"maxRetryAttempts": 0}}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let mut echo_ids = Vec::new();
+    for i in 0..5 {
+        echo_ids.push(submit(&api, "echo", &format!("e{i}")).await);
+    }
+    let fail_id = submit(&api, "fail", "x").await;
+    for id in &echo_ids {
+        wait_status(&api, id, "FINISHED").await;
+    }
+    wait_status(&api, &fail_id, "FAILED").await;
+    let list = |q: &'static str| {
+        let api = api.clone();
+        async move {
+            api.request(
+                "GET",
+                &format!("/admin/async-events?{q}"),
+                "",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let all = list("").await.json();
+    assert_eq!(all["totalCount"], 6);
+    let first = all["events"][0]["requestId"].as_str().unwrap();
+    assert_eq!(first, fail_id, "newest first by default");
+    let asc = list("order=asc&function=echo").await.json();
+    let ids: Vec<&str> = asc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, echo_ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let failed = list("status=FAILED&status=ABORTED").await.json();
+    assert_eq!(failed["totalCount"], 1);
+    assert_eq!(failed["events"][0]["statusCode"], 430);
+    let page = list("function=echo&limit=2&offset=4&order=asc")
+        .await
+        .json();
+    assert_eq!(
+        (
+            page["totalCount"].as_u64(),
+            page["events"].as_array().unwrap().len()
+        ),
+        (Some(5), 1)
+    );
+    let past = list("offset=100").await.json();
+    assert_eq!(
+        (
+            past["totalCount"].as_u64(),
+            past["events"].as_array().unwrap().len()
+        ),
+        (Some(6), 0)
+    );
+    let zero = list("limit=0").await.json();
+    assert_eq!(
+        (
+            zero["totalCount"].as_u64(),
+            zero["events"].as_array().unwrap().len()
+        ),
+        (Some(6), 0)
+    );
+    assert_eq!(list("limit=100").await.status, 200);
+    let over = list("limit=101").await;
+    assert_eq!(over.status, 400);
+    assert!(over.text().contains("`limit`"), "{}", over.text());
+    assert_eq!(
+        list("invokeType=api&invokeType=http").await.json()["totalCount"],
+        6
+    );
+    assert_eq!(list("invokeType=http").await.json()["totalCount"], 0);
+    assert_eq!(
+        list(&*Box::leak(format!("requestId={fail_id}").into_boxed_str()))
+            .await
+            .json()["totalCount"],
+        1
+    );
+    let future = list("startTimeFrom=2100-01-01T00:00:00Z").await.json();
+    assert_eq!(future["totalCount"], 0);
+    let by_end = list("orderBy=endTime&order=desc&limit=1").await.json();
+    assert_eq!(by_end["events"][0]["requestId"], fail_id.as_str());
+    let bad = list("status=DONE").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("`status`"));
+    let bad = list("since=yesterday").await;
+    assert!(bad.status == 400 && bad.text().contains("`since`"));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn ended_events_are_pruned_after_the_retention_window() {
+    init_logs();
+    let app = TestApp::sample(
+        json!({"asyncEvents": {"retention": "00:00:01", "pruneInterval": "00:00:00.100"}}),
+    );
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let id = submit(&api, "echo", "x").await;
+    wait_status(&api, &id, "FINISHED").await;
+    wait_until(
+        "the event to be pruned",
+        Duration::from_secs(10),
+        || async {
+            api.request(
+                "GET",
+                &format!("/admin/async-events/{id}"),
+                "",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+            .status
+                == 404
+        },
+    )
+    .await;
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
+    init_logs();
+    let app = TestApp::sample(json!({"asyncEvents": {"maxConcurrency": 1}}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(submit(&api, "sleep", "800").await);
+    }
+    wait_status(&api, &ids[0], "RUNNING").await;
+    host.shutdown().await;
+
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    for id in &ids {
+        let e = wait_status(&api, id, "FINISHED").await;
+        assert_eq!(e["statusCode"], 200);
+    }
+    let first = logs(&api, &ids[0]).await;
+    assert!(first.iter().any(|l| l.contains("re-queued")), "{first:?}");
+    host.shutdown().await;
+}

@@ -1,0 +1,345 @@
+//! The published Python language worker (`azure-functions-worker` 1.1.9 from
+//! PyPI) served by the real host: a third-party worker of the same protocol,
+//! with `function.json` functions and no cancel capability.
+//!
+//! Needs the worker's venv: run `sample-workers/published-python/setup.sh`.
+//! Without it these tests fail (they do not skip).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fnhost_e2e::{init_logs, Api, HttpReply};
+use serde_json::{json, Value};
+
+const APP: &str = "sample-workers/published-python-app";
+const VENV_PYTHON: &str = "sample-workers/published-python/.venv/bin/python";
+const FUNCTIONS: &[&str] = &["echo", "sleep", "spin", "exception", "crash"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The venv's interpreter; panics with the fix when setup has not run.
+fn venv_python() -> PathBuf {
+    let python = repo_root().join(VENV_PYTHON);
+    let marker = repo_root().join("sample-workers/published-python/.venv/.fnhost-setup");
+    assert!(
+        python.is_file() && marker.is_file(),
+        "the published Python worker is not installed ({} or {} is missing): \
+         run sample-workers/published-python/setup.sh",
+        python.display(),
+        marker.display()
+    );
+    python
+}
+
+/// A copy of the sample app in a temporary directory with its own
+/// `host.json`; `worker.config.json` points at the venv by absolute path.
+struct PyApp {
+    dir: PathBuf,
+}
+
+impl PyApp {
+    fn new(host_json: Value) -> Self {
+        let python = venv_python();
+        let src = repo_root().join(APP);
+        let dir = std::env::temp_dir().join(format!("fnhost-pyapp-{}", uuid::Uuid::new_v4()));
+        for f in FUNCTIONS {
+            let to = dir.join(f);
+            std::fs::create_dir_all(&to).expect("create function dir");
+            for file in ["function.json", "__init__.py"] {
+                std::fs::copy(src.join(f).join(file), to.join(file))
+                    .unwrap_or_else(|e| panic!("copy {}/{f}/{file}: {e}", src.display()));
+            }
+        }
+        // Keep the sample's launch settings; only the executable becomes absolute.
+        let mut worker: Value = serde_json::from_slice(
+            &std::fs::read(src.join("worker.config.json")).expect("read worker.config.json"),
+        )
+        .expect("worker.config.json is JSON");
+        assert_eq!(worker["description"]["argumentStyle"], "classic");
+        worker["description"]["defaultExecutablePath"] = json!(python.display().to_string());
+        let app = Self { dir };
+        app.write("worker.config.json", &worker);
+        app.write("host.json", &host_json);
+        app
+    }
+
+    fn write(&self, rel: &str, value: &Value) {
+        std::fs::write(
+            self.dir.join(rel),
+            serde_json::to_vec_pretty(value).expect("json"),
+        )
+        .expect("write file");
+    }
+
+    async fn start(&self) -> (fnhost::Host, Api) {
+        let config = fnhost::config::AppConfig::load(&self.dir).expect("the app's config is valid");
+        let host =
+            fnhost::Host::start(fnhost::HostOptions::loopback(config, fnhost_e2e::ADMIN_KEY))
+                .await
+                .expect("host starts");
+        assert!(
+            host.handle().wait_ready(1, Duration::from_secs(30)).await,
+            "the published Python worker did not become ready within 30 s \
+             (run with FNHOST_TEST_LOG=info to see its output)"
+        );
+        let api = Api::new(host.http_addr());
+        (host, api)
+    }
+}
+
+impl Drop for PyApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `host.json` for these tests: one instance, a quick shutdown (the worker
+/// ignores WorkerTerminate, so shutdown always ends in a kill).
+fn host_json(function_timeout: &str) -> Value {
+    json!({
+        "version": "2.0",
+        "functionTimeout": function_timeout,
+        "workers": {
+            "processCount": 1,
+            "cancelGracePeriod": "00:00:02",
+            "terminateGracePeriod": "00:00:00.200",
+            "restartBudget": {"maxRestarts": 5, "window": "00:01:00"}
+        }
+    })
+}
+
+async fn call(api: &Api, method: &str, path: &str, body: &'static str) -> HttpReply {
+    api.request(method, path, Bytes::from_static(body.as_bytes()), None)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
+}
+
+async fn worker_ids(api: &Api) -> Vec<String> {
+    let status = api.status().await.expect("status");
+    status["workers"]
+        .as_array()
+        .expect("workers array")
+        .iter()
+        .map(|w| w["workerId"].as_str().expect("workerId").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn echo_through_the_trigger_route_and_the_admin_invoke() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:30"));
+    let (host, api) = app.start().await;
+
+    let status = api.status().await.unwrap();
+    assert_eq!(status["language"], "python", "{status}");
+    let w = &status["workers"][0];
+    assert_eq!(w["handlesCancel"], false, "{status}");
+    assert_eq!(w["capabilities"]["RpcHttpBodyOnly"], "true", "{status}");
+    assert_eq!(
+        w["loadErrors"],
+        json!({}),
+        "every function loaded: {status}"
+    );
+
+    let r = call(&api, "POST", "/api/echo", "hello from the trigger route").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "succeeded");
+    assert_eq!(r.text(), "hello from the trigger route");
+
+    let r = api.invoke("echo", "hello from admin").await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "succeeded");
+    assert_eq!(r.text(), "hello from admin");
+
+    // The admin route needs the key.
+    let r = call(&api, "POST", "/admin/functions/echo/invoke", "x").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // Query parameters reach the function (`req.params`).
+    let r = call(&api, "GET", "/api/sleep?ms=10", "").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "slept 10"));
+
+    let status = api.status().await.unwrap();
+    assert_eq!(status["outcomes"]["succeeded"], 3, "{status}");
+    assert_eq!(status["protocolViolations"], 0, "{status}");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_worker_that_cannot_be_signalled_and_replaces_it() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:01"));
+    let (host, api) = app.start().await;
+    let first = worker_ids(&api).await;
+    assert_eq!(first.len(), 1);
+
+    let started = Instant::now();
+    let r = call(&api, "GET", "/api/sleep?ms=30000", "").await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "killed");
+    let body = r.json();
+    assert_eq!(body["error"]["outcome"], "killed", "{body}");
+    assert_eq!(body["error"]["reason"], "timeout", "{body}");
+    assert_eq!(body["error"]["workerId"], first[0].as_str(), "{body}");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("cannot receive InvocationCancel") && msg.contains(&first[0]),
+        "the error explains the escalation: {body}"
+    );
+    // Killed at once at the 1 s timeout: no cancel grace was waited for.
+    assert!(
+        elapsed < Duration::from_secs(2) + Duration::from_millis(900),
+        "took {elapsed:?}"
+    );
+
+    // The next invocation waits for the replacement and succeeds on it.
+    let r = call(&api, "POST", "/api/echo", "after the kill").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "after the kill");
+    let now = worker_ids(&api).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], first[0], "a replacement instance serves now");
+    let status = api.status().await.unwrap();
+    assert_eq!(status["outcomes"]["killed"], 1, "{status}");
+
+    // A spinning sync function is ended the same way.
+    let r = call(&api, "GET", "/api/spin", "").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "killed");
+    let body = r.json();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot receive InvocationCancel"),
+        "{body}"
+    );
+    let r = call(&api, "POST", "/api/echo", "after the spin").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "after the spin"));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_exception_fails_the_invocation_with_its_message() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:30"));
+    let (host, api) = app.start().await;
+    let first = worker_ids(&api).await;
+
+    let r = call(&api, "GET", "/api/exception", "").await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "failed");
+    let body = r.json();
+    assert_eq!(body["error"]["outcome"], "failed", "{body}");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("ValueError: published-python exception function failed on purpose"),
+        "{body}"
+    );
+
+    // The worker survives an exception.
+    let r = api.invoke("echo", "still here").await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "still here"));
+    assert_eq!(worker_ids(&api).await, first, "no instance was replaced");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crash_fails_the_invocation_and_the_worker_restarts() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:30"));
+    let (host, api) = app.start().await;
+    let first = worker_ids(&api).await;
+
+    let r = call(&api, "POST", "/api/crash", "").await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "failed");
+    let body = r.json();
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&first[0]) && msg.contains("exit code 3"),
+        "the error names the instance and its exit status: {body}"
+    );
+
+    let r = call(&api, "POST", "/api/echo", "after the crash").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "after the crash"));
+    let status = api.status().await.unwrap();
+    assert_ne!(
+        status["workers"][0]["workerId"],
+        first[0].as_str(),
+        "{status}"
+    );
+    assert_eq!(status["slots"][0]["recentRestarts"], 1, "{status}");
+    assert!(
+        status["slots"][0]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit code 3"),
+        "{status}"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_invocations_run_together_on_one_instance() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:30"));
+    let (host, api) = app.start().await;
+    let only = worker_ids(&api).await;
+    assert_eq!(only.len(), 1);
+
+    // 20 x 1 s sync sleeps: the worker's thread pool (32 threads, from
+    // worker.config.json) runs them together; in series they would take 20 s.
+    let started = Instant::now();
+    let sleeps: Vec<_> = (0..20)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { call(&api, "GET", "/api/sleep?ms=1000", "").await })
+        })
+        .collect();
+    // And 20 async echoes alongside, each answered with its own body
+    // (responses come back out of order, correlated by invocation id).
+    let echoes: Vec<_> = (0..20)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let body = format!("echo number {i}");
+                let r = api
+                    .request("POST", "/api/echo", Bytes::from(body.clone()), None)
+                    .await
+                    .expect("echo request");
+                (body, r)
+            })
+        })
+        .collect();
+    let mut invocation_ids = std::collections::HashSet::new();
+    for s in sleeps {
+        let r = s.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "slept 1000"));
+        invocation_ids.insert(r.header("x-fnhost-invocation-id").to_string());
+    }
+    let sleeps_done = started.elapsed();
+    for e in echoes {
+        let (body, r) = e.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), body);
+        invocation_ids.insert(r.header("x-fnhost-invocation-id").to_string());
+    }
+    assert_eq!(invocation_ids.len(), 40);
+    assert!(
+        sleeps_done < Duration::from_secs(8),
+        "20 one-second sleeps took {sleeps_done:?}: they did not run concurrently"
+    );
+    assert_eq!(worker_ids(&api).await, only, "one instance served them all");
+    let status = api.status().await.unwrap();
+    assert_eq!(status["outcomes"]["succeeded"], 40, "{status}");
+    assert_eq!(status["workers"][0]["served"], 40, "{status}");
+    host.shutdown().await;
+}

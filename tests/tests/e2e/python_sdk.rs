@@ -1,0 +1,368 @@
+//! The Python worker SDK (`sample-workers/python`) and its sample app
+//! (`sample-workers/python-app`) against the real host: both invoke routes,
+//! cancellation reaching async and sync handlers, kills, exceptions, crashes
+//! and concurrency.
+//!
+//! Needs the SDK's virtual environment: run `sample-workers/python/setup.sh`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fnhost::config::AppConfig;
+use fnhost::{CancelReason, InvocationInput, Outcome};
+use fnhost_e2e::{init_logs, Api, ADMIN_KEY};
+use fnhost_proto::rpc::TypedData;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The SDK venv's interpreter; fails loudly (never skips) when it is missing.
+fn venv_python() -> PathBuf {
+    let sdk = repo().join("sample-workers/python");
+    let python = sdk.join(".venv/bin/python");
+    let generated = sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py");
+    assert!(
+        python.is_file() && generated.is_file(),
+        "the Python worker SDK is not set up ({} or {} is missing): run sample-workers/python/setup.sh",
+        python.display(),
+        generated.display()
+    );
+    python
+}
+
+/// A copy of `sample-workers/python-app` in a temporary directory, with the
+/// given `host.json` and a `worker.config.json` naming the venv's python by
+/// absolute path. Removed on drop.
+struct PythonApp {
+    dir: PathBuf,
+}
+
+impl PythonApp {
+    fn new(host_json: Value) -> Self {
+        let python = venv_python();
+        let dir = std::env::temp_dir().join(format!("fnhost-pyapp-{}", uuid::Uuid::new_v4()));
+        copy_dir(&repo().join("sample-workers/python-app"), &dir);
+        let app = Self { dir };
+        app.write("host.json", &host_json);
+        app.write(
+            "worker.config.json",
+            &json!({"description": {
+                "language": "python",
+                "defaultExecutablePath": python.display().to_string(),
+                "defaultWorkerPath": "function_app.py",
+                "argumentStyle": "both",
+            }}),
+        );
+        app
+    }
+
+    fn write(&self, rel: &str, value: &Value) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create dir");
+        std::fs::write(&path, serde_json::to_vec_pretty(value).expect("json")).expect("write");
+    }
+
+    /// Gives a manual-trigger function its own timeout.
+    fn manual_with_timeout(&self, function: &str, timeout: &str) {
+        self.write(
+            &format!("{function}/function.json"),
+            &json!({"functionTimeout": timeout,
+                    "bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
+        );
+    }
+
+    async fn start(&self) -> fnhost::Host {
+        let config = AppConfig::load(&self.dir).expect("valid python app");
+        let host = fnhost::Host::start(fnhost::HostOptions::loopback(config, ADMIN_KEY))
+            .await
+            .expect("host starts");
+        assert!(
+            host.handle().wait_ready(1, Duration::from_secs(30)).await,
+            "the python worker did not become ready"
+        );
+        host
+    }
+}
+
+impl Drop for PythonApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies files (skipping caches and host data) recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read sample app") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if name == "__pycache__" || name == ".fnhost-data" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+fn text(s: &str) -> InvocationInput {
+    InvocationInput::new(TypedData::string(s))
+}
+
+#[tokio::test]
+async fn python_echo_answers_on_the_http_route_and_the_admin_invoke() {
+    init_logs();
+    let app = PythonApp::new(json!({}));
+    let host = app.start().await;
+    let api = Api::new(host.http_addr());
+
+    let r = api
+        .request("POST", "/api/echo", r#"{"hello":"http"}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "succeeded");
+    assert_eq!(r.text(), r#"{"hello":"http"}"#);
+
+    let r = api.invoke("echo", r#"{"hello":"admin"}"#).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"hello": "admin"}));
+
+    let status = host.handle().status().await.unwrap();
+    assert!(
+        status.workers[0].handles_cancel,
+        "the SDK advertises HandlesInvocationCancelMessage: {:?}",
+        status.workers[0].capabilities
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_timeout_cancels_async_and_sync_handlers_in_the_worker() {
+    init_logs();
+    let app = PythonApp::new(json!({
+        "functionTimeout": "00:00:00.500",
+        "workers": {"cancelGracePeriod": "00:00:05"}
+    }));
+    let host = app.start().await;
+    let api = Api::new(host.http_addr());
+    let h = host.handle().clone();
+
+    // async def sleep: its task is cancelled (asyncio.CancelledError).
+    let started = Instant::now();
+    let r = api.invoke("sleep", "30000").await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.header("x-fnhost-outcome"), "timed-out");
+    let body = r.json();
+    assert_eq!(body["error"]["reason"], "timeout", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the worker cancelled it"),
+        "{body}"
+    );
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+
+    let r = h.invoke("sleep", text("30000")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
+    assert_eq!(r.cancel_reason, Some(CancelReason::Timeout));
+    assert!(
+        r.logs
+            .iter()
+            .any(|l| l.message.starts_with("sleep cancelled after")),
+        "the handler's log line is tied to its invocation: {:?}",
+        r.logs
+    );
+
+    // def nap: sees ctx.cancel_event and raises InvocationCancelled.
+    let r = h.invoke("nap", text("30000")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
+    assert!(r.elapsed < Duration::from_secs(4), "{r:?}");
+
+    let status = h.status().await.unwrap();
+    assert_eq!(status.workers.len(), 1, "no instance was replaced");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_spin_is_killed_after_the_grace_and_the_instance_replaced() {
+    init_logs();
+    let app = PythonApp::new(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
+    app.manual_with_timeout("spin", "00:00:00.500");
+    let host = app.start().await;
+    let h = host.handle().clone();
+    let first = h.status().await.unwrap().workers[0].worker_id.clone();
+
+    let r = h.invoke("spin", text("60000")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Killed, "{r:?}");
+    assert_eq!(r.cancel_reason, Some(CancelReason::Timeout));
+    let err = r.error.unwrap();
+    assert!(
+        err.contains("did not stop within") && err.contains(&first),
+        "{err}"
+    );
+
+    let next = h.invoke("echo", text("after")).await.unwrap();
+    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
+    assert_ne!(
+        next.worker_id.as_deref(),
+        Some(first.as_str()),
+        "a replacement served it"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_exceptions_fail_the_invocation_with_their_message() {
+    init_logs();
+    let app = PythonApp::new(json!({}));
+    let host = app.start().await;
+    let h = host.handle().clone();
+
+    let r = h.invoke("panic", text("boom")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let err = r.error.unwrap();
+    assert!(err.contains("RuntimeError: panic requested: boom"), "{err}");
+
+    let r = h.invoke("fail", text("nope")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        r.error
+            .unwrap()
+            .contains("ValueError: failure requested: nope"),
+        "fail names its error"
+    );
+
+    // The worker survives user exceptions.
+    let r = h.invoke("log", text("")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let lines: Vec<(&str, &str)> = r
+        .logs
+        .iter()
+        .map(|l| (l.level.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("Information", "info from log function"),
+            ("Warning", "warning from log function"),
+            ("Error", "error from log function"),
+        ]
+    );
+    assert_eq!(h.status().await.unwrap().workers.len(), 1);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_crash_fails_its_invocation_and_the_worker_restarts() {
+    init_logs();
+    let app = PythonApp::new(json!({}));
+    let host = app.start().await;
+    let h = host.handle().clone();
+    let first = h.status().await.unwrap().workers[0].worker_id.clone();
+
+    let r = h.invoke("crash", text("x")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let err = r.error.unwrap();
+    assert!(err.contains(&first) && err.contains("exit code 3"), "{err}");
+
+    let next = h.invoke("echo", text("again")).await.unwrap();
+    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
+    assert_ne!(next.worker_id.as_deref(), Some(first.as_str()));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_runs_twenty_invocations_concurrently_on_one_instance() {
+    init_logs();
+    let app = PythonApp::new(json!({"workers": {"processCount": 1}}));
+    let host = app.start().await;
+    let h = host.handle().clone();
+
+    // `sleep` is async def (tasks on the loop), `nap` a sync def (thread pool).
+    for function in ["sleep", "nap"] {
+        let started = Instant::now();
+        let mut pending = Vec::new();
+        for _ in 0..20 {
+            pending.push(h.submit(function, text("200")).await.unwrap());
+        }
+        let mut workers = std::collections::BTreeSet::new();
+        for p in pending {
+            let r = p.result().await.unwrap();
+            assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+            workers.insert(r.worker_id.unwrap());
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(workers.len(), 1, "one instance ran them all: {workers:?}");
+        assert!(
+            elapsed < Duration::from_millis(2000),
+            "20 x 200 ms of {function} took {elapsed:?}: invocations were serialised"
+        );
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_cancels_racing_their_requests_are_honoured() {
+    init_logs();
+    let app = PythonApp::new(json!({}));
+    let host = app.start().await;
+    let h = host.handle().clone();
+    for function in ["sleep", "nap"] {
+        for _ in 0..10 {
+            let p = h.submit(function, text("60000")).await.unwrap();
+            assert_eq!(
+                h.cancel(&p.id, CancelReason::Requested).await,
+                fnhost::CancelResponse::Done
+            );
+            let r = tokio::time::timeout(Duration::from_secs(3), p.result())
+                .await
+                .expect("the worker answered the cancel")
+                .unwrap();
+            assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+        }
+    }
+    assert_eq!(
+        h.status().await.unwrap().workers.len(),
+        1,
+        "nothing was killed"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn python_host_shutdown_cancels_in_flight_work_through_the_worker() {
+    init_logs();
+    let app = PythonApp::new(json!({"workers": {"terminateGracePeriod": "00:00:05"}}));
+    let host = app.start().await;
+    let h = host.handle().clone();
+    let mut events = h.subscribe();
+    let _pending = h.submit("sleep", text("60000")).await.unwrap();
+    fnhost_e2e::wait_until("the sleep to run", Duration::from_secs(10), || async {
+        h.status().await.unwrap().in_flight == 1
+    })
+    .await;
+    let started = Instant::now();
+    host.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the worker stopped inside the grace: {:?}",
+        started.elapsed()
+    );
+    let r = tokio::time::timeout(Duration::from_secs(1), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
+    assert_eq!(r.cancel_reason, Some(CancelReason::HostShutdown));
+}
