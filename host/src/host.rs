@@ -33,6 +33,27 @@ pub struct HostOptions {
     pub admin_key: String,
     /// Where the host keeps its state (the async event store).
     pub data_dir: std::path::PathBuf,
+    /// SecretId/SecretKey pair for the SCF-compatible action API on `POST /`
+    /// (TC3-HMAC-SHA256); `None` turns that API off.
+    pub scf_credentials: Option<ScfCredentials>,
+}
+
+/// A SecretId/SecretKey pair that signs SCF-compatible API requests.
+#[derive(Clone)]
+pub struct ScfCredentials {
+    /// The public id (`Credential=<SecretId>/...`).
+    pub secret_id: String,
+    /// The signing secret.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for ScfCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScfCredentials")
+            .field("secret_id", &self.secret_id)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl HostOptions {
@@ -40,6 +61,7 @@ impl HostOptions {
     pub fn loopback(app: AppConfig, admin_key: impl Into<String>) -> Self {
         Self {
             data_dir: app.app_dir.join(".fnhost-data"),
+            scf_credentials: None,
             app,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -292,8 +314,13 @@ impl Host {
         .map_err(store_err)?;
 
         let http_stop = CancellationToken::new();
-        let router =
-            crate::http::router(handle.clone(), app.clone(), opts.admin_key, events.clone());
+        let router = crate::http::router(
+            handle.clone(),
+            app.clone(),
+            opts.admin_key,
+            events.clone(),
+            opts.scf_credentials.map(Arc::new),
+        );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {
             let served = axum::serve(http_listener, router)

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::config::{AppConfig, FunctionConfig};
 use crate::events::AsyncEvents;
-use crate::host::HostHandle;
+use crate::host::{HostHandle, ScfCredentials};
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome};
 
 mod async_api;
@@ -37,6 +37,7 @@ struct AppState {
     app: Arc<AppConfig>,
     admin_key: Arc<str>,
     events: AsyncEvents,
+    scf: Option<Arc<ScfCredentials>>,
 }
 
 pub(crate) fn router(
@@ -44,6 +45,7 @@ pub(crate) fn router(
     app: Arc<AppConfig>,
     admin_key: String,
     events: AsyncEvents,
+    scf: Option<Arc<ScfCredentials>>,
 ) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
@@ -56,6 +58,7 @@ pub(crate) fn router(
         app,
         admin_key: Arc::from(admin_key),
         events,
+        scf,
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))

@@ -16,7 +16,7 @@ mod process;
 mod registry;
 pub mod status;
 
-pub use host::{Host, HostHandle, HostOptions, PendingInvocation, StartError};
+pub use host::{Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials, StartError};
 pub use invocation::{
     CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
     InvokeError, LogLine, Outcome,

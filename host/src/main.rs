@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use fnhost::admin_key::{self, KeySource};
 use fnhost::config::AppConfig;
-use fnhost::{Host, HostOptions};
+use fnhost::{Host, HostOptions, ScfCredentials};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,17 @@ enum Command {
         /// The admin key for /admin routes (else stored in the data dir).
         #[arg(long, env = "FNHOST_ADMIN_KEY", hide_env_values = true)]
         admin_key: Option<String>,
+        /// SecretId for the SCF-compatible API on `POST /` (with --scf-secret-key).
+        #[arg(long, env = "FNHOST_SCF_SECRET_ID", requires = "scf_secret_key")]
+        scf_secret_id: Option<String>,
+        /// SecretKey for the SCF-compatible API (TC3-HMAC-SHA256 signatures).
+        #[arg(
+            long,
+            env = "FNHOST_SCF_SECRET_KEY",
+            hide_env_values = true,
+            requires = "scf_secret_id"
+        )]
+        scf_secret_key: Option<String>,
     },
 }
 
@@ -75,7 +86,17 @@ fn main() -> ExitCode {
             grpc_port,
             data_dir,
             admin_key,
-        } => runtime.block_on(start(app_dir, port, grpc_port, data_dir, admin_key)),
+            scf_secret_id,
+            scf_secret_key,
+        } => {
+            let scf = scf_secret_id
+                .zip(scf_secret_key)
+                .map(|(secret_id, secret_key)| ScfCredentials {
+                    secret_id,
+                    secret_key,
+                });
+            runtime.block_on(start(app_dir, port, grpc_port, data_dir, admin_key, scf))
+        }
     }
 }
 
@@ -85,6 +106,7 @@ async fn start(
     grpc_port: u16,
     data_dir: Option<PathBuf>,
     admin_key: Option<String>,
+    scf_credentials: Option<ScfCredentials>,
 ) -> ExitCode {
     let app = match AppConfig::load(&app_dir) {
         Ok(app) => app,
@@ -120,6 +142,7 @@ async fn start(
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], grpc_port)),
         admin_key,
         data_dir,
+        scf_credentials,
     };
     let host = match Host::start(opts).await {
         Ok(h) => h,

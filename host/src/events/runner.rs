@@ -3,7 +3,7 @@
 //! durably, in order, through the batching writer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,9 +105,14 @@ enum Next {
     Requeue,
 }
 
+/// Terminate requests of a running event, shared with its attempt task.
+const NOT_TERMINATED: u8 = 0;
+const GRACEFUL: u8 = 1;
+const FORCED: u8 = 2;
+
 struct RunningEvent {
     invocation_id: String,
-    terminate: Arc<AtomicBool>,
+    terminate: Arc<AtomicU8>,
 }
 
 /// Handle to the async-event runner.
@@ -404,7 +409,7 @@ impl Runner {
                 break;
             };
             let invocation_id = uuid::Uuid::new_v4().to_string();
-            let terminate = Arc::new(AtomicBool::new(false));
+            let terminate = Arc::new(AtomicU8::new(NOT_TERMINATED));
             self.running.insert(
                 e.request_id.clone(),
                 RunningEvent {
@@ -430,7 +435,8 @@ impl Runner {
         reply: oneshot::Sender<Result<TerminateOutcome, StoreError>>,
     ) {
         if let Some(r) = self.running.get(&id) {
-            r.terminate.store(true, Ordering::SeqCst);
+            r.terminate
+                .store(if graceful { GRACEFUL } else { FORCED }, Ordering::SeqCst);
             let (host, inv) = (self.host.clone(), r.invocation_id.clone());
             tokio::spawn(async move {
                 let r = if graceful {
@@ -586,7 +592,7 @@ struct Attempt {
     host: HostHandle,
     config: Arc<AsyncConfig>,
     cmds: mpsc::Sender<Cmd>,
-    terminate: Arc<AtomicBool>,
+    terminate: Arc<AtomicU8>,
 }
 
 impl Attempt {
@@ -614,14 +620,25 @@ impl Attempt {
         self.log.write(log_op(&e.request_id, vec![start])).await?;
 
         let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
-        let result = self
-            .host
-            .invoke(
-                &e.function,
-                InvocationInput::new(input).with_id(invocation_id),
-            )
-            .await;
-        let terminated = self.terminate.load(Ordering::SeqCst);
+        let input = InvocationInput::new(input).with_id(invocation_id);
+        let result = match self.host.submit(&e.function, input).await {
+            Ok(pending) => {
+                // A terminate that raced the submission found nothing to stop;
+                // the dispatcher now holds the invocation, so repeat it.
+                match self.terminate.load(Ordering::SeqCst) {
+                    GRACEFUL => drop(
+                        self.host
+                            .cancel(invocation_id, CancelReason::Requested)
+                            .await,
+                    ),
+                    FORCED => drop(self.host.kill(invocation_id).await),
+                    _ => {}
+                }
+                pending.result().await
+            }
+            Err(err) => Err(err),
+        };
+        let terminated = self.terminate.load(Ordering::SeqCst) != NOT_TERMINATED;
         let mut lines = Vec::new();
         let next = match result {
             Ok(r) => {
