@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod cli;
 use fnhost::admin_key::{self, KeySource};
 use fnhost::config::AppConfig;
 use fnhost::{Host, HostOptions, ScfCredentials};
@@ -22,6 +24,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Invoke a function on a running host.
+    Invoke {
+        #[command(flatten)]
+        args: cli::InvokeArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Manage async events on a running host.
+    Events {
+        #[command(subcommand)]
+        command: cli::EventsCommand,
+        #[command(flatten)]
+        target: cli::Target,
+    },
     /// Run the function app in APP_DIR.
     Start {
         /// The function app: host.json, worker.config.json, <function>/function.json.
@@ -80,6 +96,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Invoke { args, target } => runtime.block_on(cli::invoke(target, args)),
+        Command::Events { command, target } => runtime.block_on(cli::events(target, command)),
         Command::Start {
             app_dir,
             port,
@@ -108,6 +126,13 @@ async fn start(
     admin_key: Option<String>,
     scf_credentials: Option<ScfCredentials>,
 ) -> ExitCode {
+    let signal = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fnhost: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = match AppConfig::load(&app_dir) {
         Ok(app) => app,
         Err(e) => {
@@ -141,7 +166,7 @@ async fn start(
         http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], grpc_port)),
         admin_key,
-        data_dir,
+        data_dir: data_dir.clone(),
         scf_credentials,
     };
     let host = match Host::start(opts).await {
@@ -156,24 +181,27 @@ async fn start(
         host.http_addr(),
         host.grpc_addr()
     );
-    wait_for_signal().await;
+    let endpoint = data_dir.join(cli::ENDPOINT_FILE);
+    if let Err(e) = std::fs::write(&endpoint, format!("http://{}\n", host.http_addr())) {
+        tracing::warn!("cannot record the address in {}: {e}", endpoint.display());
+    }
+    signal.await;
     tracing::info!("signal received; shutting down");
     host.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM/SIGINT handlers; the returned future resolves on
+/// the first of them. Installed before the host announces itself, so a
+/// signal sent right after the "listening" line is never lost.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; waiting for Ctrl-C only");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

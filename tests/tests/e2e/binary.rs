@@ -198,3 +198,170 @@ fn sigterm_with_invocations_in_flight_ends_them_and_exits_zero_within_the_bound(
         );
     }
 }
+
+fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    fnhost()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_invokes_and_manages_async_events_on_a_running_host() {
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let (mut child, _, _) = start(&app, &["--data-dir", &data_arg]);
+
+    let out = cli(&data, &["invoke", "echo", "--data", "hello"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+
+    let out = cli(&data, &["invoke", "fail", "--data", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed"),
+        "{out:?}"
+    );
+
+    let out = cli(&data, &["invoke", "echo", "--async", "--data", "later"]);
+    assert!(out.status.success(), "{out:?}");
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = cli(&data, &["events", "status", &id, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["status"] == "FINISHED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = cli(&data, &["events", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains(&id) && table.contains("FINISHED"), "{table}");
+    let out = cli(&data, &["events", "logs", &id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Invoke Start"),
+        "{out:?}"
+    );
+    let out = cli(&data, &["events", "terminate", &id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already completed"),
+        "{out:?}"
+    );
+    let out = cli(&data, &["events", "list", "--limit", "101"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`limit`"),
+        "{out:?}"
+    );
+
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+#[test]
+fn kill_9_loses_no_event_and_a_restart_accounts_for_every_one() {
+    let app = TestApp::sample(
+        json!({"asyncEvents": {"maxConcurrency": 1, "retryBackoff": "00:00:00.050"}}),
+    );
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let args = ["--data-dir", data_arg.as_str(), "--admin-key", ADMIN_KEY];
+    let (mut child, addr, _) = start(&app, &args);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = Api::new(addr);
+    let (ids, worker_pids) = rt.block_on(async {
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            let r = api
+                .request(
+                    "POST",
+                    "/admin/functions/sleep/invoke-async",
+                    "400",
+                    Some(ADMIN_KEY),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 202);
+            ids.push(r.json()["requestId"].as_str().unwrap().to_string());
+        }
+        fnhost_e2e::wait_until("one event running", Duration::from_secs(10), || async {
+            api.status().await.unwrap()["inFlight"] == 1
+        })
+        .await;
+        let status = api.status().await.unwrap();
+        let pids: Vec<u64> = status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["pid"].as_u64())
+            .collect();
+        (ids, pids)
+    });
+    signal(&child, "-KILL");
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert!(!status.success());
+    // Its workers see their stream end and exit; wait for that before the restart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker_pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(Instant::now() < deadline, "orphaned workers did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let (mut child, addr, _) = start(&app, &args);
+    let api = Api::new(addr);
+    rt.block_on(async {
+        for id in &ids {
+            let path = format!("/admin/async-events/{id}");
+            fnhost_e2e::wait_until(
+                "every event to finish after the restart",
+                Duration::from_secs(20),
+                || async {
+                    api.request("GET", &path, "", Some(ADMIN_KEY))
+                        .await
+                        .unwrap()
+                        .json()["status"]
+                        == "FINISHED"
+                },
+            )
+            .await;
+        }
+        let first = api
+            .request(
+                "GET",
+                &format!("/admin/async-events/{}/logs", ids[0]),
+                "",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+            .text();
+        assert!(
+            first.contains("Host restarted while attempt 1 was running"),
+            "{first}"
+        );
+        let e = api
+            .request(
+                "GET",
+                &format!("/admin/async-events/{}", ids[0]),
+                "",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(e["attempts"], 2, "{e}");
+    });
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
