@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# The project's test command: builds every binary the end-to-end tests
-# launch, prepares the other language workers, and runs every suite.
+# The project's test command: prepares the other language workers (Python
+# and Node SDKs, the published Python worker, the SCF SDK client), builds
+# every binary the end-to-end tests launch, and runs every suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== worker environments"
+bash sample-workers/python/setup.sh
+bash sample-workers/published-python/setup.sh
+bash sample-workers/node/setup.sh
+if [ -f tests/scf-sdk/setup.sh ]; then bash tests/scf-sdk/setup.sh; fi
+
+echo "== Python SDK unit tests"
+bash sample-workers/python/run-tests.sh
+
+echo "== Node SDK unit tests"
+bash sample-workers/node/run-tests.sh
+
+echo "== Rust: build, unit and end-to-end tests"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
