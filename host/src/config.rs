@@ -10,10 +10,12 @@ use serde::Deserialize;
 
 mod duration;
 mod function;
+mod lifecycle;
 mod worker;
 
 pub use duration::parse_timespan;
 pub use function::{Binding, Direction, FunctionConfig};
+pub use lifecycle::{HookConfig, LifecycleConfig};
 pub use worker::{ArgumentStyle, WorkerLaunchConfig};
 
 /// A configuration problem: which file, which field, what is wrong.
@@ -82,6 +84,17 @@ pub struct HostConfig {
     pub max_restarts: u32,
     /// `workers.restartBudget.window`.
     pub restart_window: Duration,
+    /// `workers.maxInstances`: the pool grows up to this when invocations queue.
+    pub max_instances: usize,
+    /// `workers.idleTimeout`: an instance idle this long is retired (down to `processCount`).
+    pub idle_timeout: Duration,
+    /// `workers.statusInterval`: how often instances with the `WorkerStatus`
+    /// capability are asked `WorkerStatusRequest`.
+    pub status_interval: Duration,
+    /// `workers.statusTimeout`: an instance that does not answer within it is recycled.
+    pub status_timeout: Duration,
+    /// `lifecycle`: initializer and pre-stop hooks.
+    pub lifecycle: LifecycleConfig,
     /// `asyncEvents`: retention and retries of asynchronous invocations.
     pub async_events: crate::events::AsyncConfig,
 }
@@ -99,6 +112,11 @@ impl Default for HostConfig {
             max_message_bytes: 128 * 1024 * 1024,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
+            max_instances: 1,
+            idle_timeout: Duration::from_secs(300),
+            status_interval: Duration::from_secs(10),
+            status_timeout: Duration::from_secs(10),
+            lifecycle: LifecycleConfig::default(),
             async_events: crate::events::AsyncConfig::default(),
         }
     }
@@ -118,6 +136,10 @@ struct WorkersSection {
     startup_timeout: Option<String>,
     max_message_bytes: Option<u64>,
     restart_budget: Option<RestartBudgetSection>,
+    max_instances: Option<u64>,
+    idle_timeout: Option<String>,
+    status_interval: Option<String>,
+    status_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,6 +250,26 @@ impl HostConfig {
                 cfg.restart_window = positive_timespan(path, "workers.restartBudget.window", t)?;
             }
         }
+        cfg.max_instances = cfg.process_count;
+        if let Some(n) = workers.max_instances {
+            cfg.max_instances = in_range(
+                path,
+                "workers.maxInstances",
+                n,
+                cfg.process_count as u64,
+                64,
+            )? as usize;
+        }
+        if let Some(t) = &workers.idle_timeout {
+            cfg.idle_timeout = positive_timespan(path, "workers.idleTimeout", t)?;
+        }
+        if let Some(t) = &workers.status_interval {
+            cfg.status_interval = positive_timespan(path, "workers.statusInterval", t)?;
+        }
+        if let Some(t) = &workers.status_timeout {
+            cfg.status_timeout = positive_timespan(path, "workers.statusTimeout", t)?;
+        }
+        cfg.lifecycle = LifecycleConfig::from_value(path, obj.get("lifecycle"))?;
         cfg.async_events = crate::events::AsyncConfig::from_value(path, obj.get("asyncEvents"))?;
         Ok(cfg)
     }

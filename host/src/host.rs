@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use fnhost_proto::rpc::function_rpc_server::FunctionRpcServer;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -323,9 +324,15 @@ impl Host {
         );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(http_listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(
+                http_listener.tap_io(|tcp| {
+                    // Small request/response pairs: do not wait to coalesce.
+                    let _ = tcp.set_nodelay(true);
+                }),
+                router,
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
             if let Err(e) = served {
                 tracing::error!("HTTP server failed: {e}");
             }

@@ -20,6 +20,8 @@ use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeE
 
 mod async_api;
 mod guard;
+mod scf;
+mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
 use guard::CancelOnDrop;
@@ -79,6 +81,7 @@ pub(crate) fn router(
             require_admin_key,
         ));
     Router::new()
+        .route("/", post(scf::action))
         .route("/api/{function}", any(http_trigger))
         .route("/api/{function}/{*rest}", any(http_trigger))
         .merge(admin)

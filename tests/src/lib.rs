@@ -69,7 +69,7 @@ impl TestApp {
             json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
         app.function("echo", &http);
         app.function("sleep", &http);
-        for f in ["spin", "panic", "crash", "fail", "log", "big", "flaky"] {
+        for f in ["spin", "panic", "crash", "fail", "log", "flaky"] {
             app.function(f, &manual);
         }
         app
@@ -78,6 +78,14 @@ impl TestApp {
     /// The Rust sample worker app.
     pub fn sample(host_json: Value) -> Self {
         Self::new(&binary("fnhost-sample-worker"), host_json)
+    }
+
+    /// Adds a manually triggered function (admin invoke only).
+    pub fn manual_function(&self, name: &str) {
+        self.function(
+            name,
+            &json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
+        );
     }
 
     /// Writes `<name>/function.json`.

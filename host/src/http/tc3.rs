@@ -48,7 +48,9 @@ impl AuthError {
 
     pub(super) fn message(&self) -> &str {
         match self {
-            Self::Invalid(m) | Self::Expired(m) | Self::UnknownSecretId(m) | Self::Signature(m) => m,
+            Self::Invalid(m) | Self::Expired(m) | Self::UnknownSecretId(m) | Self::Signature(m) => {
+                m
+            }
         }
     }
 }
@@ -108,7 +110,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -128,11 +130,15 @@ fn signer(secret_key: &str, date: &str, service: &str, string_to_sign: &str) -> 
     let k_date = hmac(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
     let k_service = hmac(&k_date.finalize().into_bytes(), service.as_bytes());
     let k_signing = hmac(&k_service.finalize().into_bytes(), b"tc3_request");
-    hmac(&k_signing.finalize().into_bytes(), string_to_sign.as_bytes())
+    hmac(
+        &k_signing.finalize().into_bytes(),
+        string_to_sign.as_bytes(),
+    )
 }
 
 /// The hex signature (what a client computes).
-pub(super) fn sign(secret_key: &str, date: &str, service: &str, string_to_sign: &str) -> String {
+#[cfg(test)]
+fn sign(secret_key: &str, date: &str, service: &str, string_to_sign: &str) -> String {
     hex(&signer(secret_key, date, service, string_to_sign)
         .finalize()
         .into_bytes())
@@ -234,9 +240,8 @@ pub(super) fn verify(
             auth.secret_id
         )));
     }
-    let given = unhex(auth.signature).ok_or_else(|| {
-        AuthError::Signature("the Signature is not a hex string".into())
-    })?;
+    let given = unhex(auth.signature)
+        .ok_or_else(|| AuthError::Signature("the Signature is not a hex string".into()))?;
     for lower in [true, false] {
         let sts = string_to_sign(req, &auth, timestamp, lower)?;
         if signer(secret_key, auth.date, auth.service, &sts)
@@ -320,7 +325,13 @@ mod tests {
         assert_eq!(code(early), "AuthFailure.SignatureExpire");
         // The same signature under a timestamp of another day.
         let h2 = headers(SDK_AUTH, SDK_TS + 86_400);
-        let r = check(&h2, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS + 86_400);
+        let r = check(
+            &h2,
+            SDK_BODY,
+            "AKIDtest",
+            "test-secret-key",
+            SDK_TS + 86_400,
+        );
         assert!(r.unwrap_err().message().contains("UTC date"));
         let h3 = headers(
             &SDK_AUTH.replace("content-type;host", "content-type;host;x-tc-region"),
