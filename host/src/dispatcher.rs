@@ -25,10 +25,13 @@ use crate::status::HostStatus;
 
 mod instances;
 mod invocations;
+mod lifecycle;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use instances::{attach_request, outbound_channel, Instance, InstanceState, Outbound};
+pub(crate) use lifecycle::HookKind;
+pub use lifecycle::LifecycleStats;
 
 /// Everything the dispatcher reacts to.
 // Worker messages dominate the traffic and are moved once into the channel;
@@ -56,6 +59,8 @@ pub(crate) enum Event {
     },
     /// A snapshot of the host for `/admin/host/status`.
     Status { reply: oneshot::Sender<HostStatus> },
+    /// Stop taking invocations, finish in-flight ones, retire every instance.
+    Drain,
     /// Begin shutdown; `reply` fires when every worker is gone.
     Shutdown { reply: oneshot::Sender<()> },
     /// A stream opened with `StartStream{worker_id}`.
@@ -91,6 +96,16 @@ pub(crate) enum Timer {
     Restart(usize),
     /// Workers had their `WorkerTerminate` grace; kill what remains.
     TerminateDeadline,
+    /// Run the initializer of an instance again.
+    HookRetry(String),
+    /// A terminated instance had its grace; kill it if it still runs.
+    KillAfter(String),
+    /// Look for idle instances to retire.
+    IdleCheck,
+    /// Ask an instance `WorkerStatusRequest`.
+    StatusProbe(String),
+    /// The answer to status request `seq` is due.
+    StatusDeadline(String, u64),
 }
 
 /// Lines kept per invocation; more are counted, not kept.
@@ -123,6 +138,8 @@ pub(crate) struct Invocation {
     pub logs_dropped: usize,
     pub submitted: Instant,
     pub attempt: u32,
+    /// Set for the host's own hook runs (initializer, pre-stop).
+    pub hook: Option<HookKind>,
 }
 
 /// A position in the worker pool: holds at most one live instance and its
@@ -158,6 +175,8 @@ pub(crate) struct Dispatcher {
     pub finished_set: HashSet<InvocationId>,
     pub outcome_counts: HashMap<Outcome, u64>,
     pub protocol_violations: u64,
+    pub draining: bool,
+    pub lifecycle: LifecycleStats,
     pub results_tx: broadcast::Sender<InvocationResult>,
     pub ready_tx: watch::Sender<usize>,
     pub started: Instant,
@@ -191,6 +210,8 @@ impl Dispatcher {
             finished_set: HashSet::new(),
             outcome_counts: HashMap::new(),
             protocol_violations: 0,
+            draining: false,
+            lifecycle: LifecycleStats::default(),
             results_tx,
             ready_tx,
             started: Instant::now(),
@@ -200,8 +221,12 @@ impl Dispatcher {
 
     /// Runs until shutdown completes.
     pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
-        for slot in 0..self.slots.len() {
+        for slot in 0..self.app.host.process_count {
             self.launch(slot);
+        }
+        if self.app.host.max_instances > self.app.host.process_count {
+            self.timers
+                .insert(Timer::IdleCheck, self.app.host.idle_timeout / 2);
         }
         loop {
             tokio::select! {
@@ -244,6 +269,7 @@ impl Dispatcher {
                 let _ = reply.send(self.status());
             }
             Event::Shutdown { reply } => self.handle_shutdown(reply),
+            Event::Drain => self.handle_drain(),
             Event::Attach {
                 worker_id,
                 outbound,
@@ -266,6 +292,12 @@ impl Dispatcher {
             Timer::Timeout(id) => {
                 if let Some(inv) = self.invocations.get_mut(&id) {
                     inv.timeout_key = None;
+                    if inv.hook.is_some() {
+                        if let InvState::Running { worker } = inv.state.clone() {
+                            self.hook_timed_out(&id, &worker);
+                        }
+                        return;
+                    }
                     let limit = self.registry.timeout(&inv.function);
                     tracing::warn!(invocation = %id, function = %inv.function, "invocation exceeded its timeout of {limit:?}");
                     self.handle_cancel(&id, CancelReason::Timeout);
@@ -287,10 +319,20 @@ impl Dispatcher {
             Timer::Startup(worker_id) => self.handle_startup_deadline(&worker_id),
             Timer::Restart(slot) => {
                 self.slots[slot].restart_pending = false;
-                if self.shutdown.is_none() && self.slots[slot].current.is_none() {
+                if self.shutdown.is_none() && !self.draining && self.slots[slot].current.is_none() {
                     self.launch(slot);
                 }
             }
+            Timer::HookRetry(worker) => self.retry_initializer(&worker),
+            Timer::KillAfter(worker) => {
+                if let Some(inst) = self.instances.get_mut(&worker) {
+                    tracing::warn!(worker = %worker, "worker did not exit within the terminate grace; killing it");
+                    inst.kill_process();
+                }
+            }
+            Timer::IdleCheck => self.idle_check(),
+            Timer::StatusProbe(worker) => self.probe_status(&worker),
+            Timer::StatusDeadline(worker, seq) => self.status_deadline(&worker, seq),
             Timer::TerminateDeadline => {
                 let remaining: Vec<String> = self.instances.keys().cloned().collect();
                 for w in remaining {
@@ -323,22 +365,28 @@ impl Dispatcher {
         self.maybe_terminate_workers();
     }
 
-    /// Once no invocation remains, ask every worker to exit and arm the
-    /// deadline after which the rest are killed.
+    /// Once no invocation remains, retire every instance (pre-stop, then
+    /// `WorkerTerminate`) and arm the deadline after which the rest are killed.
     pub(crate) fn maybe_terminate_workers(&mut self) {
         let Some(s) = &mut self.shutdown else { return };
-        if s.terminate_sent || !self.invocations.is_empty() {
+        let user_work = self.invocations.values().any(|i| i.hook.is_none());
+        if s.terminate_sent || user_work {
             return;
         }
         s.terminate_sent = true;
-        let grace = self.app.host.terminate_grace;
-        for inst in self.instances.values_mut() {
-            inst.state = InstanceState::Stopping;
-            inst.send(StreamingMessage::worker_terminate(grace));
-            // Closing our side lets workers that wait for the stream's end exit too.
-            inst.outbound = None;
+        let pre_stop = self
+            .app
+            .host
+            .lifecycle
+            .pre_stop
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.timeout);
+        let bound = pre_stop + self.app.host.terminate_grace + Duration::from_millis(500);
+        let workers: Vec<String> = self.instances.keys().cloned().collect();
+        for w in workers {
+            self.retire(&w, "host shutdown");
         }
-        self.timers.insert(Timer::TerminateDeadline, grace);
+        self.timers.insert(Timer::TerminateDeadline, bound);
     }
 
     fn shutdown_complete(&self) -> bool {

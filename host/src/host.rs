@@ -178,6 +178,12 @@ impl HostHandle {
         rx.await.unwrap_or(CancelResponse::NotFound)
     }
 
+    /// Stops taking invocations; in-flight ones finish, then every instance
+    /// runs pre-stop and stops. Status reports `draining`, then `drained`.
+    pub async fn drain(&self) {
+        let _ = self.events.send(Event::Drain).await;
+    }
+
     /// Cancels without waiting for the answer (usable from `Drop`).
     pub fn cancel_detached(&self, id: InvocationId, reason: CancelReason) {
         let ev = Event::Cancel {

@@ -76,12 +76,14 @@ pub(crate) fn router(
         )
         .route("/admin/async-events/{id}/logs", get(async_api::logs))
         .route("/admin/host/status", get(host_status))
+        .route("/admin/host/drain", post(drain))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_key,
         ));
     Router::new()
         .route("/", post(scf::action))
+        .route("/healthz", get(healthz))
         .route("/api/{function}", any(http_trigger))
         .route("/api/{function}/{*rest}", any(http_trigger))
         .merge(admin)
@@ -122,6 +124,33 @@ async fn require_admin_key(State(state): State<AppState>, req: Request, next: Ne
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /admin/host/drain`: stop taking work (sync and async), finish
+/// in-flight invocations, run pre-stop, stop instances.
+async fn drain(State(state): State<AppState>) -> Response {
+    state.events.begin_shutdown().await;
+    state.host.drain().await;
+    (StatusCode::ACCEPTED, Json(json!({"state": "draining"}))).into_response()
+}
+
+/// `GET /healthz`: 200 when the host can serve, 503 (with the reason) when not.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.host.status().await {
+        Some(s) if s.can_serve() => {
+            Json(json!({"status": "healthy", "state": s.state})).into_response()
+        }
+        Some(s) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "state": s.state})),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "state": "stopping"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn host_status(State(state): State<AppState>) -> Response {
@@ -276,7 +305,7 @@ fn invoke_error(e: InvokeError) -> Response {
         InvokeError::UnknownFunction(_) => StatusCode::NOT_FOUND,
         InvokeError::Disabled(_) | InvokeError::DuplicateId(_) => StatusCode::CONFLICT,
         InvokeError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        InvokeError::Unavailable { .. } | InvokeError::ShuttingDown => {
+        InvokeError::Unavailable { .. } | InvokeError::ShuttingDown | InvokeError::Draining => {
             StatusCode::SERVICE_UNAVAILABLE
         }
     };

@@ -205,6 +205,9 @@ pub enum InvokeError {
     /// The host is shutting down.
     #[error("the host is shutting down and takes no new invocations")]
     ShuttingDown,
+    /// The host is draining (an operator asked it to stop taking work).
+    #[error("the host is draining and takes no new invocations")]
+    Draining,
     /// An invocation with that id is already running.
     #[error("an invocation with id '{0}' is already in progress")]
     DuplicateId(String),

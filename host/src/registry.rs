@@ -24,6 +24,7 @@ pub(crate) struct Registry {
     name_by_id: HashMap<String, Arc<str>>,
     default_timeout: Duration,
     language: String,
+    hidden: std::collections::HashSet<String>,
 }
 
 impl Registry {
@@ -36,7 +37,38 @@ impl Registry {
         for f in &app.functions {
             r.insert(f.clone(), uuid::Uuid::new_v4().to_string());
         }
+        // Hooks the app names but does not declare in function.json are
+        // loaded like functions, and hidden from the invoke APIs.
+        let lc = &app.host.lifecycle;
+        for hook in [&lc.initializer, &lc.pre_stop].into_iter().flatten() {
+            if r.by_name.contains_key(hook.function.as_str()) {
+                continue;
+            }
+            let config = FunctionConfig {
+                name: hook.function.clone(),
+                directory: app.app_dir.clone(),
+                script_file: None,
+                entry_point: String::new(),
+                bindings: vec![Binding {
+                    name: "context".into(),
+                    binding_type: "lifecycleTrigger".into(),
+                    direction: Direction::In,
+                    properties: Default::default(),
+                    methods: None,
+                }],
+                raw_bindings: vec![],
+                timeout: Some(hook.timeout),
+                disabled: false,
+            };
+            r.insert(config, uuid::Uuid::new_v4().to_string());
+            r.hidden.insert(hook.function.clone());
+        }
         r
+    }
+
+    /// True for hook functions that exist only for the lifecycle.
+    pub(crate) fn is_hidden(&self, name: &str) -> bool {
+        self.hidden.contains(name)
     }
 
     fn insert(&mut self, config: FunctionConfig, function_id: String) {
@@ -66,8 +98,11 @@ impl Registry {
         self.get(name).map_or(self.default_timeout, |e| e.timeout)
     }
 
+    /// Names of the invokable functions (hooks excluded).
     pub(crate) fn names(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.by_name.keys()
+        self.by_name
+            .keys()
+            .filter(|n| !self.hidden.contains(n.as_ref()))
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &FunctionEntry> {

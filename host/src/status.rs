@@ -31,6 +31,16 @@ pub struct HostStatus {
     pub outcomes: BTreeMap<String, u64>,
     /// Messages from workers that broke the protocol (and were ignored).
     pub protocol_violations: u64,
+    /// Hook runs, scaling and liveness recycles.
+    pub lifecycle: crate::dispatcher::LifecycleStats,
+}
+
+impl HostStatus {
+    /// True when the host can take and run an invocation now.
+    pub fn can_serve(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "degraded")
+            && self.workers.iter().any(|w| w.state == "ready")
+    }
 }
 
 /// One worker instance.
@@ -59,6 +69,8 @@ pub struct WorkerStatus {
     pub load_errors: BTreeMap<String, String>,
     /// Why it is stopping, when it is.
     pub last_error: Option<String>,
+    /// Its initializer succeeded (always false when none is configured).
+    pub initialized: bool,
 }
 
 /// One pool slot.
@@ -98,6 +110,7 @@ impl Dispatcher {
                     .filter_map(|(f, r)| r.as_ref().err().map(|e| (f.clone(), e.clone())))
                     .collect(),
                 last_error: i.last_error.clone().or_else(|| i.stream_error.clone()),
+                initialized: i.initialized,
             })
             .collect();
         workers.sort_by_key(|w| (w.slot, w.state == "stopping"));
@@ -117,9 +130,19 @@ impl Dispatcher {
             .instances
             .values()
             .any(|i| i.state == InstanceState::Ready);
+        let in_use: Vec<&SlotStatus> = slots
+            .iter()
+            .filter(|s| s.worker_id.is_some() || s.budget_exhausted)
+            .collect();
         let state = if self.shutdown.is_some() {
             "stopping"
-        } else if slots.iter().any(|s| s.budget_exhausted) {
+        } else if self.draining && self.instances.is_empty() {
+            "drained"
+        } else if self.draining {
+            "draining"
+        } else if !in_use.is_empty() && in_use.iter().all(|s| s.budget_exhausted) {
+            "unhealthy"
+        } else if in_use.iter().any(|s| s.budget_exhausted) {
             "degraded"
         } else if ready {
             "running"
@@ -143,6 +166,7 @@ impl Dispatcher {
                 .map(|(o, n)| (o.as_str().to_string(), *n))
                 .collect(),
             protocol_violations: self.protocol_violations,
+            lifecycle: self.lifecycle.clone(),
         }
     }
 }

@@ -47,6 +47,11 @@ pub use fnhost_proto::rpc::{RpcHttp, TypedData};
 pub use io::{HttpResponse, Input, Output};
 pub use tokio_util::sync::CancellationToken;
 
+/// The function name of the instance initializer hook.
+pub const INITIALIZER: &str = "initializer";
+/// The function name of the pre-stop hook.
+pub const PRE_STOP: &str = "preStop";
+
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Output, HandlerError>> + Send>>;
 pub(crate) type BoxHandler = Arc<dyn Fn(Context, Input) -> BoxFuture + Send + Sync>;
 
@@ -154,6 +159,51 @@ impl WorkerBuilder {
         });
         self.handlers.insert(name.into(), boxed);
         self
+    }
+
+    /// Registers the instance initializer: the host runs it once per worker
+    /// instance before the instance takes any invocation, retrying on
+    /// failure (see `lifecycle.initializer` in `host.json`). It is the
+    /// function [`INITIALIZER`], so `host.json` may leave the name out.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, HandlerError, Worker};
+    ///
+    /// async fn warm_up(ctx: Context) -> Result<(), HandlerError> {
+    ///     ctx.info("loading the model");
+    ///     Ok(())
+    /// }
+    /// let worker = Worker::builder().initializer(warm_up).build();
+    /// ```
+    pub fn initializer<F, Fut, E>(self, hook: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.function(INITIALIZER, move |ctx, _input: Input| hook(ctx))
+    }
+
+    /// Registers the pre-stop hook: the host runs it before it destroys the
+    /// instance for a planned reason (scale-in, drain, shutdown), bounded by
+    /// its timeout. It is the function [`PRE_STOP`].
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, HandlerError, Worker};
+    ///
+    /// async fn flush(ctx: Context) -> Result<(), HandlerError> {
+    ///     ctx.info("flushing buffers");
+    ///     Ok(())
+    /// }
+    /// let worker = Worker::builder().pre_stop(flush).build();
+    /// ```
+    pub fn pre_stop<F, Fut, E>(self, hook: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.function(PRE_STOP, move |ctx, _input: Input| hook(ctx))
     }
 
     /// Whether the worker indexes its own functions (advertises

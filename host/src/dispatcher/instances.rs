@@ -30,27 +30,47 @@ pub(crate) enum InstanceState {
     /// Process started; waiting for its stream.
     Launching,
     /// `WorkerInitRequest` sent.
-    Initializing,
+    Handshake,
     /// `FunctionsMetadataRequest` or loads outstanding.
     Loading {
         indexing: bool,
         pending: HashSet<String>,
     },
+    /// The initializer hook runs (or waits to be retried).
+    Initializer { attempt: u32 },
     /// Takes invocations.
     Ready,
+    /// Planned stop: takes no new work, finishes what it has, then pre-stop.
+    Retiring,
+    /// The pre-stop hook runs.
+    PreStop,
     /// Being terminated or killed; takes nothing.
     Stopping,
 }
 
 impl InstanceState {
+    /// The name shown in status: starting, initializing, ready, draining, stopping.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Self::Launching => "starting",
-            Self::Initializing => "initializing",
-            Self::Loading { .. } => "loading",
+            Self::Launching | Self::Handshake | Self::Loading { .. } => "starting",
+            Self::Initializer { .. } => "initializing",
             Self::Ready => "ready",
+            Self::Retiring | Self::PreStop => "draining",
             Self::Stopping => "stopping",
         }
+    }
+
+    /// On its way to ready.
+    pub(crate) fn is_starting(&self) -> bool {
+        matches!(
+            self,
+            Self::Launching | Self::Handshake | Self::Loading { .. } | Self::Initializer { .. }
+        )
+    }
+
+    /// Serving or about to: counts toward the pool size.
+    pub(crate) fn is_active(&self) -> bool {
+        self.is_starting() || *self == Self::Ready
     }
 }
 
@@ -73,6 +93,15 @@ pub(crate) struct Instance {
     /// Why the stream ended, kept until the exit status arrives.
     pub stream_error: Option<String>,
     pub last_error: Option<String>,
+    /// The running hook invocation (initializer or pre-stop), if any.
+    pub hook: Option<String>,
+    /// Since when it has had nothing in flight.
+    pub idle_since: Option<Instant>,
+    /// The unanswered `WorkerStatusRequest`, by sequence number.
+    pub status_pending: Option<u64>,
+    pub status_seq: u64,
+    /// Its initializer succeeded.
+    pub initialized: bool,
 }
 
 impl Instance {
@@ -92,6 +121,11 @@ impl Instance {
             startup_key: None,
             stream_error: None,
             last_error: None,
+            hook: None,
+            idle_since: None,
+            status_pending: None,
+            status_seq: 0,
+            initialized: false,
         }
     }
 
@@ -177,7 +211,7 @@ impl Dispatcher {
             return Err(format!("worker {worker_id} already has a stream"));
         }
         inst.outbound = Some(outbound);
-        inst.state = InstanceState::Initializing;
+        inst.state = InstanceState::Handshake;
         let mut capabilities = HashMap::new();
         capabilities.insert("RpcHttpBodyOnly".to_string(), "true".to_string());
         capabilities.insert("RawHttpBodyBytes".to_string(), "true".to_string());
@@ -211,7 +245,8 @@ impl Dispatcher {
                     self.handle_load_response(worker_id, r);
                 }
             }
-            Content::WorkerStatusResponse(_) | Content::WorkerHeartbeat(_) => {}
+            Content::WorkerStatusResponse(_) => self.status_answered(worker_id),
+            Content::WorkerHeartbeat(_) => {}
             other => {
                 self.protocol_violations += 1;
                 tracing::warn!(worker = %worker_id, kind = fnhost_proto::content_kind(&other), "unexpected message from worker; ignored");
@@ -223,7 +258,7 @@ impl Dispatcher {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
-        if inst.state != InstanceState::Initializing {
+        if inst.state != InstanceState::Handshake {
             self.protocol_violations += 1;
             tracing::warn!(worker = %worker_id, "unexpected WorkerInitResponse; ignored");
             return;
@@ -328,17 +363,11 @@ impl Dispatcher {
             inst.loaded.insert(name, Err(err));
         }
         if done {
-            inst.state = InstanceState::Ready;
+            // Loaded: the start-up deadline is met; the initializer has its own.
             if let Some(k) = inst.startup_key.take() {
                 self.timers.remove(&k);
             }
-            let slot = inst.slot;
-            tracing::info!(worker = %worker_id, slot, startup_ms = inst.started.elapsed().as_millis() as u64, "worker ready");
-            let s = &mut self.slots[slot];
-            s.consecutive_failures = 0;
-            s.exhausted_since = None;
-            self.publish_ready_count();
-            self.pump_queue();
+            self.after_load(worker_id);
         }
     }
 
@@ -347,7 +376,10 @@ impl Dispatcher {
             return;
         };
         inst.startup_key = None;
-        if matches!(inst.state, InstanceState::Ready | InstanceState::Stopping) {
+        if !matches!(
+            inst.state,
+            InstanceState::Launching | InstanceState::Handshake | InstanceState::Loading { .. }
+        ) {
             return;
         }
         let err = format!(
@@ -377,7 +409,11 @@ impl Dispatcher {
             .cloned()
             .collect();
         others.sort();
+        let hook = inst.hook.take();
         self.publish_ready_count();
+        if let Some(h) = hook {
+            self.finish(&h, Ending::lost(Outcome::Killed, "instance killed".into()));
+        }
         self.finish(target, Ending::error(Outcome::Killed, target_error));
         for id in others {
             let msg = format!(
@@ -388,7 +424,7 @@ impl Dispatcher {
         // A platform-initiated recycle, not a crash: no budget charge.
         if self.slots[slot].current.as_deref() == Some(worker_id) {
             self.slots[slot].current = None;
-            if self.shutdown.is_none() {
+            if self.shutdown.is_none() && !self.draining {
                 self.launch(slot);
             }
         }
@@ -396,7 +432,7 @@ impl Dispatcher {
 
     /// A fault (failed handshake, broken stream, missed deadline): stop the
     /// process; its in-flight invocations fail when its exit is seen.
-    fn fault(&mut self, worker_id: &str, error: String) {
+    pub(super) fn fault(&mut self, worker_id: &str, error: String) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
@@ -454,6 +490,9 @@ impl Dispatcher {
                 self.finish(id, Ending::lost(Outcome::Failed, msg));
             }
         }
+        if let Some(h) = inst.hook.take() {
+            self.finish(&h, Ending::lost(Outcome::Failed, cause.clone()));
+        }
         self.publish_ready_count();
         let slot = inst.slot;
         let owned_slot = self.slots[slot].current.as_deref() == Some(worker_id);
@@ -462,7 +501,7 @@ impl Dispatcher {
         }
         if planned {
             tracing::info!(worker = %short_id(worker_id), %status, "worker instance ended");
-        } else if owned_slot && self.shutdown.is_none() {
+        } else if owned_slot && self.shutdown.is_none() && !self.draining {
             self.record_failure(slot, cause);
         }
         // Queued work may now be impossible (every slot exhausted).

@@ -64,7 +64,15 @@ impl Dispatcher {
             let _ = reply.send(Err(InvokeError::ShuttingDown));
             return;
         }
-        let Some(name) = self.registry.name(&function) else {
+        if self.draining {
+            let _ = reply.send(Err(InvokeError::Draining));
+            return;
+        }
+        let Some(name) = self
+            .registry
+            .name(&function)
+            .filter(|n| !self.registry.is_hidden(n))
+        else {
             let _ = reply.send(Err(InvokeError::UnknownFunction(function)));
             return;
         };
@@ -110,11 +118,15 @@ impl Dispatcher {
             logs_dropped: 0,
             submitted: Instant::now(),
             attempt: 0,
+            hook: None,
         };
         self.invocations.insert(id.clone(), inv);
         match placement {
             Placement::Instance(worker) => self.dispatch(&id, &worker),
-            _ => self.queue.push_back(id),
+            _ => {
+                self.queue.push_back(id);
+                self.maybe_scale_out();
+            }
         }
     }
 
@@ -136,16 +148,18 @@ impl Dispatcher {
                     Some(Err(e)) => load_errors.push(format!("worker {id}: {e}")),
                     None => load_errors.push(format!("worker {id} did not load it")),
                 },
-                InstanceState::Launching
-                | InstanceState::Initializing
-                | InstanceState::Loading { .. } => coming = true,
-                InstanceState::Stopping => {}
+                ref s if s.is_starting() => coming = true,
+                _ => {}
             }
         }
         if let Some((id, _)) = best {
             return Placement::Instance(id.clone());
         }
-        if coming || self.slots.iter().any(|s| s.exhausted_since.is_none()) {
+        let restarting = self
+            .slots
+            .iter()
+            .any(|s| s.restart_pending && s.exhausted_since.is_none());
+        if coming || restarting {
             return Placement::Wait;
         }
         let mut reason = self
@@ -192,6 +206,8 @@ impl Dispatcher {
             worker: worker.to_string(),
         };
         inst.in_flight.insert(id.to_string());
+        inst.idle_since = None;
+        tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
         inst.send(StreamingMessage::from_content(Content::InvocationRequest(
             request,
         )));
@@ -209,7 +225,10 @@ impl Dispatcher {
                     self.queue.pop_front();
                     self.dispatch(&id, &w);
                 }
-                Placement::Wait => break,
+                Placement::Wait => {
+                    self.maybe_scale_out();
+                    break;
+                }
                 Placement::Never(reason) => {
                     self.queue.pop_front();
                     let msg = format!("invocation {id} of '{function}' cannot run: {reason}");
@@ -414,12 +433,23 @@ impl Dispatcher {
             }
             InvState::Queued => None,
         };
+        if let (Some(kind), Some(w)) = (inv.hook, &worker) {
+            self.on_hook_ended(w, kind, id, &ending);
+            self.maybe_terminate_workers();
+            return;
+        }
+        let mut retiring_idle = false;
         if let Some(w) = &worker {
             if let Some(inst) = self.instances.get_mut(w) {
                 inst.in_flight.remove(id);
                 inst.served += 1;
+                if inst.in_flight.is_empty() {
+                    inst.idle_since = Some(Instant::now());
+                    retiring_idle = inst.state == InstanceState::Retiring;
+                }
             }
         }
+        tracing::info!(invocation = %id, outcome = %ending.outcome, "Invoke End RequestId: {id}");
         if ending.outcome != Outcome::Succeeded {
             tracing::info!(invocation = %id, outcome = %ending.outcome, "{}", ending.error.as_deref().unwrap_or(""));
         }
@@ -431,7 +461,7 @@ impl Dispatcher {
             cancel_reason: inv.cancel_reason,
             error: ending.error,
             output: ending.output,
-            worker_id: worker,
+            worker_id: worker.clone(),
             logs: std::mem::take(&mut inv.logs),
             logs_dropped: inv.logs_dropped,
             elapsed: inv.submitted.elapsed(),
@@ -445,6 +475,9 @@ impl Dispatcher {
             let _ = reply.send(Ok(result));
         }
         self.remember_finished(inv.id);
+        if let (true, Some(w)) = (retiring_idle, &worker) {
+            self.continue_retiring(w);
+        }
         self.pump_queue();
         self.maybe_terminate_workers();
     }

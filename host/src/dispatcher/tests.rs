@@ -258,7 +258,7 @@ async fn a_worker_without_the_capability_is_killed_instead_of_signalled() {
     let mut rx = invoke(&mut f, "a");
     assert_eq!(
         f.d.handle_cancel("a", CancelReason::Requested),
-        CancelResponse::Done
+        CancelResponse::Forced
     );
     assert_eq!(cancels(&mut f), 0);
     let r = rx.try_recv().unwrap().unwrap();

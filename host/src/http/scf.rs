@@ -29,6 +29,7 @@ use serde_json::{json, Map, Value};
 
 use super::guard::CancelOnDrop;
 use super::{tc3, trigger_for, AppState};
+use crate::config::FunctionConfig;
 use crate::events::{time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus};
 use crate::events::{ListQuery, TerminateOutcome};
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError};
@@ -143,74 +144,83 @@ async fn handle(
 struct Params<'a>(&'a Map<String, Value>);
 
 impl Params<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    /// A string parameter; "" counts as absent.
     fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
             Some(v) => Err(invalid(name, format!("`{name}` must be a string, not {v}"))),
         }
     }
 
     fn required(&self, name: &str) -> Result<&str, ApiError> {
-        match self.str(name)? {
-            Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(err(
+        self.str(name)?.ok_or_else(|| {
+            err(
                 "MissingParameter",
                 format!("the parameter `{name}` is required"),
+            )
+        })
+    }
+
+    /// Which of `options` (case-insensitive) a string parameter is.
+    fn choice(&self, name: &str, options: &[&str]) -> Result<Option<usize>, ApiError> {
+        let Some(v) = self.str(name)? else {
+            return Ok(None);
+        };
+        match options.iter().position(|o| o.eq_ignore_ascii_case(v)) {
+            Some(i) => Ok(Some(i)),
+            None => Err(invalid(
+                name,
+                format!("`{name}` \"{v}\" is not one of {}", options.join(", ")),
             )),
         }
     }
 
     fn strings(&self, name: &str) -> Result<Vec<String>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()),
-            Some(v) => Err(invalid(
+        let v = self.get(name).cloned().unwrap_or(json!([]));
+        serde_json::from_value(v.clone()).map_err(|_| {
+            invalid(
                 name,
                 format!("`{name}` must be an array of strings, not {v}"),
-            )),
-        }
+            )
+        })
     }
 
     fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                invalid(
-                    name,
-                    format!("`{name}` must be a non-negative integer, not {v}"),
-                )
-            }),
-        }
+        self.get(name)
+            .map(|v| {
+                v.as_u64().ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("`{name}` must be a non-negative integer, not {v}"),
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// `{Start, End}` as ms (start inclusive, end exclusive).
     fn interval(&self, name: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
-        let Some(v) = self.0.get(name).filter(|v| !v.is_null()) else {
-            return Ok((None, None));
-        };
-        let obj = v.as_object().ok_or_else(|| {
+        let v = self.get(name).cloned().unwrap_or(json!({}));
+        let bounds: Map<String, Value> = serde_json::from_value(v.clone()).map_err(|_| {
             invalid(
                 name,
                 format!("`{name}` must be {{\"Start\", \"End\"}}, not {v}"),
             )
         })?;
-        let bound = |key: &str| match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => time::parse(s).map(Some).ok_or_else(|| {
+        let bound = |key: &str| match Params(&bounds).str(key) {
+            Ok(None) => Ok(None),
+            Ok(Some(s)) => time::parse(s).map(Some).ok_or_else(|| {
                 invalid(
                     name,
                     format!("`{name}.{key}` \"{s}\" is not a time \"YYYY-MM-DD HH:MM:SS\""),
                 )
             }),
-            Some(other) => Err(invalid(
-                name,
-                format!("`{name}.{key}` must be a string, not {other}"),
-            )),
+            Err(ApiError(_, m)) => Err(invalid(name, format!("`{name}`: {m}"))),
         };
         Ok((bound("Start")?, bound("End")?))
     }
@@ -218,7 +228,7 @@ impl Params<'_> {
     /// Checks `Namespace` (only `default` exists).
     fn namespace(&self) -> Result<(), ApiError> {
         match self.str("Namespace")? {
-            None | Some("") | Some("default") => Ok(()),
+            None | Some("default") => Ok(()),
             Some(ns) => Err(err(
                 "ResourceNotFound.Namespace",
                 format!("namespace \"{ns}\" does not exist; this host has only \"default\""),
@@ -227,12 +237,12 @@ impl Params<'_> {
     }
 
     /// The required `FunctionName`, which must exist.
-    fn function<'s>(&'s self, state: &AppState) -> Result<&'s str, ApiError> {
+    fn function<'s>(&self, state: &'s AppState) -> Result<&'s FunctionConfig, ApiError> {
         let name = self.required("FunctionName")?;
-        match state.app.function(name) {
-            Some(_) => Ok(name),
-            None => Err(not_found_function(name)),
-        }
+        state
+            .app
+            .function(name)
+            .ok_or_else(|| not_found_function(name))
     }
 }
 
@@ -249,44 +259,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 async fn invoke(state: &AppState, p: &Params<'_>) -> ApiResult {
     p.namespace()?;
-    let name = p.function(state)?;
-    let function = state
-        .app
-        .function(name)
-        .ok_or_else(|| not_found_function(name))?;
-    if let Some(q) = p
-        .str("Qualifier")?
-        .filter(|q| !q.is_empty() && *q != "$LATEST")
-    {
+    let function = p.function(state)?;
+    let name = function.name.as_str();
+    if let Some(q) = p.str("Qualifier")?.filter(|q| *q != "$LATEST") {
         return Err(err(
             "ResourceNotFound.Qualifier",
             format!("version or alias \"{q}\" of \"{name}\" does not exist; this host runs $LATEST only"),
         ));
     }
-    let event = match p.str("InvocationType")? {
-        None | Some("") | Some("RequestResponse") => false,
-        Some("Event") => true,
-        Some(t) => {
-            return Err(invalid(
-                "InvocationType",
-                format!("`InvocationType` \"{t}\" is not RequestResponse or Event"),
-            ))
-        }
-    };
-    let tail = match p.str("LogType")? {
-        None | Some("") | Some("Tail") => true,
-        Some("None") => false,
-        Some(t) => {
-            return Err(invalid(
-                "LogType",
-                format!("`LogType` \"{t}\" is not Tail or None"),
-            ))
-        }
-    };
-    let context = p
-        .str("ClientContext")?
-        .filter(|c| !c.is_empty())
-        .unwrap_or("{}");
+    let event = p.choice("InvocationType", &["RequestResponse", "Event"])? == Some(1);
+    let tail = p.choice("LogType", &["Tail", "None"])? != Some(1);
+    let context = p.str("ClientContext")?.unwrap_or("{}");
     if let Err(e) = serde_json::from_str::<Value>(context) {
         return Err(invalid(
             "ClientContext",
@@ -296,12 +279,8 @@ async fn invoke(state: &AppState, p: &Params<'_>) -> ApiResult {
     // The input as the admin invoke builds it from a JSON body.
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let input = trigger_for(
-        function,
-        &Uri::from_static("/"),
-        &headers,
-        Bytes::from(context.to_string()),
-    );
+    let body = Bytes::from(context.to_string());
+    let input = trigger_for(function, &Uri::from_static("/"), &headers, body);
     if event {
         return enqueue(state, name, input).await;
     }
@@ -352,32 +331,30 @@ fn invoke_error(e: InvokeError) -> ApiError {
 /// `Result` of a synchronous `Invoke`.
 fn result(r: InvocationResult, tail: bool) -> Value {
     let ok = r.is_success();
-    let ret = match (&r.output, ok) {
-        (Some(out), true) => {
-            String::from_utf8_lossy(&out.to_bytes().unwrap_or_default()).into_owned()
-        }
-        _ => String::new(),
+    let text =
+        |d: &TypedData| String::from_utf8_lossy(&d.to_bytes().unwrap_or_default()).into_owned();
+    let ret = r
+        .output
+        .as_ref()
+        .filter(|_| ok)
+        .map(text)
+        .unwrap_or_default();
+    let err_msg = match ok {
+        true => String::new(),
+        false => r.error.clone().unwrap_or_else(|| r.outcome.to_string()),
     };
-    let err_msg = if ok {
-        String::new()
-    } else {
-        r.error.clone().unwrap_or_else(|| r.outcome.to_string())
-    };
-    let log = if tail {
-        r.logs
-            .iter()
-            .map(|l| l.message.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        String::new()
-    };
+    let lines: Vec<&str> = r
+        .logs
+        .iter()
+        .filter(|_| tail)
+        .map(|l| l.message.as_str())
+        .collect();
     let ms = r.elapsed.as_secs_f64() * 1000.0;
     json!({
         "FunctionRequestId": r.invocation_id,
         "RetMsg": ret,
         "ErrMsg": err_msg,
-        "Log": log,
+        "Log": lines.join("\n"),
         "Duration": (ms * 1000.0).round() / 1000.0,
         "BillDuration": ms.ceil() as u64,
         "MemUsage": 0,
@@ -400,70 +377,46 @@ fn status_code(e: &EventRecord) -> i64 {
 async fn list(state: &AppState, p: &Params<'_>) -> ApiResult {
     p.namespace()?;
     let mut q = ListQuery {
-        function: Some(p.function(state)?.to_string()),
-        qualifier: p
-            .str("Qualifier")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        function: Some(p.function(state)?.name.clone()),
+        qualifier: p.str("Qualifier")?.map(str::to_string),
         invoke_types: p.strings("InvokeType")?,
-        request_id: p
-            .str("InvokeRequestId")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        request_id: p.str("InvokeRequestId")?.map(str::to_string),
         offset: p.uint("Offset")?.unwrap_or(0),
         limit: p.uint("Limit")?.unwrap_or(20),
+        ascending: p.choice("Order", &["DESC", "ASC"])? == Some(1),
+        order_by_end: p.choice("Orderby", &["StartTime", "EndTime"])? == Some(1),
         ..ListQuery::default()
     };
     if q.limit > super::MAX_LIMIT {
+        let max = super::MAX_LIMIT;
         return Err(invalid(
             "Limit",
-            format!(
-                "`Limit` {} is over the maximum of {}",
-                q.limit,
-                super::MAX_LIMIT
-            ),
+            format!("`Limit` {} is over the maximum of {max}", q.limit),
         ));
     }
+    let statuses = ["RUNNING", "FINISHED", "FAILED", "ABORTED"];
     for s in p.strings("Status")? {
-        match s.to_ascii_uppercase().as_str() {
-            "RUNNING" => q.statuses.extend([
-                EventStatus::Queued,
-                EventStatus::Running,
-                EventStatus::Retrying,
-            ]),
-            "FINISHED" => q.statuses.push(EventStatus::Finished),
-            "FAILED" => q.statuses.push(EventStatus::Failed),
-            "ABORTED" => q.statuses.push(EventStatus::Aborted),
-            _ => {
-                return Err(invalid(
-                    "Status",
-                    format!("`Status` \"{s}\" is not one of RUNNING, FINISHED, FAILED, ABORTED"),
-                ))
-            }
-        }
+        q.statuses.extend_from_slice(
+            match statuses.iter().position(|o| o.eq_ignore_ascii_case(&s)) {
+                Some(0) => &[
+                    EventStatus::Queued,
+                    EventStatus::Running,
+                    EventStatus::Retrying,
+                ],
+                Some(1) => &[EventStatus::Finished],
+                Some(2) => &[EventStatus::Failed],
+                Some(_) => &[EventStatus::Aborted],
+                None => {
+                    return Err(invalid(
+                        "Status",
+                        format!("`Status` \"{s}\" is not one of {}", statuses.join(", ")),
+                    ))
+                }
+            },
+        );
     }
     (q.start_from, q.start_to) = p.interval("StartTimeInterval")?;
     (q.end_from, q.end_to) = p.interval("EndTimeInterval")?;
-    q.ascending = match p.str("Order")?.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("") | Some("DESC") => false,
-        Some("ASC") => true,
-        Some(o) => {
-            return Err(invalid(
-                "Order",
-                format!("`Order` \"{o}\" is not ASC or DESC"),
-            ))
-        }
-    };
-    q.order_by_end = match p.str("Orderby")? {
-        None | Some("") | Some("StartTime") => false,
-        Some("EndTime") => true,
-        Some(o) => {
-            return Err(invalid(
-                "OrderBy",
-                format!("`Orderby` \"{o}\" is not StartTime or EndTime"),
-            ))
-        }
-    };
     let page = state.events.log().list(q).await.map_err(internal)?;
     let events: Vec<Value> = page
         .events
@@ -511,10 +464,10 @@ async fn get_status(state: &AppState, p: &Params<'_>) -> ApiResult {
 /// this action; an event of another function is `ResourceNotFound.AsyncEvent`.
 async fn terminate(state: &AppState, p: &Params<'_>) -> ApiResult {
     p.namespace()?;
-    let name = p.function(state)?;
+    let name = &p.function(state)?.name;
     let id = p.required("InvokeRequestId")?;
-    let graceful = match p.0.get("GraceShutdown") {
-        None | Some(Value::Null) => false,
+    let graceful = match p.get("GraceShutdown") {
+        None => false,
         Some(Value::Bool(b)) => *b,
         Some(v) => {
             return Err(invalid(
@@ -524,7 +477,7 @@ async fn terminate(state: &AppState, p: &Params<'_>) -> ApiResult {
         }
     };
     match state.events.log().get(id).await.map_err(internal)? {
-        Some(e) if e.function == name => {}
+        Some(e) if &e.function == name => {}
         _ => return Err(event_not_found(id)),
     }
     match state.events.terminate(id, graceful).await.map_err(internal)? {

@@ -267,7 +267,7 @@ class Dispatcher {
   _cancel(id) {
     const controller = this._inFlight.get(id);
     if (controller) {
-      void (`invocation ${id} was cancelled by the host`));
+      controller.abort(abortReason(`invocation ${id} was cancelled by the host`));
     } else if (!this._finished.has(id)) {
       this._earlyCancels.add(id); // the request is still on its way
     }

@@ -60,7 +60,7 @@ test('a cancel aborts context.signal and an AbortError rejection is answered Can
   const h = harness({
     sleep: async (ctx) => {
       try {
-        await sleep(60000, undefined, { signal: ctx.signal });
+        await sleep(60000, undefined, { signal: ctx.signal, ref: false });
       } finally {
         seenReason = ctx.signal.reason;
       }
@@ -207,7 +207,7 @@ test('logs are RpcLog messages tied to their invocation', async () => {
 });
 
 test('terminate reports its grace; cancelAll aborts in-flight work and cancels later requests', async () => {
-  const h = harness({ sleep: (ctx) => sleep(60000, undefined, { signal: ctx.signal }) });
+  const h = harness({ sleep: (ctx) => sleep(60000, undefined, { signal: ctx.signal, ref: false }) });
   h.loadAll();
   assert.deepEqual(h.deliver({ worker_terminate: { grace_period: { seconds: 2, nanos: 500000000 } } }), {
     terminateGraceMs: 2500,

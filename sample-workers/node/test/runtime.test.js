@@ -62,13 +62,31 @@ async function fakeHost() {
   const port = await new Promise((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  return { port, stream: () => connected, close: () => server.forceShutdown() };
+  return {
+    port,
+    /** The worker's stream, once it connects (rejects after 10 s). */
+    stream: () => within(connected, 10000, 'the worker did not open its event stream'),
+    close: () => server.forceShutdown(),
+  };
 }
 
-function launch(args) {
+/** `promise`, or a rejection naming `what` after `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Launches the sample app; the process is killed when the test ends. */
+function launch(t, args) {
   const child = spawn(process.execPath, [APP, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, exited };
+  const exit = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, exited: within(exit, 10000, 'the worker did not exit') };
 }
 
 /** Handshake, load `sleep`, start a 60 s sleep; returns the stream. */
@@ -105,10 +123,10 @@ async function rest(s) {
   return out;
 }
 
-test('older-style launch: WorkerTerminate cancels the in-flight sleep, replies, and exits 0', async (t) => {
+test('older-style launch: WorkerTerminate cancels the in-flight sleep, replies, and exits 0', { timeout: 30000 }, async (t) => {
   const host = await fakeHost();
   t.after(() => host.close());
-  const { exited } = launch([
+  const { exited } = launch(t, [
     '--host', '127.0.0.1', '--port', String(host.port), '--workerId', 'w-1', '--requestId', 'req-old',
     '--grpcMaxMessageLength', '1048576',
   ]);
@@ -124,10 +142,10 @@ test('older-style launch: WorkerTerminate cancels the in-flight sleep, replies, 
   assert.deepEqual(await exited, { code: 0, signal: null });
 });
 
-test('newer-style launch: SIGTERM cancels the in-flight sleep, replies, and exits 0', async (t) => {
+test('newer-style launch: SIGTERM cancels the in-flight sleep, replies, and exits 0', { timeout: 30000 }, async (t) => {
   const host = await fakeHost();
   t.after(() => host.close());
-  const { child, exited } = launch([
+  const { child, exited } = launch(t, [
     '--functions-uri', `http://127.0.0.1:${host.port}/`, '--functions-worker-id', 'w-1',
     '--functions-request-id', 'req-new',
   ]);
@@ -142,7 +160,7 @@ test('newer-style launch: SIGTERM cancels the in-flight sleep, replies, and exit
   assert.deepEqual(await exited, { code: 0, signal: null });
 });
 
-test('bad launch arguments exit with code 2', async () => {
-  const { exited } = launch(['--workerId', 'w']);
+test('bad launch arguments exit with code 2', async (t) => {
+  const { exited } = launch(t, ['--workerId', 'w']);
   assert.equal((await exited).code, 2);
 });

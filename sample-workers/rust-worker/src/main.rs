@@ -140,8 +140,68 @@ async fn flaky(_ctx: Context, input: Input) -> Result<String, HandlerError> {
     Ok(format!("succeeded on call {call}"))
 }
 
+/// Initializer runs this process has seen.
+static INIT_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn env_u64(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The instance initializer. Its behaviour is set by the environment, for
+/// the host's lifecycle tests: `SAMPLE_INIT_FAILURES=N` fails the first N
+/// runs, `SAMPLE_INIT_HANGS=N` makes the first N runs wait until cancelled,
+/// `SAMPLE_INIT_MS=N` makes each run take N ms.
+async fn initializer(ctx: Context) -> Result<(), HandlerError> {
+    let call = INIT_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    ctx.info(format!("initializer run {call}"));
+    if call <= env_u64("SAMPLE_INIT_HANGS") {
+        ctx.cancelled().await;
+        return Err(HandlerError::cancelled());
+    }
+    tokio::time::sleep(Duration::from_millis(env_u64("SAMPLE_INIT_MS"))).await;
+    if call <= env_u64("SAMPLE_INIT_FAILURES") {
+        return Err(HandlerError::msg(format!(
+            "initializer run {call} failing on purpose"
+        )));
+    }
+    Ok(())
+}
+
+/// The pre-stop hook: `SAMPLE_PRESTOP_HANG=1` makes it ignore its timeout.
+async fn pre_stop(ctx: Context) -> Result<(), HandlerError> {
+    ctx.info("pre-stop running");
+    if env_u64("SAMPLE_PRESTOP_HANG") == 1 {
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// `SAMPLE_CRASH_STARTS=N` with `SAMPLE_CRASH_STARTS_FILE=path`: the first N
+/// starts (counted in the file) exit with code 4 before connecting.
+fn crash_at_start_if_asked() {
+    let Ok(path) = std::env::var("SAMPLE_CRASH_STARTS_FILE") else {
+        return;
+    };
+    let seen: u64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = std::fs::write(&path, (seen + 1).to_string());
+    if seen < env_u64("SAMPLE_CRASH_STARTS") {
+        eprintln!(
+            "fnhost-sample-worker: crashing at start {} on purpose",
+            seen + 1
+        );
+        std::process::exit(4);
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    crash_at_start_if_asked();
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -155,6 +215,8 @@ async fn main() {
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
+        .initializer(initializer)
+        .pre_stop(pre_stop)
         .build()
         .run()
         .await;

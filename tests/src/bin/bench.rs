@@ -4,12 +4,15 @@
 //!
 //! ```text
 //! cargo build --release -p fnhost-e2e -p fnhost-sample-worker -p fnhost --bins
-//! cargo run --release -p fnhost-e2e --bin bench            # full, < 2 min
-//! cargo run --release -p fnhost-e2e --bin bench -- --quick # smoke, < 30 s
+//! cargo run --release -p fnhost-e2e --bin bench            # full, < 4 min
+//! cargo run --release -p fnhost-e2e --bin bench -- --quick # smoke, < 1 min
+//! cargo run --release -p fnhost-e2e --bin bench -- --only async # 6.-9. only
 //! ```
 //!
-//! Scenarios, in the order they run (memory first so the host-RSS delta is
-//! not hidden by heap the allocator kept from earlier scenarios):
+//! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.; by
+//! default both run. Core scenarios, in the order they run (memory first so
+//! the host-RSS delta is not hidden by heap the allocator kept from earlier
+//! scenarios):
 //!
 //! 5. host and worker RSS per in-flight (sleeping) invocation;
 //! 0. baseline: a tonic bidirectional echo stream, 64 callers multiplexed on
@@ -19,6 +22,20 @@
 //! 3. p50/p99 latency at half the rate of (1), open loop;
 //! 4. cancel issued → `Cancelled` result, one cancel at a time, with 1,000
 //!    `sleep` invocations in flight.
+//!
+//! Asynchronous invocations (each on its own host and data directory):
+//!
+//! 6. `POST /admin/functions/echo/invoke-async` accepted (202, durably
+//!    committed) per second, 64 keep-alive callers, closed loop;
+//! 7. N async `echo` events submitted at once: time from the first submit
+//!    until all are `FINISHED`, `asyncEvents.maxConcurrency` 256;
+//! 8. `GET /admin/async-events` p50/p99 (filtered pages of 100) over a store
+//!    pre-populated with 1,000,000 ended events through the library;
+//! 9. `GET /admin/async-events/<id>` p50/p99 on the same store.
+//!
+//! `FNHOST_BENCH_STORE_DIR=<dir>` populates the store of 8./9. in `<dir>`
+//! (which must not exist) and keeps it afterwards, for inspection with
+//! `sqlite3 <dir>/events.db`.
 //!
 //! `FNHOST_BENCH_LOG` sets the log filter (default `warn`; logs go to stderr).
 
@@ -30,8 +47,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use bytes::Bytes;
-use fnhost::{CancelReason, HostHandle, InvocationInput, Outcome, PendingInvocation};
-use fnhost_e2e::{Api, TestApp};
+use fnhost::events::{EventRecord, EventStatus, EventStore, SqliteStore, WriteOp};
+use fnhost::{CancelReason, HostHandle, HostOptions, InvocationInput, Outcome, PendingInvocation};
+use fnhost_e2e::{Api, TestApp, ADMIN_KEY};
 use fnhost_proto::rpc::function_rpc_client::FunctionRpcClient;
 use fnhost_proto::rpc::function_rpc_server::{FunctionRpc, FunctionRpcServer};
 use fnhost_proto::rpc::parameter_binding::RpcData;
@@ -62,6 +80,14 @@ struct Params {
     open_loop: Duration,
     cancel_count: usize,
     memory_count: usize,
+    /// Events submitted at once in scenario 7.
+    async_events: usize,
+    /// Rows in the pre-populated store of scenarios 8 and 9.
+    store_rows: usize,
+    /// Timed requests per list query shape in scenario 8.
+    list_requests: usize,
+    /// Timed status requests in scenario 9.
+    status_requests: usize,
 }
 
 impl Params {
@@ -72,6 +98,10 @@ impl Params {
             open_loop: Duration::from_secs(5),
             cancel_count: 1_000,
             memory_count: 10_000,
+            async_events: 20_000,
+            store_rows: 1_000_000,
+            list_requests: 500,
+            status_requests: 2_000,
         }
     }
 
@@ -82,22 +112,49 @@ impl Params {
             open_loop: Duration::from_millis(1500),
             cancel_count: 200,
             memory_count: 2_000,
+            async_events: 4_000,
+            store_rows: 100_000,
+            list_requests: 100,
+            status_requests: 500,
         }
     }
+}
+
+const USAGE: &str = "usage: bench [--quick] [--only core|async]";
+
+/// Which scenarios run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    Core,
+    Async,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     init_logs();
     let mut quick = false;
-    for arg in std::env::args().skip(1) {
+    let mut only = Only::All;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut select = |v: Option<String>| -> Result<()> {
+            only = match v.as_deref() {
+                Some("core") => Only::Core,
+                Some("async") => Only::Async,
+                Some("all") => Only::All,
+                other => bail!("--only takes core, async or all, not {other:?}; {USAGE}"),
+            };
+            Ok(())
+        };
         match arg.as_str() {
             "--quick" => quick = true,
+            "--only" => select(args.next())?,
+            a if a.starts_with("--only=") => select(Some(a["--only=".len()..].to_string()))?,
             "-h" | "--help" => {
-                println!("usage: bench [--quick]");
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?}; usage: bench [--quick]"),
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
     let p = if quick {
@@ -115,7 +172,33 @@ async fn main() -> Result<()> {
         p.measure,
     );
 
-    let memory = memory_per_invocation(&worker, p.memory_count).await?;
+    let core_rows = if only == Only::Async {
+        Vec::new()
+    } else {
+        run_core(&worker, &p).await?
+    };
+    let async_rows = if only == Only::Core {
+        Vec::new()
+    } else {
+        run_async(&worker, &p).await?
+    };
+    for rows in [&core_rows, &async_rows] {
+        if rows.is_empty() {
+            continue;
+        }
+        println!();
+        print_plain(rows);
+        println!();
+        print_markdown(rows);
+    }
+    println!();
+    println!("total bench time {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Scenarios 0.-5.
+async fn run_core(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>> {
+    let memory = memory_per_invocation(worker, p.memory_count).await?;
     println!(
         "[5] memory: {} sleeping invocations: host +{} KiB ({:.2} KiB/inv), worker +{} KiB ({:.2} KiB/inv); cancelled all in {:?}",
         memory.count,
@@ -126,13 +209,13 @@ async fn main() -> Result<()> {
         memory.cancel_all,
     );
 
-    let mut baseline = echo_baseline(&p).await?;
+    let mut baseline = echo_baseline(p).await?;
     println!(
         "[0] baseline tonic echo stream (before): {:.0} msgs/s ({} errors, {} B/msg)",
         baseline.rate, baseline.errors, baseline.message_bytes
     );
 
-    let library = library_throughput(&worker, &p).await?;
+    let library = library_throughput(worker, p).await?;
     println!(
         "[1] HostHandle::invoke: {:.0} inv/s ({} errors) = {:.2} x first baseline",
         library.rate,
@@ -140,7 +223,7 @@ async fn main() -> Result<()> {
         library.rate / baseline.rate
     );
 
-    let http = http_throughput(&worker, &p).await?;
+    let http = http_throughput(worker, p).await?;
     println!(
         "[2] POST /api/echo: {:.0} inv/s ({} errors) = {:.2} x first baseline",
         http.rate,
@@ -150,7 +233,7 @@ async fn main() -> Result<()> {
 
     // The machine is noisy: measure the baseline again after the throughput
     // runs and compare against the mean of the two.
-    let again = echo_baseline(&p).await?;
+    let again = echo_baseline(p).await?;
     println!(
         "[0] baseline tonic echo stream (after): {:.0} msgs/s ({} errors); ratios below use the mean {:.0}",
         again.rate,
@@ -160,7 +243,7 @@ async fn main() -> Result<()> {
     baseline.after = again.rate;
     baseline.errors += again.errors;
 
-    let latency = open_loop_latency(&worker, library.rate / 2.0, p.open_loop).await?;
+    let latency = open_loop_latency(worker, library.rate / 2.0, p.open_loop).await?;
     println!(
         "[3] open loop at {:.0}/s (achieved {:.0}/s): p50 {:?} p99 {:?} max {:?} ({} errors, {} skipped)",
         latency.target_rate,
@@ -172,7 +255,7 @@ async fn main() -> Result<()> {
         latency.skipped,
     );
 
-    let cancel = cancel_latency(&worker, p.cancel_count).await?;
+    let cancel = cancel_latency(worker, p.cancel_count).await?;
     println!(
         "[4] cancel → Cancelled ({} sequential, {} in flight): p50 {:?} p99 {:?} max {:?}; ack p50 {:?} p99 {:?} ({} not cancelled)",
         cancel.total.n,
@@ -189,14 +272,9 @@ async fn main() -> Result<()> {
     let http_vs = http.rate / baseline.mean();
     println!("[1] HostHandle::invoke = {library_vs:.2} x mean baseline; [2] POST /api/echo = {http_vs:.2} x mean baseline");
 
-    let rows = table(&p, &memory, &baseline, &library, &http, &latency, &cancel);
-    println!();
-    print_plain(&rows);
-    println!();
-    print_markdown(&rows);
-    println!();
-    println!("total bench time {:.1?}", started.elapsed());
-    Ok(())
+    Ok(table(
+        p, &memory, &baseline, &library, &http, &latency, &cancel,
+    ))
 }
 
 fn init_logs() {
@@ -741,6 +819,452 @@ async fn memory_per_invocation(worker: &std::path::Path, n: usize) -> Result<Mem
     result
 }
 
+// ---------------------------------------------------------------- 6.-9. async
+
+/// `asyncEvents.maxConcurrency` (and worker slots) of scenarios 6 and 7.
+const ASYNC_CONCURRENCY: usize = 256;
+/// Rows per transaction when populating the store.
+const POPULATE_BATCH: usize = 10_000;
+/// Functions the populated events are spread over (`f0`..`f9`).
+const POPULATE_FUNCTIONS: u64 = 10;
+/// Start times of populated events spread over this many ms before now.
+const POPULATE_SPAN_MS: i64 = 3 * 24 * 3600 * 1000;
+/// Untimed requests before each timed series.
+const READ_WARMUP: usize = 20;
+/// Poll interval while waiting for events to finish.
+const COMPLETION_POLL: Duration = Duration::from_millis(20);
+
+/// `host.json` for the async scenarios: async events and worker slots both
+/// `concurrency`, and a retention longer than the populated 3 days so the
+/// pruner (which runs at start) leaves the store alone.
+fn async_host_json(concurrency: usize) -> Value {
+    let mut v = host_json(concurrency);
+    v["asyncEvents"] = json!({
+        "maxConcurrency": concurrency,
+        "retention": "7.00:00:00",
+    });
+    v
+}
+
+/// Scenarios 6.-9.
+async fn run_async(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>> {
+    let accept = async_accept(worker, p).await?;
+    println!(
+        "[6] POST invoke-async accepted: {:.0}/s ({} errors)",
+        accept.rate, accept.errors
+    );
+
+    let completion = async_completion(worker, p.async_events).await?;
+    println!(
+        "[7] {} async echo events: all accepted in {:?} ({:.0}/s), all ended in {:?} ({:.0} completed/s); {} finished, {} failed or aborted, {} rejected{}",
+        completion.events,
+        completion.accepted_in,
+        completion.events as f64 / completion.accepted_in.as_secs_f64(),
+        completion.ended_in,
+        completion.rate(),
+        completion.finished,
+        completion.failed,
+        completion.rejected,
+        if completion.timed_out { " (TIMED OUT)" } else { "" },
+    );
+
+    let reads = store_reads(worker, p).await?;
+    println!(
+        "[8] populated {} events in {:?} ({:.0} rows/s; {} MiB on disk)",
+        reads.rows,
+        reads.populate,
+        reads.rows as f64 / reads.populate.as_secs_f64(),
+        reads.db_bytes / (1 << 20),
+    );
+    for l in &reads.lists {
+        println!(
+            "[8] GET /admin/async-events?{}: p50 {:?} p99 {:?} max {:?} (totalCount {}, {} rows, {} errors)",
+            l.query, l.stats.p50, l.stats.p99, l.stats.max, l.total, l.page_len, l.errors
+        );
+    }
+    println!(
+        "[9] GET /admin/async-events/<id>: p50 {:?} p99 {:?} max {:?} ({} errors)",
+        reads.status.p50, reads.status.p99, reads.status.max, reads.status_errors
+    );
+    Ok(async_table(&accept, &completion, &reads))
+}
+
+/// `POST /admin/functions/echo/invoke-async`; true on 202.
+async fn invoke_async(api: &Api) -> bool {
+    matches!(
+        api.request(
+            "POST",
+            "/admin/functions/echo/invoke-async",
+            Bytes::from_static(PAYLOAD.as_bytes()),
+            Some(ADMIN_KEY),
+        )
+        .await,
+        Ok(r) if r.status == 202
+    )
+}
+
+// ---------------------------------------------------------------- 6. accept
+
+async fn async_accept(worker: &std::path::Path, p: &Params) -> Result<Throughput> {
+    let app = TestApp::new(worker, async_host_json(ASYNC_CONCURRENCY));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let result = closed_loop(CALLERS, p, move || {
+        let api = api.clone();
+        async move { invoke_async(&api).await }
+    })
+    .await;
+    host.shutdown().await;
+    result
+}
+
+// ---------------------------------------------------------------- 7. completion
+
+struct Completion {
+    events: usize,
+    /// First submit → last 202.
+    accepted_in: Duration,
+    /// First submit → every accepted event ended.
+    ended_in: Duration,
+    finished: u64,
+    failed: u64,
+    rejected: u64,
+    timed_out: bool,
+}
+
+impl Completion {
+    fn rate(&self) -> f64 {
+        self.finished as f64 / self.ended_in.as_secs_f64()
+    }
+}
+
+/// `totalCount` of `GET /admin/async-events?<query>`.
+async fn total_count(api: &Api, query: &str) -> Result<u64> {
+    let r = api
+        .request(
+            "GET",
+            &format!("/admin/async-events?{query}"),
+            Bytes::new(),
+            Some(ADMIN_KEY),
+        )
+        .await?;
+    ensure!(r.status == 200, "list answered {}: {}", r.status, r.text());
+    serde_json::from_slice::<Value>(&r.body)?["totalCount"]
+        .as_u64()
+        .context("no totalCount in the list answer")
+}
+
+/// Submits `n` async `echo` events from 64 callers and waits (polling the
+/// list API) until every accepted one has ended.
+async fn async_completion(worker: &std::path::Path, n: usize) -> Result<Completion> {
+    let app = TestApp::new(worker, async_host_json(ASYNC_CONCURRENCY));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let limit = Duration::from_secs(20) + Duration::from_millis(10 * n as u64);
+    let result = async {
+        let next = Arc::new(AtomicU64::new(0));
+        let rejected = Arc::new(AtomicU64::new(0));
+        let t0 = Instant::now();
+        let mut submitters = JoinSet::new();
+        for _ in 0..CALLERS {
+            let (api, next, rejected) = (api.clone(), next.clone(), rejected.clone());
+            submitters.spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                    if !invoke_async(&api).await {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        let submitted = tokio::spawn(async move {
+            while submitters.join_next().await.is_some() {}
+            t0.elapsed()
+        });
+        let mut accepted_in = None;
+        let mut submitted = Some(submitted);
+        let mut timed_out = false;
+        let (finished, failed) = loop {
+            if let Some(s) = submitted.take_if(|s| s.is_finished()) {
+                accepted_in = Some(s.await?);
+            }
+            let finished = total_count(&api, "status=FINISHED&limit=0").await?;
+            let failed = total_count(&api, "status=FAILED,ABORTED&limit=0").await?;
+            let accepted = n as u64 - rejected.load(Ordering::Relaxed);
+            if accepted_in.is_some() && finished + failed >= accepted {
+                break (finished, failed);
+            }
+            if t0.elapsed() > limit {
+                timed_out = true;
+                break (finished, failed);
+            }
+            tokio::time::sleep(COMPLETION_POLL).await;
+        };
+        let ended_in = t0.elapsed();
+        if let Some(s) = submitted {
+            s.abort();
+        }
+        Ok::<_, anyhow::Error>(Completion {
+            events: n,
+            accepted_in: accepted_in.unwrap_or(ended_in),
+            ended_in,
+            finished,
+            failed,
+            rejected: rejected.load(Ordering::Relaxed),
+            timed_out,
+        })
+    }
+    .await;
+    host.shutdown().await;
+    result
+}
+
+// ---------------------------------------------------------------- 8./9. reads
+
+/// A small deterministic generator (SplitMix64); the bench needs spread,
+/// not quality.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One ended event as the runner would have stored it: ~10 functions,
+/// 90% `FINISHED`, 7% `FAILED`, 3% `ABORTED`, start times over the last 3
+/// days, end times a few ms to seconds later.
+fn populated_event(rng: &mut Rng, now_ms: i64) -> EventRecord {
+    let function = format!("f{}", rng.below(POPULATE_FUNCTIONS));
+    let start_ms = now_ms - POPULATE_SPAN_MS + rng.below(POPULATE_SPAN_MS as u64) as i64;
+    let end_ms = start_ms + 1 + rng.below(2_000) as i64;
+    let input = TypedData::string(format!(
+        "{{\"order\":{},\"item\":\"sample\"}}",
+        rng.below(1_000_000)
+    ))
+    .encode_to_vec();
+    let (status, status_code, attempts, result, error) = match rng.below(100) {
+        0..=89 => (
+            EventStatus::Finished,
+            200,
+            1,
+            Some(b"{\"ok\":true}".to_vec()),
+            None,
+        ),
+        90..=96 => (
+            EventStatus::Failed,
+            430,
+            3,
+            None,
+            Some("function error: boom (attempts exhausted: 3 of 3)".to_string()),
+        ),
+        _ => (
+            EventStatus::Aborted,
+            437,
+            0,
+            None,
+            Some("terminated by a user before it ran".to_string()),
+        ),
+    };
+    EventRecord {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        function,
+        qualifier: "$LATEST".into(),
+        invoke_type: "api".into(),
+        status,
+        status_code: Some(status_code),
+        attempts,
+        input,
+        result,
+        error,
+        start_ms,
+        end_ms: Some(end_ms),
+        next_attempt_ms: None,
+    }
+}
+
+/// Writes `rows` events to `<dir>/events.db` through the library, in
+/// transactions of `POPULATE_BATCH`; returns about 10,000 of their ids.
+fn populate(dir: &std::path::Path, rows: usize, now_ms: i64) -> Result<Vec<String>> {
+    let store = SqliteStore::open(&dir.join("events.db"))?;
+    let mut rng = Rng(0x5eed);
+    let keep_every = (rows / 10_000).max(1);
+    let mut sample = Vec::with_capacity(rows / keep_every + 1);
+    let mut written = 0;
+    while written < rows {
+        let n = POPULATE_BATCH.min(rows - written);
+        let batch: Vec<WriteOp> = (0..n)
+            .map(|i| {
+                let event = populated_event(&mut rng, now_ms);
+                if (written + i) % keep_every == 0 {
+                    sample.push(event.request_id.clone());
+                }
+                WriteOp::Insert {
+                    event,
+                    idempotency: None,
+                }
+            })
+            .collect();
+        store.apply(&batch)?;
+        written += n;
+    }
+    Ok(sample)
+}
+
+/// Bytes of `events.db` and its WAL.
+fn store_bytes(dir: &std::path::Path) -> u64 {
+    ["events.db", "events.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+struct ListSeries {
+    query: String,
+    stats: Stats,
+    /// `totalCount` of the last answer.
+    total: u64,
+    /// Events on the last page.
+    page_len: usize,
+    errors: u64,
+}
+
+struct StoreReads {
+    rows: usize,
+    populate: Duration,
+    db_bytes: u64,
+    lists: Vec<ListSeries>,
+    status: Stats,
+    status_errors: u64,
+}
+
+/// Times `n` sequential `GET /admin/async-events?<query>` after a warm-up.
+async fn time_list(api: &Api, query: String, n: usize) -> ListSeries {
+    let path = format!("/admin/async-events?{query}");
+    let (mut sample, mut errors, mut total, mut page_len) = (Vec::with_capacity(n), 0, 0, 0);
+    for i in 0..READ_WARMUP + n {
+        let t0 = Instant::now();
+        let r = api
+            .request("GET", &path, Bytes::new(), Some(ADMIN_KEY))
+            .await;
+        let took = t0.elapsed();
+        match r {
+            Ok(r) if r.status == 200 => {
+                if i >= READ_WARMUP {
+                    sample.push(took);
+                }
+                if let Ok(v) = serde_json::from_slice::<Value>(&r.body) {
+                    total = v["totalCount"].as_u64().unwrap_or(0);
+                    page_len = v["events"].as_array().map_or(0, Vec::len);
+                }
+            }
+            _ => errors += 1,
+        }
+    }
+    ListSeries {
+        query,
+        stats: Stats::of(sample),
+        total,
+        page_len,
+        errors,
+    }
+}
+
+/// Populates a store through the library, starts a host on it and times
+/// list and status requests over HTTP, one at a time.
+async fn store_reads(worker: &std::path::Path, p: &Params) -> Result<StoreReads> {
+    let app = TestApp::new(worker, async_host_json(ASYNC_CONCURRENCY));
+    let keep = std::env::var_os("FNHOST_BENCH_STORE_DIR").map(std::path::PathBuf::from);
+    let data_dir = match &keep {
+        Some(d) => {
+            ensure!(
+                !d.exists(),
+                "FNHOST_BENCH_STORE_DIR {} exists already",
+                d.display()
+            );
+            d.clone()
+        }
+        None => app.dir().join("bench-data"),
+    };
+    let now_ms = fnhost::events::time::now_ms();
+    let rows = p.store_rows;
+    let t0 = Instant::now();
+    let dir = data_dir.clone();
+    let ids = tokio::task::spawn_blocking(move || populate(&dir, rows, now_ms)).await??;
+    let populate_took = t0.elapsed();
+    let db_bytes = store_bytes(&data_dir);
+    ensure!(!ids.is_empty(), "no events were populated");
+
+    let opts = HostOptions {
+        data_dir,
+        ..HostOptions::loopback(app.config(), ADMIN_KEY)
+    };
+    let host = fnhost::Host::start(opts).await.context("host start")?;
+    let result = async {
+        ensure!(
+            host.handle().wait_ready(1, Duration::from_secs(20)).await,
+            "the worker did not become ready"
+        );
+        let api = Api::new(host.http_addr());
+        // An hour in the middle of the populated span, oldest first.
+        let from = now_ms - POPULATE_SPAN_MS / 2;
+        let to = from + 3600 * 1000;
+        let base = "function=f3&status=FINISHED";
+        let mut lists = Vec::new();
+        for query in [
+            format!("{base}&limit=100"),
+            format!("{base}&startTimeFrom={from}&startTimeTo={to}&order=asc&limit=100"),
+            // Diagnostics: the COUNT alone, and a narrower count.
+            format!("{base}&limit=0"),
+            format!("{base}&startTimeFrom={from}&startTimeTo={to}&limit=0"),
+        ] {
+            lists.push(time_list(&api, query, p.list_requests).await);
+        }
+
+        let mut rng = Rng(0x57a7);
+        let (mut sample, mut errors) = (Vec::with_capacity(p.status_requests), 0);
+        for i in 0..READ_WARMUP + p.status_requests {
+            let id = &ids[rng.below(ids.len() as u64) as usize];
+            let path = format!("/admin/async-events/{id}");
+            let t0 = Instant::now();
+            let r = api
+                .request("GET", &path, Bytes::new(), Some(ADMIN_KEY))
+                .await;
+            let took = t0.elapsed();
+            match r {
+                Ok(r) if r.status == 200 => {
+                    if i >= READ_WARMUP {
+                        sample.push(took);
+                    }
+                }
+                _ => errors += 1,
+            }
+        }
+        Ok::<_, anyhow::Error>(StoreReads {
+            rows,
+            populate: populate_took,
+            db_bytes,
+            lists,
+            status: Stats::of(sample),
+            status_errors: errors,
+        })
+    }
+    .await;
+    host.shutdown().await;
+    if let Some(d) = keep {
+        println!("[8] store kept in {}", d.display());
+    }
+    result
+}
+
 // ---------------------------------------------------------------- report
 
 struct Row {
@@ -861,6 +1385,99 @@ fn table(
             verdict: verdict(memory.worker_per_inv() < 4.0),
         },
     ]
+}
+
+fn async_table(accept: &Throughput, completion: &Completion, reads: &StoreReads) -> Vec<Row> {
+    let mut rows = vec![
+        Row {
+            scenario: format!(
+                "6. POST invoke-async accepted, durable ({CALLERS} callers, maxConcurrency {ASYNC_CONCURRENCY})"
+            ),
+            figure: format!("{:.0} accepted/s ({} errors)", accept.rate, accept.errors),
+            ratio: "-".into(),
+            target: ">= 10000/s".into(),
+            verdict: verdict(accept.rate >= 10_000.0 && accept.errors == 0),
+        },
+        Row {
+            scenario: format!(
+                "7. {} async echo events, first submit → all ended",
+                completion.events
+            ),
+            figure: format!(
+                "{:.0} completed/s ({:.2} s; accepted in {:.2} s; {} failed/aborted, {} rejected{})",
+                completion.rate(),
+                completion.ended_in.as_secs_f64(),
+                completion.accepted_in.as_secs_f64(),
+                completion.failed,
+                completion.rejected,
+                if completion.timed_out { ", TIMED OUT" } else { "" },
+            ),
+            ratio: "-".into(),
+            target: "-".into(),
+            verdict: if completion.timed_out || completion.failed > 0 || completion.rejected > 0 {
+                "ERRORS"
+            } else {
+                "-"
+            },
+        },
+        Row {
+            scenario: format!("8. populate {} events through SqliteStore::apply", reads.rows),
+            figure: format!(
+                "{:.1} s ({:.0} rows/s, {} MiB)",
+                reads.populate.as_secs_f64(),
+                reads.rows as f64 / reads.populate.as_secs_f64(),
+                reads.db_bytes / (1 << 20)
+            ),
+            ratio: "-".into(),
+            target: "-".into(),
+            verdict: "-",
+        },
+    ];
+    for (i, l) in reads.lists.iter().enumerate() {
+        let diagnostic = l.query.ends_with("limit=0");
+        rows.push(Row {
+            scenario: format!(
+                "8{}. list ?{} ({} sequential{})",
+                (b'a' + i as u8) as char,
+                l.query,
+                l.stats.n,
+                if diagnostic { ", COUNT only" } else { "" }
+            ),
+            figure: format!(
+                "p50 {} / p99 {} / max {} (totalCount {}, {} rows, {} errors)",
+                ms(l.stats.p50),
+                ms(l.stats.p99),
+                ms(l.stats.max),
+                l.total,
+                l.page_len,
+                l.errors
+            ),
+            ratio: "-".into(),
+            target: if diagnostic { "-" } else { "p99 < 10 ms" }.into(),
+            verdict: if diagnostic {
+                "-"
+            } else {
+                verdict(l.stats.p99 < Duration::from_millis(10) && l.errors == 0)
+            },
+        });
+    }
+    rows.push(Row {
+        scenario: format!(
+            "9. GET /admin/async-events/<id> ({} sequential, random ids)",
+            reads.status.n
+        ),
+        figure: format!(
+            "p50 {} / p99 {} / max {} ({} errors)",
+            ms(reads.status.p50),
+            ms(reads.status.p99),
+            ms(reads.status.max),
+            reads.status_errors
+        ),
+        ratio: "-".into(),
+        target: "p99 < 1 ms".into(),
+        verdict: verdict(reads.status.p99 < Duration::from_millis(1) && reads.status_errors == 0),
+    });
+    rows
 }
 
 fn print_plain(rows: &[Row]) {

@@ -6,7 +6,9 @@
 //!   result for an invocation id the host never issued;
 //! - `no-cancel`: does not advertise `HandlesInvocationCancelMessage`;
 //! - `oversize`: answers function `big` with a message larger than the
-//!   host's `maxMessageBytes`.
+//!   host's `maxMessageBytes`;
+//! - `status-stall`: advertises `WorkerStatus`, answers the first
+//!   `WorkerStatusRequest`, then never again.
 //!
 //! `echo` returns its input; `sleep` waits the milliseconds given and
 //! ignores cancels.
@@ -54,11 +56,18 @@ async fn main() -> Result<()> {
         .await?
         .into_inner();
     let mut functions: HashMap<String, String> = HashMap::new();
+    let mut status_requests = 0u32;
     while let Some(msg) = inbound.message().await? {
         let Some(content) = msg.content else { continue };
         match content {
             Content::WorkerInitRequest(_) => {
                 let mut caps = HashMap::new();
+                if mode("status-stall") {
+                    caps.insert(
+                        fnhost_proto::CAP_WORKER_STATUS.to_string(),
+                        "true".to_string(),
+                    );
+                }
                 if !mode("no-cancel") {
                     caps.insert(
                         fnhost_proto::CAP_HANDLES_INVOCATION_CANCEL.to_string(),
@@ -111,6 +120,15 @@ async fn main() -> Result<()> {
                         ));
                     }
                 });
+            }
+            Content::WorkerStatusRequest(_) => {
+                status_requests += 1;
+                if !mode("status-stall") || status_requests == 1 {
+                    let resp = fnhost_proto::rpc::WorkerStatusResponse {};
+                    tx.send(StreamingMessage::from_content(
+                        Content::WorkerStatusResponse(resp),
+                    ))?;
+                }
             }
             Content::WorkerTerminate(_) => return Ok(()),
             _ => {}

@@ -10,3 +10,4 @@ mod node_sdk;
 mod published_python;
 mod python_sdk;
 mod rogue;
+mod scf;

@@ -13,11 +13,13 @@ fn text(s: &str) -> InvocationInput {
 }
 
 fn rogue_app(host_json: serde_json::Value, mode: &str) -> TestApp {
-    TestApp::with_env(
+    let app = TestApp::with_env(
         &binary("rogue-worker"),
         host_json,
         json!({ "ROGUE_MODE": mode }),
-    )
+    );
+    app.manual_function("big");
+    app
 }
 
 async fn open_stream(addr: std::net::SocketAddr, first: StreamingMessage) -> tonic::Status {
