@@ -192,7 +192,7 @@ impl Dispatcher {
         results_tx: broadcast::Sender<InvocationResult>,
         ready_tx: watch::Sender<usize>,
     ) -> Self {
-        let slots = (0..app.host.process_count)
+        let slots = (0..app.host.max_instances)
             .map(|_| Slot::default())
             .collect();
         Self {

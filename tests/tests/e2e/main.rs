@@ -6,6 +6,7 @@ mod binary;
 mod cancel;
 mod faults;
 mod invoke;
+mod lifecycle;
 mod node_sdk;
 mod published_python;
 mod python_sdk;
