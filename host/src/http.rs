@@ -201,10 +201,12 @@ async fn admin_invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(function) = state.app.function(&name) else {
-        return invoke_error(InvokeError::UnknownFunction(name));
+    // Worker-indexed functions have no function.json: their input is the
+    // body as data, and the dispatcher answers for unknown names.
+    let trigger = match state.app.function(&name) {
+        Some(function) => trigger_for(function, &uri, &headers, body),
+        None => trigger_data(&headers, body),
     };
-    let trigger = trigger_for(function, &uri, &headers, body);
     run(&state, &name, InvocationInput::new(trigger)).await
 }
 

@@ -275,7 +275,13 @@ impl Dispatcher {
                 ..FunctionMetadataResponse::default()
             };
         }
-        let mut names: Vec<&String> = self.handlers.keys().collect();
+        // Lifecycle hooks are loaded by the host from host.json, not listed
+        // as invokable functions.
+        let mut names: Vec<&String> = self
+            .handlers
+            .keys()
+            .filter(|n| n.as_str() != crate::INITIALIZER && n.as_str() != crate::PRE_STOP)
+            .collect();
         names.sort_unstable();
         FunctionMetadataResponse {
             function_metadata_results: names

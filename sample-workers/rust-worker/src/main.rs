@@ -217,6 +217,8 @@ async fn main() {
         .function("flaky", flaky)
         .initializer(initializer)
         .pre_stop(pre_stop)
+        // SAMPLE_WORKER_INDEXING=1: the worker reports its own functions.
+        .worker_indexing(env_u64("SAMPLE_WORKER_INDEXING") == 1)
         .build()
         .run()
         .await;

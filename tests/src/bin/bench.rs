@@ -884,7 +884,7 @@ async fn run_async(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>> {
     for l in &reads.lists {
         println!(
             "[8] GET /admin/async-events?{}: p50 {:?} p99 {:?} max {:?} (totalCount {}, {} rows, {} errors)",
-            l.query, l.stats.p50, l.stats.p99, l.stats.max, l.total, l.page_len, l.errors
+            l.label, l.stats.p50, l.stats.p99, l.stats.max, l.total, l.page_len, l.errors
         );
     }
     println!(
@@ -1049,12 +1049,15 @@ impl Rng {
     }
 }
 
-/// One ended event as the runner would have stored it: ~10 functions,
-/// 90% `FINISHED`, 7% `FAILED`, 3% `ABORTED`, start times over the last 3
-/// days, end times a few ms to seconds later.
-fn populated_event(rng: &mut Rng, now_ms: i64) -> EventRecord {
+/// Event `i` of `rows` as the runner would have stored it: ~10 functions,
+/// 90% `FINISHED`, 7% `FAILED`, 3% `ABORTED`, start times rising evenly
+/// (with up to 1 s of jitter) over the last 3 days as a live store fills,
+/// end times a few ms to seconds later, random (v4) request ids.
+fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRecord {
     let function = format!("f{}", rng.below(POPULATE_FUNCTIONS));
-    let start_ms = now_ms - POPULATE_SPAN_MS + rng.below(POPULATE_SPAN_MS as u64) as i64;
+    let start_ms = now_ms - POPULATE_SPAN_MS
+        + (i as i64 * POPULATE_SPAN_MS) / rows as i64
+        + rng.below(1_000) as i64;
     let end_ms = start_ms + 1 + rng.below(2_000) as i64;
     let input = TypedData::string(format!(
         "{{\"order\":{},\"item\":\"sample\"}}",
@@ -1113,7 +1116,7 @@ fn populate(dir: &std::path::Path, rows: usize, now_ms: i64) -> Result<Vec<Strin
         let n = POPULATE_BATCH.min(rows - written);
         let batch: Vec<WriteOp> = (0..n)
             .map(|i| {
-                let event = populated_event(&mut rng, now_ms);
+                let event = populated_event(&mut rng, now_ms, written + i, rows);
                 if (written + i) % keep_every == 0 {
                     sample.push(event.request_id.clone());
                 }
@@ -1139,7 +1142,8 @@ fn store_bytes(dir: &std::path::Path) -> u64 {
 }
 
 struct ListSeries {
-    query: String,
+    /// The query with the time window written as `T` and `T+1h`.
+    label: String,
     stats: Stats,
     /// `totalCount` of the last answer.
     total: u64,
@@ -1158,7 +1162,7 @@ struct StoreReads {
 }
 
 /// Times `n` sequential `GET /admin/async-events?<query>` after a warm-up.
-async fn time_list(api: &Api, query: String, n: usize) -> ListSeries {
+async fn time_list(api: &Api, query: String, label: String, n: usize) -> ListSeries {
     let path = format!("/admin/async-events?{query}");
     let (mut sample, mut errors, mut total, mut page_len) = (Vec::with_capacity(n), 0, 0, 0);
     for i in 0..READ_WARMUP + n {
@@ -1181,7 +1185,7 @@ async fn time_list(api: &Api, query: String, n: usize) -> ListSeries {
         }
     }
     ListSeries {
-        query,
+        label,
         stats: Stats::of(sample),
         total,
         page_len,
@@ -1237,7 +1241,10 @@ async fn store_reads(worker: &std::path::Path, p: &Params) -> Result<StoreReads>
             format!("{base}&limit=0"),
             format!("{base}&startTimeFrom={from}&startTimeTo={to}&limit=0"),
         ] {
-            lists.push(time_list(&api, query, p.list_requests).await);
+            let label = query
+                .replace(&from.to_string(), "T")
+                .replace(&to.to_string(), "T+1h");
+            lists.push(time_list(&api, query, label, p.list_requests).await);
         }
 
         let mut rng = Rng(0x57a7);
@@ -1462,12 +1469,12 @@ fn async_table(
         },
     ];
     for (i, l) in reads.lists.iter().enumerate() {
-        let diagnostic = l.query.ends_with("limit=0");
+        let diagnostic = l.label.ends_with("limit=0");
         rows.push(Row {
             scenario: format!(
                 "8{}. list ?{} ({} sequential{})",
                 (b'a' + i as u8) as char,
-                l.query,
+                l.label,
                 l.stats.n,
                 if diagnostic { ", COUNT only" } else { "" }
             ),

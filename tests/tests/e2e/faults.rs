@@ -55,9 +55,9 @@ async fn an_exhausted_restart_budget_is_loud_and_invocations_fail_fast() {
     .unwrap();
     let api = Api::new(host.http_addr());
     wait_until(
-        "the host to report degraded",
+        "the host to report unhealthy",
         Duration::from_secs(20),
-        || async { api.status().await.unwrap()["state"] == "degraded" },
+        || async { api.status().await.unwrap()["state"] == "unhealthy" },
     )
     .await;
     let status = api.status().await.unwrap();

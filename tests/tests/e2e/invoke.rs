@@ -171,3 +171,37 @@ async fn an_oversized_request_body_is_rejected_with_413() {
     assert_eq!(r.status, 200);
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_worker_that_indexes_its_functions_serves_those_without_function_json() {
+    init_logs();
+    let app = TestApp::with_env(
+        &fnhost_e2e::binary("fnhost-sample-worker"),
+        json!({}),
+        json!({"SAMPLE_WORKER_INDEXING": "1"}),
+    );
+    // Only `echo` is declared; the worker reports the rest itself.
+    for f in ["sleep", "spin", "panic", "crash", "fail", "log", "flaky"] {
+        std::fs::remove_dir_all(app.dir().join(f)).unwrap();
+    }
+    let host = app.start(1).await;
+    let status = host.handle().status().await.unwrap();
+    assert!(
+        status.functions.contains(&"fail".to_string()),
+        "{:?}",
+        status.functions
+    );
+    let api = Api::new(host.http_addr());
+    let r = api.invoke("fail", "indexed").await.unwrap();
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().contains("failure requested: indexed"),
+        "{}",
+        r.text()
+    );
+    let r = api.invoke("echo", "declared").await.unwrap();
+    assert_eq!(r.text(), "declared");
+    let r = api.invoke("nope", "x").await.unwrap();
+    assert_eq!(r.status, 404);
+    host.shutdown().await;
+}

@@ -343,3 +343,53 @@ async fn twenty_concurrent_invocations_run_together_on_one_instance() {
     assert_eq!(status["workers"][0]["served"], 40, "{status}");
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_graceful_terminate_of_an_async_event_records_that_the_signal_failed() {
+    init_logs();
+    let app = PyApp::new(host_json("00:00:30"));
+    let (host, api) = app.start().await;
+    let key = Some(fnhost_e2e::ADMIN_KEY);
+    let r = api
+        .request("POST", "/admin/functions/sleep/invoke-async", "20000", key)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["requestId"].as_str().unwrap().to_string();
+    fnhost_e2e::wait_until("the sleep to run", Duration::from_secs(10), || async {
+        api.status().await.unwrap()["inFlight"] == 1
+    })
+    .await;
+    let body = json!({"graceShutdown": true}).to_string();
+    let r = api
+        .request(
+            "POST",
+            &format!("/admin/async-events/{id}/terminate"),
+            body,
+            key,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.json()["outcome"], "done", "{}", r.text());
+    let path = format!("/admin/async-events/{id}");
+    fnhost_e2e::wait_until(
+        "the event to be aborted",
+        Duration::from_secs(10),
+        || async {
+            api.request("GET", &path, "", key).await.unwrap().json()["status"] == "ABORTED"
+        },
+    )
+    .await;
+    let e = api.request("GET", &path, "", key).await.unwrap().json();
+    assert_eq!(e["statusCode"], 439, "{e}");
+    let logs = api
+        .request("GET", &format!("{path}/logs"), "", key)
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        logs.contains("[PLATFORM] Signal reception failed."),
+        "{logs}"
+    );
+    host.shutdown().await;
+}
