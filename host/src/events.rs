@@ -168,6 +168,8 @@ pub enum WriteOp {
         end_ms: Option<i64>,
         /// When a retry may run.
         next_attempt_ms: Option<i64>,
+        /// Log lines to append in the same transaction.
+        lines: Vec<EventLogLine>,
     },
     /// Lines to append to an event's log.
     Log {

@@ -262,8 +262,10 @@ fn platform(line: impl Into<String>) -> EventLogLine {
     }
 }
 
-fn update(e: &EventRecord) -> WriteOp {
+/// The event's current state and `lines` for its log, in one write.
+fn update_with(e: &EventRecord, lines: Vec<EventLogLine>) -> WriteOp {
     WriteOp::Update {
+        lines,
         request_id: e.request_id.clone(),
         status: e.status,
         status_code: e.status_code,
@@ -296,13 +298,8 @@ impl Runner {
                     let note = format!("Host restarted while attempt {} was running", e.attempts);
                     match decide_retry(&self.config, &mut e, codes::USER_PROCESS_EXIT, &note) {
                         Some(at) => {
-                            let ops = vec![
-                                update(&e),
-                                log_op(&e.request_id, vec![platform(format!("{note}; retrying"))]),
-                            ];
-                            for op in ops {
-                                self.log.write(op).await?;
-                            }
+                            let line = platform(format!("{note}; retrying"));
+                            self.log.write(update_with(&e, vec![line])).await?;
                             self.wait_until(e, at);
                         }
                         None => {
@@ -310,8 +307,7 @@ impl Runner {
                                 "{note}; {}",
                                 e.error.clone().unwrap_or_default()
                             ));
-                            self.log.write(update(&e)).await?;
-                            self.log.write(log_op(&e.request_id, vec![line])).await?;
+                            self.log.write(update_with(&e, vec![line])).await?;
                         }
                     }
                 }
@@ -468,13 +464,9 @@ impl Runner {
                     e.next_attempt_ms = None;
                     e.error = Some("terminated by a user before it ran".into());
                     let line = platform("Terminated by a user before it ran.");
-                    match log.write(update(&e)).await {
-                        Ok(_) => log
-                            .write(log_op(&id, vec![line]))
-                            .await
-                            .map(|_| TerminateOutcome::Done),
-                        Err(err) => Err(err),
-                    }
+                    log.write(update_with(&e, vec![line]))
+                        .await
+                        .map(|_| TerminateOutcome::Done)
                 }
                 None => match log.get(&id).await {
                     Ok(Some(e)) if e.status.is_final() => {
@@ -616,8 +608,7 @@ impl Attempt {
             "Invoke Start RequestId: {} (attempt {})",
             e.request_id, e.attempts
         ));
-        self.log.write(update(e)).await?;
-        self.log.write(log_op(&e.request_id, vec![start])).await?;
+        self.log.write(update_with(e, vec![start])).await?;
 
         let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
         let input = InvocationInput::new(input).with_id(invocation_id);
@@ -682,8 +673,7 @@ impl Attempt {
                     .unwrap_or_default()
             ),
         }));
-        self.log.write(log_op(&e.request_id, lines)).await?;
-        self.log.write(update(e)).await?;
+        self.log.write(update_with(e, lines)).await?;
         Ok(next)
     }
 

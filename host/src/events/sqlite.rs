@@ -46,6 +46,18 @@ const MIGRATIONS: &[&str] = &[
         line       TEXT NOT NULL,
         PRIMARY KEY (request_id, seq)
     ) WITHOUT ROWID;",
+    // 2: log lines keyed by an increasing rowid, so appending needs no
+    // look-up of the last sequence number.
+    "CREATE TABLE event_log_lines (
+        id         INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        time_ms    INTEGER NOT NULL,
+        line       TEXT NOT NULL
+    );
+    CREATE INDEX event_log_lines_request ON event_log_lines (request_id, id);
+    INSERT INTO event_log_lines (request_id, time_ms, line)
+        SELECT request_id, time_ms, line FROM event_logs ORDER BY request_id, seq;
+    DROP TABLE event_logs;",
 ];
 
 const READERS: usize = 4;
@@ -146,6 +158,20 @@ fn record(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
     })
 }
 
+fn append_lines(
+    tx: &rusqlite::Transaction<'_>,
+    request_id: &str,
+    lines: &[EventLogLine],
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO event_log_lines (request_id, time_ms, line) VALUES (?1, ?2, ?3)",
+    )?;
+    for l in lines {
+        stmt.execute(params![request_id, l.time_ms, l.line])?;
+    }
+    Ok(())
+}
+
 fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<WriteOutcome> {
     match op {
         WriteOp::Insert {
@@ -205,6 +231,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
             error,
             end_ms,
             next_attempt_ms,
+            lines,
         } => {
             tx.prepare_cached(
                 "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = COALESCE(?5, result),
@@ -221,25 +248,16 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
                 end_ms,
                 next_attempt_ms
             ])?;
+            append_lines(tx, request_id, lines)?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::Log { request_id, lines } => {
-            let next: i64 = tx
-                .prepare_cached(
-                    "SELECT COALESCE(MAX(seq), 0) FROM event_logs WHERE request_id = ?1",
-                )?
-                .query_row(params![request_id], |r| r.get(0))?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO event_logs (request_id, seq, time_ms, line) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (i, l) in lines.iter().enumerate() {
-                stmt.execute(params![request_id, next + 1 + i as i64, l.time_ms, l.line])?;
-            }
+            append_lines(tx, request_id, lines)?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::Prune { before_ms } => {
             tx.execute(
-                "DELETE FROM event_logs WHERE request_id IN
+                "DELETE FROM event_log_lines WHERE request_id IN
                      (SELECT request_id FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1)",
                 params![before_ms],
             )?;
@@ -362,7 +380,7 @@ impl EventStore for SqliteStore {
     fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT time_ms, line FROM event_logs WHERE request_id = ?1 ORDER BY seq",
+                "SELECT time_ms, line FROM event_log_lines WHERE request_id = ?1 ORDER BY id",
             )?
             .query_map(params![request_id], |r| {
                 Ok(EventLogLine {

@@ -142,7 +142,10 @@ async fn main() -> Result<()> {
                 Some("core") => Only::Core,
                 Some("async") => Only::Async,
                 Some("all") => Only::All,
-                other => bail!("--only takes core, async or all, not {other:?}; {USAGE}"),
+                other => bail!(
+                    "--only takes core, async or all, not {:?}; {USAGE}",
+                    other.unwrap_or("")
+                ),
             };
             Ok(())
         };
