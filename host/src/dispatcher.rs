@@ -358,7 +358,13 @@ impl Dispatcher {
             replies: vec![reply],
             terminate_sent: false,
         });
-        let ids: Vec<InvocationId> = self.invocations.keys().cloned().collect();
+        // Hooks keep their own timeouts: a pre-stop under way is not cut short.
+        let ids: Vec<InvocationId> = self
+            .invocations
+            .values()
+            .filter(|i| i.hook.is_none())
+            .map(|i| i.id.clone())
+            .collect();
         for id in ids {
             self.handle_cancel(&id, CancelReason::HostShutdown);
         }

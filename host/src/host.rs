@@ -299,8 +299,16 @@ impl Host {
             }
         });
 
+        // Cancel grace, then pre-stop, then the terminate grace; the rest of
+        // the 3 s margin is shared by the steps after the dispatcher.
+        let pre_stop = app
+            .host
+            .lifecycle
+            .pre_stop
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.timeout);
         let shutdown_bound =
-            app.host.cancel_grace + app.host.terminate_grace + Duration::from_secs(3);
+            app.host.cancel_grace + pre_stop + app.host.terminate_grace + Duration::from_secs(1);
         let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
         let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
 
@@ -380,7 +388,7 @@ impl Host {
 
     /// Stops accepting, cancels in-flight invocations (reason: host
     /// shutdown), terminates workers, kills what remains after the grace.
-    /// Returns within the cancel grace + terminate grace + 3 s.
+    /// Returns within the cancel grace + pre-stop timeout + terminate grace + 3 s.
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.shutdown_bound;
         self.http_stop.cancel();
@@ -401,16 +409,16 @@ impl Host {
                 self.shutdown_bound
             );
         }
-        if tokio::time::timeout(Duration::from_secs(2), self.events.wait_idle())
+        if tokio::time::timeout(Duration::from_millis(800), self.events.wait_idle())
             .await
             .is_err()
         {
-            tracing::error!("async event attempts did not record their end within 2 s");
+            tracing::error!("async event attempts did not record their end within 0.8 s");
         }
         self.events.close().await;
         // In-flight HTTP requests have their outcomes now; give them a moment to be written.
         let mut http_task = self.http_task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut http_task)
+        if tokio::time::timeout(Duration::from_millis(800), &mut http_task)
             .await
             .is_err()
         {
@@ -418,19 +426,14 @@ impl Host {
         }
         self.grpc_stop.cancel();
         let mut grpc_task = self.grpc_task;
-        if tokio::time::timeout(Duration::from_secs(1), &mut grpc_task)
+        if tokio::time::timeout(Duration::from_millis(400), &mut grpc_task)
             .await
             .is_err()
         {
             grpc_task.abort();
         }
-        let mut dispatcher_task = self.dispatcher_task;
-        if tokio::time::timeout_at(deadline, &mut dispatcher_task)
-            .await
-            .is_err()
-        {
-            dispatcher_task.abort();
-        }
+        // The dispatcher ended (or was given up on) above; do not wait again.
+        self.dispatcher_task.abort();
         tracing::info!("host stopped");
     }
 }

@@ -121,10 +121,16 @@ pub(crate) fn spawn_worker(
         let status = tokio::select! {
             status = child.wait() => status,
             _ = kill_rx => {
+                // The group first: a wrapper (a shell, a launcher) must not
+                // leave the real worker running.
+                kill_group(pid).await;
                 let _ = child.start_kill();
                 child.wait().await
             }
         };
+        // Whatever the worker left behind in its group goes with it. The
+        // group id cannot be reused while any member of the group lives.
+        kill_group(pid).await;
         let status = match status {
             Ok(s) => describe_exit(s),
             Err(e) => format!("exit status unknown ({e})"),
@@ -132,6 +138,17 @@ pub(crate) fn spawn_worker(
         let _ = events.send(Event::WorkerExited { worker_id, status }).await;
     });
     Ok(WorkerProcess { pid, kill })
+}
+
+/// SIGKILL to the worker's process group (its own, see `process_group(0)`).
+async fn kill_group(pid: Option<u32>) {
+    let Some(pid) = pid else { return };
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
 }
 
 async fn forward_output(stream: impl AsyncRead + Unpin, worker: String, which: &'static str) {

@@ -323,10 +323,17 @@ impl Dispatcher {
                 Content::FunctionLoadRequest(req),
             ));
         }
+        let nothing_to_load = pending.is_empty();
         inst.state = InstanceState::Loading {
             indexing: false,
             pending,
         };
+        if nothing_to_load {
+            if let Some(k) = inst.startup_key.take() {
+                self.timers.remove(&k);
+            }
+            self.after_load(worker_id);
+        }
     }
 
     fn handle_load_response(
@@ -411,6 +418,15 @@ impl Dispatcher {
         others.sort();
         let hook = inst.hook.take();
         self.publish_ready_count();
+        // The replacement starts before anything ends, so that queued work
+        // sees an instance coming instead of an empty pool.
+        // A platform-initiated recycle, not a crash: no budget charge.
+        if self.slots[slot].current.as_deref() == Some(worker_id) {
+            self.slots[slot].current = None;
+            if self.shutdown.is_none() && !self.draining {
+                self.launch(slot);
+            }
+        }
         if let Some(h) = hook {
             self.finish(&h, Ending::lost(Outcome::Killed, "instance killed".into()));
         }
@@ -420,13 +436,6 @@ impl Dispatcher {
                 "worker instance {worker_id} was killed to stop invocation {target}; invocation {id} was running on it and was ended"
             );
             self.finish(&id, Ending::lost(Outcome::Killed, msg));
-        }
-        // A platform-initiated recycle, not a crash: no budget charge.
-        if self.slots[slot].current.as_deref() == Some(worker_id) {
-            self.slots[slot].current = None;
-            if self.shutdown.is_none() && !self.draining {
-                self.launch(slot);
-            }
         }
     }
 
@@ -478,6 +487,19 @@ impl Dispatcher {
             }
             None => format!("worker instance {worker_id} exited unexpectedly with {status}"),
         };
+        // Restart (or mark the slot exhausted) before failing in-flight
+        // work, so queued invocations wait for the replacement.
+        let slot = inst.slot;
+        let owned_slot = self.slots[slot].current.as_deref() == Some(worker_id);
+        if owned_slot {
+            self.slots[slot].current = None;
+        }
+        if planned {
+            tracing::info!(worker = %short_id(worker_id), %status, "worker instance ended");
+        } else if owned_slot && self.shutdown.is_none() && !self.draining {
+            self.record_failure(slot, cause.clone());
+        }
+        self.publish_ready_count();
         let mut ids: Vec<String> = inst.in_flight.drain().collect();
         ids.sort();
         for id in &ids {
@@ -492,17 +514,6 @@ impl Dispatcher {
         }
         if let Some(h) = inst.hook.take() {
             self.finish(&h, Ending::lost(Outcome::Failed, cause.clone()));
-        }
-        self.publish_ready_count();
-        let slot = inst.slot;
-        let owned_slot = self.slots[slot].current.as_deref() == Some(worker_id);
-        if owned_slot {
-            self.slots[slot].current = None;
-        }
-        if planned {
-            tracing::info!(worker = %short_id(worker_id), %status, "worker instance ended");
-        } else if owned_slot && self.shutdown.is_none() && !self.draining {
-            self.record_failure(slot, cause);
         }
         // Queued work may now be impossible (every slot exhausted).
         self.pump_queue();

@@ -101,8 +101,8 @@ enum Next {
     Done { failed: Option<EventRecord> },
     /// Run again at this time.
     Retry(EventRecord, i64),
-    /// Back to the queue (host shutting down).
-    Requeue,
+    /// Back to the queue (host shutting down or draining).
+    Requeue(EventRecord),
 }
 
 /// Terminate requests of a running event, shared with its attempt task.
@@ -375,11 +375,23 @@ impl Runner {
                 reply,
             } => self.terminate(id, graceful, reply),
             Cmd::Settled { id, next } => {
-                self.running.remove(&id);
+                let terminated = self
+                    .running
+                    .remove(&id)
+                    .is_some_and(|r| r.terminate.load(Ordering::SeqCst) != NOT_TERMINATED);
                 match next {
                     Next::Done { failed: Some(e) } => self.on_failure(e),
-                    Next::Done { failed: None } | Next::Requeue => {}
+                    Next::Done { failed: None } => {}
+                    // A terminate that arrived while the attempt was closing
+                    // still wins: the event is not run again.
+                    Next::Retry(e, _) | Next::Requeue(e) if terminated => {
+                        tokio::spawn(abort_waiting(self.log.clone(), e));
+                    }
                     Next::Retry(e, at) => self.wait_until(e, at),
+                    // Durable as QUEUED; after a drain or shutdown it runs on the
+                    // next start, otherwise again shortly.
+                    Next::Requeue(e) if !self.shutting_down => self.wait_until(e, now_ms() + 1000),
+                    Next::Requeue(_) => {}
                 }
                 if self.running.is_empty() {
                     for w in self.idle_waiters.drain(..) {
@@ -457,17 +469,7 @@ impl Runner {
         let log = self.log.clone();
         tokio::spawn(async move {
             let answer = match waiting.or(queued) {
-                Some(mut e) => {
-                    e.status = EventStatus::Aborted;
-                    e.status_code = Some(codes::TERMINATED_BEFORE_RUN);
-                    e.end_ms = Some(now_ms());
-                    e.next_attempt_ms = None;
-                    e.error = Some("terminated by a user before it ran".into());
-                    let line = platform("Terminated by a user before it ran.");
-                    log.write(update_with(&e, vec![line]))
-                        .await
-                        .map(|_| TerminateOutcome::Done)
-                }
+                Some(e) => abort_waiting(log, e).await.map(|_| TerminateOutcome::Done),
                 None => match log.get(&id).await {
                     Ok(Some(e)) if e.status.is_final() => {
                         Ok(TerminateOutcome::AlreadyCompleted(e.status))
@@ -527,6 +529,22 @@ impl Runner {
             }
         });
     }
+}
+
+/// Ends an event that is not running (queued, or waiting to retry) as
+/// terminated by a user.
+async fn abort_waiting(log: EventLog, mut e: EventRecord) -> Result<(), StoreError> {
+    e.status = EventStatus::Aborted;
+    e.status_code = Some(codes::TERMINATED_BEFORE_RUN);
+    e.end_ms = Some(now_ms());
+    e.next_attempt_ms = None;
+    e.error = Some("terminated by a user before it ran again".into());
+    let line = platform("Terminated by a user before it ran again.");
+    let r = log.write(update_with(&e, vec![line])).await.map(|_| ());
+    if let Err(err) = &r {
+        tracing::error!(request = %e.request_id, "cannot record the terminate: {err}");
+    }
+    r
 }
 
 /// The JSON an `onFailure` function receives.
@@ -646,9 +664,9 @@ impl Attempt {
                 }
                 self.settle(e, &r, terminated)
             }
-            Err(InvokeError::ShuttingDown) => {
+            Err(InvokeError::ShuttingDown | InvokeError::Draining) => {
                 self.requeue(e);
-                Next::Requeue
+                Next::Requeue(e.clone())
             }
             Err(err) => self.retry_or_fail(e, codes::PLATFORM_ERROR, &err.to_string()),
         };
@@ -682,13 +700,14 @@ impl Attempt {
         if r.outcome == Outcome::Succeeded {
             e.status = EventStatus::Finished;
             e.status_code = Some(codes::FINISHED);
+            e.error = None;
             e.result = r.output.as_ref().and_then(TypedData::to_bytes).map(bounded);
             e.end_ms = Some(now_ms());
             return Next::Done { failed: None };
         }
         if r.cancel_reason == Some(CancelReason::HostShutdown) {
             self.requeue(e);
-            return Next::Requeue;
+            return Next::Requeue(e.clone());
         }
         if terminated {
             e.status = EventStatus::Aborted;
@@ -701,6 +720,11 @@ impl Attempt {
             e.error = Some(format!("terminated by a user: {error}"));
             e.end_ms = Some(now_ms());
             return Next::Done { failed: None };
+        }
+        if r.outcome == Outcome::Killed && r.worker_lost {
+            // Ended by a kill aimed at another invocation: the platform ended
+            // it, not its code, so the attempt is not charged.
+            e.attempts = (e.attempts - 1).max(0);
         }
         let code = match r.outcome {
             Outcome::TimedOut => codes::TIMEOUT,
@@ -722,9 +746,12 @@ impl Attempt {
         }
     }
 
+    /// Back to the queue: the host, not the function, ended this attempt,
+    /// so it does not count against the event's attempts.
     fn requeue(&self, e: &mut EventRecord) {
         e.status = EventStatus::Queued;
         e.next_attempt_ms = None;
+        e.attempts = (e.attempts - 1).max(0);
     }
 }
 

@@ -234,8 +234,8 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
             lines,
         } => {
             tx.prepare_cached(
-                "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = COALESCE(?5, result),
-                     error = COALESCE(?6, error), end_ms = ?7, next_attempt_ms = ?8
+                "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = ?5,
+                     error = ?6, end_ms = ?7, next_attempt_ms = ?8
                  WHERE request_id = ?1",
             )?
             .execute(params![

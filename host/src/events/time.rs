@@ -80,7 +80,11 @@ pub fn parse(text: &str) -> Option<i64> {
         dp.next()?.parse().ok()?,
         dp.next()?.parse().ok()?,
     );
-    if dp.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if dp.next().is_some()
+        || !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
     let (hms, frac) = match time.split_once('.') {
@@ -132,6 +136,7 @@ mod tests {
         for bad in [
             "",
             "yesterday",
+            "300000000000-01-01T00:00:00Z",
             "2026-13-01T00:00:00Z",
             "2026-11-23",
             "2026-11-23T25:00:00Z",

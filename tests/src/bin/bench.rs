@@ -7,10 +7,13 @@
 //! cargo run --release -p fnhost-e2e --bin bench            # full, < 4 min
 //! cargo run --release -p fnhost-e2e --bin bench -- --quick # smoke, < 1 min
 //! cargo run --release -p fnhost-e2e --bin bench -- --only async # 6.-9. only
+//! cargo run --release -p fnhost-e2e --bin bench -- --only lifecycle # 10.-11.
+//! cargo run --release -p fnhost-e2e --bin bench -- --only workers   # 12.
 //! ```
 //!
-//! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.; by
-//! default both run. Core scenarios, in the order they run (memory first so
+//! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.,
+//! `--only lifecycle` runs 10.-11., `--only workers` runs 12.; by default
+//! (`--only all`) all of them run, in that order. Core scenarios, in the order they run (memory first so
 //! the host-RSS delta is not hidden by heap the allocator kept from earlier
 //! scenarios):
 //!
@@ -33,6 +36,23 @@
 //!    pre-populated with 1,000,000 ended events through the library;
 //! 9. `GET /admin/async-events/<id>` p50/p99 on the same store.
 //!
+//! Instance lifecycle (Rust sample worker):
+//!
+//! 10. cold start: spawning `target/release/fnhost start <app> --port 0`
+//!     until the first `POST /admin/functions/echo/invoke` answers 200
+//!     (10a), the same with a 200 ms initializer (10b, `SAMPLE_INIT_MS`),
+//!     and the initializer's overhead beyond its 200 ms (10c); each host is
+//!     stopped with SIGTERM;
+//! 11. `HostHandle::kill` of an instance running `sleep 60000` until a
+//!     replacement instance (a new worker id) is ready in the host status.
+//!
+//! Workers:
+//!
+//! 12. `POST /api/echo` per second from 32 keep-alive callers on one
+//!     instance of each worker: the Rust SDK sample, the Python SDK sample,
+//!     the Node SDK sample and the published Python worker. A worker whose
+//!     setup script has not run is skipped with a line naming the script.
+//!
 //! `FNHOST_BENCH_STORE_DIR=<dir>` populates the store of 8./9. in `<dir>`
 //! (which must not exist) and keeps it afterwards, for inspection with
 //! `sqlite3 <dir>/events.db`.
@@ -48,7 +68,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use bytes::Bytes;
 use fnhost::events::{EventRecord, EventStatus, EventStore, SqliteStore, WriteOp};
-use fnhost::{CancelReason, HostHandle, HostOptions, InvocationInput, Outcome, PendingInvocation};
+use fnhost::{
+    CancelReason, CancelResponse, HostHandle, HostOptions, InvocationInput, Outcome,
+    PendingInvocation,
+};
 use fnhost_e2e::{Api, TestApp, ADMIN_KEY};
 use fnhost_proto::rpc::function_rpc_client::FunctionRpcClient;
 use fnhost_proto::rpc::function_rpc_server::{FunctionRpc, FunctionRpcServer};
@@ -88,6 +111,8 @@ struct Params {
     list_requests: usize,
     /// Timed status requests in scenario 9.
     status_requests: usize,
+    /// Timed runs of each lifecycle scenario (10a, 10b, 11).
+    lifecycle_runs: usize,
 }
 
 impl Params {
@@ -102,6 +127,7 @@ impl Params {
             store_rows: 1_000_000,
             list_requests: 500,
             status_requests: 2_000,
+            lifecycle_runs: 10,
         }
     }
 
@@ -116,11 +142,12 @@ impl Params {
             store_rows: 100_000,
             list_requests: 100,
             status_requests: 500,
+            lifecycle_runs: 3,
         }
     }
 }
 
-const USAGE: &str = "usage: bench [--quick] [--only core|async]";
+const USAGE: &str = "usage: bench [--quick] [--only core|async|lifecycle|workers|all]";
 
 /// Which scenarios run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,6 +155,8 @@ enum Only {
     All,
     Core,
     Async,
+    Lifecycle,
+    Workers,
 }
 
 #[tokio::main]
@@ -141,9 +170,11 @@ async fn main() -> Result<()> {
             only = match v.as_deref() {
                 Some("core") => Only::Core,
                 Some("async") => Only::Async,
+                Some("lifecycle") => Only::Lifecycle,
+                Some("workers") => Only::Workers,
                 Some("all") => Only::All,
                 other => bail!(
-                    "--only takes core, async or all, not {:?}; {USAGE}",
+                    "--only takes core, async, lifecycle, workers or all, not {:?}; {USAGE}",
                     other.unwrap_or("")
                 ),
             };
@@ -175,24 +206,28 @@ async fn main() -> Result<()> {
         p.measure,
     );
 
-    let core_rows = if only == Only::Async {
-        Vec::new()
-    } else {
-        run_core(&worker, &p).await?
-    };
-    let async_rows = if only == Only::Core {
-        Vec::new()
-    } else {
-        run_async(&worker, &p).await?
-    };
-    for rows in [&core_rows, &async_rows] {
+    let runs = |o: Only| only == Only::All || only == o;
+    let mut groups = Vec::new();
+    if runs(Only::Core) {
+        groups.push((run_core(&worker, &p).await?, "Ratio to baseline"));
+    }
+    if runs(Only::Async) {
+        groups.push((run_async(&worker, &p).await?, "Ratio to baseline"));
+    }
+    if runs(Only::Lifecycle) {
+        groups.push((run_lifecycle(&worker, &p).await?, "Ratio"));
+    }
+    if runs(Only::Workers) {
+        groups.push((run_workers(&worker, &p).await?, "Ratio to Rust SDK"));
+    }
+    for (rows, ratio_header) in &groups {
         if rows.is_empty() {
             continue;
         }
         println!();
         print_plain(rows);
         println!();
-        print_markdown(rows);
+        print_markdown(rows, ratio_header);
     }
     println!();
     println!("total bench time {:.1?}", started.elapsed());
@@ -1286,6 +1321,766 @@ async fn store_reads(worker: &std::path::Path, p: &Params) -> Result<StoreReads>
     result
 }
 
+// ---------------------------------------------------------------- 10.-11. lifecycle
+
+/// The initializer's known duration in 10b (`SAMPLE_INIT_MS`).
+const INIT_MS: u64 = 200;
+/// Bound on one cold start (spawn → first invocation answered).
+const COLD_START_LIMIT: Duration = Duration::from_secs(20);
+/// Bound on a host's exit after SIGTERM.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// A temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes a JSON file relative to the directory.
+    fn write(&self, rel: &str, value: &Value) -> Result<()> {
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One run of `fnhost start`.
+struct ColdStart {
+    /// Spawn → the "listening" line on stdout.
+    listening: Duration,
+    /// Spawn → the first `POST /admin/functions/echo/invoke` answered 200.
+    first_invoke: Duration,
+    /// Invoke requests sent until one answered 200.
+    attempts: u32,
+    /// SIGTERM → process exit.
+    exit: Duration,
+}
+
+/// `host.json` of the cold-start apps: one instance, and an initializer
+/// when `init` is set.
+fn cold_host_json(init: bool) -> Value {
+    let mut v = host_json(32);
+    if init {
+        v["lifecycle"] = json!({"initializer": {"timeout": "00:00:10"}});
+    }
+    v
+}
+
+/// The last lines of a host's log, for error messages.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// Spawns `fnhost start` on a fresh app and data directory, reads its HTTP
+/// address from stdout, invokes `echo` until it answers 200, then stops it
+/// with SIGTERM and waits for it to exit.
+async fn cold_start_once(fnhost: &std::path::Path, app: &TestApp) -> Result<ColdStart> {
+    use tokio::io::AsyncBufReadExt as _;
+    let scratch = TempDir::new("fnhost-bench-cold")?;
+    let data_dir = scratch.path().join("data");
+    let log_path = scratch.path().join("host.log");
+    let log = std::fs::File::create(&log_path)?;
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new(fnhost)
+        .arg("start")
+        .arg(app.dir())
+        .args(["--port", "0", "--admin-key", ADMIN_KEY, "--data-dir"])
+        .arg(&data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawning {}", fnhost.display()))?;
+    let pid = child.id().context("the host exited at once")?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let run = async {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(COLD_START_LIMIT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("fnhost: listening on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    return addr
+                        .parse::<std::net::SocketAddr>()
+                        .with_context(|| format!("bad address in {line:?}"));
+                }
+            }
+            bail!("the host closed stdout before it was listening")
+        })
+        .await
+        .context("no listening line in time")??;
+        let listening = t0.elapsed();
+        // Keep reading stdout so a later line never meets a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let api = Api::new(addr);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match api
+                .invoke("echo", Bytes::from_static(PAYLOAD.as_bytes()))
+                .await
+            {
+                Ok(r) if r.status == 200 => break,
+                r => {
+                    ensure!(
+                        t0.elapsed() < COLD_START_LIMIT,
+                        "echo did not answer 200 within {COLD_START_LIMIT:?}: last {:?}",
+                        r.map(|r| (r.status, r.text()))
+                    );
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        let first_invoke = t0.elapsed();
+        Ok::<_, anyhow::Error>((listening, first_invoke, attempts, api))
+    }
+    .await;
+    let t1 = Instant::now();
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let exited = tokio::time::timeout(EXIT_LIMIT, child.wait()).await;
+    let exit = t1.elapsed();
+    let (listening, first_invoke, attempts, _api) =
+        run.with_context(|| format!("host log tail:\n{}", log_tail(&log_path)))?;
+    match exited {
+        Ok(Ok(status)) => ensure!(
+            status.success(),
+            "the host exited with {status} after SIGTERM"
+        ),
+        Ok(Err(e)) => bail!("waiting for the host: {e}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            bail!("the host did not exit within {EXIT_LIMIT:?} of SIGTERM");
+        }
+    }
+    Ok(ColdStart {
+        listening,
+        first_invoke,
+        attempts,
+        exit,
+    })
+}
+
+struct ColdStarts {
+    plain: Vec<ColdStart>,
+    init: Vec<ColdStart>,
+}
+
+/// Stats of one field of a series.
+fn stats_of(runs: &[ColdStart], f: fn(&ColdStart) -> Duration) -> Stats {
+    Stats::of(runs.iter().map(f).collect())
+}
+
+fn min_of(runs: &[ColdStart], f: fn(&ColdStart) -> Duration) -> Duration {
+    runs.iter().map(f).min().unwrap_or_default()
+}
+
+/// 10a/10b: `runs` cold starts without and with a 200 ms initializer,
+/// alternating so both series see the same machine load; the first pair is
+/// an untimed warm-up (page cache, first exec).
+async fn cold_starts(worker: &std::path::Path, runs: usize) -> Result<ColdStarts> {
+    let fnhost = fnhost_e2e::binary("fnhost");
+    let (mut plain, mut init) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for i in 0..=runs {
+        let app = TestApp::new(worker, cold_host_json(false));
+        let a = cold_start_once(&fnhost, &app).await.context("cold start")?;
+        let app = TestApp::with_env(
+            worker,
+            cold_host_json(true),
+            json!({"SAMPLE_INIT_MS": INIT_MS.to_string()}),
+        );
+        let b = cold_start_once(&fnhost, &app)
+            .await
+            .context("cold start with an initializer")?;
+        if i > 0 {
+            plain.push(a);
+            init.push(b);
+        }
+    }
+    Ok(ColdStarts { plain, init })
+}
+
+impl ColdStarts {
+    /// p50 with init − 200 ms − p50 without, in ms (may be negative).
+    fn overhead_p50_ms(&self) -> f64 {
+        let first = |r: &ColdStart| r.first_invoke;
+        stats_of(&self.init, first).p50.as_secs_f64() * 1e3
+            - INIT_MS as f64
+            - stats_of(&self.plain, first).p50.as_secs_f64() * 1e3
+    }
+
+    /// The same from the minima (the least disturbed runs).
+    fn overhead_min_ms(&self) -> f64 {
+        let first = |r: &ColdStart| r.first_invoke;
+        min_of(&self.init, first).as_secs_f64() * 1e3
+            - INIT_MS as f64
+            - min_of(&self.plain, first).as_secs_f64() * 1e3
+    }
+}
+
+struct Replacement {
+    /// `HostHandle::kill` called → a ready instance with a new id.
+    ready: Stats,
+    /// `kill` called → it answered.
+    ack: Stats,
+    /// `kill` called → the sleeping invocation's result (`Killed`).
+    result: Stats,
+    not_killed: usize,
+}
+
+/// 11: `runs` times, puts a `sleep 60000` invocation on the one instance,
+/// kills it with `HostHandle::kill` and times until a replacement instance
+/// (a different worker id) is ready.
+async fn replacement_ready(worker: &std::path::Path, runs: usize) -> Result<Replacement> {
+    let app = TestApp::new(worker, host_json(32));
+    let host = app.start(1).await;
+    let handle = host.handle().clone();
+    let result = async {
+        let (mut ready, mut ack, mut ended, mut not_killed) =
+            (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..runs {
+            let status = handle.status().await.context("host status")?;
+            let old = status
+                .workers
+                .iter()
+                .find(|w| w.state == "ready")
+                .map(|w| w.worker_id.clone())
+                .context("no ready worker before the kill")?;
+            let inv = handle.submit("sleep", text("60000")).await?;
+            wait_in_flight(&handle, 1, Duration::from_secs(10)).await?;
+            // Let the request reach the worker.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let t0 = Instant::now();
+            let answer = handle.kill(&inv.id).await;
+            ack.push(t0.elapsed());
+            ensure!(answer == CancelResponse::Forced, "kill answered {answer:?}");
+            // Poll every 1 ms until a ready instance with a new id shows.
+            let deadline = t0 + Duration::from_secs(20);
+            loop {
+                let s = handle.status().await.context("host status")?;
+                if s.workers
+                    .iter()
+                    .any(|w| w.state == "ready" && w.worker_id != old)
+                {
+                    ready.push(t0.elapsed());
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "no replacement instance ready 20 s after the kill: {:?}",
+                    s.workers
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), inv.result()).await {
+                Ok(Ok(r)) if r.outcome == Outcome::Killed => ended.push(t0.elapsed()),
+                _ => not_killed += 1,
+            }
+        }
+        Ok::<_, anyhow::Error>(Replacement {
+            ready: Stats::of(ready),
+            ack: Stats::of(ack),
+            result: Stats::of(ended),
+            not_killed,
+        })
+    }
+    .await;
+    host.shutdown().await;
+    result
+}
+
+/// Scenarios 10.-11.
+async fn run_lifecycle(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>> {
+    let cold = cold_starts(worker, p.lifecycle_runs).await?;
+    for (label, runs) in [
+        ("without initializer", &cold.plain),
+        ("with a 200 ms initializer", &cold.init),
+    ] {
+        let first = stats_of(runs, |r| r.first_invoke);
+        let listening = stats_of(runs, |r| r.listening);
+        let exit = stats_of(runs, |r| r.exit);
+        println!(
+            "[10] cold start {label} ({} runs): first invoke p50 {:?} min {:?} max {:?}; listening p50 {:?}; invoke attempts max {}; SIGTERM → exit p50 {:?} max {:?}",
+            first.n,
+            first.p50,
+            min_of(runs, |r| r.first_invoke),
+            first.max,
+            listening.p50,
+            runs.iter().map(|r| r.attempts).max().unwrap_or(0),
+            exit.p50,
+            exit.max,
+        );
+    }
+    println!(
+        "[10] initializer overhead: p50 {:.1} ms, from minima {:.1} ms",
+        cold.overhead_p50_ms(),
+        cold.overhead_min_ms()
+    );
+    let repl = replacement_ready(worker, p.lifecycle_runs).await?;
+    println!(
+        "[11] kill → replacement ready ({} runs): p50 {:?} max {:?}; kill ack p50 {:?}; kill → Killed result p50 {:?} ({} not killed)",
+        repl.ready.n, repl.ready.p50, repl.ready.max, repl.ack.p50, repl.result.p50, repl.not_killed
+    );
+    Ok(lifecycle_table(&cold, &repl))
+}
+
+fn lifecycle_table(cold: &ColdStarts, repl: &Replacement) -> Vec<Row> {
+    let first = |r: &ColdStart| r.first_invoke;
+    let listening = |r: &ColdStart| r.listening;
+    let mut rows = Vec::new();
+    for (name, runs, target) in [
+        ("10a. cold start, Rust worker", &cold.plain, Some(150)),
+        (
+            "10b. cold start, Rust worker, 200 ms initializer",
+            &cold.init,
+            None,
+        ),
+    ] {
+        let s = stats_of(runs, first);
+        rows.push(Row {
+            scenario: format!("{name} ({} runs, spawn → first invoke 200)", s.n),
+            figure: format!(
+                "p50 {} / min {} / max {} (listening p50 {})",
+                ms(s.p50),
+                ms(min_of(runs, first)),
+                ms(s.max),
+                ms(stats_of(runs, listening).p50)
+            ),
+            ratio: "-".into(),
+            target: target.map_or("-".into(), |t| format!("p50 < {t} ms")),
+            verdict: target.map_or("-", |t| verdict(s.p50 < Duration::from_millis(t))),
+        });
+    }
+    let overhead = cold.overhead_p50_ms();
+    rows.push(Row {
+        scenario: "10c. initializer overhead (10b − 200 ms − 10a)".into(),
+        figure: format!(
+            "{overhead:.1} ms at p50 ({:.1} ms from minima)",
+            cold.overhead_min_ms()
+        ),
+        ratio: "-".into(),
+        target: "< 20 ms".into(),
+        verdict: verdict(overhead < 20.0),
+    });
+    rows.push(Row {
+        scenario: format!(
+            "11. kill → replacement instance ready, Rust worker ({} runs)",
+            repl.ready.n
+        ),
+        figure: format!(
+            "p50 {} / max {} (kill ack p50 {}, Killed result p50 {}, {} not killed)",
+            ms(repl.ready.p50),
+            ms(repl.ready.max),
+            ms(repl.ack.p50),
+            ms(repl.result.p50),
+            repl.not_killed
+        ),
+        ratio: "-".into(),
+        target: "p50 < 100 ms".into(),
+        verdict: verdict(repl.ready.p50 < Duration::from_millis(100) && repl.not_killed == 0),
+    });
+    rows
+}
+
+// ---------------------------------------------------------------- 12. workers
+
+/// Concurrent callers per worker in scenario 12.
+const WORKER_CALLERS: usize = 32;
+
+/// The repository root (this crate's parent).
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| ".".into(), std::path::Path::to_path_buf)
+}
+
+/// Copies files recursively, skipping caches and host data.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "__pycache__" || name == ".fnhost-data" || name == "node_modules" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `host.json` of scenario 12: one instance, room for every caller, a short
+/// terminate grace (the published worker ignores `WorkerTerminate`).
+fn workers_host_json() -> Value {
+    json!({
+        "version": "2.0",
+        "functionTimeout": "00:05:00",
+        "workers": {
+            "processCount": 1,
+            "maxConcurrentInvocations": 64,
+            "maxQueueLength": 100_000,
+            "cancelGracePeriod": "00:00:02",
+            "terminateGracePeriod": "00:00:00.500",
+        }
+    })
+}
+
+fn http_function() -> Value {
+    json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"], "authLevel": "anonymous"},
+        {"type": "http", "direction": "out", "name": "$return"}
+    ]})
+}
+
+/// A worker's app in a temporary directory, or why it cannot be built.
+enum Prepared {
+    App(TempDir),
+    /// The setup script to run (and what is missing).
+    Missing(String),
+}
+
+fn missing(paths: &[std::path::PathBuf], script: &str) -> Option<Prepared> {
+    paths.iter().find(|p| !p.is_file()).map(|p| {
+        Prepared::Missing(format!(
+            "{} is missing: run {script}",
+            p.strip_prefix(repo_root()).unwrap_or(p).display()
+        ))
+    })
+}
+
+/// The Rust SDK sample worker with just `echo`.
+fn rust_app(worker: &std::path::Path) -> Result<Prepared> {
+    let dir = TempDir::new("fnhost-bench-rust")?;
+    dir.write("host.json", &workers_host_json())?;
+    dir.write(
+        "worker.config.json",
+        &json!({"description": {
+            "language": "rust",
+            "defaultExecutablePath": worker.display().to_string(),
+            "argumentStyle": "both",
+        }}),
+    )?;
+    dir.write("echo/function.json", &http_function())?;
+    Ok(Prepared::App(dir))
+}
+
+/// A copy of `sample-workers/python-app` run by the SDK's venv.
+fn python_sdk_app() -> Result<Prepared> {
+    let sdk = repo_root().join("sample-workers/python");
+    let python = sdk.join(".venv/bin/python");
+    let script = "sample-workers/python/setup.sh";
+    if let Some(m) = missing(
+        &[
+            python.clone(),
+            sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py"),
+        ],
+        script,
+    ) {
+        return Ok(m);
+    }
+    let dir = TempDir::new("fnhost-bench-pysdk")?;
+    copy_dir(&repo_root().join("sample-workers/python-app"), dir.path())?;
+    dir.write("host.json", &workers_host_json())?;
+    dir.write(
+        "worker.config.json",
+        &json!({"description": {
+            "language": "python",
+            "defaultExecutablePath": python.display().to_string(),
+            "defaultWorkerPath": "function_app.py",
+            "argumentStyle": "both",
+        }}),
+    )?;
+    Ok(Prepared::App(dir))
+}
+
+/// `echo` of `sample-workers/node-app`, its script by absolute path.
+fn node_sdk_app() -> Result<Prepared> {
+    let workers = repo_root().join("sample-workers");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(node) = std::env::split_paths(&path)
+        .map(|p| p.join("node"))
+        .find(|p| p.is_file())
+    else {
+        return Ok(Prepared::Missing(
+            "`node` is not on PATH: install Node.js 18+, then run sample-workers/node/setup.sh"
+                .into(),
+        ));
+    };
+    let script = workers.join("node-app/index.js");
+    if let Some(m) = missing(
+        &[
+            workers.join("node/node_modules/@grpc/grpc-js/package.json"),
+            script.clone(),
+        ],
+        "sample-workers/node/setup.sh",
+    ) {
+        return Ok(m);
+    }
+    let dir = TempDir::new("fnhost-bench-node")?;
+    dir.write("host.json", &workers_host_json())?;
+    dir.write(
+        "worker.config.json",
+        &json!({"description": {
+            "language": "node",
+            "defaultExecutablePath": node.display().to_string(),
+            "defaultWorkerPath": script.display().to_string(),
+            "argumentStyle": "both",
+        }}),
+    )?;
+    dir.write("echo/function.json", &http_function())?;
+    Ok(Prepared::App(dir))
+}
+
+/// `echo` of `sample-workers/published-python-app` with the sample's launch
+/// settings, the venv's python by absolute path.
+fn published_python_app() -> Result<Prepared> {
+    let root = repo_root();
+    let venv = root.join("sample-workers/published-python/.venv");
+    let python = venv.join("bin/python");
+    if let Some(m) = missing(
+        &[python.clone(), venv.join(".fnhost-setup")],
+        "sample-workers/published-python/setup.sh",
+    ) {
+        return Ok(m);
+    }
+    let src = root.join("sample-workers/published-python-app");
+    let dir = TempDir::new("fnhost-bench-pubpy")?;
+    copy_dir(&src.join("echo"), &dir.path().join("echo"))?;
+    let mut worker: Value = serde_json::from_slice(&std::fs::read(src.join("worker.config.json"))?)
+        .context("published-python-app/worker.config.json")?;
+    worker["description"]["defaultExecutablePath"] = json!(python.display().to_string());
+    dir.write("worker.config.json", &worker)?;
+    dir.write("host.json", &workers_host_json())?;
+    Ok(Prepared::App(dir))
+}
+
+/// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: &str, ticks_per_s: f64) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64((utime + stime) / ticks_per_s))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, else 100).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// One worker's row of scenario 12.
+struct WorkerRate {
+    name: &'static str,
+    outcome: WorkerOutcome,
+}
+
+enum WorkerOutcome {
+    Measured {
+        rate: Throughput,
+        /// Worker CPU over the whole run (warm-up included), in cores.
+        worker_cpu: Option<f64>,
+        /// Host (bench process) CPU over the same span, in cores.
+        host_cpu: Option<f64>,
+    },
+    Skipped(String),
+    Failed(String),
+}
+
+/// Starts an in-process host on `app`, checks `POST /api/echo` answers its
+/// body, then runs the closed loop from 32 callers.
+async fn measure_worker(app: &std::path::Path, p: &Params) -> Result<WorkerOutcome> {
+    let config = fnhost::config::AppConfig::load(app).context("loading the app")?;
+    let host = fnhost::Host::start(HostOptions::loopback(config, ADMIN_KEY))
+        .await
+        .context("host start")?;
+    let result = async {
+        ensure!(
+            host.handle().wait_ready(1, Duration::from_secs(60)).await,
+            "the worker did not become ready within 60 s (FNHOST_BENCH_LOG=info shows its output)"
+        );
+        let api = Api::new(host.http_addr());
+        let r = api
+            .request(
+                "POST",
+                "/api/echo",
+                Bytes::from_static(PAYLOAD.as_bytes()),
+                None,
+            )
+            .await?;
+        ensure!(
+            r.status == 200 && r.body == PAYLOAD.as_bytes(),
+            "POST /api/echo answered {} {:?}",
+            r.status,
+            r.text()
+        );
+        let pid = worker_pid(host.handle()).await?.to_string();
+        let ticks = clock_ticks();
+        let (w0, h0, t0) = (
+            cpu_time(&pid, ticks),
+            cpu_time("self", ticks),
+            Instant::now(),
+        );
+        let rate = closed_loop(WORKER_CALLERS, p, move || {
+            let api = api.clone();
+            async move {
+                matches!(
+                    api.request("POST", "/api/echo", Bytes::from_static(PAYLOAD.as_bytes()), None)
+                        .await,
+                    Ok(r) if r.status == 200
+                )
+            }
+        })
+        .await?;
+        let wall = t0.elapsed().as_secs_f64();
+        let cores = |a: Option<Duration>, b: Option<Duration>| {
+            Some((b?.as_secs_f64() - a?.as_secs_f64()) / wall)
+        };
+        Ok(WorkerOutcome::Measured {
+            rate,
+            worker_cpu: cores(w0, cpu_time(&pid, ticks)),
+            host_cpu: cores(h0, cpu_time("self", ticks)),
+        })
+    }
+    .await;
+    host.shutdown().await;
+    result
+}
+
+/// Scenario 12.
+async fn run_workers(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>> {
+    type Build<'a> = Box<dyn Fn() -> Result<Prepared> + 'a>;
+    let workers: [(&'static str, Build<'_>); 4] = [
+        (
+            "Rust SDK (fnhost-sample-worker)",
+            Box::new(|| rust_app(worker)),
+        ),
+        (
+            "Python SDK (sample-workers/python-app)",
+            Box::new(python_sdk_app),
+        ),
+        ("Node SDK (sample-workers/node-app)", Box::new(node_sdk_app)),
+        (
+            "published Python worker (azure-functions-worker)",
+            Box::new(published_python_app),
+        ),
+    ];
+    let mut rates = Vec::new();
+    for (name, build) in workers {
+        let outcome = match build() {
+            Ok(Prepared::Missing(why)) => WorkerOutcome::Skipped(why),
+            Ok(Prepared::App(dir)) => measure_worker(dir.path(), p)
+                .await
+                .unwrap_or_else(|e| WorkerOutcome::Failed(format!("{e:#}"))),
+            Err(e) => WorkerOutcome::Failed(format!("{e:#}")),
+        };
+        match &outcome {
+            WorkerOutcome::Measured {
+                rate,
+                worker_cpu,
+                host_cpu,
+            } => println!(
+                "[12] {name}: {:.0} inv/s ({} errors); worker CPU {} cores, host+bench {} cores",
+                rate.rate,
+                rate.errors,
+                worker_cpu.map_or("?".into(), |c| format!("{c:.2}")),
+                host_cpu.map_or("?".into(), |c| format!("{c:.2}")),
+            ),
+            WorkerOutcome::Skipped(why) => println!("[12] {name}: SKIPPED, {why}"),
+            WorkerOutcome::Failed(e) => println!("[12] {name}: FAILED: {e}"),
+        }
+        rates.push(WorkerRate { name, outcome });
+    }
+    Ok(workers_table(&rates))
+}
+
+fn workers_table(rates: &[WorkerRate]) -> Vec<Row> {
+    let rate_of = |i: usize| match rates.get(i).map(|r| &r.outcome) {
+        Some(WorkerOutcome::Measured { rate, .. }) => Some(rate.rate),
+        _ => None,
+    };
+    let rust = rate_of(0);
+    let (py_sdk, published) = (rate_of(1), rate_of(3));
+    let mut rows = Vec::new();
+    for (i, r) in rates.iter().enumerate() {
+        let scenario = format!(
+            "12{}. POST /api/echo, {} ({WORKER_CALLERS} callers, 1 instance)",
+            (b'a' + i as u8) as char,
+            r.name
+        );
+        let (figure, ratio) = match &r.outcome {
+            WorkerOutcome::Measured {
+                rate,
+                worker_cpu,
+                host_cpu,
+            } => (
+                format!(
+                    "{:.0} inv/s ({} errors; worker CPU {} cores, host {})",
+                    rate.rate,
+                    rate.errors,
+                    worker_cpu.map_or("?".into(), |c| format!("{c:.2}")),
+                    host_cpu.map_or("?".into(), |c| format!("{c:.2}")),
+                ),
+                rust.map_or("-".into(), |base| format!("{:.2}", rate.rate / base)),
+            ),
+            WorkerOutcome::Skipped(why) => (format!("skipped: {why}"), "-".into()),
+            WorkerOutcome::Failed(e) => (format!("FAILED: {e}"), "-".into()),
+        };
+        let (target, verdict_) = match i {
+            1 => (
+                ">= published Python".to_string(),
+                match (py_sdk, published) {
+                    (Some(a), Some(b)) => verdict(a >= b),
+                    _ => "-",
+                },
+            ),
+            _ => ("-".to_string(), "-"),
+        };
+        rows.push(Row {
+            scenario,
+            figure,
+            ratio,
+            target,
+            verdict: verdict_,
+        });
+    }
+    rows
+}
+
 // ---------------------------------------------------------------- report
 
 struct Row {
@@ -1539,8 +2334,8 @@ fn print_plain(rows: &[Row]) {
     }
 }
 
-fn print_markdown(rows: &[Row]) {
-    println!("| Scenario | Figure | Ratio to baseline | Target | Result |");
+fn print_markdown(rows: &[Row], ratio_header: &str) {
+    println!("| Scenario | Figure | {ratio_header} | Target | Result |");
     println!("|---|---|---:|---|---|");
     for r in rows {
         println!(

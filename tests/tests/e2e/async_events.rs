@@ -193,8 +193,18 @@ async fn forced_terminate_aborts_with_439_and_retries_the_neighbour() {
     assert_eq!(e["statusCode"], 439);
     let n = wait_status(&api, &neighbour, "FINISHED").await;
     assert_eq!(
-        n["attempts"], 2,
-        "the platform ended it, so it ran again: {n}"
+        n["attempts"], 1,
+        "a platform-ended attempt is not charged: {n}"
+    );
+    let lines = logs(&api, &neighbour).await;
+    let starts = lines.iter().filter(|l| l.contains("Invoke Start")).count();
+    assert_eq!(
+        starts, 2,
+        "the platform ended it, so it ran again: {lines:?}"
+    );
+    assert!(
+        n["error"].is_null(),
+        "a finished event carries no stale error: {n}"
     );
     let (code, body) = terminate(&api, &target, false).await;
     assert_eq!(code, 200);

@@ -299,7 +299,15 @@ async fn an_instance_that_stops_answering_status_requests_is_recycled() {
     wait_until(
         "a recycle for liveness",
         Duration::from_secs(10),
-        || async { h.status().await.unwrap().lifecycle.status_recycles >= 1 },
+        || async {
+            let s = h.status().await.unwrap();
+            s.lifecycle.status_recycles >= 1
+                && s.slots[0]
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("WorkerStatusRequest")
+        },
     )
     .await;
     let s = h.status().await.unwrap();
@@ -316,5 +324,29 @@ async fn an_instance_that_stops_answering_status_requests_is_recycled() {
     let r = h.invoke("echo", text("x")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded);
     assert_ne!(r.worker_id.as_deref(), Some(first.as_str()));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn work_queued_behind_a_killed_invocation_waits_for_the_replacement() {
+    init_logs();
+    let app =
+        TestApp::sample(json!({"workers": {"processCount": 1, "maxConcurrentInvocations": 1}}));
+    let host = app.start(1).await;
+    let h = host.handle().clone();
+    let victim = h.submit("sleep", text("60000")).await.unwrap();
+    wait_until("the victim to run", Duration::from_secs(10), || async {
+        h.status().await.unwrap().in_flight == 1
+    })
+    .await;
+    let queued = h.submit("echo", text("still served")).await.unwrap();
+    wait_until("one queued", Duration::from_secs(10), || async {
+        h.status().await.unwrap().queued == 1
+    })
+    .await;
+    assert_eq!(h.kill(&victim.id).await, fnhost::CancelResponse::Forced);
+    assert_eq!(victim.result().await.unwrap().outcome, Outcome::Killed);
+    let r = queued.result().await.unwrap();
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     host.shutdown().await;
 }
