@@ -75,6 +75,26 @@ impl TestApp {
         app
     }
 
+    /// A copy of `sample-workers/<sample>` (the sample app of another
+    /// language) with `host_json` as its `host.json`; `worker` may rewrite
+    /// its `worker.config.json` (e.g. to name the executable by absolute
+    /// path, since the copy no longer sits beside the SDK).
+    pub fn copy_of_sample(sample: &str, host_json: Value, worker: impl FnOnce(&mut Value)) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("fnhost-app-{sample}-{}", uuid::Uuid::new_v4()));
+        copy_dir(&repo_root().join("sample-workers").join(sample), &dir);
+        let app = Self { dir };
+        let mut config: Value = serde_json::from_slice(
+            &std::fs::read(app.dir.join("worker.config.json"))
+                .expect("the sample has a worker.config.json"),
+        )
+        .expect("worker.config.json is JSON");
+        worker(&mut config);
+        app.write("worker.config.json", &config);
+        app.write("host.json", &host_json);
+        app
+    }
+
     /// The Rust sample worker app.
     pub fn sample(host_json: Value) -> Self {
         Self::new(&binary("fnhost-sample-worker"), host_json)
@@ -125,6 +145,33 @@ impl TestApp {
             "{ready} worker instance(s) did not become ready"
         );
         host
+    }
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Copies a directory tree, skipping caches, dependencies and host data.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
+    {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if name == "__pycache__" || name == ".fnhost-data" || name == "node_modules" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
 

@@ -102,8 +102,9 @@ impl Dispatcher {
             }
             _ => {}
         }
-        let timeout = self.registry.timeout(&name);
-        let timeout_key = Some(self.timers.insert(Timer::Timeout(id.clone()), timeout));
+        // The function timeout limits execution: it starts at dispatch, so
+        // waiting for a free or starting instance does not use it up.
+        let timeout_key = None;
         let inv = Invocation {
             id: id.clone(),
             function: name,
@@ -202,6 +203,10 @@ impl Dispatcher {
             ..InvocationRequest::default()
         };
         inv.attempt += 1;
+        inv.timeout_key = Some(
+            self.timers
+                .insert(Timer::Timeout(id.to_string()), entry.timeout),
+        );
         inv.state = InvState::Running {
             worker: worker.to_string(),
         };

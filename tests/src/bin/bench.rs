@@ -1539,6 +1539,65 @@ impl ColdStarts {
     }
 }
 
+/// 10d: in-process `Host::start` → `wait_ready(1)`, without and with the
+/// initializer (alternating, first pair untimed): the worker's own path
+/// to ready, which the cold start of 10a may hide behind host start-up.
+struct InProcessReady {
+    plain: Stats,
+    init: Stats,
+    /// `SqliteStore::open` of a fresh `events.db`, which `Host::start` does
+    /// before it serves HTTP.
+    store_open: Stats,
+}
+
+impl InProcessReady {
+    /// p50 with init − 200 ms − p50 without, in ms.
+    fn overhead_ms(&self) -> f64 {
+        self.init.p50.as_secs_f64() * 1e3 - INIT_MS as f64 - self.plain.p50.as_secs_f64() * 1e3
+    }
+}
+
+async fn in_process_ready(worker: &std::path::Path, runs: usize) -> Result<InProcessReady> {
+    let (mut plain, mut init, mut store_open) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=runs {
+        for with_init in [false, true] {
+            let env = if with_init {
+                json!({"SAMPLE_INIT_MS": INIT_MS.to_string()})
+            } else {
+                json!({})
+            };
+            let app = TestApp::with_env(worker, cold_host_json(with_init), env);
+            let config = app.config();
+            let t0 = Instant::now();
+            let host = fnhost::Host::start(HostOptions::loopback(config, ADMIN_KEY))
+                .await
+                .context("host start")?;
+            let ready = host.handle().wait_ready(1, COLD_START_LIMIT).await;
+            let took = t0.elapsed();
+            host.shutdown().await;
+            ensure!(
+                ready,
+                "the worker did not become ready in {COLD_START_LIMIT:?}"
+            );
+            if i > 0 {
+                if with_init { &mut init } else { &mut plain }.push(took);
+            }
+        }
+        let scratch = TempDir::new("fnhost-bench-store")?;
+        let db = scratch.path().join("events.db");
+        let t0 = Instant::now();
+        tokio::task::spawn_blocking(move || SqliteStore::open(&db)).await??;
+        if i > 0 {
+            store_open.push(t0.elapsed());
+        }
+    }
+    Ok(InProcessReady {
+        plain: Stats::of(plain),
+        init: Stats::of(init),
+        store_open: Stats::of(store_open),
+    })
+}
+
 struct Replacement {
     /// `HostHandle::kill` called → a ready instance with a new id.
     ready: Stats,
@@ -1637,15 +1696,25 @@ async fn run_lifecycle(worker: &std::path::Path, p: &Params) -> Result<Vec<Row>>
         cold.overhead_p50_ms(),
         cold.overhead_min_ms()
     );
+    let inproc = in_process_ready(worker, p.lifecycle_runs).await?;
+    println!(
+        "[10] in-process Host::start → worker ready ({} runs): p50 {:?} without initializer, {:?} with; overhead {:.1} ms; fresh SqliteStore::open p50 {:?} max {:?}",
+        inproc.plain.n,
+        inproc.plain.p50,
+        inproc.init.p50,
+        inproc.overhead_ms(),
+        inproc.store_open.p50,
+        inproc.store_open.max,
+    );
     let repl = replacement_ready(worker, p.lifecycle_runs).await?;
     println!(
         "[11] kill → replacement ready ({} runs): p50 {:?} max {:?}; kill ack p50 {:?}; kill → Killed result p50 {:?} ({} not killed)",
         repl.ready.n, repl.ready.p50, repl.ready.max, repl.ack.p50, repl.result.p50, repl.not_killed
     );
-    Ok(lifecycle_table(&cold, &repl))
+    Ok(lifecycle_table(&cold, &inproc, &repl))
 }
 
-fn lifecycle_table(cold: &ColdStarts, repl: &Replacement) -> Vec<Row> {
+fn lifecycle_table(cold: &ColdStarts, inproc: &InProcessReady, repl: &Replacement) -> Vec<Row> {
     let first = |r: &ColdStart| r.first_invoke;
     let listening = |r: &ColdStart| r.listening;
     let mut rows = Vec::new();
@@ -1681,6 +1750,22 @@ fn lifecycle_table(cold: &ColdStarts, repl: &Replacement) -> Vec<Row> {
         ),
         ratio: "-".into(),
         target: "< 20 ms".into(),
+        verdict: verdict(overhead < 20.0),
+    });
+    let overhead = inproc.overhead_ms();
+    rows.push(Row {
+        scenario: format!(
+            "10d. in-process Host::start → worker ready ({} runs each)",
+            inproc.plain.n
+        ),
+        figure: format!(
+            "p50 {} without / {} with initializer: overhead {overhead:.1} ms (fresh SqliteStore::open p50 {})",
+            ms(inproc.plain.p50),
+            ms(inproc.init.p50),
+            ms(inproc.store_open.p50)
+        ),
+        ratio: "-".into(),
+        target: "overhead < 20 ms".into(),
         verdict: verdict(overhead < 20.0),
     });
     rows.push(Row {

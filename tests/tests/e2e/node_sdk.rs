@@ -6,24 +6,16 @@
 //! Needs Node.js on `PATH` and the SDK's dependencies installed with
 //! `sample-workers/node/setup.sh`; the tests fail (not skip) otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fnhost::{CancelReason, CancelResponse, InvocationInput, Outcome};
-use fnhost_e2e::{init_logs, Api, ADMIN_KEY};
+use fnhost_e2e::{init_logs, repo_root, Api, TestApp};
 use fnhost_proto::rpc::TypedData;
 use serde_json::{json, Value};
 
 fn text(s: &str) -> InvocationInput {
     InvocationInput::new(TypedData::string(s))
-}
-
-/// `sample-workers/` in this repository.
-fn sample_workers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../sample-workers")
-        .canonicalize()
-        .expect("sample-workers/ exists")
 }
 
 /// The `node` executable on `PATH`, as an absolute path.
@@ -37,102 +29,35 @@ fn node_executable() -> PathBuf {
         })
 }
 
-/// The Node sample app's entry script, after checking the SDK's dependencies
-/// are installed.
-fn node_entry_script() -> PathBuf {
-    let workers = sample_workers();
-    let grpc = workers.join("node/node_modules/@grpc/grpc-js/package.json");
+/// A copy of `sample-workers/node-app` launched with `argument_style`,
+/// after checking the SDK's dependencies are installed.
+fn node_app_with_style(host_json: Value, argument_style: &str) -> TestApp {
+    let grpc = repo_root().join("sample-workers/node/node_modules/@grpc/grpc-js/package.json");
     assert!(
         grpc.is_file(),
         "the Node worker SDK's dependencies are not installed ({} is missing): \
          run sample-workers/node/setup.sh",
         grpc.display()
     );
-    let script = workers.join("node-app/index.js");
-    assert!(script.is_file(), "{} is missing", script.display());
-    script
+    let script = repo_root().join("sample-workers/node-app/index.js");
+    let node = node_executable();
+    TestApp::copy_of_sample("node-app", host_json, |w| {
+        w["description"]["defaultExecutablePath"] = json!(node.display().to_string());
+        // The SDK is found relative to the entry script: run the original.
+        w["description"]["defaultWorkerPath"] = json!(script.display().to_string());
+        w["description"]["argumentStyle"] = json!(argument_style);
+    })
 }
 
-/// A Node function app in a temporary directory, removed on drop.
-struct NodeApp {
-    dir: PathBuf,
-}
-
-impl NodeApp {
-    /// The sample functions with `argumentStyle: "both"`.
-    fn new(host_json: Value) -> Self {
-        Self::with_style(host_json, "both")
-    }
-
-    /// The sample functions: `echo` and `sleep` with HTTP triggers, the rest
-    /// manual; the worker launched with the given argument style.
-    fn with_style(host_json: Value, argument_style: &str) -> Self {
-        let script = node_entry_script();
-        let dir = std::env::temp_dir().join(format!("fnhost-node-app-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create app dir");
-        let app = Self { dir };
-        app.write("host.json", &host_json);
-        app.write(
-            "worker.config.json",
-            &json!({"description": {
-                "language": "node",
-                "defaultExecutablePath": node_executable().display().to_string(),
-                "defaultWorkerPath": script.display().to_string(),
-                "argumentStyle": argument_style,
-            }}),
-        );
-        let http = json!({"bindings": [
-            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"]},
-            {"type": "http", "direction": "out", "name": "$return"}
-        ]});
-        let manual =
-            json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
-        app.function("echo", &http);
-        app.function("sleep", &http);
-        for f in ["spin", "panic", "crash", "fail", "log"] {
-            app.function(f, &manual);
-        }
-        app
-    }
-
-    fn function(&self, name: &str, json: &Value) {
-        self.write(&format!("{name}/function.json"), json);
-    }
-
-    fn write(&self, rel: &str, json: &Value) {
-        let path = self.dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, serde_json::to_vec_pretty(json).expect("json")).expect("write file");
-    }
-
-    /// Starts an in-process host and waits until `ready` instances are ready.
-    async fn start(&self, ready: usize) -> fnhost::Host {
-        let config = fnhost::config::AppConfig::load(&self.dir).expect("valid Node test app");
-        let host = fnhost::Host::start(fnhost::HostOptions::loopback(config, ADMIN_KEY))
-            .await
-            .expect("host starts");
-        assert!(
-            host.handle()
-                .wait_ready(ready, Duration::from_secs(20))
-                .await,
-            "{ready} Node worker instance(s) did not become ready"
-        );
-        host
-    }
-}
-
-impl Drop for NodeApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The Node sample app with `argumentStyle: "both"`.
+fn node_app(host_json: Value) -> TestApp {
+    node_app_with_style(host_json, "both")
 }
 
 #[tokio::test]
 async fn node_echo_answers_through_the_trigger_route_and_the_admin_route() {
     init_logs();
-    let app = NodeApp::new(json!({}));
+    let app = node_app(json!({}));
     let host = app.start(1).await;
     let api = Api::new(host.http_addr());
 
@@ -161,7 +86,7 @@ async fn node_echo_answers_through_the_trigger_route_and_the_admin_route() {
 async fn node_worker_accepts_each_launch_argument_style() {
     init_logs();
     for style in ["classic", "functions", "both"] {
-        let app = NodeApp::with_style(json!({}), style);
+        let app = node_app_with_style(json!({}), style);
         let host = app.start(1).await;
         let r = host.handle().invoke("echo", text(style)).await.unwrap();
         assert_eq!(r.outcome, Outcome::Succeeded, "style {style}: {r:?}");
@@ -172,7 +97,7 @@ async fn node_worker_accepts_each_launch_argument_style() {
 #[tokio::test]
 async fn node_timeout_on_sleep_is_cancelled_by_the_worker_within_the_grace() {
     init_logs();
-    let app = NodeApp::new(json!({
+    let app = node_app(json!({
         "functionTimeout": "00:00:00.500",
         "workers": {"cancelGracePeriod": "00:00:05"}
     }));
@@ -211,7 +136,7 @@ async fn node_timeout_on_sleep_is_cancelled_by_the_worker_within_the_grace() {
 #[tokio::test]
 async fn node_explicit_cancels_reach_the_handler_even_when_racing_the_request() {
     init_logs();
-    let app = NodeApp::new(json!({}));
+    let app = node_app(json!({}));
     let host = app.start(1).await;
     let h = host.handle().clone();
     for _ in 0..20 {
@@ -235,7 +160,7 @@ async fn node_explicit_cancels_reach_the_handler_even_when_racing_the_request() 
 #[tokio::test]
 async fn node_spin_that_ignores_cancel_is_killed_after_the_grace_and_replaced() {
     init_logs();
-    let app = NodeApp::new(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
+    let app = node_app(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
     app.function(
         "spin",
         &json!({"functionTimeout": "00:00:00.500",
@@ -273,7 +198,7 @@ async fn node_spin_that_ignores_cancel_is_killed_after_the_grace_and_replaced() 
 #[tokio::test]
 async fn node_exceptions_and_failures_fail_with_their_messages() {
     init_logs();
-    let app = NodeApp::new(json!({}));
+    let app = node_app(json!({}));
     let host = app.start(1).await;
     let api = Api::new(host.http_addr());
     let r = api.invoke("panic", "boom").await.unwrap();
@@ -306,7 +231,7 @@ async fn node_exceptions_and_failures_fail_with_their_messages() {
 #[tokio::test]
 async fn node_user_logs_reach_the_host_tied_to_their_invocation() {
     init_logs();
-    let app = NodeApp::new(json!({}));
+    let app = node_app(json!({}));
     let host = app.start(1).await;
     let r = host.handle().invoke("log", text("x")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
@@ -319,7 +244,7 @@ async fn node_user_logs_reach_the_host_tied_to_their_invocation() {
 #[tokio::test]
 async fn node_crash_fails_its_invocation_and_the_worker_restarts() {
     init_logs();
-    let app = NodeApp::new(json!({}));
+    let app = node_app(json!({}));
     let host = app.start(1).await;
     let h = host.handle().clone();
     let first = h.status().await.unwrap().workers[0].worker_id.clone();
@@ -339,7 +264,7 @@ async fn node_crash_fails_its_invocation_and_the_worker_restarts() {
 #[tokio::test]
 async fn node_runs_twenty_sleeps_concurrently_on_one_instance() {
     init_logs();
-    let app = NodeApp::new(json!({
+    let app = node_app(json!({
         "workers": {"processCount": 1, "maxConcurrentInvocations": 100}
     }));
     let host = app.start(1).await;

@@ -5,23 +5,14 @@
 //! Needs the worker's venv: run `sample-workers/published-python/setup.sh`.
 //! Without it these tests fail (they do not skip).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fnhost_e2e::{init_logs, Api, HttpReply};
+use fnhost_e2e::{init_logs, repo_root, Api, HttpReply, TestApp};
 use serde_json::{json, Value};
 
-const APP: &str = "sample-workers/published-python-app";
 const VENV_PYTHON: &str = "sample-workers/published-python/.venv/bin/python";
-const FUNCTIONS: &[&str] = &["echo", "sleep", "spin", "exception", "crash"];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
 
 /// The venv's interpreter; panics with the fix when setup has not run.
 fn venv_python() -> PathBuf {
@@ -37,66 +28,32 @@ fn venv_python() -> PathBuf {
     python
 }
 
-/// A copy of the sample app in a temporary directory with its own
-/// `host.json`; `worker.config.json` points at the venv by absolute path.
-struct PyApp {
-    dir: PathBuf,
+/// A copy of the sample app with its own `host.json`; the launch settings
+/// stay the sample's (classic arguments), only the executable becomes
+/// absolute.
+fn published_app(host_json: Value) -> TestApp {
+    let python = venv_python();
+    TestApp::copy_of_sample("published-python-app", host_json, |w| {
+        assert_eq!(w["description"]["argumentStyle"], "classic");
+        w["description"]["defaultExecutablePath"] = json!(python.display().to_string());
+    })
 }
 
-impl PyApp {
-    fn new(host_json: Value) -> Self {
-        let python = venv_python();
-        let src = repo_root().join(APP);
-        let dir = std::env::temp_dir().join(format!("fnhost-pyapp-{}", uuid::Uuid::new_v4()));
-        for f in FUNCTIONS {
-            let to = dir.join(f);
-            std::fs::create_dir_all(&to).expect("create function dir");
-            for file in ["function.json", "__init__.py"] {
-                std::fs::copy(src.join(f).join(file), to.join(file))
-                    .unwrap_or_else(|e| panic!("copy {}/{f}/{file}: {e}", src.display()));
-            }
-        }
-        // Keep the sample's launch settings; only the executable becomes absolute.
-        let mut worker: Value = serde_json::from_slice(
-            &std::fs::read(src.join("worker.config.json")).expect("read worker.config.json"),
-        )
-        .expect("worker.config.json is JSON");
-        assert_eq!(worker["description"]["argumentStyle"], "classic");
-        worker["description"]["defaultExecutablePath"] = json!(python.display().to_string());
-        let app = Self { dir };
-        app.write("worker.config.json", &worker);
-        app.write("host.json", &host_json);
-        app
-    }
-
-    fn write(&self, rel: &str, value: &Value) {
-        std::fs::write(
-            self.dir.join(rel),
-            serde_json::to_vec_pretty(value).expect("json"),
-        )
-        .expect("write file");
-    }
-
-    async fn start(&self) -> (fnhost::Host, Api) {
-        let config = fnhost::config::AppConfig::load(&self.dir).expect("the app's config is valid");
-        let host =
-            fnhost::Host::start(fnhost::HostOptions::loopback(config, fnhost_e2e::ADMIN_KEY))
-                .await
-                .expect("host starts");
-        assert!(
-            host.handle().wait_ready(1, Duration::from_secs(30)).await,
-            "the published Python worker did not become ready within 30 s \
-             (run with FNHOST_TEST_LOG=info to see its output)"
-        );
-        let api = Api::new(host.http_addr());
-        (host, api)
-    }
-}
-
-impl Drop for PyApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Starts the host on `app` and waits for the worker (it imports slowly).
+async fn start(app: &TestApp) -> (fnhost::Host, Api) {
+    let host = fnhost::Host::start(fnhost::HostOptions::loopback(
+        app.config(),
+        fnhost_e2e::ADMIN_KEY,
+    ))
+    .await
+    .expect("host starts");
+    assert!(
+        host.handle().wait_ready(1, Duration::from_secs(30)).await,
+        "the published Python worker did not become ready within 30 s \
+         (run with FNHOST_TEST_LOG=info to see its output)"
+    );
+    let api = Api::new(host.http_addr());
+    (host, api)
 }
 
 /// `host.json` for these tests: one instance, a quick shutdown (the worker
@@ -133,8 +90,8 @@ async fn worker_ids(api: &Api) -> Vec<String> {
 #[tokio::test]
 async fn echo_through_the_trigger_route_and_the_admin_invoke() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:30"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
 
     let status = api.status().await.unwrap();
     assert_eq!(status["language"], "python", "{status}");
@@ -174,8 +131,8 @@ async fn echo_through_the_trigger_route_and_the_admin_invoke() {
 #[tokio::test]
 async fn a_timeout_kills_the_worker_that_cannot_be_signalled_and_replaces_it() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:01"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:01"));
+    let (host, api) = start(&app).await;
     let first = worker_ids(&api).await;
     assert_eq!(first.len(), 1);
 
@@ -229,8 +186,8 @@ async fn a_timeout_kills_the_worker_that_cannot_be_signalled_and_replaces_it() {
 #[tokio::test]
 async fn an_exception_fails_the_invocation_with_its_message() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:30"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
     let first = worker_ids(&api).await;
 
     let r = call(&api, "GET", "/api/exception", "").await;
@@ -254,8 +211,8 @@ async fn an_exception_fails_the_invocation_with_its_message() {
 #[tokio::test]
 async fn a_crash_fails_the_invocation_and_the_worker_restarts() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:30"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
     let first = worker_ids(&api).await;
 
     let r = call(&api, "POST", "/api/crash", "").await;
@@ -290,8 +247,8 @@ async fn a_crash_fails_the_invocation_and_the_worker_restarts() {
 #[tokio::test]
 async fn twenty_concurrent_invocations_run_together_on_one_instance() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:30"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
     let only = worker_ids(&api).await;
     assert_eq!(only.len(), 1);
 
@@ -347,8 +304,8 @@ async fn twenty_concurrent_invocations_run_together_on_one_instance() {
 #[tokio::test]
 async fn a_graceful_terminate_of_an_async_event_records_that_the_signal_failed() {
     init_logs();
-    let app = PyApp::new(host_json("00:00:30"));
-    let (host, api) = app.start().await;
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
     let key = Some(fnhost_e2e::ADMIN_KEY);
     let r = api
         .request("POST", "/admin/functions/sleep/invoke-async", "20000", key)

@@ -5,25 +5,17 @@
 //!
 //! Needs the SDK's virtual environment: run `sample-workers/python/setup.sh`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fnhost::config::AppConfig;
 use fnhost::{CancelReason, InvocationInput, Outcome};
-use fnhost_e2e::{init_logs, Api, ADMIN_KEY};
+use fnhost_e2e::{init_logs, repo_root, Api, TestApp};
 use fnhost_proto::rpc::TypedData;
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// The SDK venv's interpreter; fails loudly (never skips) when it is missing.
 fn venv_python() -> PathBuf {
-    let sdk = repo().join("sample-workers/python");
+    let sdk = repo_root().join("sample-workers/python");
     let python = sdk.join(".venv/bin/python");
     let generated = sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py");
     assert!(
@@ -35,82 +27,22 @@ fn venv_python() -> PathBuf {
     python
 }
 
-/// A copy of `sample-workers/python-app` in a temporary directory, with the
-/// given `host.json` and a `worker.config.json` naming the venv's python by
-/// absolute path. Removed on drop.
-struct PythonApp {
-    dir: PathBuf,
+/// A copy of `sample-workers/python-app` whose `worker.config.json` names
+/// the venv's python by absolute path.
+fn python_app(host_json: Value) -> TestApp {
+    let python = venv_python();
+    TestApp::copy_of_sample("python-app", host_json, |w| {
+        w["description"]["defaultExecutablePath"] = json!(python.display().to_string());
+    })
 }
 
-impl PythonApp {
-    fn new(host_json: Value) -> Self {
-        let python = venv_python();
-        let dir = std::env::temp_dir().join(format!("fnhost-pyapp-{}", uuid::Uuid::new_v4()));
-        copy_dir(&repo().join("sample-workers/python-app"), &dir);
-        let app = Self { dir };
-        app.write("host.json", &host_json);
-        app.write(
-            "worker.config.json",
-            &json!({"description": {
-                "language": "python",
-                "defaultExecutablePath": python.display().to_string(),
-                "defaultWorkerPath": "function_app.py",
-                "argumentStyle": "both",
-            }}),
-        );
-        app
-    }
-
-    fn write(&self, rel: &str, value: &Value) {
-        let path = self.dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("create dir");
-        std::fs::write(&path, serde_json::to_vec_pretty(value).expect("json")).expect("write");
-    }
-
-    /// Gives a manual-trigger function its own timeout.
-    fn manual_with_timeout(&self, function: &str, timeout: &str) {
-        self.write(
-            &format!("{function}/function.json"),
-            &json!({"functionTimeout": timeout,
-                    "bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
-        );
-    }
-
-    async fn start(&self) -> fnhost::Host {
-        let config = AppConfig::load(&self.dir).expect("valid python app");
-        let host = fnhost::Host::start(fnhost::HostOptions::loopback(config, ADMIN_KEY))
-            .await
-            .expect("host starts");
-        assert!(
-            host.handle().wait_ready(1, Duration::from_secs(30)).await,
-            "the python worker did not become ready"
-        );
-        host
-    }
-}
-
-impl Drop for PythonApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Copies files (skipping caches and host data) recursively.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read sample app") {
-        let entry = entry.expect("dir entry");
-        let name = entry.file_name();
-        if name == "__pycache__" || name == ".fnhost-data" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
+/// Gives a manual-trigger function its own timeout.
+fn manual_with_timeout(app: &TestApp, function: &str, timeout: &str) {
+    app.function(
+        function,
+        &json!({"functionTimeout": timeout,
+                "bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
+    );
 }
 
 fn text(s: &str) -> InvocationInput {
@@ -120,8 +52,8 @@ fn text(s: &str) -> InvocationInput {
 #[tokio::test]
 async fn python_echo_answers_on_the_http_route_and_the_admin_invoke() {
     init_logs();
-    let app = PythonApp::new(json!({}));
-    let host = app.start().await;
+    let app = python_app(json!({}));
+    let host = app.start(1).await;
     let api = Api::new(host.http_addr());
 
     let r = api
@@ -148,11 +80,11 @@ async fn python_echo_answers_on_the_http_route_and_the_admin_invoke() {
 #[tokio::test]
 async fn python_timeout_cancels_async_and_sync_handlers_in_the_worker() {
     init_logs();
-    let app = PythonApp::new(json!({
+    let app = python_app(json!({
         "functionTimeout": "00:00:00.500",
         "workers": {"cancelGracePeriod": "00:00:05"}
     }));
-    let host = app.start().await;
+    let host = app.start(1).await;
     let api = Api::new(host.http_addr());
     let h = host.handle().clone();
 
@@ -197,9 +129,9 @@ async fn python_timeout_cancels_async_and_sync_handlers_in_the_worker() {
 #[tokio::test]
 async fn python_spin_is_killed_after_the_grace_and_the_instance_replaced() {
     init_logs();
-    let app = PythonApp::new(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
-    app.manual_with_timeout("spin", "00:00:00.500");
-    let host = app.start().await;
+    let app = python_app(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
+    manual_with_timeout(&app, "spin", "00:00:00.500");
+    let host = app.start(1).await;
     let h = host.handle().clone();
     let first = h.status().await.unwrap().workers[0].worker_id.clone();
 
@@ -225,8 +157,8 @@ async fn python_spin_is_killed_after_the_grace_and_the_instance_replaced() {
 #[tokio::test]
 async fn python_exceptions_fail_the_invocation_with_their_message() {
     init_logs();
-    let app = PythonApp::new(json!({}));
-    let host = app.start().await;
+    let app = python_app(json!({}));
+    let host = app.start(1).await;
     let h = host.handle().clone();
 
     let r = h.invoke("panic", text("boom")).await.unwrap();
@@ -266,8 +198,8 @@ async fn python_exceptions_fail_the_invocation_with_their_message() {
 #[tokio::test]
 async fn python_crash_fails_its_invocation_and_the_worker_restarts() {
     init_logs();
-    let app = PythonApp::new(json!({}));
-    let host = app.start().await;
+    let app = python_app(json!({}));
+    let host = app.start(1).await;
     let h = host.handle().clone();
     let first = h.status().await.unwrap().workers[0].worker_id.clone();
 
@@ -285,8 +217,8 @@ async fn python_crash_fails_its_invocation_and_the_worker_restarts() {
 #[tokio::test]
 async fn python_runs_twenty_invocations_concurrently_on_one_instance() {
     init_logs();
-    let app = PythonApp::new(json!({"workers": {"processCount": 1}}));
-    let host = app.start().await;
+    let app = python_app(json!({"workers": {"processCount": 1}}));
+    let host = app.start(1).await;
     let h = host.handle().clone();
 
     // `sleep` is async def (tasks on the loop), `nap` a sync def (thread pool).
@@ -315,8 +247,8 @@ async fn python_runs_twenty_invocations_concurrently_on_one_instance() {
 #[tokio::test]
 async fn python_cancels_racing_their_requests_are_honoured() {
     init_logs();
-    let app = PythonApp::new(json!({}));
-    let host = app.start().await;
+    let app = python_app(json!({}));
+    let host = app.start(1).await;
     let h = host.handle().clone();
     for function in ["sleep", "nap"] {
         for _ in 0..10 {
@@ -343,8 +275,8 @@ async fn python_cancels_racing_their_requests_are_honoured() {
 #[tokio::test]
 async fn python_host_shutdown_cancels_in_flight_work_through_the_worker() {
     init_logs();
-    let app = PythonApp::new(json!({"workers": {"terminateGracePeriod": "00:00:05"}}));
-    let host = app.start().await;
+    let app = python_app(json!({"workers": {"terminateGracePeriod": "00:00:05"}}));
+    let host = app.start(1).await;
     let h = host.handle().clone();
     let mut events = h.subscribe();
     let _pending = h.submit("sleep", text("60000")).await.unwrap();
