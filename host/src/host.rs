@@ -289,7 +289,10 @@ impl Host {
         .max_encoding_message_size(max);
         let stop = grpc_stop.clone();
         let grpc_task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            // Small protocol messages both ways: without TCP_NODELAY a
+            // handshake step can wait ~40 ms on a delayed ACK.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
