@@ -611,8 +611,14 @@ impl Attempt {
         let next = match self.execute(&mut e, &invocation_id).await {
             Ok(next) => next,
             Err(err) => {
-                tracing::error!(request = %id, "async event attempt could not be recorded: {err}");
-                Next::Done { failed: None }
+                // The store failed; the event is not forgotten: it runs again
+                // shortly (as recovery would after a restart), uncharged.
+                tracing::error!(request = %id, "async event attempt could not be recorded ({err}); retrying in 1 s");
+                e.attempts = (e.attempts - 1).max(0);
+                e.status = EventStatus::Retrying;
+                let at = now_ms() + 1000;
+                e.next_attempt_ms = Some(at);
+                Next::Retry(e, at)
             }
         };
         let _ = self.cmds.send(Cmd::Settled { id, next }).await;
