@@ -311,7 +311,13 @@ pub(crate) fn positive_timespan(
     }
 }
 
-fn in_range(path: &Path, field: &str, n: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(crate) fn in_range(
+    path: &Path,
+    field: &str,
+    n: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     if (min..=max).contains(&n) {
         Ok(n)
     } else {
@@ -405,5 +411,27 @@ mod tests {
             err.contains("`workers.processCount`") && err.contains("out of range"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn async_and_lifecycle_settings_are_range_checked_by_field() {
+        let err = host(json!({"asyncEvents": {"maxRetryAttempts": 9}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("asyncEvents.maxRetryAttempts"));
+        let err = host(json!({"asyncEvents": {"maxConcurrency": 0}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("asyncEvents.maxConcurrency"));
+        let err = host(json!({"lifecycle": {"initializer": {"maxAttempts": 0}}})).unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("lifecycle.initializer.maxAttempts")
+        );
+        let err = host(json!({"lifecycle": {"preStop": {"timeout": "later"}}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("lifecycle.preStop.timeout"));
+        let cfg = host(json!({"workers": {"processCount": 2, "maxInstances": 4},
+                              "lifecycle": {"initializer": {}}}))
+        .unwrap();
+        assert_eq!(cfg.max_instances, 4);
+        assert_eq!(cfg.lifecycle.initializer.unwrap().function, "initializer");
+        let err = host(json!({"workers": {"processCount": 3, "maxInstances": 2}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("workers.maxInstances"));
     }
 }

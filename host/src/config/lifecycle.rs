@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{positive_timespan, typed, ConfigError};
+use super::{in_range, positive_timespan, typed, ConfigError};
 
 /// One hook: which function runs it and how long it may take.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,14 +64,13 @@ fn hook(
         Some(t) => positive_timespan(path, &field("timeout"), t)?,
         None => Duration::from_secs(30),
     };
-    let max_attempts = s.max_attempts.unwrap_or(3);
-    if !(1..=100).contains(&max_attempts) {
-        return Err(ConfigError::field(
-            path,
-            field("maxAttempts"),
-            format!("{max_attempts} is out of range 1..=100"),
-        ));
-    }
+    let max_attempts = in_range(
+        path,
+        &field("maxAttempts"),
+        u64::from(s.max_attempts.unwrap_or(3)),
+        1,
+        100,
+    )? as u32;
     let retry_backoff = match &s.retry_backoff {
         Some(t) => positive_timespan(path, &field("retryBackoff"), t)?,
         None => Duration::from_millis(200),

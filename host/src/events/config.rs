@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{positive_timespan, typed, ConfigError};
+use crate::config::{in_range, positive_timespan, typed, ConfigError};
 
 /// Retention, retries and concurrency of asynchronous invocations.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,14 +71,8 @@ impl AsyncConfig {
             c.prune_interval = positive_timespan(path, "asyncEvents.pruneInterval", t)?;
         }
         if let Some(n) = s.max_retry_attempts {
-            if n > 8 {
-                return Err(ConfigError::field(
-                    path,
-                    "asyncEvents.maxRetryAttempts",
-                    format!("{n} is out of range 0..=8"),
-                ));
-            }
-            c.max_retries = n;
+            c.max_retries =
+                in_range(path, "asyncEvents.maxRetryAttempts", u64::from(n), 0, 8)? as u32;
         }
         if let Some(t) = &s.max_event_age {
             c.max_event_age = positive_timespan(path, "asyncEvents.maxEventAge", t)?;
@@ -87,14 +81,8 @@ impl AsyncConfig {
             c.retry_backoff = positive_timespan(path, "asyncEvents.retryBackoff", t)?;
         }
         if let Some(n) = s.max_concurrency {
-            if !(1..=100_000).contains(&n) {
-                return Err(ConfigError::field(
-                    path,
-                    "asyncEvents.maxConcurrency",
-                    format!("{n} is out of range 1..=100000"),
-                ));
-            }
-            c.max_concurrency = n as usize;
+            c.max_concurrency =
+                in_range(path, "asyncEvents.maxConcurrency", u64::from(n), 1, 100_000)? as usize;
         }
         c.on_failure = s.on_failure.filter(|f| !f.is_empty());
         Ok(c)
