@@ -258,6 +258,7 @@ pub trait EventStore: Send + Sync + 'static {
     fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// An event's log, in order.
     fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
-    /// Events not yet final (for recovery at start).
+    /// Events not yet final (for recovery at start), without their inputs
+    /// (`input` is empty; `get` reads it).
     fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError>;
 }

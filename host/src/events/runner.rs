@@ -198,6 +198,10 @@ impl AsyncEvents {
             _ => {}
         }
         let id = record.request_id.clone();
+        let mut record = record;
+        // The input stays in the store; the attempt reads it back, so a long
+        // backlog holds only small records in memory.
+        record.input = Vec::new();
         // Durable already: if the runner is gone (shutdown), recovery runs it.
         let _ = self.cmds.send(Cmd::Queued(record)).await;
         Ok(Enqueued::New(id))
@@ -521,6 +525,8 @@ impl Runner {
                     let line =
                         platform(format!("Failed for good; sent to onFailure as event {id}"));
                     let _ = log.write(log_op(&failed.request_id, vec![line])).await;
+                    let mut record = record;
+                    record.input = Vec::new();
                     let _ = cmds.send(Cmd::Queued(record)).await;
                 }
                 Err(e) => {
@@ -621,10 +627,30 @@ impl Attempt {
                 Next::Retry(e, at)
             }
         };
+        let next = match next {
+            Next::Retry(mut e, at) => {
+                e.input = Vec::new();
+                Next::Retry(e, at)
+            }
+            Next::Requeue(mut e) => {
+                e.input = Vec::new();
+                Next::Requeue(e)
+            }
+            done => done,
+        };
         let _ = self.cmds.send(Cmd::Settled { id, next }).await;
     }
 
     async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
+        if e.input.is_empty() {
+            // Queued records carry no input (see `enqueue`); read it now.
+            e.input = self
+                .log
+                .get(&e.request_id)
+                .await?
+                .map(|r| r.input)
+                .unwrap_or_default();
+        }
         e.attempts += 1;
         e.status = EventStatus::Running;
         e.next_attempt_ms = None;

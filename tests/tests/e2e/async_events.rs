@@ -460,3 +460,48 @@ async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     assert!(first.iter().any(|l| l.contains("re-queued")), "{first:?}");
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_that_fails_for_good_is_sent_to_on_failure() {
+    init_logs();
+    let app = TestApp::sample(json!({"asyncEvents": {"maxRetryAttempts": 0, "onFailure": "echo"}}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let failed = submit(&api, "fail", "bad").await;
+    wait_status(&api, &failed, "FAILED").await;
+    let list = |q: &'static str| {
+        let api = api.clone();
+        async move {
+            api.request(
+                "GET",
+                &format!("/admin/async-events?{q}"),
+                "",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+            .json()
+        }
+    };
+    wait_until(
+        "the onFailure event to finish",
+        Duration::from_secs(10),
+        || async { list("invokeType=onFailure&status=FINISHED").await["totalCount"] == 1 },
+    )
+    .await;
+    let page = list("invokeType=onFailure").await;
+    let id = page["events"][0]["requestId"].as_str().unwrap().to_string();
+    let e = event(&api, &id).await;
+    assert_eq!(e["function"], "echo");
+    // echo returns what it got: the failed event as JSON.
+    let payload: Value = serde_json::from_str(e["result"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["requestId"], failed.as_str());
+    assert_eq!(payload["status"], "FAILED");
+    assert_eq!(payload["statusCode"], 430);
+    assert_eq!(payload["input"], "bad");
+    assert!(logs(&api, &failed)
+        .await
+        .iter()
+        .any(|l| l.contains("sent to onFailure")));
+    host.shutdown().await;
+}
