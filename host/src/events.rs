@@ -17,6 +17,11 @@ pub use runner::{AsyncEvents, EnqueueError, EnqueueRequest, Enqueued, TerminateO
 pub use sqlite::SqliteStore;
 pub use writer::EventLog;
 
+/// Inputs up to this size stay with a waiting event in memory; larger ones
+/// are read back from the store when the event runs, so a long backlog of
+/// large payloads does not have to fit in memory.
+pub(crate) const INLINE_INPUT_LIMIT: usize = 4096;
+
 /// Where an event stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -258,7 +263,7 @@ pub trait EventStore: Send + Sync + 'static {
     fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// An event's log, in order.
     fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
-    /// Events not yet final (for recovery at start), without their inputs
-    /// (`input` is empty; `get` reads it).
+    /// Events not yet final (for recovery at start); inputs over 4 KiB are
+    /// left out (`input` is empty; `get` reads it).
     fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError>;
 }

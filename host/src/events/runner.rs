@@ -16,7 +16,7 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use super::time::now_ms;
 use super::{
     codes, AsyncConfig, EventLog, EventLogLine, EventRecord, EventStatus, StoreError, WriteOp,
-    WriteOutcome,
+    WriteOutcome, INLINE_INPUT_LIMIT,
 };
 use crate::host::HostHandle;
 use crate::invocation::{
@@ -199,9 +199,7 @@ impl AsyncEvents {
         }
         let id = record.request_id.clone();
         let mut record = record;
-        // The input stays in the store; the attempt reads it back, so a long
-        // backlog holds only small records in memory.
-        record.input = Vec::new();
+        shed_large_input(&mut record);
         // Durable already: if the runner is gone (shutdown), recovery runs it.
         let _ = self.cmds.send(Cmd::Queued(record)).await;
         Ok(Enqueued::New(id))
@@ -526,7 +524,7 @@ impl Runner {
                         platform(format!("Failed for good; sent to onFailure as event {id}"));
                     let _ = log.write(log_op(&failed.request_id, vec![line])).await;
                     let mut record = record;
-                    record.input = Vec::new();
+                    shed_large_input(&mut record);
                     let _ = cmds.send(Cmd::Queued(record)).await;
                 }
                 Err(e) => {
@@ -534,6 +532,12 @@ impl Runner {
                 }
             }
         });
+    }
+}
+
+fn shed_large_input(e: &mut EventRecord) {
+    if e.input.len() > INLINE_INPUT_LIMIT {
+        e.input = Vec::new();
     }
 }
 
@@ -629,11 +633,11 @@ impl Attempt {
         };
         let next = match next {
             Next::Retry(mut e, at) => {
-                e.input = Vec::new();
+                shed_large_input(&mut e);
                 Next::Retry(e, at)
             }
             Next::Requeue(mut e) => {
-                e.input = Vec::new();
+                shed_large_input(&mut e);
                 Next::Requeue(e)
             }
             done => done,
@@ -643,7 +647,7 @@ impl Attempt {
 
     async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
         if e.input.is_empty() {
-            // Queued records carry no input (see `enqueue`); read it now.
+            // A large input was left in the store (`shed_large_input`); read it now.
             e.input = self
                 .log
                 .get(&e.request_id)

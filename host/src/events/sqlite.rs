@@ -9,7 +9,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToS
 
 use super::{
     EventLogLine, EventRecord, EventStatus, EventStore, ListPage, ListQuery, StoreError, WriteOp,
-    WriteOutcome,
+    WriteOutcome, INLINE_INPUT_LIMIT,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records the last.
@@ -394,9 +394,10 @@ impl EventStore for SqliteStore {
 
     fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError> {
         self.read(|c| {
-            // Inputs are left out (read back when an event runs), so a large
+            // Large inputs are left out (read back when the event runs), so a
             // backlog does not have to fit in memory with its payloads.
-            let columns = COLUMNS.replacen("input", "x'' AS input", 1);
+            let inline = format!("CASE WHEN length(input) <= {INLINE_INPUT_LIMIT} THEN input ELSE x'' END AS input");
+            let columns = COLUMNS.replacen("input", &inline, 1);
             c.prepare(&format!(
                 "SELECT {columns} FROM events WHERE status IN ('QUEUED', 'RUNNING', 'RETRYING') ORDER BY start_ms"
             ))?

@@ -505,3 +505,26 @@ async fn an_event_that_fails_for_good_is_sent_to_on_failure() {
         .any(|l| l.contains("sent to onFailure")));
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_input_is_read_back_from_the_store_when_the_event_runs() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let body = "y".repeat(10 * 1024);
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/echo/invoke-async",
+            body.clone(),
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202);
+    let id = r.json()["requestId"].as_str().unwrap().to_string();
+    let e = wait_status(&api, &id, "FINISHED").await;
+    assert_eq!(e["result"].as_str().map(str::len), Some(body.len()));
+    host.shutdown().await;
+}
