@@ -286,12 +286,15 @@ impl Api {
         .await
     }
 
+    /// `GET <path>` with the admin key.
+    pub async fn admin_get(&self, path: &str) -> Result<HttpReply> {
+        self.request("GET", path, Bytes::new(), Some(ADMIN_KEY))
+            .await
+    }
+
     /// `GET /admin/host/status`.
     pub async fn status(&self) -> Result<Value> {
-        Ok(self
-            .request("GET", "/admin/host/status", Bytes::new(), Some(ADMIN_KEY))
-            .await?
-            .json())
+        Ok(self.admin_get("/admin/host/status").await?.json())
     }
 }
 

@@ -21,12 +21,7 @@ async fn submit(api: &Api, function: &str, body: &str) -> String {
 
 async fn event(api: &Api, id: &str) -> Value {
     let r = api
-        .request(
-            "GET",
-            &format!("/admin/async-events/{id}"),
-            "",
-            Some(ADMIN_KEY),
-        )
+        .admin_get(&format!("/admin/async-events/{id}"))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -44,12 +39,7 @@ async fn wait_status(api: &Api, id: &str, status: &str) -> Value {
 
 async fn logs(api: &Api, id: &str) -> Vec<String> {
     let r = api
-        .request(
-            "GET",
-            &format!("/admin/async-events/{id}/logs"),
-            "",
-            Some(ADMIN_KEY),
-        )
+        .admin_get(&format!("/admin/async-events/{id}/logs"))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -59,6 +49,13 @@ async fn logs(api: &Api, id: &str) -> Vec<String> {
         .iter()
         .map(|l| l["line"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// `GET /admin/async-events?<q>`.
+async fn list(api: &Api, q: &str) -> fnhost_e2e::HttpReply {
+    api.admin_get(&format!("/admin/async-events?{q}"))
+        .await
+        .unwrap()
 }
 
 async fn terminate(api: &Api, id: &str, graceful: bool) -> (u16, Value) {
@@ -105,10 +102,7 @@ async fn an_accepted_event_runs_to_finished_with_its_log() {
         "the function's own lines: {lines:?}"
     );
     assert!(lines.last().unwrap().contains("FINISHED 200"), "{lines:?}");
-    let r = api
-        .request("GET", "/admin/async-events/nope", "", Some(ADMIN_KEY))
-        .await
-        .unwrap();
+    let r = api.admin_get("/admin/async-events/nope").await.unwrap();
     assert_eq!(r.status, 404);
     assert!(r.text().contains("nope"));
     let r = api
@@ -326,24 +320,11 @@ async fn list_filters_order_and_pages() {
         wait_status(&api, id, "FINISHED").await;
     }
     wait_status(&api, &fail_id, "FAILED").await;
-    let list = |q: &'static str| {
-        let api = api.clone();
-        async move {
-            api.request(
-                "GET",
-                &format!("/admin/async-events?{q}"),
-                "",
-                Some(ADMIN_KEY),
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let all = list("").await.json();
+    let all = list(&api, "").await.json();
     assert_eq!(all["totalCount"], 6);
     let first = all["events"][0]["requestId"].as_str().unwrap();
     assert_eq!(first, fail_id, "newest first by default");
-    let asc = list("order=asc&function=echo").await.json();
+    let asc = list(&api, "order=asc&function=echo").await.json();
     let ids: Vec<&str> = asc["events"]
         .as_array()
         .unwrap()
@@ -351,10 +332,10 @@ async fn list_filters_order_and_pages() {
         .map(|e| e["requestId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, echo_ids.iter().map(String::as_str).collect::<Vec<_>>());
-    let failed = list("status=FAILED&status=ABORTED").await.json();
+    let failed = list(&api, "status=FAILED&status=ABORTED").await.json();
     assert_eq!(failed["totalCount"], 1);
     assert_eq!(failed["events"][0]["statusCode"], 430);
-    let page = list("function=echo&limit=2&offset=4&order=asc")
+    let page = list(&api, "function=echo&limit=2&offset=4&order=asc")
         .await
         .json();
     assert_eq!(
@@ -364,7 +345,7 @@ async fn list_filters_order_and_pages() {
         ),
         (Some(5), 1)
     );
-    let past = list("offset=100").await.json();
+    let past = list(&api, "offset=100").await.json();
     assert_eq!(
         (
             past["totalCount"].as_u64(),
@@ -372,7 +353,7 @@ async fn list_filters_order_and_pages() {
         ),
         (Some(6), 0)
     );
-    let zero = list("limit=0").await.json();
+    let zero = list(&api, "limit=0").await.json();
     assert_eq!(
         (
             zero["totalCount"].as_u64(),
@@ -380,29 +361,31 @@ async fn list_filters_order_and_pages() {
         ),
         (Some(6), 0)
     );
-    assert_eq!(list("limit=100").await.status, 200);
-    let over = list("limit=101").await;
+    assert_eq!(list(&api, "limit=100").await.status, 200);
+    let over = list(&api, "limit=101").await;
     assert_eq!(over.status, 400);
     assert!(over.text().contains("`limit`"), "{}", over.text());
     assert_eq!(
-        list("invokeType=api&invokeType=http").await.json()["totalCount"],
+        list(&api, "invokeType=api&invokeType=http").await.json()["totalCount"],
         6
     );
-    assert_eq!(list("invokeType=http").await.json()["totalCount"], 0);
+    assert_eq!(list(&api, "invokeType=http").await.json()["totalCount"], 0);
     assert_eq!(
-        list(&*Box::leak(format!("requestId={fail_id}").into_boxed_str()))
-            .await
-            .json()["totalCount"],
+        list(&api, &format!("requestId={fail_id}")).await.json()["totalCount"],
         1
     );
-    let future = list("startTimeFrom=2100-01-01T00:00:00Z").await.json();
+    let future = list(&api, "startTimeFrom=2100-01-01T00:00:00Z")
+        .await
+        .json();
     assert_eq!(future["totalCount"], 0);
-    let by_end = list("orderBy=endTime&order=desc&limit=1").await.json();
+    let by_end = list(&api, "orderBy=endTime&order=desc&limit=1")
+        .await
+        .json();
     assert_eq!(by_end["events"][0]["requestId"], fail_id.as_str());
-    let bad = list("status=DONE").await;
+    let bad = list(&api, "status=DONE").await;
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("`status`"));
-    let bad = list("since=yesterday").await;
+    let bad = list(&api, "since=yesterday").await;
     assert!(bad.status == 400 && bad.text().contains("`since`"));
     host.shutdown().await;
 }
@@ -421,15 +404,10 @@ async fn ended_events_are_pruned_after_the_retention_window() {
         "the event to be pruned",
         Duration::from_secs(10),
         || async {
-            api.request(
-                "GET",
-                &format!("/admin/async-events/{id}"),
-                "",
-                Some(ADMIN_KEY),
-            )
-            .await
-            .unwrap()
-            .status
+            api.admin_get(&format!("/admin/async-events/{id}"))
+                .await
+                .unwrap()
+                .status
                 == 404
         },
     )
@@ -469,27 +447,18 @@ async fn an_event_that_fails_for_good_is_sent_to_on_failure() {
     let api = Api::new(host.http_addr());
     let failed = submit(&api, "fail", "bad").await;
     wait_status(&api, &failed, "FAILED").await;
-    let list = |q: &'static str| {
-        let api = api.clone();
-        async move {
-            api.request(
-                "GET",
-                &format!("/admin/async-events?{q}"),
-                "",
-                Some(ADMIN_KEY),
-            )
-            .await
-            .unwrap()
-            .json()
-        }
-    };
     wait_until(
         "the onFailure event to finish",
         Duration::from_secs(10),
-        || async { list("invokeType=onFailure&status=FINISHED").await["totalCount"] == 1 },
+        || async {
+            list(&api, "invokeType=onFailure&status=FINISHED")
+                .await
+                .json()["totalCount"]
+                == 1
+        },
     )
     .await;
-    let page = list("invokeType=onFailure").await;
+    let page = list(&api, "invokeType=onFailure").await.json();
     let id = page["events"][0]["requestId"].as_str().unwrap().to_string();
     let e = event(&api, &id).await;
     assert_eq!(e["function"], "echo");

@@ -326,23 +326,12 @@ fn kill_9_loses_no_event_and_a_restart_accounts_for_every_one() {
             fnhost_e2e::wait_until(
                 "every event to finish after the restart",
                 Duration::from_secs(20),
-                || async {
-                    api.request("GET", &path, "", Some(ADMIN_KEY))
-                        .await
-                        .unwrap()
-                        .json()["status"]
-                        == "FINISHED"
-                },
+                || async { api.admin_get(&path).await.unwrap().json()["status"] == "FINISHED" },
             )
             .await;
         }
         let first = api
-            .request(
-                "GET",
-                &format!("/admin/async-events/{}/logs", ids[0]),
-                "",
-                Some(ADMIN_KEY),
-            )
+            .admin_get(&format!("/admin/async-events/{}/logs", ids[0]))
             .await
             .unwrap()
             .text();
@@ -351,12 +340,7 @@ fn kill_9_loses_no_event_and_a_restart_accounts_for_every_one() {
             "{first}"
         );
         let e = api
-            .request(
-                "GET",
-                &format!("/admin/async-events/{}", ids[0]),
-                "",
-                Some(ADMIN_KEY),
-            )
+            .admin_get(&format!("/admin/async-events/{}", ids[0]))
             .await
             .unwrap()
             .json();
