@@ -348,11 +348,14 @@ impl EventStore for SqliteStore {
         };
         let column = if q.order_by_end { "end_ms" } else { "start_ms" };
         let dir = if q.ascending { "ASC" } else { "DESC" };
-        // Events without an end time sort last whatever the direction.
+        // Events without an end time sort last whatever the direction. Ties
+        // (same millisecond) follow the order the events were accepted in:
+        // the implicit rowid grows with every insert, and each index on
+        // `events` already ends with it, so the tie-break costs no sort.
         let order = if q.order_by_end {
-            format!("end_ms IS NULL, {column} {dir}, request_id {dir}")
+            format!("end_ms IS NULL, {column} {dir}, rowid {dir}")
         } else {
-            format!("{column} {dir}, request_id {dir}")
+            format!("{column} {dir}, rowid {dir}")
         };
         let count_sql = format!("SELECT COUNT(*) FROM events {filter}");
         let page_sql = format!(
@@ -493,6 +496,31 @@ mod tests {
         };
         let page = s.list(&q).unwrap();
         assert_eq!((page.total, page.events.len()), (30, 0));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn events_of_the_same_millisecond_list_in_the_order_they_were_accepted() {
+        let (s, dir) = store();
+        // Random request ids that sort against the acceptance order.
+        for id in ["zz", "mm", "aa"] {
+            insert(&s, event(id, "a", 1000, EventStatus::Finished));
+        }
+        let ids = |q: ListQuery| -> Vec<String> {
+            let page = s.list(&ListQuery { limit: 10, ..q }).unwrap();
+            page.events.into_iter().map(|e| e.request_id).collect()
+        };
+        let asc = ListQuery {
+            ascending: true,
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(asc.clone()), ["zz", "mm", "aa"]);
+        assert_eq!(ids(ListQuery::default()), ["aa", "mm", "zz"]);
+        let by_end = ListQuery {
+            order_by_end: true,
+            ..asc
+        };
+        assert_eq!(ids(by_end), ["zz", "mm", "aa"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

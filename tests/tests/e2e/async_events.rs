@@ -315,10 +315,12 @@ async fn list_filters_order_and_pages() {
     for i in 0..5 {
         echo_ids.push(submit(&api, "echo", &format!("e{i}")).await);
     }
-    let fail_id = submit(&api, "fail", "x").await;
     for id in &echo_ids {
         wait_status(&api, id, "FINISHED").await;
     }
+    // Submitted only once the echoes ended, so it is both the newest event and
+    // the last to end (the echoes run side by side and end in any order).
+    let fail_id = submit(&api, "fail", "x").await;
     wait_status(&api, &fail_id, "FAILED").await;
     let all = list(&api, "").await.json();
     assert_eq!(all["totalCount"], 6);
