@@ -246,7 +246,7 @@ pub struct ListPage {
 }
 
 /// A store failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("event store: {0}")]
 pub struct StoreError(pub String);
 

@@ -176,15 +176,21 @@ async fn start(
             return ExitCode::from(3);
         }
     };
+    // Recorded before the announcement, so a CLI started by whoever reads
+    // the "listening" line finds the address; written aside and renamed,
+    // so it never sees a half-written file.
+    let endpoint = data_dir.join(cli::ENDPOINT_FILE);
+    let staged = data_dir.join(format!("{}.tmp", cli::ENDPOINT_FILE));
+    if let Err(e) = std::fs::write(&staged, format!("http://{}\n", host.http_addr()))
+        .and_then(|()| std::fs::rename(&staged, &endpoint))
+    {
+        tracing::warn!("cannot record the address in {}: {e}", endpoint.display());
+    }
     println!(
         "fnhost: listening on http://{} (workers on {})",
         host.http_addr(),
         host.grpc_addr()
     );
-    let endpoint = data_dir.join(cli::ENDPOINT_FILE);
-    if let Err(e) = std::fs::write(&endpoint, format!("http://{}\n", host.http_addr())) {
-        tracing::warn!("cannot record the address in {}: {e}", endpoint.display());
-    }
     signal.await;
     tracing::info!("signal received; shutting down");
     host.shutdown().await;

@@ -314,6 +314,19 @@ pub fn init_logs() {
     });
 }
 
+/// Whether process `pid` is running: it exists and is not a zombie that
+/// waits to be reaped (an orphan in a container whose init does not reap).
+pub fn process_running(pid: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state ...`; comm may hold spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
 /// Polls `check` every 10 ms until it holds; panics naming `what` after `limit`.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
 where

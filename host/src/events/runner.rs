@@ -20,7 +20,8 @@ use super::{
 };
 use crate::host::HostHandle;
 use crate::invocation::{
-    CancelDelivery, CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome,
+    CancelDelivery, CancelReason, CancelResponse, InvocationInput, InvocationResult, InvokeError,
+    Outcome,
 };
 
 /// An async invoke as the API received it.
@@ -84,11 +85,17 @@ enum Cmd {
     Terminate {
         id: String,
         graceful: bool,
-        reply: oneshot::Sender<Result<TerminateOutcome, StoreError>>,
+        reply: TerminateReply,
     },
     Settled {
         id: String,
         next: Next,
+    },
+    /// Answer a terminate once the event's attempt has settled (its
+    /// invocation ended just before the terminate reached it).
+    AnswerAfterSettle {
+        id: String,
+        reply: TerminateReply,
     },
     BeginShutdown,
     WaitIdle(oneshot::Sender<()>),
@@ -113,7 +120,12 @@ const FORCED: u8 = 2;
 struct RunningEvent {
     invocation_id: String,
     terminate: Arc<AtomicU8>,
+    /// Terminates to answer when the attempt settles.
+    settle_waiters: Vec<TerminateReply>,
 }
+
+/// Type of a terminate's answer channel.
+type TerminateReply = oneshot::Sender<Result<TerminateOutcome, StoreError>>;
 
 /// Handle to the async-event runner.
 #[derive(Clone)]
@@ -376,11 +388,29 @@ impl Runner {
                 graceful,
                 reply,
             } => self.terminate(id, graceful, reply),
+            Cmd::AnswerAfterSettle { id, reply } => match self.running.get_mut(&id) {
+                Some(r) => r.settle_waiters.push(reply),
+                None => answer_from_store(self.log.clone(), id, vec![reply]),
+            },
             Cmd::Settled { id, next } => {
-                let terminated = self
-                    .running
-                    .remove(&id)
-                    .is_some_and(|r| r.terminate.load(Ordering::SeqCst) != NOT_TERMINATED);
+                let (terminated, waiters) = match self.running.remove(&id) {
+                    Some(r) => (
+                        r.terminate.load(Ordering::SeqCst) != NOT_TERMINATED,
+                        r.settle_waiters,
+                    ),
+                    None => (false, Vec::new()),
+                };
+                if !waiters.is_empty() {
+                    if matches!(next, Next::Done { .. }) {
+                        // Its final record is already written.
+                        answer_from_store(self.log.clone(), id.clone(), waiters);
+                    } else {
+                        // Not final, so the terminate ends it (below).
+                        for w in waiters {
+                            let _ = w.send(Ok(TerminateOutcome::Done));
+                        }
+                    }
+                }
                 match next {
                     Next::Done { failed: Some(e) } => self.on_failure(e),
                     Next::Done { failed: None } => {}
@@ -425,6 +455,7 @@ impl Runner {
                 RunningEvent {
                     invocation_id: invocation_id.clone(),
                     terminate: terminate.clone(),
+                    settle_waiters: Vec::new(),
                 },
             );
             let attempt = Attempt {
@@ -438,16 +469,12 @@ impl Runner {
         }
     }
 
-    fn terminate(
-        &mut self,
-        id: String,
-        graceful: bool,
-        reply: oneshot::Sender<Result<TerminateOutcome, StoreError>>,
-    ) {
+    fn terminate(&mut self, id: String, graceful: bool, reply: TerminateReply) {
         if let Some(r) = self.running.get(&id) {
             r.terminate
                 .store(if graceful { GRACEFUL } else { FORCED }, Ordering::SeqCst);
             let (host, inv) = (self.host.clone(), r.invocation_id.clone());
+            let cmds = self.cmds.clone();
             tokio::spawn(async move {
                 let r = if graceful {
                     host.cancel(&inv, CancelReason::Requested).await
@@ -455,7 +482,13 @@ impl Runner {
                     host.kill(&inv).await
                 };
                 tracing::info!(request = %id, invocation = %inv, graceful, response = ?r, "async event terminate");
-                let _ = reply.send(Ok(TerminateOutcome::Done));
+                if r == CancelResponse::AlreadyCompleted {
+                    // The invocation ended just before; its attempt is being
+                    // recorded. Answer from what it records.
+                    let _ = cmds.send(Cmd::AnswerAfterSettle { id, reply }).await;
+                } else {
+                    let _ = reply.send(Ok(TerminateOutcome::Done));
+                }
             });
             return;
         }
@@ -555,6 +588,25 @@ async fn abort_waiting(log: EventLog, mut e: EventRecord) -> Result<(), StoreErr
         tracing::error!(request = %e.request_id, "cannot record the terminate: {err}");
     }
     r
+}
+
+/// Answers terminates of an event whose attempt has settled, from its
+/// stored record: an event that ended on its own is `already-completed`; one
+/// the terminate ended (it raced the attempt's close) is `done`.
+fn answer_from_store(log: EventLog, id: String, replies: Vec<TerminateReply>) {
+    tokio::spawn(async move {
+        let answer = match log.get(&id).await {
+            Ok(Some(e)) if e.status.is_final() && e.status != EventStatus::Aborted => {
+                Ok(TerminateOutcome::AlreadyCompleted(e.status))
+            }
+            Ok(Some(_)) => Ok(TerminateOutcome::Done),
+            Ok(None) => Ok(TerminateOutcome::NotFound),
+            Err(err) => Err(err),
+        };
+        for reply in replies {
+            let _ = reply.send(answer.clone());
+        }
+    });
 }
 
 /// The JSON an `onFailure` function receives.

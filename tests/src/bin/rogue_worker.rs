@@ -8,7 +8,9 @@
 //! - `oversize`: answers function `big` with a message larger than the
 //!   host's `maxMessageBytes`;
 //! - `status-stall`: advertises `WorkerStatus`, answers the first
-//!   `WorkerStatusRequest`, then never again.
+//!   `WorkerStatusRequest`, then never again. With `ROGUE_STALL_ONCE_FILE`
+//!   set, only the process that creates that file stalls (later processes,
+//!   e.g. replacements, answer every request).
 //!
 //! `echo` returns its input; `sleep` waits the milliseconds given and
 //! ignores cancels.
@@ -43,7 +45,17 @@ async fn main() -> Result<()> {
         .split(',')
         .map(str::to_string)
         .collect();
-    let mode = |m: &str| modes.iter().any(|x| x == m);
+    let stall_once = std::env::var_os("ROGUE_STALL_ONCE_FILE").map(|path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .is_ok()
+    });
+    let mode = |m: &str| match m {
+        "status-stall" if stall_once == Some(false) => false,
+        _ => modes.iter().any(|x| x == m),
+    };
 
     let mut client = FunctionRpcClient::connect(format!("http://{host}:{port}"))
         .await?

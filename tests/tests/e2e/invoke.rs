@@ -125,7 +125,8 @@ async fn a_full_wait_queue_answers_429_and_drops_nothing() {
     let mut events = host.handle().subscribe();
     let running = tokio::spawn({
         let api = api.clone();
-        async move { api.invoke("sleep", "400").await.unwrap() }
+        // Long enough to still run while the queue fills on a slow machine.
+        async move { api.invoke("sleep", "3000").await.unwrap() }
     });
     let queued = tokio::spawn({
         let api = api.clone();

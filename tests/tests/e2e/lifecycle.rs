@@ -91,7 +91,8 @@ async fn an_initializer_that_always_fails_gives_waiting_invocations_an_initializ
 async fn a_hanging_initializer_times_out_and_is_retried() {
     init_logs();
     let app = sample_with_env(
-        json!({"lifecycle": hooks("00:00:00.300", 3)}),
+        // The retry must finish within the timeout even on a loaded machine.
+        json!({"lifecycle": hooks("00:00:01", 3)}),
         json!({"SAMPLE_INIT_HANGS": "1"}),
     );
     let host = start_unready(&app).await;
@@ -121,13 +122,19 @@ async fn pre_stop_runs_on_scale_in_and_the_pool_scales_out_under_load() {
     );
     let host = app.start(1).await;
     let h = host.handle().clone();
-    let a = h.submit("sleep", text("400")).await.unwrap();
-    let b = h.submit("sleep", text("400")).await.unwrap();
-    let (a, b) = (a.result().await.unwrap(), b.result().await.unwrap());
+    // `a` holds the first instance until cancelled, so `b` can only run on
+    // an instance added for it, however long that takes to start.
+    let a = h.submit("sleep", text("60000")).await.unwrap();
+    let b = h.submit("sleep", text("100")).await.unwrap();
+    let a_id = a.id.clone();
+    let b = b.result().await.unwrap();
+    assert_eq!(b.outcome, Outcome::Succeeded, "{b:?}");
     assert_eq!(
-        (a.outcome, b.outcome),
-        (Outcome::Succeeded, Outcome::Succeeded)
+        h.cancel(&a_id, fnhost::CancelReason::Requested).await,
+        fnhost::CancelResponse::Done
     );
+    let a = a.result().await.unwrap();
+    assert_eq!(a.outcome, Outcome::Cancelled, "{a:?}");
     assert_ne!(a.worker_id, b.worker_id, "the second ran on a new instance");
     wait_until(
         "scale-in to one instance",
@@ -229,7 +236,7 @@ async fn with_concurrency_one_a_forced_termination_touches_no_other_invocation()
     let host = app.start(2).await;
     let h = host.handle().clone();
     let victim = h.submit("sleep", text("60000")).await.unwrap();
-    let bystander = h.submit("sleep", text("500")).await.unwrap();
+    let bystander = h.submit("sleep", text("3000")).await.unwrap();
     wait_until("both running", Duration::from_secs(10), || async {
         h.status().await.unwrap().in_flight == 2
     })
@@ -250,7 +257,9 @@ async fn an_exhausted_restart_budget_marks_the_host_unhealthy_until_the_window_p
     std::fs::create_dir_all(&dir).unwrap();
     let counter = dir.join("starts");
     let app = sample_with_env(
-        json!({"workers": {"restartBudget": {"maxRestarts": 1, "window": "00:00:01.500"}}}),
+        // Unhealthy for about the window: long enough for the checks below
+        // on a loaded machine.
+        json!({"workers": {"restartBudget": {"maxRestarts": 1, "window": "00:00:04"}}}),
         json!({"SAMPLE_CRASH_STARTS": "2", "SAMPLE_CRASH_STARTS_FILE": counter.display().to_string()}),
     );
     let host = start_unready(&app).await;
@@ -288,10 +297,13 @@ async fn an_exhausted_restart_budget_marks_the_host_unhealthy_until_the_window_p
 #[tokio::test]
 async fn an_instance_that_stops_answering_status_requests_is_recycled() {
     init_logs();
+    // Only the first process stalls; its replacements answer, so the
+    // recycle below is the only one.
+    let marker = std::env::temp_dir().join(format!("fnhost-stall-{}", uuid::Uuid::new_v4()));
     let app = TestApp::with_env(
         &binary("rogue-worker"),
         json!({"workers": {"statusInterval": "00:00:00.100", "statusTimeout": "00:00:00.300"}}),
-        json!({"ROGUE_MODE": "status-stall"}),
+        json!({"ROGUE_MODE": "status-stall", "ROGUE_STALL_ONCE_FILE": marker.display().to_string()}),
     );
     let host = app.start(1).await;
     let h = host.handle().clone();
@@ -325,6 +337,7 @@ async fn an_instance_that_stops_answering_status_requests_is_recycled() {
     assert_eq!(r.outcome, Outcome::Succeeded);
     assert_ne!(r.worker_id.as_deref(), Some(first.as_str()));
     host.shutdown().await;
+    let _ = std::fs::remove_file(&marker);
 }
 
 #[tokio::test]
