@@ -346,6 +346,7 @@ fn invocation_response(r: InvocationResult) -> Response {
                 "reason": r.cancel_reason,
                 "workerId": r.worker_id,
                 "message": r.error,
+                "stackTrace": r.stack_trace,
                 "elapsedMs": r.elapsed.as_millis() as u64,
             }
         });

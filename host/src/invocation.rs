@@ -125,6 +125,9 @@ pub struct InvocationResult {
     /// What happened, for anything but success: names the invocation, and the
     /// worker instance where one is involved.
     pub error: Option<String>,
+    /// The stack trace the worker sent with a failure, when it sent one
+    /// (bounded to 16 KiB).
+    pub stack_trace: Option<String>,
     /// The function's return value (or its HTTP output binding).
     pub output: Option<TypedData>,
     /// The worker instance that ran it last, if any.

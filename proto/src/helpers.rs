@@ -163,6 +163,13 @@ impl StatusResult {
     pub fn error_message(&self) -> &str {
         self.exception.as_ref().map_or("", |e| e.message.as_str())
     }
+
+    /// The exception's stack trace, or the empty string.
+    pub fn stack_trace(&self) -> &str {
+        self.exception
+            .as_ref()
+            .map_or("", |e| e.stack_trace.as_str())
+    }
 }
 
 impl TypedData {

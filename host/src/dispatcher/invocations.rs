@@ -29,6 +29,7 @@ enum Placement {
 pub(crate) struct Ending {
     pub outcome: Outcome,
     pub error: Option<String>,
+    pub stack_trace: Option<String>,
     pub output: Option<fnhost_proto::rpc::TypedData>,
     pub worker_lost: bool,
 }
@@ -38,6 +39,7 @@ impl Ending {
         Self {
             outcome,
             error: Some(message),
+            stack_trace: None,
             output: None,
             worker_lost: false,
         }
@@ -50,6 +52,26 @@ impl Ending {
             ..Self::error(outcome, message)
         }
     }
+}
+
+/// Longest stack trace kept of a failure; a longer one keeps its head.
+pub(crate) const STACK_TRACE_LIMIT: usize = 16 * 1024;
+
+/// `trace`, cut at [`STACK_TRACE_LIMIT`] bytes (on a character boundary)
+/// with a note saying so.
+pub(super) fn bounded_trace(trace: &str) -> String {
+    if trace.len() <= STACK_TRACE_LIMIT {
+        return trace.to_string();
+    }
+    let mut end = STACK_TRACE_LIMIT;
+    while !trace.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n... ({} more bytes cut)",
+        &trace[..end],
+        trace.len() - end
+    )
 }
 
 impl Dispatcher {
@@ -364,16 +386,21 @@ impl Dispatcher {
             status_result::Status::Success => Ending {
                 outcome: Outcome::Succeeded,
                 error: None,
+                stack_trace: None,
                 output,
                 worker_lost: false,
             },
             status_result::Status::Failure => {
                 let msg = result.error_message();
                 let msg = if msg.is_empty() { "no exception message" } else { msg };
-                Ending::error(
-                    Outcome::Failed,
-                    format!("invocation {id} of '{}' failed: {msg}", inv.function),
-                )
+                let trace = result.stack_trace();
+                Ending {
+                    stack_trace: (!trace.is_empty()).then(|| bounded_trace(trace)),
+                    ..Ending::error(
+                        Outcome::Failed,
+                        format!("invocation {id} of '{}' failed: {msg}", inv.function),
+                    )
+                }
             }
             status_result::Status::Cancelled => match inv.cancel_reason {
                 Some(CancelReason::Timeout) => Ending::error(
@@ -465,6 +492,7 @@ impl Dispatcher {
             outcome: ending.outcome,
             cancel_reason: inv.cancel_reason,
             error: ending.error,
+            stack_trace: ending.stack_trace,
             output: ending.output,
             worker_id: worker.clone(),
             logs: std::mem::take(&mut inv.logs),

@@ -303,3 +303,18 @@ async fn the_function_timeout_sends_a_cancel_with_the_grace() {
         other => panic!("expected one cancel, got {other:?}"),
     }
 }
+
+#[test]
+fn long_stack_traces_keep_their_head_and_say_how_much_was_cut() {
+    use super::invocations::{bounded_trace, STACK_TRACE_LIMIT};
+    assert_eq!(bounded_trace("short"), "short");
+    // A multi-byte character straddles the limit: the cut moves before it.
+    let long = format!("{}é{}", "a".repeat(STACK_TRACE_LIMIT - 1), "b".repeat(100));
+    let cut = bounded_trace(&long);
+    assert!(cut.starts_with(&"a".repeat(STACK_TRACE_LIMIT - 1)));
+    assert!(
+        cut.ends_with("\n... (102 more bytes cut)"),
+        "{}",
+        &cut[cut.len() - 40..]
+    );
+}

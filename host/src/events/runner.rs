@@ -750,6 +750,12 @@ impl Attempt {
                         r.logs_dropped
                     )));
                 }
+                if let Some(trace) = &r.stack_trace {
+                    lines.push(platform(format!(
+                        "Stack trace of attempt {}:\n{trace}",
+                        e.attempts
+                    )));
+                }
                 self.settle(e, &r, terminated)
             }
             Err(InvokeError::ShuttingDown | InvokeError::Draining) => {

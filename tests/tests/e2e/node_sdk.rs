@@ -208,6 +208,12 @@ async fn node_exceptions_and_failures_fail_with_their_messages() {
     assert_eq!(body["error"]["outcome"], "failed");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(msg.contains("panic requested: boom"), "{msg}");
+    // The error's stack travels as the exception's stack trace.
+    let trace = body["error"]["stackTrace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("panic requested: boom") && trace.contains("    at "),
+        "{body}"
+    );
 
     let r = host
         .handle()

@@ -200,6 +200,11 @@ async fn an_exception_fails_the_invocation_with_its_message() {
         msg.contains("ValueError: published-python exception function failed on purpose"),
         "{body}"
     );
+    let trace = body["error"]["stackTrace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("__init__.py"),
+        "the worker's traceback: {body}"
+    );
 
     // The worker survives an exception.
     let r = api.invoke("echo", "still here").await.unwrap();

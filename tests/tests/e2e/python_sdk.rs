@@ -157,7 +157,7 @@ async fn python_spin_is_killed_after_the_grace_and_the_instance_replaced() {
 #[tokio::test]
 async fn python_exceptions_fail_the_invocation_with_their_message() {
     init_logs();
-    let app = python_app(json!({}));
+    let app = python_app(json!({"asyncEvents": {"maxRetryAttempts": 0}}));
     let host = app.start(1).await;
     let h = host.handle().clone();
 
@@ -173,6 +173,35 @@ async fn python_exceptions_fail_the_invocation_with_their_message() {
             .unwrap()
             .contains("ValueError: failure requested: nope"),
         "fail names its error"
+    );
+    // The traceback travels as the exception's stack trace.
+    let trace = r.stack_trace.unwrap_or_default();
+    assert!(
+        trace.contains("Traceback (most recent call last)") && trace.contains("in fail"),
+        "{trace}"
+    );
+    // An async event that fails keeps the traceback in its log.
+    let api = Api::new(host.http_addr());
+    let key = Some(fnhost_e2e::ADMIN_KEY);
+    let accepted = api
+        .request("POST", "/admin/functions/fail/invoke-async", "later", key)
+        .await
+        .unwrap();
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let id = accepted.json()["requestId"].as_str().unwrap().to_string();
+    let event = format!("/admin/async-events/{id}");
+    fnhost_e2e::wait_until("the event to fail", Duration::from_secs(20), || async {
+        api.admin_get(&event).await.unwrap().json()["status"] == "FAILED"
+    })
+    .await;
+    let logs = api
+        .admin_get(&format!("{event}/logs"))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        logs.contains("Stack trace of attempt 1") && logs.contains("failure requested: later"),
+        "{logs}"
     );
 
     // The worker survives user exceptions.
