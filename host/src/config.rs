@@ -419,6 +419,8 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("asyncEvents.maxRetryAttempts"));
         let err = host(json!({"asyncEvents": {"maxConcurrency": 0}})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("asyncEvents.maxConcurrency"));
+        let err = host(json!({"asyncEvents": {"queueMemoryLimit": 0}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("asyncEvents.queueMemoryLimit"));
         let err = host(json!({"lifecycle": {"initializer": {"maxAttempts": 0}}})).unwrap_err();
         assert_eq!(
             err.field.as_deref(),

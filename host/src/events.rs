@@ -13,7 +13,9 @@ pub mod time;
 mod writer;
 
 pub use config::AsyncConfig;
-pub use runner::{AsyncEvents, EnqueueError, EnqueueRequest, Enqueued, TerminateOutcome};
+pub use runner::{
+    AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateOutcome,
+};
 pub use sqlite::SqliteStore;
 pub use writer::EventLog;
 
@@ -263,7 +265,11 @@ pub trait EventStore: Send + Sync + 'static {
     fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// An event's log, in order.
     fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
-    /// Events not yet final (for recovery at start); inputs over 4 KiB are
-    /// left out (`input` is empty; `get` reads it).
-    fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError>;
+    /// Events an earlier run left `RUNNING` or `RETRYING` (for recovery at
+    /// start). Inputs over 4 KiB are left out (`input` is empty; `get`
+    /// reads it).
+    fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError>;
+    /// The `limit` oldest `QUEUED` events, in the order they were accepted
+    /// (start time, then insertion order); inputs over 4 KiB left out.
+    fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
 }

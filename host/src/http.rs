@@ -155,7 +155,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 async fn host_status(State(state): State<AppState>) -> Response {
     match state.host.status().await {
-        Some(s) => Json(s).into_response(),
+        Some(s) => {
+            let mut body = serde_json::to_value(s).unwrap_or_default();
+            if let Some(stats) = state.events.stats().await {
+                body["asyncEvents"] = serde_json::to_value(stats).unwrap_or_default();
+            }
+            Json(body).into_response()
+        }
         None => error_body(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down"),
     }
 }

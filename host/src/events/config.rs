@@ -24,6 +24,9 @@ pub struct AsyncConfig {
     pub on_failure: Option<String>,
     /// `maxConcurrency`: async events running at once (default 64).
     pub max_concurrency: usize,
+    /// `queueMemoryLimit`: queued events held in memory (default 10,000);
+    /// more wait only in the store and are loaded in order as room frees.
+    pub queue_memory_limit: usize,
 }
 
 impl Default for AsyncConfig {
@@ -36,6 +39,7 @@ impl Default for AsyncConfig {
             retry_backoff: Duration::from_secs(1),
             on_failure: None,
             max_concurrency: 64,
+            queue_memory_limit: 10_000,
         }
     }
 }
@@ -50,6 +54,7 @@ struct Section {
     retry_backoff: Option<String>,
     on_failure: Option<String>,
     max_concurrency: Option<u32>,
+    queue_memory_limit: Option<u32>,
 }
 
 impl AsyncConfig {
@@ -83,6 +88,15 @@ impl AsyncConfig {
         if let Some(n) = s.max_concurrency {
             c.max_concurrency =
                 in_range(path, "asyncEvents.maxConcurrency", u64::from(n), 1, 100_000)? as usize;
+        }
+        if let Some(n) = s.queue_memory_limit {
+            c.queue_memory_limit = in_range(
+                path,
+                "asyncEvents.queueMemoryLimit",
+                u64::from(n),
+                1,
+                1_000_000,
+            )? as usize;
         }
         c.on_failure = s.on_failure.filter(|f| !f.is_empty());
         Ok(c)

@@ -2,7 +2,7 @@
 //! each attempt runs in its own task that records its start and end
 //! durably, in order, through the batching writer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,23 @@ enum Cmd {
         id: String,
         reply: TerminateReply,
     },
+    /// A refill's answer: queued events read from the store.
+    Refilled {
+        epoch: u64,
+        events: Vec<EventRecord>,
+        /// Ids that were in memory when the refill started.
+        in_memory: HashSet<String>,
+        /// The store held no more queued events than these.
+        complete: bool,
+    },
+    /// Terminate a queued event found only in the store.
+    AbortQueued {
+        event: EventRecord,
+        reply: TerminateReply,
+    },
+    /// A queued event that was not in memory has been recorded as aborted.
+    AbortRecorded(String),
+    Stats(oneshot::Sender<AsyncStats>),
     BeginShutdown,
     WaitIdle(oneshot::Sender<()>),
     Close,
@@ -122,6 +139,20 @@ struct RunningEvent {
     terminate: Arc<AtomicU8>,
     /// Terminates to answer when the attempt settles.
     settle_waiters: Vec<TerminateReply>,
+}
+
+/// What the runner holds now (part of `GET /admin/host/status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncStats {
+    /// Queued events held in memory (at most `queueMemoryLimit`).
+    pub queued_in_memory: usize,
+    /// More queued events wait in the store only (loaded as room frees).
+    pub backlog_in_store: bool,
+    /// Events with an attempt running.
+    pub running: usize,
+    /// Events waiting for a retry (or, after a drain, to run again).
+    pub waiting: usize,
 }
 
 /// Type of a terminate's answer channel.
@@ -151,6 +182,12 @@ impl AsyncEvents {
             config: Arc::new(config),
             cmds: cmds.clone(),
             ready: VecDeque::new(),
+            // Queued events of an earlier run are loaded by the first refill.
+            spilled: true,
+            refilling: false,
+            accepted_while_refilling: false,
+            refill_epoch: 0,
+            aborted_in_store: HashMap::new(),
             waiting: HashMap::new(),
             timers: DelayQueue::new(),
             running: HashMap::new(),
@@ -237,6 +274,13 @@ impl AsyncEvents {
             .map_err(|_| StoreError("the async runner stopped before answering".into()))?
     }
 
+    /// What the runner holds now; `None` once it has stopped.
+    pub async fn stats(&self) -> Option<AsyncStats> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Stops starting attempts; queued events stay queued, durably.
     pub async fn begin_shutdown(&self) {
         let _ = self.cmds.send(Cmd::BeginShutdown).await;
@@ -261,7 +305,24 @@ struct Runner {
     host: HostHandle,
     config: Arc<AsyncConfig>,
     cmds: mpsc::Sender<Cmd>,
+    /// Queued events held in memory, oldest first: always the oldest of
+    /// all queued events, at most `queueMemoryLimit` of them.
     ready: VecDeque<EventRecord>,
+    /// Queued events exist in the store that are not in `ready` (accepted
+    /// while it was full, or left by an earlier run); refills load them.
+    spilled: bool,
+    /// A refill is under way.
+    refilling: bool,
+    /// Events were accepted (and left in the store) while a refill ran, so
+    /// its answer may miss them.
+    accepted_while_refilling: bool,
+    /// Refills started so far.
+    refill_epoch: u64,
+    /// Queued events terminated while only in the store: a refill must not
+    /// load them. The value is the refill epoch at which the abort was on
+    /// disk (refills started later cannot see them as queued), or `None`
+    /// while the write is under way.
+    aborted_in_store: HashMap<String, Option<u64>>,
     waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
     timers: DelayQueue<String>,
     running: HashMap<String, RunningEvent>,
@@ -299,11 +360,12 @@ fn log_op(id: &str, lines: Vec<EventLogLine>) -> WriteOp {
 }
 
 impl Runner {
+    /// Takes over the events an earlier run left running or retrying. Its
+    /// queued events stay in the store; refills load them in order.
     async fn recover(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
-        for mut e in self.log.unfinished().await? {
+        for mut e in self.log.interrupted().await? {
             match e.status {
-                EventStatus::Queued => self.ready.push_back(e),
                 EventStatus::Retrying => {
                     let at = e.next_attempt_ms.unwrap_or(now);
                     self.wait_until(e, at);
@@ -327,14 +389,118 @@ impl Runner {
                 }
             }
         }
-        if !self.ready.is_empty() || !self.waiting.is_empty() {
+        if !self.waiting.is_empty() {
             tracing::info!(
-                queued = self.ready.len(),
                 retrying = self.waiting.len(),
-                "recovered unfinished async events"
+                "recovered interrupted async events"
             );
         }
         Ok(())
+    }
+
+    /// An accepted event (already durable): held in memory if it can be,
+    /// else left in the store for a refill, keeping acceptance order.
+    fn accept(&mut self, e: EventRecord) {
+        if self.aborted_in_store.remove(&e.request_id).is_some() {
+            return;
+        }
+        if !self.spilled && self.ready.len() < self.config.queue_memory_limit {
+            self.ready.push_back(e);
+            return;
+        }
+        self.spilled = true;
+        if self.refilling {
+            self.accepted_while_refilling = true;
+        }
+    }
+
+    /// Loads queued events from the store once memory has room for a good
+    /// share of them (half the limit), so refills are few and large.
+    fn maybe_refill(&mut self) {
+        let limit = self.config.queue_memory_limit;
+        if !self.spilled || self.refilling || self.shutting_down || self.ready.len() > limit / 2 {
+            return;
+        }
+        self.refilling = true;
+        self.accepted_while_refilling = false;
+        self.refill_epoch += 1;
+        // Events in memory that the store may still list as queued (held,
+        // just started, or re-queued by a drain) come first in its order
+        // too (the oldest are held), so ask for that many more.
+        let in_memory: HashSet<String> = self
+            .ready
+            .iter()
+            .map(|e| e.request_id.clone())
+            .chain(self.running.keys().cloned())
+            .chain(
+                self.waiting
+                    .iter()
+                    .filter(|(_, (e, _))| e.status == EventStatus::Queued)
+                    .map(|(id, _)| id.clone()),
+            )
+            .collect();
+        let want = limit - self.ready.len() + in_memory.len();
+        let (log, cmds, epoch) = (self.log.clone(), self.cmds.clone(), self.refill_epoch);
+        tokio::spawn(async move {
+            let cmd = match log.queued(want).await {
+                Ok(events) => Cmd::Refilled {
+                    epoch,
+                    complete: events.len() < want,
+                    events,
+                    in_memory,
+                },
+                Err(err) => {
+                    tracing::error!("cannot load queued async events ({err}); retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Cmd::Refilled {
+                        epoch,
+                        complete: false,
+                        events: Vec::new(),
+                        in_memory,
+                    }
+                }
+            };
+            let _ = cmds.send(cmd).await;
+        });
+    }
+
+    fn refilled(
+        &mut self,
+        epoch: u64,
+        events: Vec<EventRecord>,
+        in_memory: HashSet<String>,
+        complete: bool,
+    ) {
+        self.refilling = false;
+        let room = self
+            .config
+            .queue_memory_limit
+            .saturating_sub(self.ready.len());
+        let mut complete = complete && !self.accepted_while_refilling;
+        let mut loaded = 0;
+        for e in events {
+            let id = &e.request_id;
+            if in_memory.contains(id)
+                || self.running.contains_key(id)
+                || self.waiting.contains_key(id)
+                || self.aborted_in_store.contains_key(id)
+            {
+                continue;
+            }
+            if loaded == room {
+                complete = false;
+                break;
+            }
+            self.ready.push_back(e);
+            loaded += 1;
+        }
+        // Aborts on disk before this refill started cannot be loaded again.
+        self.aborted_in_store
+            .retain(|_, at| at.is_none_or(|at| at >= epoch));
+        if complete {
+            self.spilled = false;
+        }
+        tracing::debug!(loaded, complete, "refilled queued async events");
     }
 
     /// Deletes ended events older than the retention window.
@@ -382,7 +548,27 @@ impl Runner {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Queued(e) => self.ready.push_back(e),
+            Cmd::Queued(e) => self.accept(e),
+            Cmd::Refilled {
+                epoch,
+                events,
+                in_memory,
+                complete,
+            } => self.refilled(epoch, events, in_memory, complete),
+            Cmd::AbortQueued { event, reply } => self.abort_queued(event, reply),
+            Cmd::Stats(reply) => {
+                let _ = reply.send(AsyncStats {
+                    queued_in_memory: self.ready.len(),
+                    backlog_in_store: self.spilled,
+                    running: self.running.len(),
+                    waiting: self.waiting.len(),
+                });
+            }
+            Cmd::AbortRecorded(id) => {
+                if let Some(at) = self.aborted_in_store.get_mut(&id) {
+                    *at = Some(self.refill_epoch);
+                }
+            }
             Cmd::Terminate {
                 id,
                 graceful,
@@ -467,6 +653,7 @@ impl Runner {
             };
             tokio::spawn(attempt.run(e, invocation_id));
         }
+        self.maybe_refill();
     }
 
     fn terminate(&mut self, id: String, graceful: bool, reply: TerminateReply) {
@@ -501,13 +688,20 @@ impl Runner {
             .iter()
             .position(|e| e.request_id == id)
             .and_then(|i| self.ready.remove(i));
-        let log = self.log.clone();
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
         tokio::spawn(async move {
             let answer = match waiting.or(queued) {
                 Some(e) => abort_waiting(log, e).await.map(|_| TerminateOutcome::Done),
                 None => match log.get(&id).await {
                     Ok(Some(e)) if e.status.is_final() => {
                         Ok(TerminateOutcome::AlreadyCompleted(e.status))
+                    }
+                    // Queued but not in memory (left in the store while the
+                    // memory queue was full): the runner aborts it, ordered
+                    // with its refills.
+                    Ok(Some(e)) if e.status == EventStatus::Queued => {
+                        let _ = cmds.send(Cmd::AbortQueued { event: e, reply }).await;
+                        return;
                     }
                     Ok(Some(e)) => Err(StoreError(format!(
                         "event {id} is {} in the store but unknown to the runner",
@@ -517,6 +711,34 @@ impl Runner {
                     Err(err) => Err(err),
                 },
             };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Aborts a queued event that was only in the store when its terminate
+    /// arrived. A refill may have loaded it since; otherwise refills skip
+    /// it until its abort is on disk.
+    fn abort_queued(&mut self, event: EventRecord, reply: TerminateReply) {
+        let id = event.request_id.clone();
+        let loaded = self
+            .ready
+            .iter()
+            .position(|e| e.request_id == id)
+            .and_then(|i| self.ready.remove(i));
+        if loaded.is_none() && self.aborted_in_store.contains_key(&id) {
+            // A terminate of the same event is recording it already.
+            let _ = reply.send(Ok(TerminateOutcome::Done));
+            return;
+        }
+        if loaded.is_none() {
+            self.aborted_in_store.insert(id.clone(), None);
+        }
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        tokio::spawn(async move {
+            let answer = abort_waiting(log, loaded.unwrap_or(event))
+                .await
+                .map(|_| TerminateOutcome::Done);
+            let _ = cmds.send(Cmd::AbortRecorded(id)).await;
             let _ = reply.send(answer);
         });
     }

@@ -395,19 +395,37 @@ impl EventStore for SqliteStore {
         })
     }
 
-    fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError> {
+    fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
         self.read(|c| {
-            // Large inputs are left out (read back when the event runs), so a
-            // backlog does not have to fit in memory with its payloads.
-            let inline = format!("CASE WHEN length(input) <= {INLINE_INPUT_LIMIT} THEN input ELSE x'' END AS input");
-            let columns = COLUMNS.replacen("input", &inline, 1);
-            c.prepare(&format!(
-                "SELECT {columns} FROM events WHERE status IN ('QUEUED', 'RUNNING', 'RETRYING') ORDER BY start_ms"
+            c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE status IN ('RUNNING', 'RETRYING') ORDER BY start_ms, rowid",
+                small_input_columns()
             ))?
             .query_map([], record)?
             .collect()
         })
     }
+
+    fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            // Served by `events_status_start` (its entries end with the rowid).
+            c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE status = 'QUEUED' ORDER BY start_ms, rowid LIMIT ?1",
+                small_input_columns()
+            ))?
+            .query_map([limit], record)?
+            .collect()
+        })
+    }
+}
+
+/// [`COLUMNS`] with inputs over [`INLINE_INPUT_LIMIT`] left out (read back
+/// when the event runs), so loading a backlog does not load its payloads.
+fn small_input_columns() -> String {
+    let inline =
+        format!("CASE WHEN length(input) <= {INLINE_INPUT_LIMIT} THEN input ELSE x'' END AS input");
+    COLUMNS.replacen("input", &inline, 1)
 }
 
 #[cfg(test)]
@@ -525,6 +543,33 @@ mod tests {
     }
 
     #[test]
+    fn queued_pages_oldest_first_and_interrupted_skips_queued_and_final() {
+        let (s, dir) = store();
+        // Acceptance order differs from the ids' order; two share a millisecond.
+        for (id, start) in [("q3", 30), ("q1", 10), ("q2", 10), ("q4", 40)] {
+            insert(&s, event(id, "a", start, EventStatus::Queued));
+        }
+        insert(&s, event("r", "a", 5, EventStatus::Running));
+        insert(&s, event("t", "a", 6, EventStatus::Retrying));
+        insert(&s, event("f", "a", 1, EventStatus::Finished));
+        let mut big = event("q5", "a", 50, EventStatus::Queued);
+        big.input = vec![7; INLINE_INPUT_LIMIT + 1];
+        insert(&s, big);
+        let ids =
+            |v: Vec<EventRecord>| -> Vec<String> { v.into_iter().map(|e| e.request_id).collect() };
+        assert_eq!(ids(s.queued(3).unwrap()), ["q1", "q2", "q3"]);
+        let all = s.queued(100).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(
+            all[4].input.is_empty(),
+            "a large input is left in the store"
+        );
+        assert_eq!(all[0].input, [1, 2]);
+        assert_eq!(ids(s.interrupted().unwrap()), ["r", "t"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn idempotency_keys_return_the_first_id_or_a_conflict() {
         let (s, dir) = store();
         let ins = |id: &str, digest: &[u8]| {
@@ -562,7 +607,7 @@ mod tests {
         assert!(s.get("old").unwrap().is_none());
         assert!(s.logs("old").unwrap().is_empty());
         assert!(s.get("new").unwrap().is_some() && s.get("live").unwrap().is_some());
-        assert_eq!(s.unfinished().unwrap().len(), 1);
+        assert_eq!(s.queued(10).unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -76,9 +76,14 @@ impl EventLog {
         self.read(move |s| s.logs(&id)).await
     }
 
-    /// Events not yet final.
-    pub async fn unfinished(&self) -> Result<Vec<EventRecord>, StoreError> {
-        self.read(|s| s.unfinished()).await
+    /// Events an earlier run left running or retrying.
+    pub async fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(|s| s.interrupted()).await
+    }
+
+    /// The `limit` oldest queued events, in acceptance order.
+    pub async fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(move |s| s.queued(limit)).await
     }
 }
 

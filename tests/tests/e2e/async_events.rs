@@ -406,6 +406,71 @@ async fn list_filters_order_and_pages() {
 }
 
 #[tokio::test]
+async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_in_order() {
+    init_logs();
+    let app = TestApp::sample(json!({"asyncEvents": {"maxConcurrency": 1, "queueMemoryLimit": 2}}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    // The holder keeps the one slot busy while the backlog builds up.
+    let holder = submit(&api, "sleep", "60000").await;
+    wait_on_worker(&api, &holder).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(submit(&api, "echo", &format!("e{i}")).await);
+    }
+    let stats = api.status().await.unwrap()["asyncEvents"].clone();
+    assert_eq!(
+        (
+            stats["queuedInMemory"].as_u64(),
+            stats["backlogInStore"].as_bool()
+        ),
+        (Some(2), Some(true)),
+        "{stats}"
+    );
+    // One that waits only in the store is terminated: it never runs.
+    let (code, body) = terminate(&api, &ids[7], false).await;
+    assert_eq!(
+        (code, body["outcome"].as_str()),
+        (200, Some("done")),
+        "{body}"
+    );
+    let dropped = ids.remove(7);
+    // Then the holder goes, and the rest run one by one, oldest first.
+    assert_eq!(terminate(&api, &holder, false).await.0, 200);
+    for id in &ids {
+        wait_status(&api, id, "FINISHED").await;
+    }
+    let e = wait_status(&api, &dropped, "ABORTED").await;
+    assert!(
+        !logs(&api, &dropped)
+            .await
+            .iter()
+            .any(|l| l.contains("Invoke Start")),
+        "a terminated queued event never starts: {e}"
+    );
+    let ran = list(
+        &api,
+        "function=echo&status=FINISHED&orderBy=endTime&order=asc",
+    )
+    .await
+    .json();
+    let order: Vec<&str> = ran["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // The last refill finds the store drained.
+    wait_until("an empty backlog", Duration::from_secs(10), || async {
+        let stats = api.status().await.unwrap()["asyncEvents"].clone();
+        stats["queuedInMemory"] == 0 && stats["backlogInStore"] == false
+    })
+    .await;
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn ended_events_are_pruned_after_the_retention_window() {
     init_logs();
     let app = TestApp::sample(
