@@ -157,7 +157,10 @@ pub enum WriteOp {
         /// Idempotency key and a digest of the request body.
         idempotency: Option<(String, Vec<u8>)>,
     },
-    /// A status change with what came with it.
+    /// A status change with what came with it. It applies only while the
+    /// event is unfinished (`QUEUED`, `RUNNING`, `RETRYING`): an ended event
+    /// stays ended, so an attempt never starts on an event a terminate has
+    /// ended, however the two raced (`WriteOutcome::Unchanged` then).
     Update {
         /// The event.
         request_id: String,
@@ -204,6 +207,8 @@ pub enum WriteOutcome {
     Conflict(String),
     /// Rows pruned.
     Pruned(usize),
+    /// An update found the event ended (or gone) and changed nothing.
+    Unchanged,
 }
 
 /// Filters, order and page of a list request. Time bounds are ms since the

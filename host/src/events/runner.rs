@@ -3,7 +3,7 @@
 //! durably, in order, through the batching writer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +99,6 @@ enum Cmd {
     },
     /// A refill's answer: queued events read from the store.
     Refilled {
-        epoch: u64,
         events: Vec<EventRecord>,
         /// Ids that were in memory when the refill started.
         in_memory: HashSet<String>,
@@ -109,10 +108,9 @@ enum Cmd {
     /// Terminate a queued event found only in the store.
     AbortQueued {
         event: EventRecord,
+        graceful: bool,
         reply: TerminateReply,
     },
-    /// A queued event that was not in memory has been recorded as aborted.
-    AbortRecorded(String),
     Stats(oneshot::Sender<AsyncStats>),
     BeginShutdown,
     WaitIdle(oneshot::Sender<()>),
@@ -127,7 +125,13 @@ enum Next {
     Retry(EventRecord, i64),
     /// Back to the queue (host shutting down or draining).
     Requeue(EventRecord),
+    /// Not run: the event had ended before the attempt could start (a
+    /// terminate got there first).
+    Skipped,
 }
+
+/// Pause after a refill that drained the backlog, before it is handled.
+const REFILL_PAUSE: Duration = Duration::from_millis(2);
 
 /// Terminate requests of a running event, shared with its attempt task.
 const NOT_TERMINATED: u8 = 0;
@@ -164,6 +168,8 @@ pub struct AsyncEvents {
     cmds: mpsc::Sender<Cmd>,
     log: EventLog,
     functions: Arc<Vec<String>>,
+    /// Accepts stored but not yet handed to the runner (see `Runner::accept`).
+    accepting: Arc<AtomicUsize>,
 }
 
 impl AsyncEvents {
@@ -176,6 +182,7 @@ impl AsyncEvents {
         functions: Vec<String>,
     ) -> Result<Self, StoreError> {
         let (cmds, rx) = mpsc::channel(4096);
+        let accepting = Arc::new(AtomicUsize::new(0));
         let mut runner = Runner {
             log: log.clone(),
             host,
@@ -186,8 +193,7 @@ impl AsyncEvents {
             spilled: true,
             refilling: false,
             accepted_while_refilling: false,
-            refill_epoch: 0,
-            aborted_in_store: HashMap::new(),
+            accepting: accepting.clone(),
             waiting: HashMap::new(),
             timers: DelayQueue::new(),
             running: HashMap::new(),
@@ -200,6 +206,7 @@ impl AsyncEvents {
             cmds,
             log,
             functions: Arc::new(functions),
+            accepting,
         })
     }
 
@@ -213,8 +220,9 @@ impl AsyncEvents {
         if !self.functions.iter().any(|f| f == &req.function) {
             return Err(EnqueueError::UnknownFunction(req.function));
         }
+        let id = uuid::Uuid::new_v4().to_string();
         let record = EventRecord {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: id.clone(),
             function: req.function,
             qualifier: req.qualifier.unwrap_or_else(|| "$LATEST".into()),
             invoke_type: req.invoke_type,
@@ -229,29 +237,39 @@ impl AsyncEvents {
             next_attempt_ms: None,
         };
         let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
-        match self
-            .log
-            .write(WriteOp::Insert {
-                event: record.clone(),
-                idempotency: req.idempotency,
-            })
-            .await?
-        {
-            WriteOutcome::Duplicate(existing) => return Ok(Enqueued::Existing(existing)),
-            WriteOutcome::Conflict(existing) => {
-                return Err(EnqueueError::Conflict {
-                    key: key.unwrap_or_default(),
-                    existing,
-                })
+        let op = WriteOp::Insert {
+            event: record.clone(),
+            idempotency: req.idempotency,
+        };
+        let (log, cmds, accepting) = (self.log.clone(), self.cmds.clone(), self.accepting.clone());
+        // In its own task, so a caller that goes away (an HTTP client that
+        // disconnects) cannot cut it between the write and the hand-over.
+        let stored = tokio::spawn(async move {
+            accepting.fetch_add(1, Ordering::SeqCst);
+            let outcome = log.write(op).await;
+            if matches!(outcome, Ok(WriteOutcome::Done)) {
+                let mut record = record;
+                shed_large_input(&mut record);
+                // Durable already: if the runner is gone (shutdown),
+                // recovery runs it.
+                if cmds.send(Cmd::Queued(record)).await.is_err() {
+                    accepting.fetch_sub(1, Ordering::SeqCst);
+                }
+            } else {
+                accepting.fetch_sub(1, Ordering::SeqCst);
             }
-            _ => {}
+            outcome
+        })
+        .await
+        .map_err(|e| StoreError(format!("the accept task failed: {e}")))?;
+        match stored? {
+            WriteOutcome::Duplicate(existing) => Ok(Enqueued::Existing(existing)),
+            WriteOutcome::Conflict(existing) => Err(EnqueueError::Conflict {
+                key: key.unwrap_or_default(),
+                existing,
+            }),
+            _ => Ok(Enqueued::New(id)),
         }
-        let id = record.request_id.clone();
-        let mut record = record;
-        shed_large_input(&mut record);
-        // Durable already: if the runner is gone (shutdown), recovery runs it.
-        let _ = self.cmds.send(Cmd::Queued(record)).await;
-        Ok(Enqueued::New(id))
     }
 
     /// Terminates an event: forced (kill its instance) or graceful (cancel,
@@ -316,13 +334,8 @@ struct Runner {
     /// Events were accepted (and left in the store) while a refill ran, so
     /// its answer may miss them.
     accepted_while_refilling: bool,
-    /// Refills started so far.
-    refill_epoch: u64,
-    /// Queued events terminated while only in the store: a refill must not
-    /// load them. The value is the refill epoch at which the abort was on
-    /// disk (refills started later cannot see them as queued), or `None`
-    /// while the write is under way.
-    aborted_in_store: HashMap<String, Option<u64>>,
+    /// Accepts stored but not yet handed to the runner (`Cmd::Queued`).
+    accepting: Arc<AtomicUsize>,
     waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
     timers: DelayQueue<String>,
     running: HashMap<String, RunningEvent>,
@@ -401,9 +414,7 @@ impl Runner {
     /// An accepted event (already durable): held in memory if it can be,
     /// else left in the store for a refill, keeping acceptance order.
     fn accept(&mut self, e: EventRecord) {
-        if self.aborted_in_store.remove(&e.request_id).is_some() {
-            return;
-        }
+        self.accepting.fetch_sub(1, Ordering::SeqCst);
         if !self.spilled && self.ready.len() < self.config.queue_memory_limit {
             self.ready.push_back(e);
             return;
@@ -423,37 +434,46 @@ impl Runner {
         }
         self.refilling = true;
         self.accepted_while_refilling = false;
-        self.refill_epoch += 1;
-        // Events in memory that the store may still list as queued (held,
-        // just started, or re-queued by a drain) come first in its order
-        // too (the oldest are held), so ask for that many more.
+        // Every event in memory, so none is loaded twice. Those the store
+        // may still list as queued (held, just started, or re-queued by a
+        // drain) come first in its order too (the oldest are held), so ask
+        // for that many more. Asking too few only costs another refill: a
+        // full page never counts as the end of the backlog.
+        let requeued = self
+            .waiting
+            .values()
+            .filter(|(e, _)| e.status == EventStatus::Queued)
+            .count();
+        // (room: limit - held) + (held + running + requeued)
+        let want = limit + self.running.len() + requeued;
         let in_memory: HashSet<String> = self
             .ready
             .iter()
             .map(|e| e.request_id.clone())
             .chain(self.running.keys().cloned())
-            .chain(
-                self.waiting
-                    .iter()
-                    .filter(|(_, (e, _))| e.status == EventStatus::Queued)
-                    .map(|(id, _)| id.clone()),
-            )
+            .chain(self.waiting.keys().cloned())
             .collect();
-        let want = limit - self.ready.len() + in_memory.len();
-        let (log, cmds, epoch) = (self.log.clone(), self.cmds.clone(), self.refill_epoch);
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
         tokio::spawn(async move {
             let cmd = match log.queued(want).await {
-                Ok(events) => Cmd::Refilled {
-                    epoch,
-                    complete: events.len() < want,
-                    events,
-                    in_memory,
-                },
+                Ok(events) => {
+                    let complete = events.len() < want;
+                    if complete {
+                        // The backlog is drained. Accepts racing this read
+                        // can keep it marked; a short pause keeps such
+                        // refills from following each other in a tight loop.
+                        tokio::time::sleep(REFILL_PAUSE).await;
+                    }
+                    Cmd::Refilled {
+                        complete,
+                        events,
+                        in_memory,
+                    }
+                }
                 Err(err) => {
                     tracing::error!("cannot load queued async events ({err}); retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     Cmd::Refilled {
-                        epoch,
                         complete: false,
                         events: Vec::new(),
                         in_memory,
@@ -464,26 +484,23 @@ impl Runner {
         });
     }
 
-    fn refilled(
-        &mut self,
-        epoch: u64,
-        events: Vec<EventRecord>,
-        in_memory: HashSet<String>,
-        complete: bool,
-    ) {
+    fn refilled(&mut self, events: Vec<EventRecord>, in_memory: HashSet<String>, complete: bool) {
         self.refilling = false;
         let room = self
             .config
             .queue_memory_limit
             .saturating_sub(self.ready.len());
-        let mut complete = complete && !self.accepted_while_refilling;
+        // An accept not yet handed over may be in this page or not; its
+        // `Queued` must find the backlog marked, or it would be held twice.
+        let mut complete = complete
+            && !self.accepted_while_refilling
+            && self.accepting.load(Ordering::SeqCst) == 0;
         let mut loaded = 0;
         for e in events {
             let id = &e.request_id;
             if in_memory.contains(id)
                 || self.running.contains_key(id)
                 || self.waiting.contains_key(id)
-                || self.aborted_in_store.contains_key(id)
             {
                 continue;
             }
@@ -494,9 +511,6 @@ impl Runner {
             self.ready.push_back(e);
             loaded += 1;
         }
-        // Aborts on disk before this refill started cannot be loaded again.
-        self.aborted_in_store
-            .retain(|_, at| at.is_none_or(|at| at >= epoch));
         if complete {
             self.spilled = false;
         }
@@ -550,12 +564,15 @@ impl Runner {
         match cmd {
             Cmd::Queued(e) => self.accept(e),
             Cmd::Refilled {
-                epoch,
                 events,
                 in_memory,
                 complete,
-            } => self.refilled(epoch, events, in_memory, complete),
-            Cmd::AbortQueued { event, reply } => self.abort_queued(event, reply),
+            } => self.refilled(events, in_memory, complete),
+            Cmd::AbortQueued {
+                event,
+                graceful,
+                reply,
+            } => self.abort_queued(event, graceful, reply),
             Cmd::Stats(reply) => {
                 let _ = reply.send(AsyncStats {
                     queued_in_memory: self.ready.len(),
@@ -563,11 +580,6 @@ impl Runner {
                     running: self.running.len(),
                     waiting: self.waiting.len(),
                 });
-            }
-            Cmd::AbortRecorded(id) => {
-                if let Some(at) = self.aborted_in_store.get_mut(&id) {
-                    *at = Some(self.refill_epoch);
-                }
             }
             Cmd::Terminate {
                 id,
@@ -586,30 +598,26 @@ impl Runner {
                     ),
                     None => (false, Vec::new()),
                 };
-                if !waiters.is_empty() {
-                    if matches!(next, Next::Done { .. }) {
-                        // Its final record is already written.
-                        answer_from_store(self.log.clone(), id.clone(), waiters);
-                    } else {
-                        // Not final, so the terminate ends it (below).
-                        for w in waiters {
-                            let _ = w.send(Ok(TerminateOutcome::Done));
-                        }
-                    }
-                }
+                let mut waiters = Some(waiters);
                 match next {
-                    Next::Done { failed: Some(e) } => self.on_failure(e),
-                    Next::Done { failed: None } => {}
                     // A terminate that arrived while the attempt was closing
                     // still wins: the event is not run again.
                     Next::Retry(e, _) | Next::Requeue(e) if terminated => {
-                        tokio::spawn(abort_waiting(self.log.clone(), e));
+                        let waiters = waiters.take().unwrap_or_default();
+                        abort_and_answer(self.log.clone(), e, waiters);
                     }
+                    Next::Done { failed: Some(e) } => self.on_failure(e),
+                    Next::Done { failed: None } | Next::Skipped => {}
                     Next::Retry(e, at) => self.wait_until(e, at),
                     // Durable as QUEUED; after a drain or shutdown it runs on the
                     // next start, otherwise again shortly.
                     Next::Requeue(e) if !self.shutting_down => self.wait_until(e, now_ms() + 1000),
                     Next::Requeue(_) => {}
+                }
+                // Terminates that found the invocation just ended: its final
+                // record is written, answer from it.
+                if let Some(waiters) = waiters.filter(|w| !w.is_empty()) {
+                    answer_from_store(self.log.clone(), id, waiters);
                 }
                 if self.running.is_empty() {
                     for w in self.idle_waiters.drain(..) {
@@ -634,6 +642,12 @@ impl Runner {
             let Some(e) = self.ready.pop_front() else {
                 break;
             };
+            if self.running.contains_key(&e.request_id) {
+                // Never two attempts of one event at once (a copy can only
+                // come from a race between the store and memory).
+                tracing::warn!(request = %e.request_id, "async event queued while its attempt runs; copy dropped");
+                continue;
+            }
             let invocation_id = uuid::Uuid::new_v4().to_string();
             let terminate = Arc::new(AtomicU8::new(NOT_TERMINATED));
             self.running.insert(
@@ -683,64 +697,58 @@ impl Runner {
             self.timers.remove(&key);
             e
         });
-        let queued = self
-            .ready
-            .iter()
-            .position(|e| e.request_id == id)
-            .and_then(|i| self.ready.remove(i));
+        let held = waiting.or_else(|| {
+            let i = self.ready.iter().position(|e| e.request_id == id)?;
+            self.ready.remove(i)
+        });
+        if let Some(e) = held {
+            abort_and_answer(self.log.clone(), e, vec![reply]);
+            return;
+        }
         let (log, cmds) = (self.log.clone(), self.cmds.clone());
         tokio::spawn(async move {
-            let answer = match waiting.or(queued) {
-                Some(e) => abort_waiting(log, e).await.map(|_| TerminateOutcome::Done),
-                None => match log.get(&id).await {
-                    Ok(Some(e)) if e.status.is_final() => {
-                        Ok(TerminateOutcome::AlreadyCompleted(e.status))
-                    }
-                    // Queued but not in memory (left in the store while the
-                    // memory queue was full): the runner aborts it, ordered
-                    // with its refills.
-                    Ok(Some(e)) if e.status == EventStatus::Queued => {
-                        let _ = cmds.send(Cmd::AbortQueued { event: e, reply }).await;
-                        return;
-                    }
-                    Ok(Some(e)) => Err(StoreError(format!(
-                        "event {id} is {} in the store but unknown to the runner",
-                        e.status
-                    ))),
-                    Ok(None) => Ok(TerminateOutcome::NotFound),
-                    Err(err) => Err(err),
-                },
+            let answer = match log.get(&id).await {
+                Ok(Some(e)) if e.status.is_final() => {
+                    Ok(TerminateOutcome::AlreadyCompleted(e.status))
+                }
+                // Queued but not in memory (left in the store while the
+                // memory queue was full): the runner decides, as a refill
+                // may have loaded it meanwhile.
+                Ok(Some(event)) if event.status == EventStatus::Queued => {
+                    let cmd = Cmd::AbortQueued {
+                        event,
+                        graceful,
+                        reply,
+                    };
+                    let _ = cmds.send(cmd).await;
+                    return;
+                }
+                Ok(Some(e)) => Err(StoreError(format!(
+                    "event {id} is {} in the store but unknown to the runner",
+                    e.status
+                ))),
+                Ok(None) => Ok(TerminateOutcome::NotFound),
+                Err(err) => Err(err),
             };
             let _ = reply.send(answer);
         });
     }
 
-    /// Aborts a queued event that was only in the store when its terminate
-    /// arrived. A refill may have loaded it since; otherwise refills skip
-    /// it until its abort is on disk.
-    fn abort_queued(&mut self, event: EventRecord, reply: TerminateReply) {
-        let id = event.request_id.clone();
-        let loaded = self
-            .ready
-            .iter()
-            .position(|e| e.request_id == id)
-            .and_then(|i| self.ready.remove(i));
-        if loaded.is_none() && self.aborted_in_store.contains_key(&id) {
-            // A terminate of the same event is recording it already.
-            let _ = reply.send(Ok(TerminateOutcome::Done));
+    /// Terminates a queued event that was only in the store when its
+    /// terminate looked. If a refill has loaded it since, it is terminated
+    /// where it is now. Otherwise nothing holds it, and the abort is written
+    /// ahead of any later attempt's start, which then finds it ended.
+    fn abort_queued(&mut self, event: EventRecord, graceful: bool, reply: TerminateReply) {
+        let id = &event.request_id;
+        if self.running.contains_key(id)
+            || self.waiting.contains_key(id)
+            || self.ready.iter().any(|e| &e.request_id == id)
+        {
+            let id = id.clone();
+            self.terminate(id, graceful, reply);
             return;
         }
-        if loaded.is_none() {
-            self.aborted_in_store.insert(id.clone(), None);
-        }
-        let (log, cmds) = (self.log.clone(), self.cmds.clone());
-        tokio::spawn(async move {
-            let answer = abort_waiting(log, loaded.unwrap_or(event))
-                .await
-                .map(|_| TerminateOutcome::Done);
-            let _ = cmds.send(Cmd::AbortRecorded(id)).await;
-            let _ = reply.send(answer);
-        });
+        abort_and_answer(self.log.clone(), event, vec![reply]);
     }
 
     fn on_failure(&mut self, failed: EventRecord) {
@@ -766,7 +774,8 @@ impl Runner {
             end_ms: None,
             next_attempt_ms: None,
         };
-        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        let (log, cmds, accepting) = (self.log.clone(), self.cmds.clone(), self.accepting.clone());
+        accepting.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let id = record.request_id.clone();
             let op = WriteOp::Insert {
@@ -780,9 +789,12 @@ impl Runner {
                     let _ = log.write(log_op(&failed.request_id, vec![line])).await;
                     let mut record = record;
                     shed_large_input(&mut record);
-                    let _ = cmds.send(Cmd::Queued(record)).await;
+                    if cmds.send(Cmd::Queued(record)).await.is_err() {
+                        accepting.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
                 Err(e) => {
+                    accepting.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!(request = %failed.request_id, "cannot store the onFailure event: {e}")
                 }
             }
@@ -796,20 +808,35 @@ fn shed_large_input(e: &mut EventRecord) {
     }
 }
 
-/// Ends an event that is not running (queued, or waiting to retry) as
-/// terminated by a user.
-async fn abort_waiting(log: EventLog, mut e: EventRecord) -> Result<(), StoreError> {
+/// Ends an event that no attempt is running (queued, or waiting to retry)
+/// as terminated by a user, then answers `replies`: `done`, or, when the
+/// event had ended already, `already-completed` (the write applies only to
+/// an unfinished event, so it never overwrites an end).
+fn abort_and_answer(log: EventLog, mut e: EventRecord, replies: Vec<TerminateReply>) {
     e.status = EventStatus::Aborted;
     e.status_code = Some(codes::TERMINATED_BEFORE_RUN);
     e.end_ms = Some(now_ms());
     e.next_attempt_ms = None;
     e.error = Some("terminated by a user before it ran again".into());
     let line = platform("Terminated by a user before it ran again.");
-    let r = log.write(update_with(&e, vec![line])).await.map(|_| ());
-    if let Err(err) = &r {
-        tracing::error!(request = %e.request_id, "cannot record the terminate: {err}");
-    }
-    r
+    tokio::spawn(async move {
+        let id = e.request_id.clone();
+        let answer = match log.write(update_with(&e, vec![line])).await {
+            Ok(WriteOutcome::Unchanged) => match log.get(&id).await {
+                Ok(Some(r)) => Ok(TerminateOutcome::AlreadyCompleted(r.status)),
+                Ok(None) => Ok(TerminateOutcome::NotFound),
+                Err(err) => Err(err),
+            },
+            Ok(_) => Ok(TerminateOutcome::Done),
+            Err(err) => {
+                tracing::error!(request = %id, "cannot record the terminate: {err}");
+                Err(err)
+            }
+        };
+        for reply in replies {
+            let _ = reply.send(answer.clone());
+        }
+    });
 }
 
 /// Answers terminates of an event whose attempt has settled, from its
@@ -936,7 +963,12 @@ impl Attempt {
             "Invoke Start RequestId: {} (attempt {})",
             e.request_id, e.attempts
         ));
-        self.log.write(update_with(e, vec![start])).await?;
+        if self.log.write(update_with(e, vec![start])).await? == WriteOutcome::Unchanged {
+            // Ended meanwhile: a terminate of it while it waited in the
+            // store was written first.
+            tracing::info!(request = %e.request_id, "async event ended before its attempt started; not run");
+            return Ok(Next::Skipped);
+        }
 
         let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
         let input = InvocationInput::new(input).with_id(invocation_id);
@@ -1007,7 +1039,11 @@ impl Attempt {
                     .unwrap_or_default()
             ),
         }));
-        self.log.write(update_with(e, lines)).await?;
+        if self.log.write(update_with(e, lines)).await? == WriteOutcome::Unchanged {
+            // Only this attempt ends a running event; something else did.
+            tracing::warn!(request = %e.request_id, "async event ended by another writer while its attempt ran; this attempt's end is not recorded");
+            return Ok(Next::Done { failed: None });
+        }
         Ok(next)
     }
 

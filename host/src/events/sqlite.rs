@@ -233,21 +233,25 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
             next_attempt_ms,
             lines,
         } => {
-            tx.prepare_cached(
-                "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = ?5,
-                     error = ?6, end_ms = ?7, next_attempt_ms = ?8
-                 WHERE request_id = ?1",
-            )?
-            .execute(params![
-                request_id,
-                status.as_str(),
-                status_code,
-                attempts,
-                result,
-                error,
-                end_ms,
-                next_attempt_ms
-            ])?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = ?5,
+                         error = ?6, end_ms = ?7, next_attempt_ms = ?8
+                     WHERE request_id = ?1 AND status IN ('QUEUED', 'RUNNING', 'RETRYING')",
+                )?
+                .execute(params![
+                    request_id,
+                    status.as_str(),
+                    status_code,
+                    attempts,
+                    result,
+                    error,
+                    end_ms,
+                    next_attempt_ms
+                ])?;
+            if changed == 0 {
+                return Ok(WriteOutcome::Unchanged);
+            }
             append_lines(tx, request_id, lines)?;
             Ok(WriteOutcome::Done)
         }
@@ -566,6 +570,45 @@ mod tests {
         );
         assert_eq!(all[0].input, [1, 2]);
         assert_eq!(ids(s.interrupted().unwrap()), ["r", "t"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn updates_never_change_an_ended_event() {
+        let (s, dir) = store();
+        insert(&s, event("q", "a", 1, EventStatus::Queued));
+        let update = |status: EventStatus, line: &str| WriteOp::Update {
+            request_id: "q".into(),
+            status,
+            status_code: None,
+            attempts: 1,
+            result: None,
+            error: None,
+            end_ms: status.is_final().then_some(2),
+            next_attempt_ms: None,
+            lines: vec![EventLogLine {
+                time_ms: 1,
+                line: line.into(),
+            }],
+        };
+        let apply = |op| s.apply(&[op]).unwrap().remove(0);
+        assert_eq!(
+            apply(update(EventStatus::Aborted, "aborted")),
+            WriteOutcome::Done
+        );
+        // An attempt that raced the abort finds the event ended.
+        assert_eq!(
+            apply(update(EventStatus::Running, "start")),
+            WriteOutcome::Unchanged
+        );
+        assert_eq!(
+            apply(update(EventStatus::Finished, "end")),
+            WriteOutcome::Unchanged
+        );
+        let e = s.get("q").unwrap().unwrap();
+        assert_eq!(e.status, EventStatus::Aborted);
+        let lines: Vec<_> = s.logs("q").unwrap().into_iter().map(|l| l.line).collect();
+        assert_eq!(lines, ["aborted"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
