@@ -2,6 +2,7 @@
 //! connection writes (the batching writer calls it from one thread), a small
 //! pool of connections reads alongside.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -58,6 +59,21 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO event_log_lines (request_id, time_ms, line)
         SELECT request_id, time_ms, line FROM event_logs ORDER BY request_id, seq;
     DROP TABLE event_logs;",
+    // 3: event counts per function, qualifier, invoke type and status, kept
+    // by `apply` (one adjustment per group and transaction), so a list's
+    // totalCount without time bounds is a sum over a few rows instead of a
+    // count over every matching event.
+    "CREATE TABLE event_counts (
+        function    TEXT NOT NULL,
+        qualifier   TEXT NOT NULL,
+        invoke_type TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        n           INTEGER NOT NULL,
+        PRIMARY KEY (function, status, qualifier, invoke_type)
+    ) WITHOUT ROWID;
+    INSERT INTO event_counts (function, qualifier, invoke_type, status, n)
+        SELECT function, qualifier, invoke_type, status, COUNT(*) FROM events
+        GROUP BY function, qualifier, invoke_type, status;",
 ];
 
 const READERS: usize = 4;
@@ -172,7 +188,43 @@ fn append_lines(
     Ok(())
 }
 
-fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<WriteOutcome> {
+/// Changes to `event_counts` gathered over one transaction, keyed by
+/// (function, qualifier, invoke type, status): a batch of a thousand
+/// inserts for one function becomes one counter update.
+#[derive(Default)]
+struct CountDeltas(HashMap<(String, String, String, String), i64>);
+
+impl CountDeltas {
+    fn add(&mut self, function: &str, qualifier: &str, invoke_type: &str, status: &str, n: i64) {
+        let key = (
+            function.to_string(),
+            qualifier.to_string(),
+            invoke_type.to_string(),
+            status.to_string(),
+        );
+        *self.0.entry(key).or_default() += n;
+    }
+
+    fn write(self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO event_counts (function, qualifier, invoke_type, status, n)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((function, qualifier, invoke_type, status), n) in self.0 {
+            if n != 0 {
+                stmt.execute(params![function, qualifier, invoke_type, status, n])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    op: &WriteOp,
+    counts: &mut CountDeltas,
+) -> rusqlite::Result<WriteOutcome> {
     match op {
         WriteOp::Insert {
             event: e,
@@ -220,6 +272,13 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
                 key,
                 digest
             ])?;
+            counts.add(
+                &e.function,
+                &e.qualifier,
+                &e.invoke_type,
+                e.status.as_str(),
+                1,
+            );
             Ok(WriteOutcome::Done)
         }
         WriteOp::Update {
@@ -233,24 +292,36 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
             next_attempt_ms,
             lines,
         } => {
-            let changed = tx
+            let before: Option<(String, String, String, String)> = tx
                 .prepare_cached(
-                    "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = ?5,
-                         error = ?6, end_ms = ?7, next_attempt_ms = ?8
+                    "SELECT function, qualifier, invoke_type, status FROM events
                      WHERE request_id = ?1 AND status IN ('QUEUED', 'RUNNING', 'RETRYING')",
                 )?
-                .execute(params![
-                    request_id,
-                    status.as_str(),
-                    status_code,
-                    attempts,
-                    result,
-                    error,
-                    end_ms,
-                    next_attempt_ms
-                ])?;
-            if changed == 0 {
+                .query_row(params![request_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((function, qualifier, invoke_type, old_status)) = before else {
                 return Ok(WriteOutcome::Unchanged);
+            };
+            tx.prepare_cached(
+                "UPDATE events SET status = ?2, status_code = ?3, attempts = ?4, result = ?5,
+                     error = ?6, end_ms = ?7, next_attempt_ms = ?8
+                 WHERE request_id = ?1",
+            )?
+            .execute(params![
+                request_id,
+                status.as_str(),
+                status_code,
+                attempts,
+                result,
+                error,
+                end_ms,
+                next_attempt_ms
+            ])?;
+            if old_status != status.as_str() {
+                counts.add(&function, &qualifier, &invoke_type, &old_status, -1);
+                counts.add(&function, &qualifier, &invoke_type, status.as_str(), 1);
             }
             append_lines(tx, request_id, lines)?;
             Ok(WriteOutcome::Done)
@@ -260,6 +331,17 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<W
             Ok(WriteOutcome::Done)
         }
         WriteOp::Prune { before_ms } => {
+            let mut gone = tx.prepare_cached(
+                "SELECT function, qualifier, invoke_type, status, COUNT(*) FROM events
+                 WHERE end_ms IS NOT NULL AND end_ms < ?1
+                 GROUP BY function, qualifier, invoke_type, status",
+            )?;
+            let mut rows = gone.query(params![before_ms])?;
+            while let Some(r) = rows.next()? {
+                let (f, q, t, s): (String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                counts.add(&f, &q, &t, &s, -r.get::<_, i64>(4)?);
+            }
             tx.execute(
                 "DELETE FROM event_log_lines WHERE request_id IN
                      (SELECT request_id FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1)",
@@ -282,9 +364,11 @@ impl EventStore for SqliteStore {
             .map_err(|_| StoreError("the writer panicked".into()))?;
         let tx = conn.transaction().map_err(err)?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut counts = CountDeltas::default();
         for op in batch {
-            out.push(apply_one(&tx, op).map_err(err)?);
+            out.push(apply_one(&tx, op, &mut counts).map_err(err)?);
         }
+        counts.write(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(out)
     }
@@ -361,7 +445,18 @@ impl EventStore for SqliteStore {
         } else {
             format!("{column} {dir}, rowid {dir}")
         };
-        let count_sql = format!("SELECT COUNT(*) FROM events {filter}");
+        // Without time bounds or a request id, every filter is a column of
+        // `event_counts` (same names), which holds the total in a few rows.
+        let by_columns_only = q.request_id.is_none()
+            && q.start_from.is_none()
+            && q.start_to.is_none()
+            && q.end_from.is_none()
+            && q.end_to.is_none();
+        let count_sql = if by_columns_only {
+            format!("SELECT COALESCE(SUM(n), 0) FROM event_counts {filter}")
+        } else {
+            format!("SELECT COUNT(*) FROM events {filter}")
+        };
         let page_sql = format!(
             "SELECT {COLUMNS} FROM events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
             q.limit, q.offset
@@ -570,6 +665,86 @@ mod tests {
         );
         assert_eq!(all[0].input, [1, 2]);
         assert_eq!(ids(s.interrupted().unwrap()), ["r", "t"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn totals_from_the_count_table_match_a_count_of_the_events() {
+        let (s, dir) = store();
+        let statuses = [
+            EventStatus::Queued,
+            EventStatus::Running,
+            EventStatus::Finished,
+        ];
+        for i in 0..60i64 {
+            let mut e = event(
+                &format!("e{i}"),
+                ["a", "b", "c"][i as usize % 3],
+                i,
+                statuses[i as usize % 3],
+            );
+            e.invoke_type = if i % 4 == 0 { "http" } else { "api" }.into();
+            e.qualifier = if i % 5 == 0 { "v1" } else { "$LATEST" }.into();
+            insert(&s, e);
+        }
+        // Status changes, an update that changes nothing, and a prune.
+        for i in (1..60).step_by(3) {
+            let op = WriteOp::Update {
+                request_id: format!("e{i}"),
+                status: EventStatus::Failed,
+                status_code: Some(430),
+                attempts: 1,
+                result: None,
+                error: None,
+                end_ms: Some(5),
+                next_attempt_ms: None,
+                lines: Vec::new(),
+            };
+            s.apply(&[op]).unwrap();
+        }
+        s.apply(&[WriteOp::Prune { before_ms: 20 }]).unwrap();
+        let queries = [
+            ListQuery::default(),
+            ListQuery {
+                function: Some("a".into()),
+                ..ListQuery::default()
+            },
+            ListQuery {
+                function: Some("b".into()),
+                statuses: vec![EventStatus::Failed, EventStatus::Queued],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                statuses: vec![EventStatus::Finished],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                qualifier: Some("v1".into()),
+                invoke_types: vec!["http".into()],
+                ..ListQuery::default()
+            },
+            ListQuery {
+                function: Some("none".into()),
+                ..ListQuery::default()
+            },
+        ];
+        for q in queries {
+            let direct = SqliteStore::list(
+                &s,
+                &ListQuery {
+                    start_from: Some(i64::MIN),
+                    ..q.clone()
+                },
+            )
+            .unwrap()
+            .total;
+            assert_eq!(s.list(&q).unwrap().total, direct, "{q:?}");
+        }
+        let all: i64 = s
+            .read(|c| c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(s.list(&ListQuery::default()).unwrap().total, all as u64);
+        assert!(all < 60, "the prune removed some");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
