@@ -200,6 +200,9 @@ pub enum WriteOp {
 pub enum WriteOutcome {
     /// Applied.
     Done,
+    /// A new event was stored with this acceptance sequence number (it
+    /// grows with every insert; see [`EventStore::queued`]).
+    Inserted(i64),
     /// An insert whose idempotency key was seen with the same body: the
     /// existing request id.
     Duplicate(String),
@@ -274,7 +277,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// start). Inputs over 4 KiB are left out (`input` is empty; `get`
     /// reads it).
     fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError>;
-    /// The `limit` oldest `QUEUED` events, in the order they were accepted
-    /// (start time, then insertion order); inputs over 4 KiB left out.
-    fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+    /// Up to `limit` `QUEUED` events with a sequence number above `after`,
+    /// in acceptance order, each with its sequence number; inputs over
+    /// 4 KiB left out.
+    fn queued(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventRecord)>, StoreError>;
+    /// Where reading queued events starts after a restart: just below the
+    /// oldest queued event's sequence number, or the newest sequence number
+    /// when none is queued.
+    fn queue_start(&self) -> Result<i64, StoreError>;
 }

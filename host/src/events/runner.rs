@@ -3,7 +3,7 @@
 //! durably, in order, through the batching writer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +81,8 @@ pub enum TerminateOutcome {
 }
 
 enum Cmd {
-    Queued(EventRecord),
+    /// A stored event and its sequence number.
+    Queued(EventRecord, i64),
     Terminate {
         id: String,
         graceful: bool,
@@ -97,13 +98,18 @@ enum Cmd {
         id: String,
         reply: TerminateReply,
     },
-    /// A refill's answer: queued events read from the store.
+    /// A refill's answer: queued events read from the store, with their
+    /// sequence numbers.
     Refilled {
-        events: Vec<EventRecord>,
-        /// Ids that were in memory when the refill started.
-        in_memory: HashSet<String>,
+        events: Vec<(i64, EventRecord)>,
         /// The store held no more queued events than these.
         complete: bool,
+    },
+    /// A terminate's abort write is done; `failed` holds the event when it
+    /// could not be recorded.
+    AbortWritten {
+        id: String,
+        failed: Option<EventRecord>,
     },
     /// Terminate a queued event found only in the store.
     AbortQueued {
@@ -168,8 +174,6 @@ pub struct AsyncEvents {
     cmds: mpsc::Sender<Cmd>,
     log: EventLog,
     functions: Arc<Vec<String>>,
-    /// Accepts stored but not yet handed to the runner (see `Runner::accept`).
-    accepting: Arc<AtomicUsize>,
 }
 
 impl AsyncEvents {
@@ -182,18 +186,19 @@ impl AsyncEvents {
         functions: Vec<String>,
     ) -> Result<Self, StoreError> {
         let (cmds, rx) = mpsc::channel(4096);
-        let accepting = Arc::new(AtomicUsize::new(0));
         let mut runner = Runner {
             log: log.clone(),
             host,
             config: Arc::new(config),
             cmds: cmds.clone(),
             ready: VecDeque::new(),
-            // Queued events of an earlier run are loaded by the first refill.
+            // Queued events of an earlier run are loaded by the first refill
+            // (`recover` sets the cursor).
             spilled: true,
             refilling: false,
-            accepted_while_refilling: false,
-            accepting: accepting.clone(),
+            cursor: 0,
+            max_left_in_store: 0,
+            aborting: HashMap::new(),
             waiting: HashMap::new(),
             timers: DelayQueue::new(),
             running: HashMap::new(),
@@ -206,7 +211,6 @@ impl AsyncEvents {
             cmds,
             log,
             functions: Arc::new(functions),
-            accepting,
         })
     }
 
@@ -241,22 +245,17 @@ impl AsyncEvents {
             event: record.clone(),
             idempotency: req.idempotency,
         };
-        let (log, cmds, accepting) = (self.log.clone(), self.cmds.clone(), self.accepting.clone());
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
         // In its own task, so a caller that goes away (an HTTP client that
         // disconnects) cannot cut it between the write and the hand-over.
         let stored = tokio::spawn(async move {
-            accepting.fetch_add(1, Ordering::SeqCst);
             let outcome = log.write(op).await;
-            if matches!(outcome, Ok(WriteOutcome::Done)) {
+            if let Ok(WriteOutcome::Inserted(seq)) = outcome {
                 let mut record = record;
                 shed_large_input(&mut record);
                 // Durable already: if the runner is gone (shutdown),
                 // recovery runs it.
-                if cmds.send(Cmd::Queued(record)).await.is_err() {
-                    accepting.fetch_sub(1, Ordering::SeqCst);
-                }
-            } else {
-                accepting.fetch_sub(1, Ordering::SeqCst);
+                let _ = cmds.send(Cmd::Queued(record, seq)).await;
             }
             outcome
         })
@@ -331,11 +330,14 @@ struct Runner {
     spilled: bool,
     /// A refill is under way.
     refilling: bool,
-    /// Events were accepted (and left in the store) while a refill ran, so
-    /// its answer may miss them.
-    accepted_while_refilling: bool,
-    /// Accepts stored but not yet handed to the runner (`Cmd::Queued`).
-    accepting: Arc<AtomicUsize>,
+    /// The highest sequence number refills have read: every event queued at
+    /// or below it is in memory, running or ended. Refills read past it.
+    cursor: i64,
+    /// The highest sequence number of an accept left in the store.
+    max_left_in_store: i64,
+    /// Events whose terminate is being written (how many writes): no copy
+    /// of them is held or started meanwhile.
+    aborting: HashMap<String, u32>,
     waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
     timers: DelayQueue<String>,
     running: HashMap<String, RunningEvent>,
@@ -376,6 +378,7 @@ impl Runner {
     /// Takes over the events an earlier run left running or retrying. Its
     /// queued events stay in the store; refills load them in order.
     async fn recover(&mut self) -> Result<(), StoreError> {
+        self.cursor = self.log.queue_start().await?;
         let now = now_ms();
         for mut e in self.log.interrupted().await? {
             match e.status {
@@ -411,18 +414,20 @@ impl Runner {
         Ok(())
     }
 
-    /// An accepted event (already durable): held in memory if it can be,
-    /// else left in the store for a refill, keeping acceptance order.
-    fn accept(&mut self, e: EventRecord) {
-        self.accepting.fetch_sub(1, Ordering::SeqCst);
+    /// An accepted event (already durable, sequence number `seq`): held in
+    /// memory if it can be, else left in the store for a refill, keeping
+    /// acceptance order.
+    fn accept(&mut self, e: EventRecord, seq: i64) {
+        if seq <= self.cursor || self.aborting.contains_key(&e.request_id) {
+            // A refill loaded it before this hand-over arrived.
+            return;
+        }
         if !self.spilled && self.ready.len() < self.config.queue_memory_limit {
             self.ready.push_back(e);
             return;
         }
         self.spilled = true;
-        if self.refilling {
-            self.accepted_while_refilling = true;
-        }
+        self.max_left_in_store = self.max_left_in_store.max(seq);
     }
 
     /// Loads queued events from the store once memory has room for a good
@@ -433,29 +438,10 @@ impl Runner {
             return;
         }
         self.refilling = true;
-        self.accepted_while_refilling = false;
-        // Every event in memory, so none is loaded twice. Those the store
-        // may still list as queued (held, just started, or re-queued by a
-        // drain) come first in its order too (the oldest are held), so ask
-        // for that many more. Asking too few only costs another refill: a
-        // full page never counts as the end of the backlog.
-        let requeued = self
-            .waiting
-            .values()
-            .filter(|(e, _)| e.status == EventStatus::Queued)
-            .count();
-        // (room: limit - held) + (held + running + requeued)
-        let want = limit + self.running.len() + requeued;
-        let in_memory: HashSet<String> = self
-            .ready
-            .iter()
-            .map(|e| e.request_id.clone())
-            .chain(self.running.keys().cloned())
-            .chain(self.waiting.keys().cloned())
-            .collect();
-        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        let want = limit - self.ready.len();
+        let (log, cmds, after) = (self.log.clone(), self.cmds.clone(), self.cursor);
         tokio::spawn(async move {
-            let cmd = match log.queued(want).await {
+            let cmd = match log.queued(after, want).await {
                 Ok(events) => {
                     let complete = events.len() < want;
                     if complete {
@@ -464,19 +450,14 @@ impl Runner {
                         // refills from following each other in a tight loop.
                         tokio::time::sleep(REFILL_PAUSE).await;
                     }
-                    Cmd::Refilled {
-                        complete,
-                        events,
-                        in_memory,
-                    }
+                    Cmd::Refilled { events, complete }
                 }
                 Err(err) => {
                     tracing::error!("cannot load queued async events ({err}); retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     Cmd::Refilled {
-                        complete: false,
                         events: Vec::new(),
-                        in_memory,
+                        complete: false,
                     }
                 }
             };
@@ -484,37 +465,73 @@ impl Runner {
         });
     }
 
-    fn refilled(&mut self, events: Vec<EventRecord>, in_memory: HashSet<String>, complete: bool) {
+    fn refilled(&mut self, events: Vec<(i64, EventRecord)>, complete: bool) {
         self.refilling = false;
-        let room = self
-            .config
-            .queue_memory_limit
-            .saturating_sub(self.ready.len());
-        // An accept not yet handed over may be in this page or not; its
-        // `Queued` must find the backlog marked, or it would be held twice.
-        let mut complete = complete
-            && !self.accepted_while_refilling
-            && self.accepting.load(Ordering::SeqCst) == 0;
-        let mut loaded = 0;
-        for e in events {
+        // Events held since they were accepted, before the backlog began,
+        // can be in the page too.
+        let held: HashSet<String> = if events.is_empty() {
+            HashSet::new()
+        } else {
+            self.ready.iter().map(|e| e.request_id.clone()).collect()
+        };
+        let mut loaded = 0usize;
+        for (seq, e) in events {
+            self.cursor = self.cursor.max(seq);
             let id = &e.request_id;
-            if in_memory.contains(id)
+            if held.contains(id)
                 || self.running.contains_key(id)
                 || self.waiting.contains_key(id)
+                || self.aborting.contains_key(id)
             {
                 continue;
-            }
-            if loaded == room {
-                complete = false;
-                break;
             }
             self.ready.push_back(e);
             loaded += 1;
         }
-        if complete {
+        // Accepts left in the store after this read began are past the
+        // cursor; the backlog ends only once the cursor has passed them all.
+        if complete && self.max_left_in_store <= self.cursor {
             self.spilled = false;
         }
-        tracing::debug!(loaded, complete, "refilled queued async events");
+        tracing::debug!(
+            loaded,
+            complete,
+            cursor = self.cursor,
+            "refilled queued async events"
+        );
+    }
+
+    /// Ends an event no attempt is running (held in memory, or queued in
+    /// the store only) as terminated by a user, and answers `replies`. Until
+    /// the write is done, no copy of the event is held or started: the abort
+    /// reaches the store before any attempt's start, which then finds the
+    /// event ended.
+    fn abort(&mut self, e: EventRecord, replies: Vec<TerminateReply>) {
+        *self.aborting.entry(e.request_id.clone()).or_default() += 1;
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        tokio::spawn(async move {
+            let id = e.request_id.clone();
+            let (answer, failed) = write_abort(&log, &e).await;
+            let failed = failed.then_some(e);
+            let _ = cmds.send(Cmd::AbortWritten { id, failed }).await;
+            for reply in replies {
+                let _ = reply.send(answer.clone());
+            }
+        });
+    }
+
+    fn abort_written(&mut self, id: String, failed: Option<EventRecord>) {
+        if let Some(n) = self.aborting.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.aborting.remove(&id);
+            }
+        }
+        if let Some(e) = failed {
+            // Not recorded: the event goes on as if no terminate had come
+            // (its caller got the error).
+            self.wait_until(e, now_ms() + 1000);
+        }
     }
 
     /// Deletes ended events older than the retention window.
@@ -562,12 +579,9 @@ impl Runner {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Queued(e) => self.accept(e),
-            Cmd::Refilled {
-                events,
-                in_memory,
-                complete,
-            } => self.refilled(events, in_memory, complete),
+            Cmd::Queued(e, seq) => self.accept(e, seq),
+            Cmd::Refilled { events, complete } => self.refilled(events, complete),
+            Cmd::AbortWritten { id, failed } => self.abort_written(id, failed),
             Cmd::AbortQueued {
                 event,
                 graceful,
@@ -604,7 +618,7 @@ impl Runner {
                     // still wins: the event is not run again.
                     Next::Retry(e, _) | Next::Requeue(e) if terminated => {
                         let waiters = waiters.take().unwrap_or_default();
-                        abort_and_answer(self.log.clone(), e, waiters);
+                        self.abort(e, waiters);
                     }
                     Next::Done { failed: Some(e) } => self.on_failure(e),
                     Next::Done { failed: None } | Next::Skipped => {}
@@ -642,6 +656,10 @@ impl Runner {
             let Some(e) = self.ready.pop_front() else {
                 break;
             };
+            if self.aborting.contains_key(&e.request_id) {
+                // Being terminated: the abort is written first.
+                continue;
+            }
             if self.running.contains_key(&e.request_id) {
                 // Never two attempts of one event at once (a copy can only
                 // come from a race between the store and memory).
@@ -702,7 +720,7 @@ impl Runner {
             self.ready.remove(i)
         });
         if let Some(e) = held {
-            abort_and_answer(self.log.clone(), e, vec![reply]);
+            self.abort(e, vec![reply]);
             return;
         }
         let (log, cmds) = (self.log.clone(), self.cmds.clone());
@@ -748,7 +766,7 @@ impl Runner {
             self.terminate(id, graceful, reply);
             return;
         }
-        abort_and_answer(self.log.clone(), event, vec![reply]);
+        self.abort(event, vec![reply]);
     }
 
     fn on_failure(&mut self, failed: EventRecord) {
@@ -774,8 +792,7 @@ impl Runner {
             end_ms: None,
             next_attempt_ms: None,
         };
-        let (log, cmds, accepting) = (self.log.clone(), self.cmds.clone(), self.accepting.clone());
-        accepting.fetch_add(1, Ordering::SeqCst);
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
         tokio::spawn(async move {
             let id = record.request_id.clone();
             let op = WriteOp::Insert {
@@ -783,18 +800,17 @@ impl Runner {
                 idempotency: None,
             };
             match log.write(op).await {
-                Ok(_) => {
+                Ok(outcome) => {
                     let line =
                         platform(format!("Failed for good; sent to onFailure as event {id}"));
                     let _ = log.write(log_op(&failed.request_id, vec![line])).await;
-                    let mut record = record;
-                    shed_large_input(&mut record);
-                    if cmds.send(Cmd::Queued(record)).await.is_err() {
-                        accepting.fetch_sub(1, Ordering::SeqCst);
+                    if let WriteOutcome::Inserted(seq) = outcome {
+                        let mut record = record;
+                        shed_large_input(&mut record);
+                        let _ = cmds.send(Cmd::Queued(record, seq)).await;
                     }
                 }
                 Err(e) => {
-                    accepting.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!(request = %failed.request_id, "cannot store the onFailure event: {e}")
                 }
             }
@@ -808,35 +824,36 @@ fn shed_large_input(e: &mut EventRecord) {
     }
 }
 
-/// Ends an event that no attempt is running (queued, or waiting to retry)
-/// as terminated by a user, then answers `replies`: `done`, or, when the
-/// event had ended already, `already-completed` (the write applies only to
-/// an unfinished event, so it never overwrites an end).
-fn abort_and_answer(log: EventLog, mut e: EventRecord, replies: Vec<TerminateReply>) {
-    e.status = EventStatus::Aborted;
-    e.status_code = Some(codes::TERMINATED_BEFORE_RUN);
-    e.end_ms = Some(now_ms());
-    e.next_attempt_ms = None;
-    e.error = Some("terminated by a user before it ran again".into());
+/// Writes `e` as terminated by a user before it ran again. Answers `done`,
+/// or `already-completed` when the event had ended (the write applies only
+/// to an unfinished event, so it never overwrites an end); the flag says
+/// whether the write failed.
+async fn write_abort(
+    log: &EventLog,
+    e: &EventRecord,
+) -> (Result<TerminateOutcome, StoreError>, bool) {
+    let mut aborted = e.clone();
+    aborted.status = EventStatus::Aborted;
+    aborted.status_code = Some(codes::TERMINATED_BEFORE_RUN);
+    aborted.end_ms = Some(now_ms());
+    aborted.next_attempt_ms = None;
+    aborted.error = Some("terminated by a user before it ran again".into());
     let line = platform("Terminated by a user before it ran again.");
-    tokio::spawn(async move {
-        let id = e.request_id.clone();
-        let answer = match log.write(update_with(&e, vec![line])).await {
-            Ok(WriteOutcome::Unchanged) => match log.get(&id).await {
+    match log.write(update_with(&aborted, vec![line])).await {
+        Ok(WriteOutcome::Unchanged) => {
+            let answer = match log.get(&e.request_id).await {
                 Ok(Some(r)) => Ok(TerminateOutcome::AlreadyCompleted(r.status)),
                 Ok(None) => Ok(TerminateOutcome::NotFound),
                 Err(err) => Err(err),
-            },
-            Ok(_) => Ok(TerminateOutcome::Done),
-            Err(err) => {
-                tracing::error!(request = %id, "cannot record the terminate: {err}");
-                Err(err)
-            }
-        };
-        for reply in replies {
-            let _ = reply.send(answer.clone());
+            };
+            (answer, false)
         }
-    });
+        Ok(_) => (Ok(TerminateOutcome::Done), false),
+        Err(err) => {
+            tracing::error!(request = %e.request_id, "cannot record the terminate: {err}");
+            (Err(err), true)
+        }
+    }
 }
 
 /// Answers terminates of an event whose attempt has settled, from its

@@ -279,7 +279,7 @@ fn apply_one(
                 e.status.as_str(),
                 1,
             );
-            Ok(WriteOutcome::Done)
+            Ok(WriteOutcome::Inserted(tx.last_insert_rowid()))
         }
         WriteOp::Update {
             request_id,
@@ -505,16 +505,38 @@ impl EventStore for SqliteStore {
         })
     }
 
-    fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+    fn queued(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventRecord)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|c| {
-            // Served by `events_status_start` (its entries end with the rowid).
+            // The rowid is the sequence number. NOT INDEXED: walk the table
+            // in rowid order from `after` (reads follow the writes closely,
+            // so few rows past `after` are not queued) rather than sort
+            // every queued event by rowid.
             c.prepare_cached(&format!(
-                "SELECT {} FROM events WHERE status = 'QUEUED' ORDER BY start_ms, rowid LIMIT ?1",
+                "SELECT {}, rowid FROM events NOT INDEXED
+                 WHERE rowid > ?1 AND status = 'QUEUED' ORDER BY rowid LIMIT ?2",
                 small_input_columns()
             ))?
-            .query_map([limit], record)?
+            .query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(13)?, record(r)?))
+            })?
             .collect()
+        })
+    }
+
+    fn queue_start(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            let oldest: Option<i64> = c.query_row(
+                "SELECT MIN(rowid) FROM events WHERE status = 'QUEUED'",
+                [],
+                |r| r.get(0),
+            )?;
+            match oldest {
+                Some(seq) => Ok(seq - 1),
+                None => c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
+                    r.get(0)
+                }),
+            }
         })
     }
 }
@@ -642,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn queued_pages_oldest_first_and_interrupted_skips_queued_and_final() {
+    fn queued_pages_in_acceptance_order_and_interrupted_skips_queued_and_final() {
         let (s, dir) = store();
         // Acceptance order differs from the ids' order; two share a millisecond.
         for (id, start) in [("q3", 30), ("q1", 10), ("q2", 10), ("q4", 40)] {
@@ -654,17 +676,28 @@ mod tests {
         let mut big = event("q5", "a", 50, EventStatus::Queued);
         big.input = vec![7; INLINE_INPUT_LIMIT + 1];
         insert(&s, big);
-        let ids =
-            |v: Vec<EventRecord>| -> Vec<String> { v.into_iter().map(|e| e.request_id).collect() };
-        assert_eq!(ids(s.queued(3).unwrap()), ["q1", "q2", "q3"]);
-        let all = s.queued(100).unwrap();
-        assert_eq!(all.len(), 5);
+        let ids = |v: &[(i64, EventRecord)]| -> Vec<String> {
+            v.iter().map(|(_, e)| e.request_id.clone()).collect()
+        };
+        // Acceptance order is insertion order.
+        let start = s.queue_start().unwrap();
+        let page = s.queued(start, 3).unwrap();
+        assert_eq!(ids(&page), ["q3", "q1", "q2"]);
+        let rest = s.queued(page[2].0, 100).unwrap();
+        assert_eq!(ids(&rest), ["q4", "q5"]);
         assert!(
-            all[4].input.is_empty(),
+            rest[1].1.input.is_empty(),
             "a large input is left in the store"
         );
-        assert_eq!(all[0].input, [1, 2]);
-        assert_eq!(ids(s.interrupted().unwrap()), ["r", "t"]);
+        assert_eq!(rest[0].1.input, [1, 2]);
+        assert!(s.queued(rest[1].0, 100).unwrap().is_empty());
+        let interrupted: Vec<String> = s
+            .interrupted()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(interrupted, ["r", "t"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -798,7 +831,7 @@ mod tests {
             .unwrap()
             .remove(0)
         };
-        assert_eq!(ins("x", b"1"), WriteOutcome::Done);
+        assert_eq!(ins("x", b"1"), WriteOutcome::Inserted(1));
         assert_eq!(ins("y", b"1"), WriteOutcome::Duplicate("x".into()));
         assert_eq!(ins("z", b"2"), WriteOutcome::Conflict("x".into()));
         std::fs::remove_dir_all(dir).unwrap();
@@ -825,7 +858,7 @@ mod tests {
         assert!(s.get("old").unwrap().is_none());
         assert!(s.logs("old").unwrap().is_empty());
         assert!(s.get("new").unwrap().is_some() && s.get("live").unwrap().is_some());
-        assert_eq!(s.queued(10).unwrap().len(), 1);
+        assert_eq!(s.queued(0, 10).unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

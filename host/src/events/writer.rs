@@ -81,9 +81,18 @@ impl EventLog {
         self.read(|s| s.interrupted()).await
     }
 
-    /// The `limit` oldest queued events, in acceptance order.
-    pub async fn queued(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        self.read(move |s| s.queued(limit)).await
+    /// Up to `limit` queued events after sequence number `after`.
+    pub async fn queued(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRecord)>, StoreError> {
+        self.read(move |s| s.queued(after, limit)).await
+    }
+
+    /// Where reading queued events starts after a restart.
+    pub async fn queue_start(&self) -> Result<i64, StoreError> {
+        self.read(|s| s.queue_start()).await
     }
 }
 

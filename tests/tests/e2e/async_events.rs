@@ -499,12 +499,13 @@ async fn ended_events_are_pruned_after_the_retention_window() {
 #[tokio::test]
 async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     init_logs();
-    let app = TestApp::sample(json!({"asyncEvents": {"maxConcurrency": 1}}));
+    // A memory limit below the backlog: the restart loads it page by page.
+    let app = TestApp::sample(json!({"asyncEvents": {"maxConcurrency": 1, "queueMemoryLimit": 2}}));
     let host = app.start(1).await;
     let api = Api::new(host.http_addr());
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(submit(&api, "sleep", "800").await);
+    let mut ids = vec![submit(&api, "sleep", "800").await];
+    for _ in 0..5 {
+        ids.push(submit(&api, "sleep", "20").await);
     }
     wait_status(&api, &ids[0], "RUNNING").await;
     host.shutdown().await;
@@ -517,6 +518,15 @@ async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     }
     let first = logs(&api, &ids[0]).await;
     assert!(first.iter().any(|l| l.contains("re-queued")), "{first:?}");
+    // One at a time, in the order they were accepted.
+    let ran = list(&api, "orderBy=endTime&order=asc").await.json();
+    let order: Vec<&str> = ran["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
     host.shutdown().await;
 }
 
