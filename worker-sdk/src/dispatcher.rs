@@ -20,6 +20,8 @@ use fnhost_proto::{
     duration_from_proto, CAP_HANDLES_INVOCATION_CANCEL, CAP_WORKER_INDEXING, CAP_WORKER_STATUS,
 };
 use futures_util::FutureExt;
+
+use crate::panic_trace;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -343,7 +345,15 @@ impl Dispatcher {
                 }
                 Ok(Err(e)) if e.is_cancelled() || token.is_cancelled() => StatusResult::cancelled(),
                 Ok(Err(e)) => user_failure(e.to_string()),
-                Err(panic) => user_failure(format!("handler panicked: {}", panic_message(&*panic))),
+                Err(panic) => {
+                    let mut result =
+                        user_failure(format!("handler panicked: {}", panic_message(&*panic)));
+                    if let (Some(e), Some(trace)) = (result.exception.as_mut(), panic_trace::take())
+                    {
+                        e.stack_trace = trace;
+                    }
+                    result
+                }
             };
             let resp = InvocationResponse {
                 invocation_id: id.clone(),

@@ -38,6 +38,7 @@ mod context;
 mod dispatcher;
 mod error;
 mod io;
+mod panic_trace;
 mod runtime;
 
 pub use args::{ArgsError, LaunchArgs, DEFAULT_GRPC_MAX_MESSAGE_LENGTH};
@@ -119,6 +120,7 @@ impl Worker {
     /// # }
     /// ```
     pub async fn run_with_args(self, args: LaunchArgs) -> Result<(), WorkerError> {
+        panic_trace::install();
         runtime::run(self.handlers, self.worker_indexing, args).await
     }
 }

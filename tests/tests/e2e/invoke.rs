@@ -84,6 +84,12 @@ async fn panic_and_error_fail_with_their_messages() {
         msg.contains(r.header("x-fnhost-invocation-id")),
         "the error names the invocation: {msg}"
     );
+    // The Rust SDK sends where the handler panicked as the stack trace.
+    let trace = body["error"]["stackTrace"].as_str().unwrap_or_default();
+    assert!(
+        trace.starts_with("panicked at sample-workers/rust-worker/src/main.rs:"),
+        "{body}"
+    );
 
     let r = api.invoke("fail", "bad input").await.unwrap();
     assert_eq!(r.status, 500);
