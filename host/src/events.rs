@@ -201,7 +201,8 @@ pub enum WriteOutcome {
     /// Applied.
     Done,
     /// A new event was stored with this acceptance sequence number (it
-    /// grows with every insert; see [`EventStore::queued`]).
+    /// grows with every insert and is never given out again, even after
+    /// pruning; see [`EventStore::queued`]).
     Inserted(i64),
     /// An insert whose idempotency key was seen with the same body: the
     /// existing request id.

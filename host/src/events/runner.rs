@@ -104,6 +104,8 @@ enum Cmd {
         events: Vec<(i64, EventRecord)>,
         /// The store held no more queued events than these.
         complete: bool,
+        /// The highest sequence number left in the store when the read began.
+        horizon: i64,
     },
     /// A terminate's abort write is done; `failed` holds the event when it
     /// could not be recorded.
@@ -418,8 +420,14 @@ impl Runner {
     /// memory if it can be, else left in the store for a refill, keeping
     /// acceptance order.
     fn accept(&mut self, e: EventRecord, seq: i64) {
-        if seq <= self.cursor || self.aborting.contains_key(&e.request_id) {
-            // A refill loaded it before this hand-over arrived.
+        let id = &e.request_id;
+        if seq <= self.cursor
+            || self.aborting.contains_key(id)
+            || self.waiting.contains_key(id)
+            || self.running.contains_key(id)
+        {
+            // A refill loaded it before this hand-over arrived (or a
+            // terminate holds it).
             return;
         }
         if !self.spilled && self.ready.len() < self.config.queue_memory_limit {
@@ -440,6 +448,8 @@ impl Runner {
         self.refilling = true;
         let want = limit - self.ready.len();
         let (log, cmds, after) = (self.log.clone(), self.cmds.clone(), self.cursor);
+        // Every hand-over seen so far was committed before this read.
+        let horizon = self.max_left_in_store;
         tokio::spawn(async move {
             let cmd = match log.queued(after, want).await {
                 Ok(events) => {
@@ -450,7 +460,11 @@ impl Runner {
                         // refills from following each other in a tight loop.
                         tokio::time::sleep(REFILL_PAUSE).await;
                     }
-                    Cmd::Refilled { events, complete }
+                    Cmd::Refilled {
+                        events,
+                        complete,
+                        horizon,
+                    }
                 }
                 Err(err) => {
                     tracing::error!("cannot load queued async events ({err}); retrying in 1 s");
@@ -458,6 +472,7 @@ impl Runner {
                     Cmd::Refilled {
                         events: Vec::new(),
                         complete: false,
+                        horizon,
                     }
                 }
             };
@@ -465,7 +480,7 @@ impl Runner {
         });
     }
 
-    fn refilled(&mut self, events: Vec<(i64, EventRecord)>, complete: bool) {
+    fn refilled(&mut self, events: Vec<(i64, EventRecord)>, complete: bool, horizon: i64) {
         self.refilling = false;
         // Events held since they were accepted, before the backlog began,
         // can be in the page too.
@@ -488,10 +503,16 @@ impl Runner {
             self.ready.push_back(e);
             loaded += 1;
         }
-        // Accepts left in the store after this read began are past the
-        // cursor; the backlog ends only once the cursor has passed them all.
-        if complete && self.max_left_in_store <= self.cursor {
-            self.spilled = false;
+        if complete {
+            // Everything queued up to the read was in the page, so the
+            // events left in the store before it (up to the horizon) are
+            // loaded or ended (e.g. terminated meanwhile).
+            self.cursor = self.cursor.max(horizon);
+            // Accepts left in the store after the read began are past the
+            // cursor; the backlog ends only once the cursor has passed them.
+            if self.max_left_in_store <= self.cursor {
+                self.spilled = false;
+            }
         }
         tracing::debug!(
             loaded,
@@ -553,7 +574,10 @@ impl Runner {
         let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
         let id = e.request_id.clone();
         let key = self.timers.insert(id.clone(), delay);
-        self.waiting.insert(id, (e, key));
+        if let Some((_, old)) = self.waiting.insert(id, (e, key)) {
+            // One timer per waiting event.
+            self.timers.remove(&old);
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
@@ -580,7 +604,11 @@ impl Runner {
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Queued(e, seq) => self.accept(e, seq),
-            Cmd::Refilled { events, complete } => self.refilled(events, complete),
+            Cmd::Refilled {
+                events,
+                complete,
+                horizon,
+            } => self.refilled(events, complete, horizon),
             Cmd::AbortWritten { id, failed } => self.abort_written(id, failed),
             Cmd::AbortQueued {
                 event,
@@ -964,6 +992,9 @@ impl Attempt {
     }
 
     async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
+        // Counted first: a store failure below gives the attempt back
+        // (`Attempt::run`), so each failure path must have taken it.
+        e.attempts += 1;
         if e.input.is_empty() {
             // A large input was left in the store (`shed_large_input`); read it now.
             e.input = self
@@ -973,7 +1004,6 @@ impl Attempt {
                 .map(|r| r.input)
                 .unwrap_or_default();
         }
-        e.attempts += 1;
         e.status = EventStatus::Running;
         e.next_attempt_ms = None;
         let start = platform(format!(

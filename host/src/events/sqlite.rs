@@ -74,14 +74,29 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO event_counts (function, qualifier, invoke_type, status, n)
         SELECT function, qualifier, invoke_type, status, COUNT(*) FROM events
         GROUP BY function, qualifier, invoke_type, status;",
+    // 4: the last sequence number given to an event. Inserts set the rowid
+    // from it, so sequence numbers keep growing after pruning deletes the
+    // newest rows (SQLite would otherwise hand their rowids out again).
+    "CREATE TABLE store_meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO store_meta (key, value)
+        SELECT 'last_seq', COALESCE(MAX(rowid), 0) FROM events;",
 ];
 
 const READERS: usize = 4;
 
 /// SQLite-backed [`EventStore`].
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Vec<Mutex<Connection>>,
+}
+
+/// The writing connection and the last sequence number it gave out.
+struct Writer {
+    conn: Connection,
+    last_seq: i64,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -108,11 +123,22 @@ impl SqliteStore {
         };
         let mut writer = open()?;
         migrate(&mut writer)?;
+        let last_seq = writer
+            .query_row(
+                "SELECT MAX(value, (SELECT COALESCE(MAX(rowid), 0) FROM events))
+                 FROM store_meta WHERE key = 'last_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
         let readers = (0..READERS)
             .map(|_| open().map(Mutex::new))
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                conn: writer,
+                last_seq,
+            }),
             readers,
         })
     }
@@ -224,6 +250,7 @@ fn apply_one(
     tx: &rusqlite::Transaction<'_>,
     op: &WriteOp,
     counts: &mut CountDeltas,
+    last_seq: &mut i64,
 ) -> rusqlite::Result<WriteOutcome> {
     match op {
         WriteOp::Insert {
@@ -250,10 +277,11 @@ fn apply_one(
                 Some((k, d)) => (Some(k.as_str()), Some(d.as_slice())),
                 None => (None, None),
             };
+            let seq = *last_seq + 1;
             tx.prepare_cached(
                 "INSERT INTO events (request_id, function, qualifier, invoke_type, status, status_code, attempts,
-                     input, result, error, start_ms, end_ms, next_attempt_ms, idem_key, idem_digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     input, result, error, start_ms, end_ms, next_attempt_ms, idem_key, idem_digest, rowid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 e.request_id,
@@ -270,8 +298,10 @@ fn apply_one(
                 e.end_ms,
                 e.next_attempt_ms,
                 key,
-                digest
+                digest,
+                seq
             ])?;
+            *last_seq = seq;
             counts.add(
                 &e.function,
                 &e.qualifier,
@@ -279,7 +309,7 @@ fn apply_one(
                 e.status.as_str(),
                 1,
             );
-            Ok(WriteOutcome::Inserted(tx.last_insert_rowid()))
+            Ok(WriteOutcome::Inserted(seq))
         }
         WriteOp::Update {
             request_id,
@@ -358,18 +388,29 @@ fn apply_one(
 
 impl EventStore for SqliteStore {
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut conn = self
+        let mut writer = self
             .writer
             .lock()
             .map_err(|_| StoreError("the writer panicked".into()))?;
+        let Writer { conn, last_seq } = &mut *writer;
         let tx = conn.transaction().map_err(err)?;
         let mut out = Vec::with_capacity(batch.len());
         let mut counts = CountDeltas::default();
+        let mut seq = *last_seq;
         for op in batch {
-            out.push(apply_one(&tx, op, &mut counts).map_err(err)?);
+            out.push(apply_one(&tx, op, &mut counts, &mut seq).map_err(err)?);
         }
         counts.write(&tx).map_err(err)?;
+        if seq != *last_seq {
+            tx.execute(
+                "UPDATE store_meta SET value = ?1 WHERE key = 'last_seq'",
+                params![seq],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
+        // Only once committed: a failed batch gives its numbers out again.
+        *last_seq = seq;
         Ok(out)
     }
 
@@ -533,9 +574,11 @@ impl EventStore for SqliteStore {
             )?;
             match oldest {
                 Some(seq) => Ok(seq - 1),
-                None => c.query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
-                    r.get(0)
-                }),
+                None => c.query_row(
+                    "SELECT value FROM store_meta WHERE key = 'last_seq'",
+                    [],
+                    |r| r.get(0),
+                ),
             }
         })
     }
@@ -778,6 +821,31 @@ mod tests {
             .unwrap();
         assert_eq!(s.list(&ListQuery::default()).unwrap().total, all as u64);
         assert!(all < 60, "the prune removed some");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sequence_numbers_are_never_given_out_again() {
+        let (s, dir) = store();
+        let ins = |s: &SqliteStore, id: &str| {
+            s.apply(&[WriteOp::Insert {
+                event: event(id, "a", 100, EventStatus::Finished),
+                idempotency: None,
+            }])
+            .unwrap()
+            .remove(0)
+        };
+        assert_eq!(ins(&s, "a"), WriteOutcome::Inserted(1));
+        assert_eq!(ins(&s, "b"), WriteOutcome::Inserted(2));
+        // Pruning every row (the newest too) does not rewind the sequence,
+        // nor does reopening the store.
+        s.apply(&[WriteOp::Prune { before_ms: 10_000 }]).unwrap();
+        assert_eq!(ins(&s, "c"), WriteOutcome::Inserted(3));
+        s.apply(&[WriteOp::Prune { before_ms: 10_000 }]).unwrap();
+        drop(s);
+        let s = SqliteStore::open(&dir.join("events.db")).unwrap();
+        assert_eq!(ins(&s, "d"), WriteOutcome::Inserted(4));
+        assert_eq!(s.queue_start().unwrap(), 4, "none queued: the newest");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -427,14 +427,15 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_in_order(
         (Some(2), Some(true)),
         "{stats}"
     );
-    // One that waits only in the store is terminated: it never runs.
-    let (code, body) = terminate(&api, &ids[7], false).await;
+    // The newest, waiting only in the store, is terminated: it never runs,
+    // and the backlog still ends once the rest are loaded.
+    let (code, body) = terminate(&api, &ids[9], false).await;
     assert_eq!(
         (code, body["outcome"].as_str()),
         (200, Some("done")),
         "{body}"
     );
-    let dropped = ids.remove(7);
+    let dropped = ids.remove(9);
     // Then the holder goes, and the rest run one by one, oldest first.
     assert_eq!(terminate(&api, &holder, false).await.0, 200);
     for id in &ids {
