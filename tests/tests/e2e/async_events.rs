@@ -63,6 +63,16 @@ async fn logs(api: &Api, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The request ids a list query answers, in its order.
+async fn listed_ids(api: &Api, q: &str) -> Vec<String> {
+    list(api, q).await.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestId"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// `GET /admin/async-events?<q>`.
 async fn list(api: &Api, q: &str) -> fnhost_e2e::HttpReply {
     api.admin_get(&format!("/admin/async-events?{q}"))
@@ -339,14 +349,7 @@ async fn list_filters_order_and_pages() {
     assert_eq!(all["totalCount"], 6);
     let first = all["events"][0]["requestId"].as_str().unwrap();
     assert_eq!(first, fail_id, "newest first by default");
-    let asc = list(&api, "order=asc&function=echo").await.json();
-    let ids: Vec<&str> = asc["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["requestId"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, echo_ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(listed_ids(&api, "order=asc&function=echo").await, echo_ids);
     let failed = list(&api, "status=FAILED&status=ABORTED").await.json();
     assert_eq!(failed["totalCount"], 1);
     assert_eq!(failed["events"][0]["statusCode"], 430);
@@ -449,19 +452,12 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_in_order(
             .any(|l| l.contains("Invoke Start")),
         "a terminated queued event never starts: {e}"
     );
-    let ran = list(
+    let ran = listed_ids(
         &api,
         "function=echo&status=FINISHED&orderBy=endTime&order=asc",
     )
-    .await
-    .json();
-    let order: Vec<&str> = ran["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["requestId"].as_str().unwrap())
-        .collect();
-    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    .await;
+    assert_eq!(ran, ids);
     // The last refill finds the store drained.
     wait_until("an empty backlog", Duration::from_secs(10), || async {
         let stats = api.status().await.unwrap()["asyncEvents"].clone();
@@ -520,14 +516,7 @@ async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     let first = logs(&api, &ids[0]).await;
     assert!(first.iter().any(|l| l.contains("re-queued")), "{first:?}");
     // One at a time, in the order they were accepted.
-    let ran = list(&api, "orderBy=endTime&order=asc").await.json();
-    let order: Vec<&str> = ran["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["requestId"].as_str().unwrap())
-        .collect();
-    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(listed_ids(&api, "orderBy=endTime&order=asc").await, ids);
     host.shutdown().await;
 }
 
