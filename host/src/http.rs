@@ -197,7 +197,13 @@ async fn http_trigger(
         }
     }
     let request = rpc_http(&method, &uri, &headers, query, params, body);
-    run(&state, &name, InvocationInput::http(request)).await
+    run(
+        &state,
+        &name,
+        InvocationInput::http(request),
+        Caller::Public,
+    )
+    .await
 }
 
 async fn admin_invoke(
@@ -213,7 +219,7 @@ async fn admin_invoke(
         Some(function) => trigger_for(function, &uri, &headers, body),
         None => trigger_data(&headers, body),
     };
-    run(&state, &name, InvocationInput::new(trigger)).await
+    run(&state, &name, InvocationInput::new(trigger), Caller::Admin).await
 }
 
 /// The trigger data for an admin (sync or async) invoke of `function`: an
@@ -289,7 +295,17 @@ fn rpc_http(
     }
 }
 
-async fn run(state: &AppState, function: &str, input: InvocationInput) -> Response {
+/// Who asked for an invocation, which decides how much a failure tells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// An HTTP trigger's client (no key): a failure's stack trace, with
+    /// its source paths and lines, stays with the operator.
+    Public,
+    /// An admin-key holder: gets the stack trace too.
+    Admin,
+}
+
+async fn run(state: &AppState, function: &str, input: InvocationInput, caller: Caller) -> Response {
     let pending = match state.host.submit(function, input).await {
         Ok(p) => p,
         Err(e) => return invoke_error(e),
@@ -303,7 +319,7 @@ async fn run(state: &AppState, function: &str, input: InvocationInput) -> Respon
     let result = pending.result().await;
     guard.disarm();
     match result {
-        Ok(r) => invocation_response(r),
+        Ok(r) => invocation_response(r, caller),
         Err(e) => invoke_error(e),
     }
 }
@@ -340,7 +356,7 @@ pub fn outcome_status(outcome: Outcome, reason: Option<CancelReason>) -> StatusC
     }
 }
 
-fn invocation_response(r: InvocationResult) -> Response {
+fn invocation_response(r: InvocationResult, caller: Caller) -> Response {
     let mut resp = if r.is_success() {
         output_response(r.output.as_ref())
     } else {
@@ -352,7 +368,7 @@ fn invocation_response(r: InvocationResult) -> Response {
                 "reason": r.cancel_reason,
                 "workerId": r.worker_id,
                 "message": r.error,
-                "stackTrace": r.stack_trace,
+                "stackTrace": r.stack_trace.filter(|_| caller == Caller::Admin),
                 "elapsedMs": r.elapsed.as_millis() as u64,
             }
         });

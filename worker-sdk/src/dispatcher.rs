@@ -329,9 +329,13 @@ impl Dispatcher {
         let events = self.events.clone();
         self.in_flight.insert(id.clone(), token.clone());
         tokio::spawn(async move {
-            let outcome = AssertUnwindSafe(async move { handler(ctx, input).await })
-                .catch_unwind()
-                .await;
+            let mut run = handler(ctx, input);
+            // Before each poll: a panic record must come from this handler.
+            let traced = std::future::poll_fn(move |cx| {
+                panic_trace::clear();
+                run.as_mut().poll(cx)
+            });
+            let outcome = AssertUnwindSafe(traced).catch_unwind().await;
             let result = match outcome {
                 Ok(Ok(output)) => {
                     let resp = InvocationResponse {

@@ -98,6 +98,11 @@ impl Worker {
     /// the host ends the stream, sends `WorkerTerminate`, or the process gets
     /// SIGTERM. Returns `Ok(())` on those orderly endings.
     ///
+    /// It installs a process-wide panic hook, chained after any hook set
+    /// before it, that records where a handler panicked; the failure sent
+    /// to the host carries that as its stack trace. A hook set after `run`
+    /// replaces it (handler panics are then reported without a location).
+    ///
     /// ```no_run
     /// # async fn f(worker: fnhost_worker::Worker) {
     /// if let Err(e) = worker.run().await {

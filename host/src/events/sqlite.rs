@@ -825,6 +825,58 @@ mod tests {
     }
 
     #[test]
+    fn a_v2_store_with_events_migrates_with_its_counts_and_sequence() {
+        let dir = std::env::temp_dir().join(format!("fnhost-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch("PRAGMA user_version = 2").unwrap();
+            for (i, (function, status)) in [
+                ("a", "FINISHED"),
+                ("a", "QUEUED"),
+                ("b", "FINISHED"),
+                ("a", "FINISHED"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                c.execute(
+                    "INSERT INTO events (request_id, function, qualifier, invoke_type, status,
+                         input, start_ms) VALUES (?1, ?2, '$LATEST', 'api', ?3, x'', ?4)",
+                    params![format!("e{i}"), function, status, i as i64],
+                )
+                .unwrap();
+            }
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let total = |function: &str, status: EventStatus| {
+            let q = ListQuery {
+                function: Some(function.into()),
+                statuses: vec![status],
+                ..ListQuery::default()
+            };
+            s.list(&q).unwrap().total
+        };
+        assert_eq!(total("a", EventStatus::Finished), 2);
+        assert_eq!(total("a", EventStatus::Queued), 1);
+        assert_eq!(total("b", EventStatus::Finished), 1);
+        assert_eq!(s.list(&ListQuery::default()).unwrap().total, 4);
+        let out = s
+            .apply(&[WriteOp::Insert {
+                event: event("new", "a", 9, EventStatus::Queued),
+                idempotency: None,
+            }])
+            .unwrap();
+        assert_eq!(out, [WriteOutcome::Inserted(5)], "after the 4 rows there");
+        assert_eq!(s.queue_start().unwrap(), 1, "just below the queued e1");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn sequence_numbers_are_never_given_out_again() {
         let (s, dir) = store();
         let ins = |s: &SqliteStore, id: &str| {

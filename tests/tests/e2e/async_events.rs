@@ -490,6 +490,9 @@ async fn ended_events_are_pruned_after_the_retention_window() {
         },
     )
     .await;
+    // It ran to the end first: only ended events are pruned.
+    let outcomes = api.status().await.unwrap()["outcomes"].clone();
+    assert_eq!(outcomes["succeeded"], 1, "{outcomes}");
     host.shutdown().await;
 }
 

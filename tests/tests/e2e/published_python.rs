@@ -200,6 +200,10 @@ async fn an_exception_fails_the_invocation_with_its_message() {
         msg.contains("ValueError: published-python exception function failed on purpose"),
         "{body}"
     );
+    // The trigger's (keyless) client is not shown the traceback; an admin is.
+    assert!(body["error"]["stackTrace"].is_null(), "{body}");
+    let r = api.invoke("exception", "").await.unwrap();
+    let body = r.json();
     let trace = body["error"]["stackTrace"].as_str().unwrap_or_default();
     assert!(
         trace.contains("__init__.py"),
