@@ -274,10 +274,12 @@ pub trait EventStore: Send + Sync + 'static {
     fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// An event's log, in order.
     fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
-    /// Events an earlier run left `RUNNING` or `RETRYING` (for recovery at
-    /// start). Inputs over 4 KiB are left out (`input` is empty; `get`
-    /// reads it).
+    /// Events an earlier run left `RUNNING` (for recovery at start).
+    /// Inputs over 4 KiB are left out (`input` is empty; `get` reads it).
     fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError>;
+    /// Up to `limit` `RETRYING` events, the earliest next attempt first;
+    /// inputs over 4 KiB left out.
+    fn retrying(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
     /// Up to `limit` `QUEUED` events with a sequence number above `after`,
     /// in acceptance order, each with its sequence number; inputs over
     /// 4 KiB left out.

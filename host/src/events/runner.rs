@@ -113,7 +113,13 @@ enum Cmd {
         id: String,
         failed: Option<EventRecord>,
     },
-    /// Terminate a queued event found only in the store.
+    /// `RETRYING` events read from the store, earliest due first.
+    RetriesLoaded {
+        events: Vec<EventRecord>,
+        /// The store held no more retrying events than these.
+        complete: bool,
+    },
+    /// Terminate a queued or retrying event found only in the store.
     AbortQueued {
         event: EventRecord,
         graceful: bool,
@@ -129,8 +135,11 @@ enum Cmd {
 enum Next {
     /// Final; nothing more to do.
     Done { failed: Option<EventRecord> },
-    /// Run again at this time.
+    /// Run again at this time (recorded as `RETRYING`).
     Retry(EventRecord, i64),
+    /// Run again at this time; the store could not record it, so only
+    /// memory knows.
+    RetryUnrecorded(EventRecord, i64),
     /// Back to the queue (host shutting down or draining).
     Requeue(EventRecord),
     /// Not run: the event had ended before the attempt could start (a
@@ -165,6 +174,8 @@ pub struct AsyncStats {
     pub running: usize,
     /// Events waiting for a retry (or, after a drain, to run again).
     pub waiting: usize,
+    /// More retrying events wait in the store only (loaded as room frees).
+    pub retries_in_store: bool,
 }
 
 /// Type of a terminate's answer channel.
@@ -201,6 +212,10 @@ impl AsyncEvents {
             cursor: 0,
             max_left_in_store: 0,
             aborting: HashMap::new(),
+            // Retrying events of an earlier run are loaded by the first load.
+            retries_in_store: true,
+            loading_retries: false,
+            retry_left_while_loading: false,
             waiting: HashMap::new(),
             timers: DelayQueue::new(),
             running: HashMap::new(),
@@ -340,6 +355,13 @@ struct Runner {
     /// Events whose terminate is being written (how many writes): no copy
     /// of them is held or started meanwhile.
     aborting: HashMap<String, u32>,
+    /// `RETRYING` events exist in the store that are not in `waiting`
+    /// (more than `queueMemoryLimit` pending, or left by an earlier run).
+    retries_in_store: bool,
+    /// A retry load is under way.
+    loading_retries: bool,
+    /// A retry was left in the store while a load ran.
+    retry_left_while_loading: bool,
     waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
     timers: DelayQueue<String>,
     running: HashMap<String, RunningEvent>,
@@ -377,43 +399,106 @@ fn log_op(id: &str, lines: Vec<EventLogLine>) -> WriteOp {
 }
 
 impl Runner {
-    /// Takes over the events an earlier run left running or retrying. Its
-    /// queued events stay in the store; refills load them in order.
+    /// Takes over the events an earlier run left running. Its queued and
+    /// retrying events stay in the store; refills load them.
     async fn recover(&mut self) -> Result<(), StoreError> {
         self.cursor = self.log.queue_start().await?;
-        let now = now_ms();
-        for mut e in self.log.interrupted().await? {
-            match e.status {
-                EventStatus::Retrying => {
-                    let at = e.next_attempt_ms.unwrap_or(now);
-                    self.wait_until(e, at);
+        let interrupted = self.log.interrupted().await?;
+        let count = interrupted.len();
+        for mut e in interrupted {
+            let note = format!("Host restarted while attempt {} was running", e.attempts);
+            match decide_retry(&self.config, &mut e, codes::USER_PROCESS_EXIT, &note) {
+                Some(at) => {
+                    let line = platform(format!("{note}; retrying"));
+                    self.log.write(update_with(&e, vec![line])).await?;
+                    self.hold_retry(e, at);
                 }
-                _ => {
-                    let note = format!("Host restarted while attempt {} was running", e.attempts);
-                    match decide_retry(&self.config, &mut e, codes::USER_PROCESS_EXIT, &note) {
-                        Some(at) => {
-                            let line = platform(format!("{note}; retrying"));
-                            self.log.write(update_with(&e, vec![line])).await?;
-                            self.wait_until(e, at);
-                        }
-                        None => {
-                            let line = platform(format!(
-                                "{note}; {}",
-                                e.error.clone().unwrap_or_default()
-                            ));
-                            self.log.write(update_with(&e, vec![line])).await?;
-                        }
-                    }
+                None => {
+                    let line = platform(format!("{note}; {}", e.error.clone().unwrap_or_default()));
+                    self.log.write(update_with(&e, vec![line])).await?;
                 }
             }
         }
-        if !self.waiting.is_empty() {
-            tracing::info!(
-                retrying = self.waiting.len(),
-                "recovered interrupted async events"
-            );
+        if count > 0 {
+            tracing::info!(count, "recovered async events interrupted while running");
         }
         Ok(())
+    }
+
+    /// An event recorded as `RETRYING` (durable, with its next attempt
+    /// time): held in memory with a timer if there is room, else left in
+    /// the store, from which retry loads take the earliest due first.
+    fn hold_retry(&mut self, e: EventRecord, at_ms: i64) {
+        if !self.retries_in_store && self.waiting.len() < self.config.queue_memory_limit {
+            self.wait_until(e, at_ms);
+            return;
+        }
+        self.retries_in_store = true;
+        if self.loading_retries {
+            self.retry_left_while_loading = true;
+        }
+    }
+
+    /// Loads retries from the store once there is room for half the limit.
+    fn maybe_load_retries(&mut self) {
+        let limit = self.config.queue_memory_limit;
+        if !self.retries_in_store
+            || self.loading_retries
+            || self.shutting_down
+            || self.waiting.len() > limit / 2
+        {
+            return;
+        }
+        self.loading_retries = true;
+        self.retry_left_while_loading = false;
+        let want = limit - self.waiting.len();
+        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        tokio::spawn(async move {
+            let cmd = match log.retrying(want).await {
+                Ok(events) => {
+                    let complete = events.len() < want;
+                    if complete {
+                        // As for refills: no tight loop of short loads.
+                        tokio::time::sleep(REFILL_PAUSE).await;
+                    }
+                    Cmd::RetriesLoaded { events, complete }
+                }
+                Err(err) => {
+                    tracing::error!("cannot load retrying async events ({err}); retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Cmd::RetriesLoaded {
+                        events: Vec::new(),
+                        complete: false,
+                    }
+                }
+            };
+            let _ = cmds.send(cmd).await;
+        });
+    }
+
+    fn retries_loaded(&mut self, events: Vec<EventRecord>, complete: bool) {
+        self.loading_retries = false;
+        let held: HashSet<String> = if events.is_empty() {
+            HashSet::new()
+        } else {
+            self.ready.iter().map(|e| e.request_id.clone()).collect()
+        };
+        for e in events {
+            let id = &e.request_id;
+            if held.contains(id)
+                || self.running.contains_key(id)
+                || self.waiting.contains_key(id)
+                || self.aborting.contains_key(id)
+            {
+                continue;
+            }
+            let at = e.next_attempt_ms.unwrap_or_else(now_ms);
+            self.wait_until(e, at);
+        }
+        // A retry left in the store during the read may be missing from it.
+        if complete && !self.retry_left_while_loading {
+            self.retries_in_store = false;
+        }
     }
 
     /// An accepted event (already durable, sequence number `seq`): held in
@@ -610,6 +695,7 @@ impl Runner {
                 horizon,
             } => self.refilled(events, complete, horizon),
             Cmd::AbortWritten { id, failed } => self.abort_written(id, failed),
+            Cmd::RetriesLoaded { events, complete } => self.retries_loaded(events, complete),
             Cmd::AbortQueued {
                 event,
                 graceful,
@@ -621,6 +707,7 @@ impl Runner {
                     backlog_in_store: self.spilled,
                     running: self.running.len(),
                     waiting: self.waiting.len(),
+                    retries_in_store: self.retries_in_store,
                 });
             }
             Cmd::Terminate {
@@ -644,13 +731,16 @@ impl Runner {
                 match next {
                     // A terminate that arrived while the attempt was closing
                     // still wins: the event is not run again.
-                    Next::Retry(e, _) | Next::Requeue(e) if terminated => {
+                    Next::Retry(e, _) | Next::RetryUnrecorded(e, _) | Next::Requeue(e)
+                        if terminated =>
+                    {
                         let waiters = waiters.take().unwrap_or_default();
                         self.abort(e, waiters);
                     }
                     Next::Done { failed: Some(e) } => self.on_failure(e),
                     Next::Done { failed: None } | Next::Skipped => {}
-                    Next::Retry(e, at) => self.wait_until(e, at),
+                    Next::Retry(e, at) => self.hold_retry(e, at),
+                    Next::RetryUnrecorded(e, at) => self.wait_until(e, at),
                     // Durable as QUEUED; after a drain or shutdown it runs on the
                     // next start, otherwise again shortly.
                     Next::Requeue(e) if !self.shutting_down => self.wait_until(e, now_ms() + 1000),
@@ -714,6 +804,7 @@ impl Runner {
             tokio::spawn(attempt.run(e, invocation_id));
         }
         self.maybe_refill();
+        self.maybe_load_retries();
     }
 
     fn terminate(&mut self, id: String, graceful: bool, reply: TerminateReply) {
@@ -760,7 +851,9 @@ impl Runner {
                 // Queued but not in memory (left in the store while the
                 // memory queue was full): the runner decides, as a refill
                 // may have loaded it meanwhile.
-                Ok(Some(event)) if event.status == EventStatus::Queued => {
+                Ok(Some(event))
+                    if matches!(event.status, EventStatus::Queued | EventStatus::Retrying) =>
+                {
                     let cmd = Cmd::AbortQueued {
                         event,
                         graceful,
@@ -974,13 +1067,17 @@ impl Attempt {
                 e.status = EventStatus::Retrying;
                 let at = now_ms() + 1000;
                 e.next_attempt_ms = Some(at);
-                Next::Retry(e, at)
+                Next::RetryUnrecorded(e, at)
             }
         };
         let next = match next {
             Next::Retry(mut e, at) => {
                 shed_large_input(&mut e);
                 Next::Retry(e, at)
+            }
+            Next::RetryUnrecorded(mut e, at) => {
+                shed_large_input(&mut e);
+                Next::RetryUnrecorded(e, at)
             }
             Next::Requeue(mut e) => {
                 shed_large_input(&mut e);

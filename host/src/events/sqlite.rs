@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     INSERT INTO store_meta (key, value)
         SELECT 'last_seq', COALESCE(MAX(rowid), 0) FROM events;",
+    // 5: retrying events by their next attempt, for loading retries that
+    // did not fit in memory. Partial: only events that failed and wait to
+    // retry are in it, so the common path pays nothing for it.
+    "CREATE INDEX events_retrying ON events (next_attempt_ms) WHERE status = 'RETRYING';",
 ];
 
 const READERS: usize = 4;
@@ -538,7 +542,7 @@ impl EventStore for SqliteStore {
     fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!(
-                "SELECT {} FROM events WHERE status IN ('RUNNING', 'RETRYING') ORDER BY start_ms, rowid",
+                "SELECT {} FROM events WHERE status = 'RUNNING' ORDER BY start_ms, rowid",
                 small_input_columns()
             ))?
             .query_map([], record)?
@@ -561,6 +565,20 @@ impl EventStore for SqliteStore {
             .query_map(params![after, limit], |r| {
                 Ok((r.get::<_, i64>(13)?, record(r)?))
             })?
+            .collect()
+        })
+    }
+
+    fn retrying(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            // Served by the partial index `events_retrying`.
+            c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE status = 'RETRYING'
+                 ORDER BY next_attempt_ms, rowid LIMIT ?1",
+                small_input_columns()
+            ))?
+            .query_map([limit], record)?
             .collect()
         })
     }
@@ -707,7 +725,7 @@ mod tests {
     }
 
     #[test]
-    fn queued_pages_in_acceptance_order_and_interrupted_skips_queued_and_final() {
+    fn queued_pages_in_acceptance_order_and_interrupted_is_only_running() {
         let (s, dir) = store();
         // Acceptance order differs from the ids' order; two share a millisecond.
         for (id, start) in [("q3", 30), ("q1", 10), ("q2", 10), ("q4", 40)] {
@@ -740,7 +758,7 @@ mod tests {
             .into_iter()
             .map(|e| e.request_id)
             .collect();
-        assert_eq!(interrupted, ["r", "t"]);
+        assert_eq!(interrupted, ["r"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -873,6 +891,26 @@ mod tests {
             .unwrap();
         assert_eq!(out, [WriteOutcome::Inserted(5)], "after the 4 rows there");
         assert_eq!(s.queue_start().unwrap(), 1, "just below the queued e1");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn retrying_events_come_earliest_due_first() {
+        let (s, dir) = store();
+        for (id, due) in [("late", 300), ("soon", 100), ("mid", 200)] {
+            let mut e = event(id, "a", 1, EventStatus::Retrying);
+            e.next_attempt_ms = Some(due);
+            insert(&s, e);
+        }
+        insert(&s, event("q", "a", 1, EventStatus::Queued));
+        let ids: Vec<String> = s
+            .retrying(2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(ids, ["soon", "mid"]);
+        assert_eq!(s.retrying(10).unwrap().len(), 3);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -76,7 +76,12 @@ impl EventLog {
         self.read(move |s| s.logs(&id)).await
     }
 
-    /// Events an earlier run left running or retrying.
+    /// Up to `limit` retrying events, the earliest due first.
+    pub async fn retrying(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(move |s| s.retrying(limit)).await
+    }
+
+    /// Events an earlier run left running.
     pub async fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
         self.read(|s| s.interrupted()).await
     }

@@ -468,6 +468,45 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_in_order(
 }
 
 #[tokio::test]
+async fn retries_beyond_the_memory_limit_wait_in_the_store_and_all_run() {
+    init_logs();
+    let app = TestApp::sample(json!({"asyncEvents": {
+        "maxConcurrency": 6, "queueMemoryLimit": 2,
+        "maxRetryAttempts": 1, "retryBackoff": "00:00:01"
+    }}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(submit(&api, "fail", &format!("f{i}")).await);
+    }
+    // Six retries pending, two held: the rest wait in the store.
+    wait_until(
+        "retries left in the store",
+        Duration::from_secs(10),
+        || async {
+            let stats = api.status().await.unwrap()["asyncEvents"].clone();
+            stats["retriesInStore"] == true && stats["waiting"] == 2
+        },
+    )
+    .await;
+    for id in &ids {
+        let e = wait_status(&api, id, "FAILED").await;
+        assert_eq!(
+            (e["attempts"].as_i64(), e["statusCode"].as_i64()),
+            (Some(2), Some(430)),
+            "{e}"
+        );
+    }
+    wait_until("no retries left", Duration::from_secs(10), || async {
+        let stats = api.status().await.unwrap()["asyncEvents"].clone();
+        stats["retriesInStore"] == false && stats["waiting"] == 0
+    })
+    .await;
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn ended_events_are_pruned_after_the_retention_window() {
     init_logs();
     let app = TestApp::sample(
