@@ -216,6 +216,8 @@ impl AsyncEvents {
             retries_in_store: true,
             loading_retries: false,
             retry_left_while_loading: false,
+            settled_during_retry_load: HashSet::new(),
+            settled_during_refill: HashSet::new(),
             waiting: HashMap::new(),
             timers: DelayQueue::new(),
             running: HashMap::new(),
@@ -362,6 +364,10 @@ struct Runner {
     loading_retries: bool,
     /// A retry was left in the store while a load ran.
     retry_left_while_loading: bool,
+    /// Events whose attempt settled while a retry load (resp. a refill)
+    /// read the store: the read may hold a stale copy of them.
+    settled_during_retry_load: HashSet<String>,
+    settled_during_refill: HashSet<String>,
     waiting: HashMap<String, (EventRecord, delay_queue::Key)>,
     timers: DelayQueue<String>,
     running: HashMap<String, RunningEvent>,
@@ -451,7 +457,11 @@ impl Runner {
         }
         self.loading_retries = true;
         self.retry_left_while_loading = false;
-        let want = limit - self.waiting.len();
+        self.settled_during_retry_load.clear();
+        // Retries in memory are still RETRYING in the store and may come
+        // first in its order: ask for that many more, so every full page
+        // brings new ones.
+        let want = limit + self.ready.len() + self.running.len();
         let (log, cmds) = (self.log.clone(), self.cmds.clone());
         tokio::spawn(async move {
             let cmd = match log.retrying(want).await {
@@ -483,9 +493,11 @@ impl Runner {
         } else {
             self.ready.iter().map(|e| e.request_id.clone()).collect()
         };
+        let settled = std::mem::take(&mut self.settled_during_retry_load);
         for e in events {
             let id = &e.request_id;
             if held.contains(id)
+                || settled.contains(id)
                 || self.running.contains_key(id)
                 || self.waiting.contains_key(id)
                 || self.aborting.contains_key(id)
@@ -531,6 +543,7 @@ impl Runner {
             return;
         }
         self.refilling = true;
+        self.settled_during_refill.clear();
         let want = limit - self.ready.len();
         let (log, cmds, after) = (self.log.clone(), self.cmds.clone(), self.cursor);
         // Every hand-over seen so far was committed before this read.
@@ -574,11 +587,13 @@ impl Runner {
         } else {
             self.ready.iter().map(|e| e.request_id.clone()).collect()
         };
+        let settled = std::mem::take(&mut self.settled_during_refill);
         let mut loaded = 0usize;
         for (seq, e) in events {
             self.cursor = self.cursor.max(seq);
             let id = &e.request_id;
             if held.contains(id)
+                || settled.contains(id)
                 || self.running.contains_key(id)
                 || self.waiting.contains_key(id)
                 || self.aborting.contains_key(id)
@@ -720,6 +735,13 @@ impl Runner {
                 None => answer_from_store(self.log.clone(), id, vec![reply]),
             },
             Cmd::Settled { id, next } => {
+                // A read under way may hold a copy of it from before.
+                if self.loading_retries {
+                    self.settled_during_retry_load.insert(id.clone());
+                }
+                if self.refilling {
+                    self.settled_during_refill.insert(id.clone());
+                }
                 let (terminated, waiters) = match self.running.remove(&id) {
                     Some(r) => (
                         r.terminate.load(Ordering::SeqCst) != NOT_TERMINATED,
@@ -1057,18 +1079,22 @@ struct Attempt {
 impl Attempt {
     async fn run(self, mut e: EventRecord, invocation_id: String) {
         let id = e.request_id.clone();
-        let next = match self.execute(&mut e, &invocation_id).await {
-            Ok(next) => next,
-            Err(err) => {
-                // The store failed; the event is not forgotten: it runs again
-                // shortly (as recovery would after a restart), uncharged.
-                tracing::error!(request = %id, "async event attempt could not be recorded ({err}); retrying in 1 s");
-                e.attempts = (e.attempts - 1).max(0);
-                e.status = EventStatus::Retrying;
-                let at = now_ms() + 1000;
-                e.next_attempt_ms = Some(at);
-                Next::RetryUnrecorded(e, at)
-            }
+        let next = match self.expire_if_too_old(&mut e).await {
+            Some(next) => next,
+            None => match self.execute(&mut e, &invocation_id).await {
+                Ok(next) => next,
+                Err(err) => {
+                    // The store failed; the event is not forgotten: it runs
+                    // again shortly (as recovery would after a restart),
+                    // uncharged.
+                    tracing::error!(request = %id, "async event attempt could not be recorded ({err}); retrying in 1 s");
+                    e.attempts = (e.attempts - 1).max(0);
+                    e.status = EventStatus::Retrying;
+                    let at = now_ms() + 1000;
+                    e.next_attempt_ms = Some(at);
+                    Next::RetryUnrecorded(e, at)
+                }
+            },
         };
         let next = match next {
             Next::Retry(mut e, at) => {
@@ -1086,6 +1112,47 @@ impl Attempt {
             done => done,
         };
         let _ = self.cmds.send(Cmd::Settled { id, next }).await;
+    }
+
+    /// No attempt starts on an event past `maxEventAge` (it may have waited
+    /// long in a backlog or for a retry): it ends `FAILED` with 460 instead.
+    /// `None` when the event is young enough to run.
+    async fn expire_if_too_old(&self, e: &mut EventRecord) -> Option<Next> {
+        let age = Duration::from_millis(now_ms().saturating_sub(e.start_ms).max(0) as u64);
+        if age < self.config.max_event_age {
+            return None;
+        }
+        let mut ended = e.clone();
+        ended.status = EventStatus::Failed;
+        ended.status_code = Some(codes::EXPIRED);
+        ended.end_ms = Some(now_ms());
+        ended.next_attempt_ms = None;
+        let error = format!(
+            "maximum event age of {:?} exceeded before attempt {} could start",
+            self.config.max_event_age,
+            e.attempts + 1
+        );
+        ended.error = Some(match &e.error {
+            Some(last) => format!("{error}; last error: {last}"),
+            None => error.clone(),
+        });
+        let line = platform(error);
+        Some(
+            match self.log.write(update_with(&ended, vec![line])).await {
+                Ok(WriteOutcome::Unchanged) => Next::Skipped,
+                Ok(_) => {
+                    *e = ended;
+                    Next::Done {
+                        failed: Some(e.clone()),
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(request = %e.request_id, "cannot record the expiry of an async event ({err}); retrying in 1 s");
+                    let at = now_ms() + 1000;
+                    Next::RetryUnrecorded(e.clone(), at)
+                }
+            },
+        )
     }
 
     async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {

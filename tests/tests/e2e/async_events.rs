@@ -507,6 +507,43 @@ async fn retries_beyond_the_memory_limit_wait_in_the_store_and_all_run() {
 }
 
 #[tokio::test]
+async fn an_event_past_its_maximum_age_never_starts() {
+    init_logs();
+    let app = TestApp::sample(
+        json!({"asyncEvents": {"maxConcurrency": 1, "maxEventAge": "00:00:00.300"}}),
+    );
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    // The one slot is busy well past the second event's age.
+    let holder = submit(&api, "sleep", "800").await;
+    wait_on_worker(&api, &holder).await;
+    let late = submit(&api, "echo", "too late").await;
+    let e = wait_status(&api, &late, "FAILED").await;
+    assert_eq!(
+        (e["statusCode"].as_i64(), e["attempts"].as_i64()),
+        (Some(460), Some(0)),
+        "{e}"
+    );
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maximum event age"),
+        "{e}"
+    );
+    let lines = logs(&api, &late).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("Invoke Start")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        wait_status(&api, &holder, "FINISHED").await["statusCode"],
+        200
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn ended_events_are_pruned_after_the_retention_window() {
     init_logs();
     let app = TestApp::sample(
