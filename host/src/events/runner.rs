@@ -421,7 +421,16 @@ impl Runner {
                 }
                 None => {
                     let line = platform(format!("{note}; {}", e.error.clone().unwrap_or_default()));
-                    self.log.write(update_with(&e, vec![line])).await?;
+                    if self.log.write(update_with(&e, vec![line])).await? != WriteOutcome::Unchanged
+                    {
+                        if e.input.is_empty() {
+                            // For the onFailure payload (a large input).
+                            if let Some(stored) = self.log.get(&e.request_id).await? {
+                                e.input = stored.input;
+                            }
+                        }
+                        self.on_failure(e);
+                    }
                 }
             }
         }
@@ -494,7 +503,13 @@ impl Runner {
             self.ready.iter().map(|e| e.request_id.clone()).collect()
         };
         let settled = std::mem::take(&mut self.settled_during_retry_load);
+        let mut complete = complete;
         for e in events {
+            if self.waiting.len() >= self.config.queue_memory_limit {
+                // Full: the rest stay in the store for the next load.
+                complete = false;
+                break;
+            }
             let id = &e.request_id;
             if held.contains(id)
                 || settled.contains(id)
@@ -842,9 +857,13 @@ impl Runner {
                     host.kill(&inv).await
                 };
                 tracing::info!(request = %id, invocation = %inv, graceful, response = ?r, "async event terminate");
-                if r == CancelResponse::AlreadyCompleted {
-                    // The invocation ended just before; its attempt is being
-                    // recorded. Answer from what it records.
+                if matches!(
+                    r,
+                    CancelResponse::AlreadyCompleted | CancelResponse::NotFound
+                ) {
+                    // The invocation ended just before (or was never
+                    // submitted: the attempt ended without one); its attempt
+                    // is being recorded. Answer from what it records.
                     let _ = cmds.send(Cmd::AnswerAfterSettle { id, reply }).await;
                 } else {
                     let _ = reply.send(Ok(TerminateOutcome::Done));
@@ -1121,6 +1140,16 @@ impl Attempt {
         let age = Duration::from_millis(now_ms().saturating_sub(e.start_ms).max(0) as u64);
         if age < self.config.max_event_age {
             return None;
+        }
+        if self.terminate.load(Ordering::SeqCst) != NOT_TERMINATED {
+            // A terminate reached it first: the runner aborts it.
+            return Some(Next::RetryUnrecorded(e.clone(), now_ms()));
+        }
+        if e.input.is_empty() {
+            // For the onFailure payload; a large input stayed in the store.
+            if let Ok(Some(stored)) = self.log.get(&e.request_id).await {
+                e.input = stored.input;
+            }
         }
         let mut ended = e.clone();
         ended.status = EventStatus::Failed;
