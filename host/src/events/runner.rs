@@ -3,6 +3,7 @@
 //! durably, in order, through the batching writer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -471,37 +472,67 @@ impl Runner {
         // first in its order: ask for that many more, so every full page
         // brings new ones.
         let want = limit + self.ready.len() + self.running.len();
-        let (log, cmds) = (self.log.clone(), self.cmds.clone());
+        let log = self.log.clone();
+        self.read_store(
+            "retrying",
+            want,
+            async move { log.retrying(want).await },
+            |events, complete| Cmd::RetriesLoaded { events, complete },
+        );
+    }
+
+    /// Runs a store read of up to `want` rows in its own task and hands its
+    /// answer back as the command `answer` makes of it, with whether the
+    /// page was short (the store held no more). A short page is handed back
+    /// after a short pause, so reads racing new writes do not follow each
+    /// other in a tight loop; a failed read is retried after 1 s, as an
+    /// empty, incomplete page.
+    fn read_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        want: usize,
+        read: impl Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
+        answer: impl FnOnce(Vec<T>, bool) -> Cmd + Send + 'static,
+    ) {
+        let cmds = self.cmds.clone();
         tokio::spawn(async move {
-            let cmd = match log.retrying(want).await {
-                Ok(events) => {
-                    let complete = events.len() < want;
+            let cmd = match read.await {
+                Ok(rows) => {
+                    let complete = rows.len() < want;
                     if complete {
-                        // As for refills: no tight loop of short loads.
                         tokio::time::sleep(REFILL_PAUSE).await;
                     }
-                    Cmd::RetriesLoaded { events, complete }
+                    answer(rows, complete)
                 }
                 Err(err) => {
-                    tracing::error!("cannot load retrying async events ({err}); retrying in 1 s");
+                    tracing::error!("cannot load {what} async events ({err}); retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    Cmd::RetriesLoaded {
-                        events: Vec::new(),
-                        complete: false,
-                    }
+                    answer(Vec::new(), false)
                 }
             };
             let _ = cmds.send(cmd).await;
         });
     }
 
+    /// Whether the runner holds `id` outside `ready`: running, waiting, or
+    /// being aborted.
+    fn holds(&self, id: &str) -> bool {
+        self.running.contains_key(id)
+            || self.waiting.contains_key(id)
+            || self.aborting.contains_key(id)
+    }
+
+    /// The ids in `ready`, when a page of `rows` rows needs them.
+    fn ready_ids(&self, rows: usize) -> HashSet<String> {
+        if rows == 0 {
+            return HashSet::new();
+        }
+        self.ready.iter().map(|e| e.request_id.clone()).collect()
+    }
+
     fn retries_loaded(&mut self, events: Vec<EventRecord>, complete: bool) {
         self.loading_retries = false;
-        let held: HashSet<String> = if events.is_empty() {
-            HashSet::new()
-        } else {
-            self.ready.iter().map(|e| e.request_id.clone()).collect()
-        };
+        let held = self.ready_ids(events.len());
         let settled = std::mem::take(&mut self.settled_during_retry_load);
         let mut complete = complete;
         for e in events {
@@ -511,12 +542,7 @@ impl Runner {
                 break;
             }
             let id = &e.request_id;
-            if held.contains(id)
-                || settled.contains(id)
-                || self.running.contains_key(id)
-                || self.waiting.contains_key(id)
-                || self.aborting.contains_key(id)
-            {
+            if held.contains(id) || settled.contains(id) || self.holds(id) {
                 continue;
             }
             let at = e.next_attempt_ms.unwrap_or_else(now_ms);
@@ -532,12 +558,7 @@ impl Runner {
     /// memory if it can be, else left in the store for a refill, keeping
     /// acceptance order.
     fn accept(&mut self, e: EventRecord, seq: i64) {
-        let id = &e.request_id;
-        if seq <= self.cursor
-            || self.aborting.contains_key(id)
-            || self.waiting.contains_key(id)
-            || self.running.contains_key(id)
-        {
+        if seq <= self.cursor || self.holds(&e.request_id) {
             // A refill loaded it before this hand-over arrived (or a
             // terminate holds it).
             return;
@@ -560,59 +581,32 @@ impl Runner {
         self.refilling = true;
         self.settled_during_refill.clear();
         let want = limit - self.ready.len();
-        let (log, cmds, after) = (self.log.clone(), self.cmds.clone(), self.cursor);
+        let (log, after) = (self.log.clone(), self.cursor);
         // Every hand-over seen so far was committed before this read.
         let horizon = self.max_left_in_store;
-        tokio::spawn(async move {
-            let cmd = match log.queued(after, want).await {
-                Ok(events) => {
-                    let complete = events.len() < want;
-                    if complete {
-                        // The backlog is drained. Accepts racing this read
-                        // can keep it marked; a short pause keeps such
-                        // refills from following each other in a tight loop.
-                        tokio::time::sleep(REFILL_PAUSE).await;
-                    }
-                    Cmd::Refilled {
-                        events,
-                        complete,
-                        horizon,
-                    }
-                }
-                Err(err) => {
-                    tracing::error!("cannot load queued async events ({err}); retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Cmd::Refilled {
-                        events: Vec::new(),
-                        complete: false,
-                        horizon,
-                    }
-                }
-            };
-            let _ = cmds.send(cmd).await;
-        });
+        self.read_store(
+            "queued",
+            want,
+            async move { log.queued(after, want).await },
+            move |events, complete| Cmd::Refilled {
+                events,
+                complete,
+                horizon,
+            },
+        );
     }
 
     fn refilled(&mut self, events: Vec<(i64, EventRecord)>, complete: bool, horizon: i64) {
         self.refilling = false;
         // Events held since they were accepted, before the backlog began,
         // can be in the page too.
-        let held: HashSet<String> = if events.is_empty() {
-            HashSet::new()
-        } else {
-            self.ready.iter().map(|e| e.request_id.clone()).collect()
-        };
+        let held = self.ready_ids(events.len());
         let settled = std::mem::take(&mut self.settled_during_refill);
         let mut loaded = 0usize;
         for (seq, e) in events {
             self.cursor = self.cursor.max(seq);
             let id = &e.request_id;
-            if held.contains(id)
-                || settled.contains(id)
-                || self.running.contains_key(id)
-                || self.waiting.contains_key(id)
-                || self.aborting.contains_key(id)
-            {
+            if held.contains(id) || settled.contains(id) || self.holds(id) {
                 continue;
             }
             self.ready.push_back(e);
