@@ -50,6 +50,17 @@ fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, V
     }
 }
 
+/// The process ids of the host's workers, from its status.
+async fn worker_pids(api: &Api) -> Vec<u64> {
+    let status = api.status().await.unwrap();
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["pid"].as_u64())
+        .collect()
+}
+
 fn wait_exit(child: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -161,14 +172,7 @@ fn sigterm_with_invocations_in_flight_ends_them_and_exits_zero_within_the_bound(
             || async { api.status().await.unwrap()["inFlight"] == 2 },
         )
         .await;
-        let status = api.status().await.unwrap();
-        let pids: Vec<u64> = status["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|w| w["pid"].as_u64())
-            .collect();
-        (sleep, spin, pids)
+        (sleep, spin, worker_pids(&api).await)
     });
     let started = Instant::now();
     signal(&child, "-TERM");
@@ -301,14 +305,7 @@ fn kill_9_loses_no_event_and_a_restart_accounts_for_every_one() {
             },
         )
         .await;
-        let status = api.status().await.unwrap();
-        let pids: Vec<u64> = status["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|w| w["pid"].as_u64())
-            .collect();
-        (ids, pids)
+        (ids, worker_pids(&api).await)
     });
     signal(&child, "-KILL");
     let status = wait_exit(&mut child, Duration::from_secs(5));
