@@ -29,7 +29,10 @@ mod lifecycle;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use instances::{attach_request, outbound_channel, Instance, InstanceState, Outbound};
+pub(crate) use instances::{
+    attach_request, claim_request, outbound_channel, Instance, InstanceState, LaunchIdentity,
+    Outbound,
+};
 pub(crate) use lifecycle::HookKind;
 pub use lifecycle::LifecycleStats;
 
@@ -63,7 +66,14 @@ pub(crate) enum Event {
     Drain,
     /// Begin shutdown; `reply` fires when every worker is gone.
     Shutdown { reply: oneshot::Sender<()> },
-    /// A stream opened with `StartStream{worker_id}`.
+    /// A stream opened with `StartStream{worker_id}`: what must it prove?
+    Claim {
+        worker_id: String,
+        reply: oneshot::Sender<Result<LaunchIdentity, String>>,
+    },
+    /// A stream failed to prove it is the worker it claims to be.
+    Refused,
+    /// A stream proven to come from the launched process.
     Attach {
         worker_id: String,
         outbound: Outbound,
@@ -175,6 +185,8 @@ pub(crate) struct Dispatcher {
     pub finished_set: HashSet<InvocationId>,
     pub outcome_counts: HashMap<Outcome, u64>,
     pub protocol_violations: u64,
+    /// Streams refused before admission (not the launched process).
+    pub refused_streams: u64,
     pub draining: bool,
     pub lifecycle: LifecycleStats,
     pub results_tx: broadcast::Sender<InvocationResult>,
@@ -210,6 +222,7 @@ impl Dispatcher {
             finished_set: HashSet::new(),
             outcome_counts: HashMap::new(),
             protocol_violations: 0,
+            refused_streams: 0,
             draining: false,
             lifecycle: LifecycleStats::default(),
             results_tx,
@@ -270,6 +283,10 @@ impl Dispatcher {
             }
             Event::Shutdown { reply } => self.handle_shutdown(reply),
             Event::Drain => self.handle_drain(),
+            Event::Claim { worker_id, reply } => {
+                let _ = reply.send(self.handle_claim(&worker_id));
+            }
+            Event::Refused => self.refused_streams += 1,
             Event::Attach {
                 worker_id,
                 outbound,

@@ -1,6 +1,7 @@
 //! The `FunctionRpc` gRPC service: admits worker streams and pumps their
 //! messages into the dispatcher.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -11,14 +12,21 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::dispatcher::attach_request;
+use crate::dispatcher::{attach_request, claim_request, LaunchIdentity};
 use crate::dispatcher::{outbound_channel, Event};
+use crate::peer::{self, PeerCheck};
 
 /// How long a new stream may take to send `StartStream`.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The gRPC metadata key under which fnhost's own SDKs present the launch
+/// secret they found in their environment.
+pub const LAUNCH_SECRET_METADATA: &str = "x-fnhost-worker-secret";
+
 pub(crate) struct RpcService {
     pub events: mpsc::Sender<Event>,
+    /// The address workers dial (the far end of their sockets).
+    pub server_addr: SocketAddr,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<StreamingMessage, Status>> + Send>>;
@@ -32,28 +40,31 @@ impl FunctionRpc for RpcService {
         request: Request<Streaming<StreamingMessage>>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
         let peer = request.remote_addr();
+        let presented = request
+            .metadata()
+            .get(LAUNCH_SECRET_METADATA)
+            .map(|v| v.as_bytes().to_vec());
         let mut inbound = request.into_inner();
-        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(m))) => m,
-            Ok(Ok(None)) => return Err(reject(peer, "stream closed before StartStream")),
-            Ok(Err(e)) => {
-                return Err(reject(
-                    peer,
-                    &format!("stream failed before StartStream: {e}"),
-                ))
-            }
-            Err(_) => return Err(reject(peer, "no StartStream within 10 s")),
+        let worker_id = match self.start_stream(&mut inbound).await {
+            Ok(id) => id,
+            Err(why) => return Err(self.refuse(peer, &why).await),
         };
-        let worker_id = match first.content {
-            Some(Content::StartStream(s)) if !s.worker_id.is_empty() => s.worker_id,
-            Some(Content::StartStream(_)) => {
-                return Err(reject(peer, "StartStream carries no worker_id"))
-            }
-            _ => {
-                let what = format!("first message must be StartStream, got {}", first.kind());
-                return Err(reject(peer, &what));
-            }
+        let (claim, identity) = claim_request(worker_id.clone());
+        self.events
+            .send(claim)
+            .await
+            .map_err(|_| Status::unavailable("the host is shutting down"))?;
+        let identity = match identity.await {
+            Ok(Ok(identity)) => identity,
+            Ok(Err(why)) => return Err(reject(peer, &why)),
+            Err(_) => return Err(Status::unavailable("the host is shutting down")),
         };
+        match self.prove(peer, presented, &identity, &worker_id).await {
+            Ok(proof) => {
+                tracing::debug!(worker = %worker_id, ?peer, "worker stream proven by {proof}")
+            }
+            Err(why) => return Err(self.refuse(peer, &why).await),
+        }
         let (outbound, urgent_rx, normal_rx) = outbound_channel();
         let (event, reply) = attach_request(worker_id.clone(), outbound);
         self.events
@@ -73,9 +84,80 @@ impl FunctionRpc for RpcService {
     }
 }
 
-fn reject(peer: Option<std::net::SocketAddr>, why: &str) -> Status {
-    tracing::warn!(?peer, "rejected worker stream: {why}");
+impl RpcService {
+    /// The worker id of the stream's first message, `StartStream`.
+    async fn start_stream(
+        &self,
+        inbound: &mut Streaming<StreamingMessage>,
+    ) -> Result<String, String> {
+        let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return Err("stream closed before StartStream".into()),
+            Ok(Err(e)) => return Err(format!("stream failed before StartStream: {e}")),
+            Err(_) => return Err("no StartStream within 10 s".into()),
+        };
+        match first.content {
+            Some(Content::StartStream(s)) if !s.worker_id.is_empty() => Ok(s.worker_id),
+            Some(Content::StartStream(_)) => Err("StartStream carries no worker_id".into()),
+            _ => Err(format!(
+                "first message must be StartStream, got {}",
+                first.kind()
+            )),
+        }
+    }
+
+    /// Proves the stream comes from the process launched for `worker_id`:
+    /// by the launch secret when the worker presents one (fnhost's SDKs),
+    /// else from the kernel's view of the peer socket.
+    async fn prove(
+        &self,
+        peer: Option<SocketAddr>,
+        presented: Option<Vec<u8>>,
+        identity: &LaunchIdentity,
+        worker_id: &str,
+    ) -> Result<&'static str, String> {
+        if let Some(given) = presented {
+            return if constant_time_eq(&given, identity.secret.as_bytes()) {
+                Ok("its launch secret")
+            } else {
+                Err(format!("wrong launch secret for worker {worker_id}"))
+            };
+        }
+        let Some(pid) = identity.pid else {
+            return Err(format!("worker {worker_id} has no running process"));
+        };
+        let Some(peer) = peer else {
+            return Err("the peer address is unknown".into());
+        };
+        let server = self.server_addr;
+        let check = tokio::task::spawn_blocking(move || peer::check(peer, server, pid))
+            .await
+            .unwrap_or_else(|e| PeerCheck::Foreign(format!("the peer check failed: {e}")));
+        match check {
+            PeerCheck::Verified => Ok("the owner of its socket"),
+            // Said once at start: admitted on the worker id alone.
+            PeerCheck::Unsupported => Ok("its worker id alone (no peer check here)"),
+            PeerCheck::Foreign(why) => Err(format!(
+                "stream claiming worker {worker_id} is not from its process: {why}"
+            )),
+        }
+    }
+
+    /// Refuses a stream that has not proven who it is, counted apart from
+    /// protocol violations.
+    async fn refuse(&self, peer: Option<SocketAddr>, why: &str) -> Status {
+        let _ = self.events.send(Event::Refused).await;
+        reject(peer, why)
+    }
+}
+
+fn reject(peer: Option<SocketAddr>, why: &str) -> Status {
+    tracing::warn!(?peer, "refused worker stream: {why}");
     Status::permission_denied(why.to_string())
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Forwards a worker's messages; the channel's bound pushes back on a

@@ -282,8 +282,15 @@ impl Host {
 
         let max = app.host.max_message_bytes;
         let grpc_stop = CancellationToken::new();
+        if !crate::peer::supported() {
+            tracing::warn!(
+                "this platform offers no way to check which process holds a worker's socket: \
+                 streams from workers without a launch secret are admitted on their worker id alone"
+            );
+        }
         let service = FunctionRpcServer::new(RpcService {
             events: events_tx.clone(),
+            server_addr: grpc_addr,
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

@@ -21,6 +21,15 @@ const STRIPPED_ENV: &[&str] = &[
     "WEBSITE_PLACEHOLDER_MODE",
 ];
 
+/// The host's own secrets: a worker runs user code and must not inherit
+/// them from the host's environment.
+const HOST_SECRETS_ENV: &[&str] = &[
+    "FNHOST_ADMIN_KEY",
+    "FNHOST_SCF_SECRET_ID",
+    "FNHOST_SCF_SECRET_KEY",
+    LAUNCH_SECRET_ENV,
+];
+
 /// What the dispatcher keeps of a launched process.
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
@@ -37,8 +46,13 @@ pub(crate) struct LaunchSpec<'a> {
     pub grpc_addr: SocketAddr,
     pub worker_id: &'a str,
     pub request_id: &'a str,
+    pub launch_secret: &'a str,
     pub max_message_bytes: usize,
 }
+
+/// The variable that carries the launch secret (the environment, never
+/// argv: `/proc/<pid>/environ` is readable by the process's owner only).
+pub(crate) const LAUNCH_SECRET_ENV: &str = "FNHOST_WORKER_SECRET";
 
 /// The command line, in the order published workers expect: executable,
 /// its arguments, the worker path, the protocol arguments, worker arguments.
@@ -99,12 +113,16 @@ pub(crate) fn spawn_worker(
         .process_group(0);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
-        if STRIPPED_ENV.contains(&k.as_ref()) || k.starts_with("WEBSITE_") {
+        if STRIPPED_ENV.contains(&k.as_ref())
+            || HOST_SECRETS_ENV.contains(&k.as_ref())
+            || k.starts_with("WEBSITE_")
+        {
             cmd.env_remove(&key);
         }
     }
     cmd.envs(&spec.config.environment);
     cmd.env("FUNCTIONS_WORKER_ID", spec.worker_id);
+    cmd.env(LAUNCH_SECRET_ENV, spec.launch_secret);
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let short = short_id(spec.worker_id).to_string();
@@ -200,6 +218,7 @@ mod tests {
             grpc_addr: "127.0.0.1:5000".parse().unwrap(),
             worker_id: "w1",
             request_id: "r1",
+            launch_secret: "s3cret",
             max_message_bytes: 1024,
         })
     }
@@ -207,6 +226,10 @@ mod tests {
     #[test]
     fn classic_style_uses_the_older_argument_set_only() {
         let l = line(ArgumentStyle::Classic).join(" ");
+        assert!(
+            !l.contains("s3cret"),
+            "the secret never goes on the command line"
+        );
         assert_eq!(
             l,
             "-m worker --host 127.0.0.1 --port 5000 --workerId w1 --requestId r1 --grpcMaxMessageLength 1024 --x"

@@ -31,6 +31,10 @@ pub struct HostStatus {
     pub outcomes: BTreeMap<String, u64>,
     /// Messages from workers that broke the protocol (and were ignored).
     pub protocol_violations: u64,
+    /// Streams refused before admission: not from the process launched for
+    /// the worker id they claimed (counted apart, so an outsider cannot
+    /// inflate `protocolViolations`).
+    pub refused_streams: u64,
     /// Hook runs, scaling and liveness recycles.
     pub lifecycle: crate::dispatcher::LifecycleStats,
 }
@@ -166,6 +170,7 @@ impl Dispatcher {
                 .map(|(o, n)| (o.as_str().to_string(), *n))
                 .collect(),
             protocol_violations: self.protocol_violations,
+            refused_streams: self.refused_streams,
             lifecycle: self.lifecycle.clone(),
         }
     }

@@ -36,6 +36,34 @@ pub struct LaunchArgs {
     pub request_id: String,
     /// Maximum gRPC message size in bytes, both directions.
     pub grpc_max_message_length: usize,
+    /// The launch secret from `FNHOST_WORKER_SECRET`, presented to the host
+    /// as gRPC metadata to prove this process is the one it launched.
+    pub launch_secret: Option<LaunchSecret>,
+}
+
+/// The environment variable the host puts the launch secret in.
+pub const LAUNCH_SECRET_ENV: &str = "FNHOST_WORKER_SECRET";
+
+/// A per-launch secret; its `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LaunchSecret(String);
+
+impl LaunchSecret {
+    /// Wraps a secret given by the host.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LaunchSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaunchSecret(<redacted>)")
+    }
 }
 
 /// A launch argument is missing or malformed.
@@ -93,18 +121,35 @@ impl LaunchArgs {
             worker_id: worker_id.into(),
             request_id: request_id.into(),
             grpc_max_message_length: DEFAULT_GRPC_MAX_MESSAGE_LENGTH,
+            launch_secret: None,
         }
     }
 
+    /// The same settings presenting `secret` to the host.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{LaunchArgs, LaunchSecret};
+    /// let args = LaunchArgs::new("http://127.0.0.1:7071", "w1", "r1")
+    ///     .with_launch_secret(LaunchSecret::new("from-the-host"));
+    /// ```
+    pub fn with_launch_secret(mut self, secret: LaunchSecret) -> Self {
+        self.launch_secret = Some(secret);
+        self
+    }
+
     /// Parses the process arguments (`std::env::args()` without the program
-    /// name).
+    /// name) and takes the launch secret from `FNHOST_WORKER_SECRET`.
     ///
     /// ```no_run
     /// let args = fnhost_worker::LaunchArgs::from_env()?;
     /// # Ok::<(), fnhost_worker::ArgsError>(())
     /// ```
     pub fn from_env() -> Result<Self, ArgsError> {
-        Self::parse(std::env::args().skip(1))
+        let args = Self::parse(std::env::args().skip(1))?;
+        Ok(match std::env::var(LAUNCH_SECRET_ENV) {
+            Ok(secret) if !secret.is_empty() => args.with_launch_secret(LaunchSecret::new(secret)),
+            _ => args,
+        })
     }
 
     /// Parses launch arguments (without the program name). Unknown arguments
@@ -240,6 +285,7 @@ impl Raw {
             worker_id,
             request_id,
             grpc_max_message_length,
+            launch_secret: None,
         })
     }
 }

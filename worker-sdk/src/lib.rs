@@ -41,7 +41,9 @@ mod io;
 mod panic_trace;
 mod runtime;
 
-pub use args::{ArgsError, LaunchArgs, DEFAULT_GRPC_MAX_MESSAGE_LENGTH};
+pub use args::{
+    ArgsError, LaunchArgs, LaunchSecret, DEFAULT_GRPC_MAX_MESSAGE_LENGTH, LAUNCH_SECRET_ENV,
+};
 pub use context::{Context, LogLevel};
 pub use error::{HandlerError, WorkerError};
 pub use fnhost_proto::rpc::{RpcHttp, TypedData};

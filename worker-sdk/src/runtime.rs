@@ -15,6 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::dispatcher::{Dispatcher, TaskEvent, DEFAULT_GRACE};
 use crate::{BoxHandler, LaunchArgs, WorkerError};
 
+/// The metadata key the host reads the launch secret from.
+const LAUNCH_SECRET_METADATA: &str = "x-fnhost-worker-secret";
 const CONNECT_FOR: Duration = Duration::from_secs(5);
 const OUTBOUND_CAPACITY: usize = 1024;
 /// How long to wait for the host to close its side after ours is closed.
@@ -112,10 +114,19 @@ pub(crate) async fn run(
     };
     out.send(StreamingMessage::start_stream(args.worker_id.clone()))
         .await;
-    let mut inbound = client
-        .event_stream(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(secret) = &args.launch_secret {
+        match tonic::metadata::MetadataValue::try_from(secret.expose()) {
+            Ok(v) => {
+                request.metadata_mut().insert(LAUNCH_SECRET_METADATA, v);
+            }
+            Err(_) => tracing::warn!(
+                "{} holds characters not allowed in gRPC metadata; not presented",
+                crate::LAUNCH_SECRET_ENV
+            ),
+        }
+    }
+    let mut inbound = client.event_stream(request).await?.into_inner();
     tracing::debug!(worker_id = %args.worker_id, uri = %args.uri, "event stream open");
 
     let (mut dispatcher, mut events) = Dispatcher::new(handlers, worker_indexing);

@@ -2,6 +2,7 @@
 //! restarts inside the restart budget.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
@@ -79,6 +80,9 @@ impl InstanceState {
 pub(crate) struct Instance {
     pub worker_id: String,
     pub request_id: String,
+    /// Given to the process in its environment (never argv); fnhost's SDKs
+    /// present it as gRPC metadata to prove they are this launch.
+    pub launch_secret: Arc<str>,
     pub slot: usize,
     pub state: InstanceState,
     pub process: Option<WorkerProcess>,
@@ -109,6 +113,11 @@ impl Instance {
         Self {
             worker_id,
             request_id: uuid::Uuid::new_v4().to_string(),
+            launch_secret: Arc::from(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )),
             slot,
             state: InstanceState::Launching,
             process: None,
@@ -168,6 +177,7 @@ impl Dispatcher {
                 grpc_addr: self.grpc_addr,
                 worker_id: &worker_id,
                 request_id: &inst.request_id,
+                launch_secret: &inst.launch_secret,
                 max_message_bytes: self.app.host.max_message_bytes,
             };
             match spawn_worker(&spec, self.events_tx.clone()) {
@@ -195,18 +205,38 @@ impl Dispatcher {
         self.instances.insert(worker_id, inst);
     }
 
+    /// What a new stream must prove to attach as `worker_id`: the process
+    /// launched for it and its launch secret. Refusals here are counted as
+    /// refused streams, not protocol violations: anyone can dial the port.
+    pub(super) fn handle_claim(&mut self, worker_id: &str) -> Result<LaunchIdentity, String> {
+        let Some(inst) = self.instances.get(worker_id) else {
+            self.refused_streams += 1;
+            return Err(format!(
+                "worker id {worker_id} was not launched by this host"
+            ));
+        };
+        if inst.state != InstanceState::Launching || inst.outbound.is_some() {
+            self.refused_streams += 1;
+            return Err(format!("worker {worker_id} already has a stream"));
+        }
+        Ok(LaunchIdentity {
+            pid: inst.process.as_ref().and_then(|p| p.pid),
+            secret: inst.launch_secret.clone(),
+        })
+    }
+
+    /// Attaches a stream whose peer was proven to be the launched process.
     pub(super) fn handle_attach(
         &mut self,
         worker_id: &str,
         outbound: Outbound,
     ) -> Result<(), String> {
         let Some(inst) = self.instances.get_mut(worker_id) else {
-            self.protocol_violations += 1;
-            return Err(format!(
-                "worker id {worker_id} was not launched by this host"
-            ));
+            // Verified a moment ago: the instance ended in between.
+            return Err(format!("worker {worker_id} is no longer running"));
         };
         if inst.state != InstanceState::Launching || inst.outbound.is_some() {
+            // The launched process itself opened a second stream.
             self.protocol_violations += 1;
             return Err(format!("worker {worker_id} already has a stream"));
         }
@@ -570,6 +600,26 @@ pub(crate) fn outbound_channel() -> (
     let (urgent, urgent_rx) = mpsc::unbounded_channel();
     let (normal, normal_rx) = mpsc::unbounded_channel();
     (Outbound { urgent, normal }, urgent_rx, normal_rx)
+}
+
+/// What the launched process of a worker id is known by.
+#[derive(Debug, Clone)]
+pub(crate) struct LaunchIdentity {
+    /// The launched process (its descendants count too).
+    pub pid: Option<u32>,
+    /// The secret in its `FNHOST_WORKER_SECRET`.
+    pub secret: Arc<str>,
+}
+
+/// Used by the gRPC layer to learn what a stream claiming `worker_id` must prove.
+pub(crate) fn claim_request(
+    worker_id: String,
+) -> (
+    super::Event,
+    oneshot::Receiver<Result<LaunchIdentity, String>>,
+) {
+    let (reply, rx) = oneshot::channel();
+    (super::Event::Claim { worker_id, reply }, rx)
 }
 
 /// Used by the gRPC layer to ask the dispatcher to accept a stream.

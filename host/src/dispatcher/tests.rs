@@ -318,3 +318,15 @@ fn long_stack_traces_keep_their_head_and_say_how_much_was_cut() {
         &cut[cut.len() - 40..]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn claims_by_strangers_count_as_refused_not_as_violations() {
+    let mut f = ready(true);
+    let w = f.worker.clone();
+    assert!(f.d.handle_claim("not-launched").is_err());
+    // The live instance already has its stream.
+    assert!(f.d.handle_claim(&w).is_err());
+    f.d.handle_event(Event::Refused);
+    assert_eq!(f.d.refused_streams, 3);
+    assert_eq!(f.d.protocol_violations, 0);
+}

@@ -14,6 +14,10 @@ const { loadRpcPackage } = require('./proto');
 
 /** How long to keep trying to reach the host, in ms. */
 const CONNECT_FOR_MS = 5000;
+/** The environment variable the host puts the launch secret in. */
+const LAUNCH_SECRET_ENV = 'FNHOST_WORKER_SECRET';
+/** The metadata key the host reads it from. */
+const LAUNCH_SECRET_METADATA = 'x-fnhost-worker-secret';
 /** How long to wait for the host to close its side after ours is closed, in ms. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -55,7 +59,12 @@ async function run(functions, args) {
     );
   });
 
-  const call = client.EventStream();
+  const metadata = new grpc.Metadata();
+  // The host's per-launch secret (environment only, never argv) proves this
+  // process is the one it launched.
+  const secret = process.env[LAUNCH_SECRET_ENV];
+  if (secret) metadata.set(LAUNCH_SECRET_METADATA, secret);
+  const call = client.EventStream(metadata);
   let writable = true;
   /** Sends one message, stamped with the launch request id. */
   const send = (msg) => {

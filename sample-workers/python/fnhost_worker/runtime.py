@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Mapping, Optional
@@ -30,6 +31,18 @@ CLOSE_WAIT = 1.0
 
 class ConnectError(RuntimeError):
     """The host's gRPC endpoint could not be reached."""
+
+
+#: The host puts a per-launch secret here (the environment, never argv);
+#: presenting it proves this process is the one the host launched.
+LAUNCH_SECRET_ENV = "FNHOST_WORKER_SECRET"
+LAUNCH_SECRET_METADATA = "x-fnhost-worker-secret"
+
+
+def launch_metadata() -> list[tuple[str, str]]:
+    """The stream's metadata: the launch secret, when the host gave one."""
+    secret = os.environ.get(LAUNCH_SECRET_ENV, "")
+    return [(LAUNCH_SECRET_METADATA, secret)] if secret else []
 
 
 async def run(functions: Mapping[str, Handler], args: LaunchArgs, sync_threads: int) -> None:
@@ -61,7 +74,7 @@ async def run(functions: Mapping[str, Handler], args: LaunchArgs, sync_threads: 
                 yield msg
 
         send.put_nowait(pb.StreamingMessage(start_stream=pb.StartStream(worker_id=args.worker_id)))
-        call = pb_grpc.FunctionRpcStub(channel).EventStream(outbound())
+        call = pb_grpc.FunctionRpcStub(channel).EventStream(outbound(), metadata=launch_metadata())
         _log.debug("event stream open to %s as %s", args.target, args.worker_id)
 
         async def forward_outbox() -> None:

@@ -12,3 +12,4 @@ mod published_python;
 mod python_sdk;
 mod rogue;
 mod scf;
+mod security;
