@@ -50,6 +50,24 @@ pub fn load_or_generate(data_dir: &Path) -> std::io::Result<(String, KeySource)>
     Ok((key, KeySource::Generated(path)))
 }
 
+/// Reads an operator-provided key file (`--admin-key-file`): the first
+/// line, trimmed. A file other users can read is used, with a warning.
+pub fn read_key_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let key = text.lines().next().unwrap_or_default().trim().to_string();
+    if key.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file holds no key (its first line is empty)",
+        ));
+    }
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "admin key file is readable by other users (mode {mode:o}); chmod 600 it");
+    }
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The data directory is unsafe or unusable.
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     /// The async event store could not be opened or recovered.
     #[error("async event store in {dir}: {source}")]
     Store {
@@ -239,6 +242,7 @@ pub struct Host {
 impl Host {
     /// Binds both listeners, launches the workers and serves.
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
+        crate::data_dir::prepare(&opts.data_dir)?;
         let app = Arc::new(opts.app);
         let grpc_listener =
             TcpListener::bind(opts.grpc_addr)

@@ -260,16 +260,26 @@ fn trigger_data(headers: &HeaderMap, body: Bytes) -> TypedData {
     }
 }
 
+/// The query parameter that may carry a function or admin key.
+pub const KEY_QUERY_PARAM: &str = "code";
+
+/// The request as user code sees it. Keys (the `x-functions-key` header,
+/// the `code` query parameter) are removed here, on every route, so they
+/// reach neither the worker nor the event store.
 fn rpc_http(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    query: HashMap<String, String>,
+    mut query: HashMap<String, String>,
     params: HashMap<String, String>,
     body: Bytes,
 ) -> RpcHttp {
+    query.remove(KEY_QUERY_PARAM);
     let mut hmap: HashMap<String, String> = HashMap::new();
     for (k, v) in headers {
+        if k.as_str() == ADMIN_KEY_HEADER {
+            continue;
+        }
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
         hmap.entry(k.as_str().to_string())
             .and_modify(|e| {
@@ -285,13 +295,32 @@ fn rpc_http(
     let body = TypedData::bytes(body.to_vec());
     RpcHttp {
         method: method.as_str().to_string(),
-        url: format!("http://{host}{uri}"),
+        url: format!("http://{host}{}", without_key_param(uri)),
         headers: hmap,
         body: Some(Box::new(body.clone())),
         raw_body: Some(Box::new(body)),
         params,
         query,
         ..RpcHttp::default()
+    }
+}
+
+/// The path and query of `uri` without any `code` parameter.
+fn without_key_param(uri: &Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            name != KEY_QUERY_PARAM && !pair.is_empty()
+        })
+        .collect();
+    if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
     }
 }
 
@@ -435,4 +464,35 @@ fn http_output(h: &RpcHttp) -> Response {
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_removed_from_what_workers_see() {
+        let uri: Uri = "/api/f/x?a=1&code=K1&b=2&code=K2".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(ADMIN_KEY_HEADER, HeaderValue::from_static("K3"));
+        headers.insert("x-other", HeaderValue::from_static("v"));
+        let query = HashMap::from([("a".into(), "1".into()), ("code".into(), "K2".into())]);
+        let r = rpc_http(
+            &Method::GET,
+            &uri,
+            &headers,
+            query,
+            HashMap::new(),
+            Bytes::new(),
+        );
+        let seen = format!("{r:?}");
+        for key in ["K1", "K2", "K3"] {
+            assert!(!seen.contains(key), "{key} leaked: {seen}");
+        }
+        assert_eq!(r.url, "http://127.0.0.1/api/f/x?a=1&b=2");
+        assert_eq!(r.headers.get("x-other").map(String::as_str), Some("v"));
+        assert_eq!(r.query.get("a").map(String::as_str), Some("1"));
+        let bare: Uri = "/api/f?code=K".parse().unwrap();
+        assert_eq!(without_key_param(&bare), "/api/f");
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod admin_key;
 pub mod config;
+pub mod data_dir;
 mod dispatcher;
 pub mod events;
 mod grpc;

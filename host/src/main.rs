@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 use fnhost::admin_key::{self, KeySource};
@@ -53,8 +53,13 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// The admin key for /admin routes (else stored in the data dir).
+        /// On the command line it is visible to every local user: prefer
+        /// FNHOST_ADMIN_KEY or --admin-key-file.
         #[arg(long, env = "FNHOST_ADMIN_KEY", hide_env_values = true)]
         admin_key: Option<String>,
+        /// Read the admin key from this file (its first line).
+        #[arg(long, conflicts_with = "admin_key")]
+        admin_key_file: Option<PathBuf>,
         /// SecretId for the SCF-compatible API on `POST /` (with --scf-secret-key).
         #[arg(long, env = "FNHOST_SCF_SECRET_ID", requires = "scf_secret_key")]
         scf_secret_id: Option<String>,
@@ -69,8 +74,37 @@ enum Command {
     },
 }
 
+/// Flags whose values every local user can read in `/proc/<pid>/cmdline`
+/// when given on the command line rather than through the environment.
+const SECRET_FLAGS: &[(&str, &str)] = &[
+    (
+        "admin_key",
+        "--admin-key (use FNHOST_ADMIN_KEY or --admin-key-file)",
+    ),
+    (
+        "scf_secret_key",
+        "--scf-secret-key (use FNHOST_SCF_SECRET_KEY)",
+    ),
+];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let secrets_on_argv: Vec<&str> = matches
+        .subcommand_matches("start")
+        .map(|m| {
+            SECRET_FLAGS
+                .iter()
+                .filter(|(id, _)| {
+                    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                })
+                .map(|(_, flag)| *flag)
+                .collect()
+        })
+        .unwrap_or_default();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let filter = std::env::var("FNHOST_LOG").unwrap_or_else(|_| "info".to_string());
     let targets: tracing_subscriber::filter::Targets = match filter.parse() {
         Ok(t) => t,
@@ -85,6 +119,9 @@ fn main() -> ExitCode {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(targets)
         .init();
+    for flag in secrets_on_argv {
+        tracing::warn!("{flag}: a secret on the command line is readable by every local user");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,6 +141,7 @@ fn main() -> ExitCode {
             grpc_port,
             data_dir,
             admin_key,
+            admin_key_file,
             scf_secret_id,
             scf_secret_key,
         } => {
@@ -113,6 +151,19 @@ fn main() -> ExitCode {
                     secret_id,
                     secret_key,
                 });
+            let admin_key = match admin_key_file {
+                Some(path) => match admin_key::read_key_file(&path) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        eprintln!(
+                            "fnhost: cannot read the admin key file {}: {e}",
+                            path.display()
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+                None => admin_key,
+            };
             runtime.block_on(start(app_dir, port, grpc_port, data_dir, admin_key, scf))
         }
     }
@@ -141,6 +192,10 @@ async fn start(
         }
     };
     let data_dir = data_dir.unwrap_or_else(|| app.app_dir.join(".fnhost-data"));
+    if let Err(e) = fnhost::data_dir::prepare(&data_dir) {
+        eprintln!("fnhost: {e}");
+        return ExitCode::from(2);
+    }
     let admin_key = match admin_key.filter(|k| !k.is_empty()) {
         Some(k) => k,
         None => match admin_key::load_or_generate(&data_dir) {
@@ -173,17 +228,19 @@ async fn start(
         Ok(h) => h,
         Err(e) => {
             eprintln!("fnhost: {e}");
-            return ExitCode::from(3);
+            let code = match e {
+                fnhost::StartError::DataDir(_) => 2,
+                _ => 3,
+            };
+            return ExitCode::from(code);
         }
     };
     // Recorded before the announcement, so a CLI started by whoever reads
     // the "listening" line finds the address; written aside and renamed,
     // so it never sees a half-written file.
     let endpoint = data_dir.join(cli::ENDPOINT_FILE);
-    let staged = data_dir.join(format!("{}.tmp", cli::ENDPOINT_FILE));
-    if let Err(e) = std::fs::write(&staged, format!("http://{}\n", host.http_addr()))
-        .and_then(|()| std::fs::rename(&staged, &endpoint))
-    {
+    let address = format!("http://{}\n", host.http_addr());
+    if let Err(e) = fnhost::data_dir::write_private(&endpoint, address.as_bytes()) {
         tracing::warn!("cannot record the address in {}: {e}", endpoint.display());
     }
     println!(

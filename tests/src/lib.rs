@@ -69,6 +69,7 @@ impl TestApp {
             json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
         app.function("echo", &http);
         app.function("sleep", &http);
+        app.function("request", &http);
         for f in ["spin", "panic", "crash", "fail", "log", "flaky"] {
             app.function(f, &manual);
         }

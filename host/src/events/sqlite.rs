@@ -114,6 +114,27 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // Owner-only from the first byte: SQLite gives its -wal and -shm
+        // files the database file's mode, so one 0600 file covers all three.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            crate::data_dir::make_private(Path::new(&name))
+                .map_err(|e| StoreError(format!("cannot restrict {}: {e}", path.display())))?;
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError(format!("cannot create {}: {e}", path.display()))),
+            }
+        }
         let open = || -> Result<Connection, StoreError> {
             let c = Connection::open(path)
                 .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;

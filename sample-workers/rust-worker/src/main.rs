@@ -34,6 +34,22 @@ async fn echo(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
     })
 }
 
+/// Describes the HTTP request it was given (method, url, headers, query,
+/// params) as JSON: what user code can see of a caller.
+async fn request(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
+    let http = input
+        .http()
+        .ok_or_else(|| HandlerError::msg("request expects an HTTP trigger"))?;
+    Ok(serde_json::json!({
+        "method": http.method,
+        "url": http.url,
+        "headers": http.headers,
+        "query": http.query,
+        "params": http.params,
+    })
+    .into())
+}
+
 /// Milliseconds from the input: a plain number, JSON `{"ms": N}` (or a JSON
 /// number / numeric string), or for HTTP the `ms` query parameter or the body.
 fn millis(input: &Input) -> Result<u64, HandlerError> {
@@ -215,6 +231,7 @@ async fn main() {
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
+        .function("request", request)
         .initializer(initializer)
         .pre_stop(pre_stop)
         // SAMPLE_WORKER_INDEXING=1: the worker reports its own functions.

@@ -348,3 +348,125 @@ fn kill_9_loses_no_event_and_a_restart_accounts_for_every_one() {
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_owner_only() {
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let (mut child, addr, _) = start(&app, &["--data-dir", &data_arg]);
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let api = Api::new(addr);
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/echo/invoke-async",
+            "x",
+            Some(key.trim()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(mode_of(&data), 0o700);
+    for file in [
+        "admin.key",
+        "endpoint",
+        "events.db",
+        "events.db-wal",
+        "events.db-shm",
+    ] {
+        assert_eq!(mode_of(&data.join(file)), 0o600, "{file}");
+    }
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+#[test]
+fn a_data_directory_other_users_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("shared-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = fnhost()
+        .arg("start")
+        .arg(app.dir())
+        .args(["--port", "0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by other users"), "{err}");
+    assert!(
+        std::fs::read_dir(&data).unwrap().next().is_none(),
+        "nothing was written into it"
+    );
+}
+
+/// Starts `fnhost start` with its log going to a file; returns the file.
+fn start_logged(
+    app: &TestApp,
+    extra: &[&str],
+) -> (HostProcess, std::net::SocketAddr, std::path::PathBuf) {
+    let log = app.dir().join(format!("host-{}.log", uuid::Uuid::new_v4()));
+    let child = fnhost()
+        .arg("start")
+        .arg(app.dir())
+        .args(["--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = HostProcess(child);
+    let lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("fnhost: listening on http://") {
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return (child, addr, log);
+        }
+    }
+    panic!(
+        "fnhost exited before listening: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn the_admin_key_comes_from_a_file_and_a_key_on_the_command_line_is_warned_about() {
+    let app = TestApp::sample(json!({}));
+    let key_file = app.dir().join("operator.key");
+    std::fs::write(&key_file, "from-a-file\n").unwrap();
+    let file_arg = key_file.display().to_string();
+    let (mut child, addr, log) = start_logged(&app, &["--admin-key-file", &file_arg]);
+    let api = Api::new(addr);
+    let ok = api
+        .request("GET", "/admin/host/status", "", Some("from-a-file"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!said.contains("readable by every local user"), "{said}");
+
+    let (mut child, _, log) = start_logged(&app, &["--admin-key", "on-argv"]);
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("--admin-key") && said.contains("readable by every local user"),
+        "{said}"
+    );
+}

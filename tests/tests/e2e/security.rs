@@ -3,9 +3,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use fnhost::{InvocationInput, Outcome};
-use fnhost_e2e::{binary, init_logs, TestApp};
+use fnhost_e2e::{binary, init_logs, wait_until, Api, TestApp, ADMIN_KEY};
 use fnhost_proto::rpc::TypedData;
 use serde_json::json;
 
@@ -177,4 +178,71 @@ async fn a_stranger_racing_a_slow_worker_without_a_secret_is_refused() {
 async fn a_stranger_racing_a_slow_sdk_worker_is_refused() {
     init_logs();
     race(&binary("fnhost-sample-worker"), true).await;
+}
+
+#[tokio::test]
+async fn keys_reach_neither_user_code_nor_the_event_store() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let seen = api
+        .request_with(
+            "GET",
+            "/api/request?code=query-key-1&x=1",
+            "",
+            &[("x-functions-key", "header-key-2"), ("x-kept", "yes")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let text = seen.text();
+    assert!(
+        !text.contains("query-key-1") && !text.contains("header-key-2"),
+        "{text}"
+    );
+    assert_eq!(seen.json()["query"]["x"], "1", "{text}");
+    assert_eq!(seen.json()["headers"]["x-kept"], "yes", "{text}");
+    assert!(
+        seen.json()["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/request?x=1"),
+        "{text}"
+    );
+    // An admin invoke carries the admin key; the function never sees it.
+    let admin = api.invoke("request", "").await.unwrap();
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    assert!(!admin.text().contains(ADMIN_KEY), "{}", admin.text());
+    // Async events keep their input and result in the store: no key there.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = api
+            .request(
+                "POST",
+                &format!("/admin/functions/request/invoke-async?code={ADMIN_KEY}&n={i}"),
+                "body",
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["requestId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let path = format!("/admin/async-events/{id}");
+        wait_until("the event to finish", Duration::from_secs(20), || async {
+            api.admin_get(&path).await.unwrap().json()["status"] == "FINISHED"
+        })
+        .await;
+    }
+    let data = app.dir().join(".fnhost-data");
+    for file in ["events.db", "events.db-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        let found = bytes
+            .windows(ADMIN_KEY.len())
+            .any(|w| w == ADMIN_KEY.as_bytes());
+        assert!(!found, "{file} holds the admin key");
+    }
+    host.shutdown().await;
 }
