@@ -87,6 +87,9 @@ pub enum StartError {
     /// The data directory is unsafe or unusable.
     #[error(transparent)]
     DataDir(#[from] crate::data_dir::DataDirError),
+    /// The function and host key store could not be read or written.
+    #[error("key store: {0}")]
+    Keys(String),
     /// The async event store could not be opened or recovered.
     #[error("async event store in {dir}: {source}")]
     Store {
@@ -244,6 +247,14 @@ impl Host {
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
         crate::data_dir::prepare(&opts.data_dir)?;
         let app = Arc::new(opts.app);
+        let http_functions: Vec<String> = app
+            .functions
+            .iter()
+            .filter(|f| f.is_http_triggered())
+            .map(|f| f.name.clone())
+            .collect();
+        let keys = crate::keys::KeyStore::open(&opts.data_dir, opts.admin_key, &http_functions)
+            .map_err(StartError::Keys)?;
         let grpc_listener =
             TcpListener::bind(opts.grpc_addr)
                 .await
@@ -346,7 +357,7 @@ impl Host {
         let router = crate::http::router(
             handle.clone(),
             app.clone(),
-            opts.admin_key,
+            Arc::new(keys),
             events.clone(),
             opts.scf_credentials.map(Arc::new),
         );

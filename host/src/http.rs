@@ -17,9 +17,11 @@ use crate::config::{AppConfig, FunctionConfig};
 use crate::events::AsyncEvents;
 use crate::host::{HostHandle, ScfCredentials};
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome};
+use crate::keys::KeyStore;
 
 mod async_api;
 mod guard;
+mod keys_api;
 mod scf;
 mod tc3;
 
@@ -37,7 +39,7 @@ pub const ADMIN_KEY_HEADER: &str = "x-functions-key";
 struct AppState {
     host: HostHandle,
     app: Arc<AppConfig>,
-    admin_key: Arc<str>,
+    keys: Arc<KeyStore>,
     events: AsyncEvents,
     scf: Option<Arc<ScfCredentials>>,
 }
@@ -45,7 +47,7 @@ struct AppState {
 pub(crate) fn router(
     host: HostHandle,
     app: Arc<AppConfig>,
-    admin_key: String,
+    keys: Arc<KeyStore>,
     events: AsyncEvents,
     scf: Option<Arc<ScfCredentials>>,
 ) -> Router {
@@ -58,7 +60,7 @@ pub(crate) fn router(
     let state = AppState {
         host,
         app,
-        admin_key: Arc::from(admin_key),
+        keys,
         events,
         scf,
     };
@@ -77,6 +79,16 @@ pub(crate) fn router(
         .route("/admin/async-events/{id}/logs", get(async_api::logs))
         .route("/admin/host/status", get(host_status))
         .route("/admin/host/drain", post(drain))
+        .route("/admin/functions/{name}/keys", get(keys_api::list_function))
+        .route(
+            "/admin/functions/{name}/keys/{key}",
+            axum::routing::put(keys_api::put_function).delete(keys_api::delete_function),
+        )
+        .route("/admin/host/keys", get(keys_api::list_host))
+        .route(
+            "/admin/host/keys/{key}",
+            axum::routing::put(keys_api::put_host).delete(keys_api::delete_host),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_key,
@@ -104,26 +116,70 @@ async fn not_found(uri: Uri) -> Response {
     error_body(StatusCode::NOT_FOUND, format!("no route for {uri}"))
 }
 
-async fn require_admin_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(ADMIN_KEY_HEADER)
-        .map(HeaderValue::as_bytes);
-    match given {
-        Some(k) if constant_time_eq(k, state.admin_key.as_bytes()) => next.run(req).await,
-        Some(_) => error_body(
-            StatusCode::UNAUTHORIZED,
-            "the x-functions-key header does not match the admin key",
-        ),
-        None => error_body(
-            StatusCode::UNAUTHORIZED,
-            "admin routes require the x-functions-key header",
-        ),
+/// The key a request presents: the `x-functions-key` header, else the
+/// `code` query parameter (percent-decoded).
+fn presented_key(headers: &HeaderMap, uri: &Uri) -> Option<Vec<u8>> {
+    if let Some(v) = headers.get(ADMIN_KEY_HEADER) {
+        return Some(v.as_bytes().to_vec());
     }
+    let query = uri.query()?;
+    query_pairs(query)
+        .find(|(name, _)| name == KEY_QUERY_PARAM)
+        .map(|(_, value)| value.into_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `a=1&b=%20` as decoded pairs.
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
+                .zip(hex(bytes[i + 2]))
+                .map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One answer for a missing and a wrong key alike: it tells nothing of
+/// which keys exist.
+fn unauthorized() -> Response {
+    error_body(
+        StatusCode::UNAUTHORIZED,
+        "a valid key is required (x-functions-key header or code query parameter)",
+    )
+}
+
+async fn require_admin_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match presented_key(req.headers(), req.uri()) {
+        Some(k) if state.keys.is_admin(&k) => next.run(req).await,
+        _ => unauthorized(),
+    }
 }
 
 /// `POST /admin/host/drain`: stop taking work (sync and async), finish
@@ -182,6 +238,16 @@ async fn http_trigger(
             format!("no HTTP-triggered function '{name}'"),
         );
     };
+    let key = presented_key(&headers, &uri);
+    let level = function.auth_level();
+    if !state.keys.authorizes(level, &function.name, key.as_deref()) {
+        return unauthorized();
+    }
+    // Only the admin key sees a failure's internals on this route.
+    let caller = match key {
+        Some(k) if state.keys.is_admin(&k) => Caller::Admin,
+        _ => Caller::Public,
+    };
     if let Some(methods) = &function.trigger().methods {
         if !methods
             .iter()
@@ -197,13 +263,7 @@ async fn http_trigger(
         }
     }
     let request = rpc_http(&method, &uri, &headers, query, params, body);
-    run(
-        &state,
-        &name,
-        InvocationInput::http(request),
-        Caller::Public,
-    )
-    .await
+    run(&state, &name, InvocationInput::http(request), caller).await
 }
 
 async fn admin_invoke(
@@ -327,17 +387,18 @@ fn without_key_param(uri: &Uri) -> String {
 /// Who asked for an invocation, which decides how much a failure tells.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Caller {
-    /// An HTTP trigger's client (no key): a failure's stack trace, with
-    /// its source paths and lines, stays with the operator.
+    /// An HTTP trigger's client without the admin key (anonymous, or with
+    /// a function or host key): gets the outcome and a generic message;
+    /// the error text, worker id and stack trace stay with the operator.
     Public,
-    /// An admin-key holder: gets the stack trace too.
+    /// An admin-key holder: gets every detail.
     Admin,
 }
 
 async fn run(state: &AppState, function: &str, input: InvocationInput, caller: Caller) -> Response {
     let pending = match state.host.submit(function, input).await {
         Ok(p) => p,
-        Err(e) => return invoke_error(e),
+        Err(e) => return invoke_error(e, caller),
     };
     // If the client goes away, this future is dropped and the guard cancels.
     let mut guard = CancelOnDrop::new(
@@ -349,11 +410,11 @@ async fn run(state: &AppState, function: &str, input: InvocationInput, caller: C
     guard.disarm();
     match result {
         Ok(r) => invocation_response(r, caller),
-        Err(e) => invoke_error(e),
+        Err(e) => invoke_error(e, caller),
     }
 }
 
-fn invoke_error(e: InvokeError) -> Response {
+fn invoke_error(e: InvokeError, caller: Caller) -> Response {
     let status = match &e {
         InvokeError::UnknownFunction(_) => StatusCode::NOT_FOUND,
         InvokeError::Disabled(_) | InvokeError::DuplicateId(_) => StatusCode::CONFLICT,
@@ -362,7 +423,14 @@ fn invoke_error(e: InvokeError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         }
     };
-    let mut resp = error_body(status, e.to_string());
+    let message = match (&e, caller) {
+        // The reason names instances and their last errors: the operator's.
+        (InvokeError::Unavailable { function, .. }, Caller::Public) => {
+            format!("no worker can run function '{function}' now")
+        }
+        _ => e.to_string(),
+    };
+    let mut resp = error_body(status, message);
     if status == StatusCode::TOO_MANY_REQUESTS {
         resp.headers_mut()
             .insert("retry-after", HeaderValue::from_static("1"));
@@ -388,6 +456,17 @@ pub fn outcome_status(outcome: Outcome, reason: Option<CancelReason>) -> StatusC
 fn invocation_response(r: InvocationResult, caller: Caller) -> Response {
     let mut resp = if r.is_success() {
         output_response(r.output.as_ref())
+    } else if caller == Caller::Public {
+        // Exception texts and worker ids carry secrets and internals; the
+        // log and the admin route keep them.
+        let body = json!({
+            "error": {
+                "outcome": r.outcome,
+                "invocationId": r.invocation_id,
+                "message": public_message(r.outcome),
+            }
+        });
+        (outcome_status(r.outcome, r.cancel_reason), Json(body)).into_response()
     } else {
         let body = json!({
             "error": {
@@ -409,6 +488,17 @@ fn invocation_response(r: InvocationResult, caller: Caller) -> Response {
         h.insert(INVOCATION_ID_HEADER, v);
     }
     resp
+}
+
+/// What a caller without the admin key learns of an outcome.
+fn public_message(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "the function succeeded",
+        Outcome::Failed => "the function failed",
+        Outcome::TimedOut => "the function timed out",
+        Outcome::Cancelled => "the invocation was cancelled",
+        Outcome::Killed => "the function's worker instance was stopped",
+    }
 }
 
 /// Maps a function's output to an HTTP response: an `RpcHttp` output keeps
@@ -494,5 +584,16 @@ mod tests {
         assert_eq!(r.query.get("a").map(String::as_str), Some("1"));
         let bare: Uri = "/api/f?code=K".parse().unwrap();
         assert_eq!(without_key_param(&bare), "/api/f");
+    }
+
+    #[test]
+    fn a_key_is_read_from_the_header_first_then_from_code() {
+        let uri: Uri = "/api/f?x=%zz&code=a%2Bb+c%41%e2%82%ac%".parse().unwrap();
+        let k = presented_key(&HeaderMap::new(), &uri).unwrap();
+        assert_eq!(String::from_utf8(k).unwrap(), "a+b cA\u{20ac}%");
+        let mut h = HeaderMap::new();
+        h.insert(ADMIN_KEY_HEADER, HeaderValue::from_static("hdr"));
+        assert_eq!(presented_key(&h, &uri).unwrap(), b"hdr");
+        assert!(presented_key(&HeaderMap::new(), &"/api/f".parse().unwrap()).is_none());
     }
 }

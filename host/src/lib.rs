@@ -13,6 +13,7 @@ mod grpc;
 mod host;
 pub mod http;
 pub mod invocation;
+pub mod keys;
 mod peer;
 mod process;
 mod registry;

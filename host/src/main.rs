@@ -229,7 +229,7 @@ async fn start(
         Err(e) => {
             eprintln!("fnhost: {e}");
             let code = match e {
-                fnhost::StartError::DataDir(_) => 2,
+                fnhost::StartError::DataDir(_) | fnhost::StartError::Keys(_) => 2,
                 _ => 3,
             };
             return ExitCode::from(code);

@@ -62,7 +62,7 @@ impl TestApp {
             }}),
         );
         let http = json!({"bindings": [
-            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"]},
+            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"], "authLevel": "anonymous"},
             {"type": "http", "direction": "out", "name": "$return"}
         ]});
         let manual =

@@ -70,6 +70,16 @@ impl FunctionConfig {
             .expect("validated: exactly one trigger binding")
     }
 
+    /// Who may call it on `/api/<name>`: its trigger's `authLevel`, and
+    /// `function` when absent (Azure's default).
+    pub fn auth_level(&self) -> crate::keys::AuthLevel {
+        self.trigger()
+            .properties
+            .get("authLevel")
+            .and_then(|v| crate::keys::AuthLevel::parse(v))
+            .unwrap_or(crate::keys::AuthLevel::Function)
+    }
+
     /// True when the function is reachable on `/api/<name>`.
     pub fn is_http_triggered(&self) -> bool {
         self.trigger()
@@ -249,6 +259,16 @@ fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Bin
             ))
         }
     };
+    if let Some(level) = obj.get("authLevel") {
+        let known = level.as_str().and_then(crate::keys::AuthLevel::parse);
+        if known.is_none() {
+            return Err(ConfigError::field(
+                file,
+                field("authLevel"),
+                format!("{level} is not one of \"anonymous\", \"function\", \"admin\", \"system\""),
+            ));
+        }
+    }
     Ok(Binding {
         name,
         binding_type,

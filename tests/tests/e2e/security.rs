@@ -246,3 +246,245 @@ async fn keys_reach_neither_user_code_nor_the_event_store() {
     }
     host.shutdown().await;
 }
+
+/// The sample app with one HTTP function per auth level: `echo`
+/// anonymous, `request` with no `authLevel` (Azure's default: function),
+/// `fail` function, `sleep` admin.
+fn leveled_app() -> TestApp {
+    let app = TestApp::sample(json!({}));
+    let http = |level: Option<&str>| {
+        let mut trigger = json!({"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"]});
+        if let Some(level) = level {
+            trigger["authLevel"] = json!(level);
+        }
+        json!({"bindings": [trigger, {"type": "http", "direction": "out", "name": "$return"}]})
+    };
+    app.function("request", &http(None));
+    app.function("fail", &http(Some("function")));
+    app.function("sleep", &http(Some("admin")));
+    app
+}
+
+async fn first_key(api: &Api, path: &str) -> String {
+    let r = api.admin_get(path).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["keys"][0]["value"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn auth_levels_are_enforced_as_azure_defines_them() {
+    init_logs();
+    let app = leveled_app();
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let function_key = first_key(&api, "/admin/functions/request/keys").await;
+    let fail_key = first_key(&api, "/admin/functions/fail/keys").await;
+    let host_key = first_key(&api, "/admin/host/keys").await;
+    let status = |path: &'static str, key: Option<String>| {
+        let api = api.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = match &key {
+                Some(k) => vec![("x-functions-key", k.as_str())],
+                None => vec![],
+            };
+            let r = api.request_with("GET", path, "", &headers).await.unwrap();
+            (r.status, r.text())
+        }
+    };
+    // No key: only the anonymous function answers; missing and wrong keys
+    // get the same answer.
+    assert_eq!(status("/api/echo", None).await.0, 200);
+    let (missing, missing_body) = status("/api/request", None).await;
+    let (wrong, wrong_body) = status("/api/request", Some("not-a-key-at-all".into())).await;
+    assert_eq!((missing, wrong), (401, 401));
+    assert_eq!(missing_body, wrong_body);
+    assert_eq!(status("/api/sleep?ms=1", None).await.0, 401);
+    // A function key opens its own function only, by header or by ?code=.
+    assert_eq!(
+        status("/api/request", Some(function_key.clone())).await.0,
+        200
+    );
+    let by_query = api
+        .request(
+            "GET",
+            &format!("/api/request?code={function_key}"),
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_query.status, 200, "{}", by_query.text());
+    assert_eq!(status("/api/fail", Some(function_key.clone())).await.0, 401);
+    assert_eq!(
+        status("/api/sleep?ms=1", Some(function_key.clone()))
+            .await
+            .0,
+        401
+    );
+    // A host key opens every function-level function, not admin ones.
+    assert_eq!(status("/api/request", Some(host_key.clone())).await.0, 200);
+    assert_eq!(status("/api/fail", Some(host_key.clone())).await.0, 500);
+    assert_eq!(
+        status("/api/sleep?ms=1", Some(host_key.clone())).await.0,
+        401
+    );
+    // The admin key opens everything; no function key opens admin routes.
+    assert_eq!(
+        status("/api/sleep?ms=1", Some(ADMIN_KEY.into())).await.0,
+        200
+    );
+    assert_eq!(status("/api/request", Some(ADMIN_KEY.into())).await.0, 200);
+    let admin_by_fn_key = api
+        .request("GET", "/admin/host/status", "", Some(&host_key))
+        .await
+        .unwrap();
+    assert_eq!(admin_by_fn_key.status, 401);
+    let admin_by_code = api
+        .request(
+            "GET",
+            &format!("/admin/host/status?code={ADMIN_KEY}"),
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(admin_by_code.status, 200);
+    assert!(fail_key != function_key && fail_key != host_key);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn callers_without_the_admin_key_see_no_internals_of_a_failure() {
+    init_logs();
+    let app = leveled_app();
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let fail_key = first_key(&api, "/admin/functions/fail/keys").await;
+    let public = api
+        .request("POST", "/api/fail", "boom-secret-7731", Some(&fail_key))
+        .await
+        .unwrap();
+    assert_eq!(public.status, 500);
+    assert_eq!(public.header("x-fnhost-outcome"), "failed");
+    let body = public.json();
+    assert_eq!(body["error"]["message"], "the function failed", "{body}");
+    assert_eq!(body["error"]["outcome"], "failed", "{body}");
+    assert!(body["error"]["invocationId"].is_string(), "{body}");
+    let text = public.text();
+    for internal in ["boom-secret-7731", "workerId", "stackTrace", "panicked"] {
+        assert!(!text.contains(internal), "{internal} leaked: {text}");
+    }
+    // The admin key on the same route, and the admin invoke, get it all.
+    let admin = api
+        .request("POST", "/api/fail", "boom-secret-7731", Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    assert!(
+        admin.text().contains("boom-secret-7731"),
+        "{}",
+        admin.text()
+    );
+    assert!(admin.json()["error"]["workerId"].is_string());
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn function_and_host_keys_are_managed_through_the_admin_api() {
+    init_logs();
+    let app = leveled_app();
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let put = |path: String, body: &'static str, key: &'static str| {
+        let api = api.clone();
+        async move { api.request("PUT", &path, body, Some(key)).await.unwrap() }
+    };
+    let chosen = put(
+        "/admin/functions/request/keys/ci".into(),
+        r#"{"value": "chosen-key-value-0001"}"#,
+        ADMIN_KEY,
+    )
+    .await;
+    assert_eq!(chosen.status, 201, "{}", chosen.text());
+    assert_eq!(chosen.json()["value"], "chosen-key-value-0001");
+    let generated = put("/admin/host/keys/deploy".into(), "", ADMIN_KEY).await;
+    assert_eq!(generated.status, 201, "{}", generated.text());
+    let host_key = generated.json()["value"].as_str().unwrap().to_string();
+    assert!(host_key.len() >= 32);
+    let listed = api
+        .admin_get("/admin/functions/request/keys")
+        .await
+        .unwrap()
+        .json();
+    let names: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ci", "default"], "{listed}");
+    let call = |key: String| {
+        let api = api.clone();
+        async move {
+            api.request("GET", "/api/request", "", Some(&key))
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(call("chosen-key-value-0001".into()).await, 200);
+    assert_eq!(call(host_key.clone()).await, 200);
+    // Replaced: 200; bad input: 400 naming it; unknown function: 404.
+    let again = put(
+        "/admin/functions/request/keys/ci".into(),
+        r#"{"value": "chosen-key-value-0002"}"#,
+        ADMIN_KEY,
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(call("chosen-key-value-0001".into()).await, 401);
+    let short = put(
+        "/admin/host/keys/x".into(),
+        r#"{"value": "short"}"#,
+        ADMIN_KEY,
+    )
+    .await;
+    assert_eq!(short.status, 400);
+    assert!(short.text().contains("16 characters"), "{}", short.text());
+    let master = put("/admin/host/keys/master".into(), "", ADMIN_KEY).await;
+    assert_eq!(master.status, 400);
+    let unknown = api.admin_get("/admin/functions/nope/keys").await.unwrap();
+    assert_eq!(unknown.status, 404);
+    // Only the admin key manages keys.
+    let by_host_key = api
+        .request("GET", "/admin/host/keys", "", Some(&host_key))
+        .await
+        .unwrap();
+    assert_eq!(by_host_key.status, 401);
+    // Deleted keys stop working at once; deleting twice is a 404.
+    let del = api
+        .request("DELETE", "/admin/host/keys/deploy", "", Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    assert_eq!(del.status, 204);
+    assert_eq!(call(host_key.clone()).await, 401);
+    let del = api
+        .request("DELETE", "/admin/host/keys/deploy", "", Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    assert_eq!(del.status, 404);
+    // Kept in the data directory, owner-only, and reloaded on restart.
+    let store = app.dir().join(".fnhost-data").join("keys.json");
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    host.shutdown().await;
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let r = api
+        .request("GET", "/api/request", "", Some("chosen-key-value-0002"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    host.shutdown().await;
+}
