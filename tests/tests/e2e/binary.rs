@@ -107,6 +107,20 @@ fn bad_configuration_is_named_and_exits_non_zero() {
         "{err}"
     );
 
+    // A field of the wrong type is named as such, not as missing.
+    let app = TestApp::sample(json!({}));
+    app.function("echo", &json!({"bindings": "x"}));
+    let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("echo/function.json")
+            && err.contains("`bindings`")
+            && err.contains("must be an array")
+            && !err.contains("missing"),
+        "{err}"
+    );
+
     let app = TestApp::new(std::path::Path::new("./no-such-worker"), json!({}));
     let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
