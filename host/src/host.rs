@@ -337,7 +337,7 @@ impl Host {
             app.clone(),
             opts.admin_key,
             events.clone(),
-            opts.scf_credentials.map(Arc::new),
+            opts.scf_credentials,
         );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {

@@ -21,6 +21,7 @@ use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeE
 mod async_api;
 mod guard;
 mod scf;
+mod signatures;
 mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
@@ -39,7 +40,7 @@ struct AppState {
     app: Arc<AppConfig>,
     admin_key: Arc<str>,
     events: AsyncEvents,
-    scf: Option<Arc<ScfCredentials>>,
+    scf: Option<Arc<scf::ScfState>>,
 }
 
 pub(crate) fn router(
@@ -47,7 +48,7 @@ pub(crate) fn router(
     app: Arc<AppConfig>,
     admin_key: String,
     events: AsyncEvents,
-    scf: Option<Arc<ScfCredentials>>,
+    scf: Option<ScfCredentials>,
 ) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
@@ -60,7 +61,7 @@ pub(crate) fn router(
         app,
         admin_key: Arc::from(admin_key),
         events,
-        scf,
+        scf: scf.map(|c| Arc::new(scf::ScfState::new(c))),
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
