@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 use fnhost::admin_key::{self, KeySource};
 use fnhost::config::AppConfig;
-use fnhost::{Host, HostOptions, ScfCredentials};
+use fnhost::{Host, HostOptions, ScfCredentials, StartError};
 
 #[derive(Parser)]
 #[command(
@@ -173,7 +173,10 @@ async fn start(
         Ok(h) => h,
         Err(e) => {
             eprintln!("fnhost: {e}");
-            return ExitCode::from(3);
+            return ExitCode::from(match e {
+                StartError::Bind { .. } => 3,
+                StartError::Store { .. } => 4,
+            });
         }
     };
     // Recorded before the announcement, so a CLI started by whoever reads

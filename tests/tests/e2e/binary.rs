@@ -136,6 +136,39 @@ fn bad_configuration_is_named_and_exits_non_zero() {
 }
 
 #[test]
+fn an_event_store_that_cannot_be_opened_exits_4_naming_the_store_before_any_worker_starts() {
+    let app = TestApp::sample(json!({}));
+    let as_directory = app.dir().join("data-dir");
+    std::fs::create_dir_all(as_directory.join("events.db")).unwrap();
+    let not_a_database = app.dir().join("data-garbage");
+    std::fs::create_dir_all(&not_a_database).unwrap();
+    std::fs::write(
+        not_a_database.join("events.db"),
+        "this is not an SQLite file, not even close".repeat(100),
+    )
+    .unwrap();
+    for data in [as_directory, not_a_database] {
+        let out = fnhost()
+            .env("FNHOST_LOG", "info")
+            .arg("start")
+            .arg(app.dir())
+            .args(["--port", "0", "--admin-key", ADMIN_KEY, "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{}: {err}", data.display());
+        let db = data.join("events.db").display().to_string();
+        assert!(
+            err.contains("async event store") && err.contains(&db),
+            "{}: {err}",
+            data.display()
+        );
+        assert!(!err.contains("worker launched"), "{err}");
+    }
+}
+
+#[test]
 fn the_admin_key_is_generated_once_stored_owner_only_and_printed_once() {
     use std::os::unix::fs::PermissionsExt;
     let app = TestApp::sample(json!({}));
