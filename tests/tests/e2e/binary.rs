@@ -27,7 +27,16 @@ impl Drop for HostProcess {
 
 /// Starts `fnhost start` and reads its HTTP address from stdout.
 fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
-    let child = fnhost()
+    start_with(fnhost(), app, extra)
+}
+
+/// Like [`start`], with `fnhost` run by `cmd`.
+fn start_with(
+    mut cmd: Command,
+    app: &TestApp,
+    extra: &[&str],
+) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
+    let child = cmd
         .arg("start")
         .arg(app.dir())
         .args(["--port", "0"])
@@ -166,6 +175,69 @@ fn an_event_store_that_cannot_be_opened_exits_4_naming_the_store_before_any_work
         );
         assert!(!err.contains("worker launched"), "{err}");
     }
+}
+
+#[test]
+fn on_a_store_that_cannot_grow_the_host_starts_sync_works_and_async_accepts_answer_503() {
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let args = ["--data-dir", data_arg.as_str(), "--admin-key", ADMIN_KEY];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let accept = |api: &Api, body: &'static str| {
+        let api = api.clone();
+        rt.block_on(async move {
+            api.request(
+                "POST",
+                "/admin/functions/echo/invoke-async",
+                body,
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let (mut child, addr, _) = start(&app, &args);
+    assert_eq!(accept(&Api::new(addr), "before").status, 202);
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+
+    // RLIMIT_FSIZE at the largest file's size: no store file can grow (the
+    // WAL is not reused before a checkpoint, which SQLite runs only at 1000
+    // pages), as on a full disk; SIGXFSZ ignored, so a write fails (EFBIG)
+    // instead of killing the host.
+    let wal = data.join("events.db-wal");
+    assert!(wal.is_file(), "the store keeps its WAL between runs");
+    let limit = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", "trap '' XFSZ; exec prlimit --fsize=\"$0\" \"$@\""])
+        .arg(limit.to_string())
+        .arg(binary("fnhost"))
+        .env_remove("FNHOST_ADMIN_KEY")
+        .env("FNHOST_LOG", "warn");
+    let (mut child, addr, _) = start_with(cmd, &app, &args);
+    let api = Api::new(addr);
+    let refused = accept(&api, "after");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let message = refused.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("not accepted") && message.contains("event store"),
+        "{message}"
+    );
+    let sync = rt.block_on(api.invoke("echo", "sync")).unwrap();
+    assert_eq!((sync.status, sync.text()), (200, "sync".to_string()));
+    // Reads still answer: the event accepted before is listed.
+    let list = rt
+        .block_on(api.admin_get("/admin/async-events"))
+        .unwrap()
+        .json();
+    assert_eq!(list["totalCount"], 1, "{list}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
 
 #[test]
