@@ -91,10 +91,10 @@ pub enum StartError {
     #[error("key store: {0}")]
     Keys(String),
     /// The async event store could not be opened or recovered.
-    #[error("async event store in {dir}: {source}")]
+    #[error("cannot open the async event store {}: {source}", path.display())]
     Store {
-        /// The data directory.
-        dir: std::path::PathBuf,
+        /// The store's file (`<data dir>/events.db`).
+        path: std::path::PathBuf,
         /// What failed.
         source: crate::events::StoreError,
     },
@@ -255,6 +255,14 @@ impl Host {
             .collect();
         let keys = crate::keys::KeyStore::open(&opts.data_dir, opts.admin_key, &http_functions)
             .map_err(StartError::Keys)?;
+        let store_path = opts.data_dir.join("events.db");
+        let store_err = |source| StartError::Store {
+            path: store_path.clone(),
+            source,
+        };
+        // First, before any listener or worker: a store that cannot be
+        // opened stops the start with nothing to undo.
+        let store = SqliteStore::open(&store_path).map_err(store_err)?;
         let grpc_listener =
             TcpListener::bind(opts.grpc_addr)
                 .await
@@ -337,11 +345,6 @@ impl Host {
         let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
         let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
 
-        let store_err = |source| StartError::Store {
-            dir: opts.data_dir.clone(),
-            source,
-        };
-        let store = SqliteStore::open(&opts.data_dir.join("events.db")).map_err(store_err)?;
         let log = EventLog::start(Arc::new(store));
         let functions = app.functions.iter().map(|f| f.name.clone()).collect();
         let events = AsyncEvents::start(
@@ -359,7 +362,7 @@ impl Host {
             app.clone(),
             Arc::new(keys),
             events.clone(),
-            opts.scf_credentials.map(Arc::new),
+            opts.scf_credentials,
         );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(async move {

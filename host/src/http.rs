@@ -23,6 +23,7 @@ mod async_api;
 mod guard;
 mod keys_api;
 mod scf;
+mod signatures;
 mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
@@ -41,7 +42,7 @@ struct AppState {
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
     events: AsyncEvents,
-    scf: Option<Arc<ScfCredentials>>,
+    scf: Option<Arc<scf::ScfState>>,
 }
 
 pub(crate) fn router(
@@ -49,7 +50,7 @@ pub(crate) fn router(
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
     events: AsyncEvents,
-    scf: Option<Arc<ScfCredentials>>,
+    scf: Option<ScfCredentials>,
 ) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
@@ -62,7 +63,7 @@ pub(crate) fn router(
         app,
         keys,
         events,
-        scf,
+        scf: scf.map(|c| Arc::new(scf::ScfState::new(c))),
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))

@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod cli;
 use fnhost::admin_key::{self, KeySource};
 use fnhost::config::AppConfig;
-use fnhost::{Host, HostOptions, ScfCredentials};
+use fnhost::{Host, HostOptions, ScfCredentials, StartError};
 
 #[derive(Parser)]
 #[command(
@@ -228,11 +228,11 @@ async fn start(
         Ok(h) => h,
         Err(e) => {
             eprintln!("fnhost: {e}");
-            let code = match e {
-                fnhost::StartError::DataDir(_) | fnhost::StartError::Keys(_) => 2,
-                _ => 3,
-            };
-            return ExitCode::from(code);
+            return ExitCode::from(match e {
+                StartError::DataDir(_) | StartError::Keys(_) => 2,
+                StartError::Bind { .. } => 3,
+                StartError::Store { .. } => 4,
+            });
         }
     };
     // Recorded before the announcement, so a CLI started by whoever reads

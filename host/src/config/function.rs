@@ -169,12 +169,23 @@ fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, Confi
             ))
         }
     };
-    let raw = obj
-        .get("bindings")
-        .and_then(|b| b.as_array())
-        .ok_or_else(|| {
-            ConfigError::field(file, "bindings", "missing: expected an array of bindings")
-        })?;
+    let raw = match obj.get("bindings") {
+        Some(serde_json::Value::Array(items)) => items,
+        None | Some(serde_json::Value::Null) => {
+            return Err(ConfigError::field(
+                file,
+                "bindings",
+                "missing: expected an array of bindings",
+            ))
+        }
+        Some(other) => {
+            return Err(ConfigError::field(
+                file,
+                "bindings",
+                format!("must be an array of bindings, not {}", json_kind(other)),
+            ))
+        }
+    };
     let mut bindings = Vec::with_capacity(raw.len());
     let mut raw_bindings = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
@@ -208,6 +219,18 @@ fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, Confi
         timeout,
         disabled,
     })
+}
+
+/// The JSON type of `value` with an article, for "must be X, not a string".
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Binding, ConfigError> {
@@ -341,6 +364,31 @@ mod tests {
             load_all(&dir).unwrap_err().field.as_deref(),
             Some("scriptFile")
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bindings_of_the_wrong_type_are_named_as_such_not_as_missing() {
+        let dir = temp_dir("bindings-type");
+        for (text, kind) in [
+            (r#"{"bindings": "x"}"#, "a string"),
+            (r#"{"bindings": {"type": "httpTrigger"}}"#, "an object"),
+            (r#"{"bindings": 3}"#, "a number"),
+        ] {
+            write(&dir, "f", text);
+            let err = load_all(&dir).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("bindings"), "{text}");
+            assert!(
+                err.message.contains("must be an array") && err.message.contains(kind),
+                "{text}: {err}"
+            );
+            assert!(!err.message.contains("missing"), "{text}: {err}");
+        }
+        for text in [r#"{}"#, r#"{"bindings": null}"#] {
+            write(&dir, "f", text);
+            let err = load_all(&dir).unwrap_err();
+            assert!(err.message.contains("missing"), "{text}: {err}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

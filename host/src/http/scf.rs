@@ -18,6 +18,8 @@
 //!   and `RETRYING` show as `RUNNING` (a `RUNNING` filter matches them);
 //!   `StatusCode` is 0 until the event has ended; `EndTime` is "" until then.
 //! - Parameters the host does not know are ignored (newer SDKs add some).
+//! - A signature is accepted again only for the action it was first
+//!   accepted for ([`super::signatures`]); the SDKs do not sign `X-TC-Action`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,16 +28,69 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fnhost_proto::rpc::TypedData;
 use serde_json::{json, Map, Value};
+use std::sync::{Mutex, PoisonError};
 
 use super::guard::CancelOnDrop;
+use super::signatures::{Admission, SignatureCache, MAX_SIGNATURES};
 use super::{tc3, trigger_for, AppState};
 use crate::config::FunctionConfig;
 use crate::events::{time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus};
 use crate::events::{ListQuery, TerminateOutcome};
+use crate::host::ScfCredentials;
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError};
 
 /// The one API version served.
 pub const VERSION: &str = "2018-04-16";
+
+/// The SCF API's state: the credentials and the signatures accepted so far.
+pub(super) struct ScfState {
+    credentials: ScfCredentials,
+    /// Held only for one O(log n) check-and-record per request, never across
+    /// an await, so a plain mutex serialises nothing that matters.
+    signatures: Mutex<SignatureCache<Action>>,
+}
+
+impl ScfState {
+    pub(super) fn new(credentials: ScfCredentials) -> Self {
+        Self {
+            credentials,
+            signatures: Mutex::new(SignatureCache::new(MAX_SIGNATURES)),
+        }
+    }
+}
+
+/// The actions served. Parsed before a signature is recorded, so what a
+/// signature is bound to is an operation that exists; names match exactly
+/// (case too), so no other spelling reaches an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Invoke,
+    ListAsyncEvents,
+    GetAsyncEventStatus,
+    TerminateAsyncEvent,
+}
+
+impl Action {
+    const ALL: [Action; 4] = [
+        Action::Invoke,
+        Action::ListAsyncEvents,
+        Action::GetAsyncEventStatus,
+        Action::TerminateAsyncEvent,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Invoke => "Invoke",
+            Action::ListAsyncEvents => "ListAsyncEvents",
+            Action::GetAsyncEventStatus => "GetAsyncEventStatus",
+            Action::TerminateAsyncEvent => "TerminateAsyncEvent",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
 
 /// An API error: `Response.Error.{Code, Message}`.
 struct ApiError(String, String);
@@ -72,7 +127,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult {
-    let Some(creds) = state.scf.as_deref() else {
+    let Some(scf) = state.scf.as_deref() else {
         return Err(err(
             "AuthFailure.SecretIdNotFound",
             "the SCF-compatible API is off: the host was started without \
@@ -87,11 +142,20 @@ async fn handle(
         body,
     };
     let now = time::now_ms().div_euclid(1000);
-    tc3::verify(&req, &creds.secret_id, &creds.secret_key, now)
+    let creds = &scf.credentials;
+    let verified = tc3::verify(&req, &creds.secret_id, &creds.secret_key, now)
         .map_err(|e| err(e.code(), e.message()))?;
     let header = |name: &str| headers.get(name).map(HeaderValue::to_str);
     let action = match header("x-tc-action") {
-        Some(Ok(a)) if !a.is_empty() => a,
+        Some(Ok(a)) if !a.is_empty() => Action::parse(a).ok_or_else(|| {
+            err(
+                "InvalidAction",
+                format!(
+                    "action {a:?} does not exist; this host serves Invoke, ListAsyncEvents, \
+                     GetAsyncEventStatus and TerminateAsyncEvent"
+                ),
+            )
+        })?,
         _ => {
             return Err(err(
                 "MissingParameter",
@@ -99,6 +163,7 @@ async fn handle(
             ))
         }
     };
+    admit(scf, &verified, action, now)?;
     match header("x-tc-version") {
         Some(Ok(VERSION)) => {}
         None => {
@@ -126,17 +191,67 @@ async fn handle(
     };
     let p = Params(&params);
     match action {
-        "Invoke" => invoke(state, &p).await,
-        "ListAsyncEvents" => list(state, &p).await,
-        "GetAsyncEventStatus" => get_status(state, &p).await,
-        "TerminateAsyncEvent" => terminate(state, &p).await,
-        other => Err(err(
-            "InvalidAction",
-            format!(
-                "action {other:?} does not exist; this host serves Invoke, ListAsyncEvents, \
-                 GetAsyncEventStatus and TerminateAsyncEvent"
-            ),
-        )),
+        Action::Invoke => invoke(state, &p).await,
+        Action::ListAsyncEvents => list(state, &p).await,
+        Action::GetAsyncEventStatus => get_status(state, &p).await,
+        Action::TerminateAsyncEvent => terminate(state, &p).await,
+    }
+}
+
+/// Refuses a signature already accepted for another action (the SDKs do
+/// not sign `X-TC-Action`, so the same signed request could otherwise be
+/// resent as another operation); see [`super::signatures`].
+fn admit(
+    scf: &ScfState,
+    verified: &tc3::Verified,
+    action: Action,
+    now: i64,
+) -> Result<(), ApiError> {
+    let admission = scf
+        .signatures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(verified.signature, action, verified.valid_until, now);
+    let short: String = verified.signature[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match admission {
+        Admission::First | Admission::Repeat => Ok(()),
+        Admission::Retargeted { first } => {
+            tracing::warn!(
+                signature = %format!("{short}…"),
+                first = first.as_str(),
+                attempted = action.as_str(),
+                "SCF API: refused a signature replayed under another action"
+            );
+            Err(err(
+                "AuthFailure.SignatureFailure",
+                format!(
+                    "this signature was already accepted for action {}, and is accepted again \
+                     only for that action; sign each request anew (or include x-tc-action in \
+                     SignedHeaders) to send {}",
+                    first.as_str(),
+                    action.as_str()
+                ),
+            ))
+        }
+        Admission::Full { newly } => {
+            if newly {
+                tracing::warn!(
+                    "SCF API: {MAX_SIGNATURES} signatures accepted within the last 5 minutes; \
+                     refusing new ones until the oldest expire"
+                );
+            }
+            Err(err(
+                "RequestLimitExceeded",
+                format!(
+                    "the host remembers at most {MAX_SIGNATURES} signed requests per 5-minute \
+                     window, to refuse replays under another action, and has that many; \
+                     retry when older ones expire"
+                ),
+            ))
+        }
     }
 }
 

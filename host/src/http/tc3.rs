@@ -196,13 +196,23 @@ fn utc_date(secs: i64) -> String {
     crate::events::time::scf(secs * 1000)[..10].to_string()
 }
 
+/// A request whose signature matched.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Verified {
+    /// The signature's bytes.
+    pub signature: [u8; 32],
+    /// The last second (Unix time) at which this signature is still
+    /// accepted: its X-TC-Timestamp + [`MAX_SKEW_SECS`].
+    pub valid_until: i64,
+}
+
 /// Verifies `req` against the pair `(secret_id, secret_key)` at `now_secs`.
 pub(super) fn verify(
     req: &Request<'_>,
     secret_id: &str,
     secret_key: &str,
     now_secs: i64,
-) -> Result<(), AuthError> {
+) -> Result<Verified, AuthError> {
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
     let value = header("authorization").ok_or_else(|| {
         AuthError::Invalid("the request has no Authorization header (TC3-HMAC-SHA256)".into())
@@ -240,15 +250,19 @@ pub(super) fn verify(
             auth.secret_id
         )));
     }
-    let given = unhex(auth.signature)
-        .ok_or_else(|| AuthError::Signature("the Signature is not a hex string".into()))?;
+    let given: [u8; 32] = unhex(auth.signature)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| AuthError::Signature("the Signature is not a 64-digit hex string".into()))?;
     for lower in [true, false] {
         let sts = string_to_sign(req, &auth, timestamp, lower)?;
         if signer(secret_key, auth.date, auth.service, &sts)
             .verify_slice(&given)
             .is_ok()
         {
-            return Ok(());
+            return Ok(Verified {
+                signature: given,
+                valid_until: ts + MAX_SKEW_SECS,
+            });
         }
     }
     Err(AuthError::Signature(
@@ -284,6 +298,16 @@ mod tests {
     }
 
     fn check(h: &HeaderMap, body: &str, id: &str, key: &str, now: i64) -> Result<(), AuthError> {
+        verified(h, body, id, key, now).map(|_| ())
+    }
+
+    fn verified(
+        h: &HeaderMap,
+        body: &str,
+        id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
         let req = Request {
             method: "POST",
             path: "/",
@@ -301,6 +325,22 @@ mod tests {
             check(&h, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS + 10),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_verified_signature_is_valid_until_its_timestamp_plus_the_skew() {
+        let h = headers(SDK_AUTH, SDK_TS);
+        let v = verified(&h, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS).unwrap();
+        assert_eq!(v.valid_until, SDK_TS + MAX_SKEW_SECS);
+        assert_eq!(hex(&v.signature), SDK_AUTH.rsplit('=').next().unwrap());
+        // Upper-case hex verifies too, as the same signature bytes.
+        let upper = SDK_AUTH.replace(
+            "836504c182d7c4df7c31a6e3ea48680af141c46dd73cbd73c137d0387a3d144c",
+            "836504C182D7C4DF7C31A6E3EA48680AF141C46DD73CBD73C137D0387A3D144C",
+        );
+        let h = headers(&upper, SDK_TS);
+        let u = verified(&h, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS).unwrap();
+        assert_eq!(u, v);
     }
 
     #[test]

@@ -27,7 +27,16 @@ impl Drop for HostProcess {
 
 /// Starts `fnhost start` and reads its HTTP address from stdout.
 fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
-    let child = fnhost()
+    start_with(fnhost(), app, extra)
+}
+
+/// Like [`start`], with `fnhost` run by `cmd`.
+fn start_with(
+    mut cmd: Command,
+    app: &TestApp,
+    extra: &[&str],
+) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
+    let child = cmd
         .arg("start")
         .arg(app.dir())
         .args(["--port", "0"])
@@ -107,6 +116,20 @@ fn bad_configuration_is_named_and_exits_non_zero() {
         "{err}"
     );
 
+    // A field of the wrong type is named as such, not as missing.
+    let app = TestApp::sample(json!({}));
+    app.function("echo", &json!({"bindings": "x"}));
+    let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("echo/function.json")
+            && err.contains("`bindings`")
+            && err.contains("must be an array")
+            && !err.contains("missing"),
+        "{err}"
+    );
+
     let app = TestApp::new(std::path::Path::new("./no-such-worker"), json!({}));
     let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -119,6 +142,120 @@ fn bad_configuration_is_named_and_exits_non_zero() {
     let out = fnhost().args(["start", "/no/such/app"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/app"));
+}
+
+#[test]
+fn an_event_store_that_cannot_be_opened_exits_4_naming_the_store_before_any_worker_starts() {
+    let app = TestApp::sample(json!({}));
+    let as_directory = app.dir().join("data-dir");
+    std::fs::create_dir_all(as_directory.join("events.db")).unwrap();
+    let not_a_database = app.dir().join("data-garbage");
+    std::fs::create_dir_all(&not_a_database).unwrap();
+    std::fs::write(
+        not_a_database.join("events.db"),
+        "this is not an SQLite file, not even close".repeat(100),
+    )
+    .unwrap();
+    for data in [as_directory, not_a_database] {
+        let out = fnhost()
+            .env("FNHOST_LOG", "info")
+            .arg("start")
+            .arg(app.dir())
+            .args(["--port", "0", "--admin-key", ADMIN_KEY, "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{}: {err}", data.display());
+        let db = data.join("events.db").display().to_string();
+        assert!(
+            err.contains("async event store") && err.contains(&db),
+            "{}: {err}",
+            data.display()
+        );
+        assert!(!err.contains("worker launched"), "{err}");
+    }
+}
+
+#[test]
+fn on_a_store_that_cannot_grow_the_host_starts_sync_works_and_async_accepts_answer_503() {
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let args = ["--data-dir", data_arg.as_str(), "--admin-key", ADMIN_KEY];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let accept = |api: &Api, body: &'static str| {
+        let api = api.clone();
+        rt.block_on(async move {
+            api.request(
+                "POST",
+                "/admin/functions/echo/invoke-async",
+                body,
+                Some(ADMIN_KEY),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let (mut child, addr, _) = start(&app, &args);
+    let api = Api::new(addr);
+    let before = accept(&api, "before").json()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/admin/async-events/{before}");
+    rt.block_on(fnhost_e2e::wait_until(
+        "the event to finish",
+        Duration::from_secs(10),
+        || async { api.admin_get(&path).await.unwrap().json()["status"] == "FINISHED" },
+    ));
+    let workers = rt.block_on(worker_pids(&api));
+    // Killed, not stopped: a clean close checkpoints the WAL into events.db
+    // and deletes it and the shared-memory file, and a fresh WAL would have
+    // room to grow under the limit below. Nothing is left to recover.
+    signal(&child, "-KILL");
+    wait_exit(&mut child, Duration::from_secs(5));
+    rt.block_on(fnhost_e2e::wait_until(
+        "the killed host's workers to exit",
+        Duration::from_secs(10),
+        || async { !workers.iter().any(|&p| process_running(p)) },
+    ));
+
+    // RLIMIT_FSIZE at the largest file's size: no store file can grow (the
+    // WAL is not reused before a checkpoint, which SQLite runs only at 1000
+    // pages), as on a full disk; SIGXFSZ ignored, so a write fails (EFBIG)
+    // instead of killing the host.
+    assert!(data.join("events.db-wal").is_file());
+    let limit = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", "trap '' XFSZ; exec prlimit --fsize=\"$0\" \"$@\""])
+        .arg(limit.to_string())
+        .arg(binary("fnhost"))
+        .env_remove("FNHOST_ADMIN_KEY")
+        .env("FNHOST_LOG", "warn");
+    let (mut child, addr, _) = start_with(cmd, &app, &args);
+    let api = Api::new(addr);
+    let refused = accept(&api, "after");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let message = refused.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("not accepted") && message.contains("event store"),
+        "{message}"
+    );
+    let sync = rt.block_on(api.invoke("echo", "sync")).unwrap();
+    assert_eq!((sync.status, sync.text()), (200, "sync".to_string()));
+    // Reads still answer: the event accepted before is listed.
+    let list = rt
+        .block_on(api.admin_get("/admin/async-events"))
+        .unwrap()
+        .json();
+    assert_eq!(list["totalCount"], 1, "{list}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
 
 #[test]

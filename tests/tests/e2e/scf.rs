@@ -6,6 +6,7 @@
 //! Needs the SDK's venv: run `tests/scf-sdk/setup.sh`. Without it these
 //! tests fail (they do not skip).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -361,5 +362,147 @@ async fn unsigned_and_stale_requests_are_refused() {
     ])
     .await;
     assert_eq!(e["Code"], "AuthFailure.SignatureExpire", "{e}");
+    host.shutdown().await;
+}
+
+/// The headers of a request signed as the official SDKs sign it: only
+/// `content-type;host` are signed, so `X-TC-Action` is not covered.
+fn sdk_signed(addr: SocketAddr, action: &str, body: &str, ts: i64) -> Vec<(&'static str, String)> {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mac = |key: &[u8], msg: &str| {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        m.update(msg.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    };
+    let host = addr.to_string();
+    let date = fnhost::events::time::scf(ts * 1000)[..10].to_string();
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:application/json\nhost:{host}\n\ncontent-type;host\n{}",
+        hex(&Sha256::digest(body.as_bytes()))
+    );
+    let string_to_sign = format!(
+        "TC3-HMAC-SHA256\n{ts}\n{date}/scf/tc3_request\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let key = mac(format!("TC3{SECRET_KEY}").as_bytes(), &date);
+    let key = mac(&mac(&key, "scf"), "tc3_request");
+    let signature = hex(&mac(&key, &string_to_sign));
+    vec![
+        ("content-type", "application/json".into()),
+        ("host", host),
+        ("x-tc-action", action.into()),
+        ("x-tc-version", "2018-04-16".into()),
+        ("x-tc-timestamp", ts.to_string()),
+        (
+            "authorization",
+            format!(
+                "TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/scf/tc3_request, \
+                 SignedHeaders=content-type;host, Signature={signature}"
+            ),
+        ),
+    ]
+}
+
+/// `headers` with `name` set to `value`.
+fn with(
+    headers: &[(&'static str, String)],
+    name: &str,
+    value: String,
+) -> Vec<(&'static str, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (*k, if *k == name { value.clone() } else { v.clone() }))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signature_replayed_with_another_action_is_refused() {
+    init_logs();
+    let app = TestApp::sample(json!({
+        "workers": {"cancelGracePeriod": "00:00:00.500"},
+        "asyncEvents": {"maxRetryAttempts": 0}
+    }));
+    let host = start(&app, true).await;
+    let api = Api::new(host.http_addr());
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/sleep/invoke-async",
+            "60000",
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["requestId"].as_str().unwrap().to_string();
+    let event = format!("/admin/async-events/{id}");
+    let status = || async { api.admin_get(&event).await.unwrap().json()["status"].clone() };
+    fnhost_e2e::wait_until("the event running", Duration::from_secs(10), || async {
+        status().await == "RUNNING"
+    })
+    .await;
+    let send = |headers: Vec<(&'static str, String)>, body: String| {
+        let api = api.clone();
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = api.request_with("POST", "/", body, &h).await.unwrap();
+            assert_eq!(r.status, 200);
+            r.json()["Response"].clone()
+        }
+    };
+
+    // A body that is a valid request for both actions: ListAsyncEvents
+    // filtered by id, and TerminateAsyncEvent of that event.
+    let body = json!({"FunctionName": "sleep", "InvokeRequestId": id}).to_string();
+    let now = fnhost::events::time::now_ms() / 1000;
+    let list = sdk_signed(host.http_addr(), "ListAsyncEvents", &body, now);
+    let listed = send(list.clone(), body.clone()).await;
+    assert_eq!(ids(&listed), [id.as_str()], "{listed}");
+    // An identical resend, as a client polling within the second sends it.
+    let again = send(list.clone(), body.clone()).await;
+    assert_eq!(ids(&again), [id.as_str()], "{again}");
+
+    let retargeted = with(&list, "x-tc-action", "TerminateAsyncEvent".into());
+    let refused = send(retargeted.clone(), body.clone()).await;
+    assert_eq!(
+        refused["Error"]["Code"], "AuthFailure.SignatureFailure",
+        "{refused}"
+    );
+    assert!(
+        refused["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("ListAsyncEvents"),
+        "{refused}"
+    );
+    // The same signature with its hex upper-cased is the same signature.
+    let auth = &list.iter().find(|(k, _)| *k == "authorization").unwrap().1;
+    let (head, sig) = auth.rsplit_once("Signature=").unwrap();
+    let upper = with(
+        &retargeted,
+        "authorization",
+        format!("{head}Signature={}", sig.to_ascii_uppercase()),
+    );
+    let refused = send(upper, body.clone()).await;
+    assert_eq!(
+        refused["Error"]["Code"], "AuthFailure.SignatureFailure",
+        "{refused}"
+    );
+    assert_eq!(status().await, "RUNNING", "the event was not aborted");
+    // The original action is still accepted for that signature.
+    assert_eq!(ids(&send(list, body.clone()).await), [id.as_str()]);
+
+    // A TerminateAsyncEvent signed for itself (another second, so another
+    // signature) with the same body does abort the event: the refusals above
+    // are what kept it running.
+    let terminate = sdk_signed(host.http_addr(), "TerminateAsyncEvent", &body, now - 1);
+    let done = send(terminate, body.clone()).await;
+    assert!(done["Error"].is_null(), "{done}");
+    fnhost_e2e::wait_until("the event aborted", Duration::from_secs(10), || async {
+        status().await == "ABORTED"
+    })
+    .await;
     host.shutdown().await;
 }
