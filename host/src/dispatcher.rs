@@ -148,6 +148,9 @@ pub(crate) struct Invocation {
     pub logs_dropped: usize,
     pub submitted: Instant,
     pub attempt: u32,
+    /// Its client went away and its worker could not be signalled: it runs
+    /// on, and its result goes to no one.
+    pub abandoned: bool,
     /// Set for the host's own hook runs (initializer, pre-stop).
     pub hook: Option<HookKind>,
 }

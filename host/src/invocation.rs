@@ -174,6 +174,11 @@ pub enum CancelResponse {
     Forced,
     /// A cancel was already under way; nothing more was sent.
     AlreadyCancelling,
+    /// The client went away from an invocation whose worker cannot be
+    /// signalled: it runs on to its end (or its timeout) and its result is
+    /// dropped. Killing the instance would let any caller who hangs up end
+    /// every invocation beside theirs.
+    Abandoned,
     /// The invocation had already ended.
     AlreadyCompleted,
     /// No such invocation.

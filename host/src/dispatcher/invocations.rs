@@ -141,6 +141,7 @@ impl Dispatcher {
             logs_dropped: 0,
             submitted: Instant::now(),
             attempt: 0,
+            abandoned: false,
             hook: None,
         };
         self.invocations.insert(id.clone(), inv);
@@ -310,6 +311,14 @@ impl Dispatcher {
                     }
                     tracing::info!(invocation = %id, worker = %worker, %reason, "cancel sent");
                     CancelResponse::Done
+                } else if reason == CancelReason::ClientDisconnected {
+                    // Only the function timeout and operator actions kill an
+                    // instance: a caller who hangs up must not take down the
+                    // invocations beside theirs.
+                    inv.abandoned = true;
+                    inv.reply = None;
+                    tracing::info!(invocation = %id, worker = %worker, "the HTTP client went away and worker {worker} cannot receive InvocationCancel: invocation {id} runs on to its end or its timeout, and its result will be dropped");
+                    CancelResponse::Abandoned
                 } else {
                     inv.cancel_delivery = Some(CancelDelivery::NotDeliverable);
                     let why = format!(
@@ -503,6 +512,9 @@ impl Dispatcher {
         };
         if self.results_tx.receiver_count() > 0 {
             let _ = self.results_tx.send(result.clone());
+        }
+        if inv.abandoned {
+            tracing::info!(invocation = %id, outcome = %result.outcome, "invocation {id} ended after its client went away; its result was dropped");
         }
         if let Some(reply) = inv.reply.take() {
             let _ = reply.send(Ok(result));

@@ -152,6 +152,7 @@ impl Dispatcher {
                 logs_dropped: 0,
                 submitted: Instant::now(),
                 attempt: 1,
+                abandoned: false,
                 hook: Some(kind),
             },
         );

@@ -330,3 +330,50 @@ async fn claims_by_strangers_count_as_refused_not_as_violations() {
     assert_eq!(f.d.refused_streams, 3);
     assert_eq!(f.d.protocol_violations, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_leaving_a_worker_that_cannot_be_signalled_abandons_only_its_invocation() {
+    let mut f = ready(false);
+    let mut left = invoke(&mut f, "a");
+    let mut neighbour = invoke(&mut f, "b");
+    assert_eq!(
+        f.d.handle_cancel("a", CancelReason::ClientDisconnected),
+        CancelResponse::Abandoned
+    );
+    let w = f.worker.clone();
+    assert_eq!(
+        f.d.slots[0].current.as_deref(),
+        Some(w.as_str()),
+        "not killed"
+    );
+    assert_eq!(f.d.instances[&w].state, InstanceState::Ready);
+    assert!(
+        left.try_recv().is_err(),
+        "no answer goes to a client that left"
+    );
+    // Both run on; the abandoned one's result is dropped, the other's delivered.
+    respond(&mut f, &w, "a", StatusResult::success());
+    respond(&mut f, &w, "b", StatusResult::success());
+    assert_eq!(
+        neighbour.try_recv().unwrap().unwrap().outcome,
+        Outcome::Succeeded
+    );
+    assert_eq!(f.d.outcome_counts[&Outcome::Succeeded], 2);
+    assert!(!f.d.outcome_counts.contains_key(&Outcome::Killed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_invocation_is_still_ended_by_its_timeout() {
+    let mut f = ready(false);
+    let _left = invoke(&mut f, "a");
+    let mut neighbour = invoke(&mut f, "b");
+    f.d.handle_cancel("a", CancelReason::ClientDisconnected);
+    let w = f.worker.clone();
+    f.d.handle_timer(Timer::Timeout("a".into()));
+    // The timeout may kill: the instance goes, and its neighbour with it.
+    assert_ne!(f.d.slots[0].current.as_deref(), Some(w.as_str()));
+    assert_eq!(
+        neighbour.try_recv().unwrap().unwrap().outcome,
+        Outcome::Killed
+    );
+}

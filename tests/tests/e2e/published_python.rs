@@ -376,3 +376,40 @@ async fn a_graceful_terminate_of_an_async_event_records_that_the_signal_failed()
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_abandons_its_invocation_and_takes_no_worker_down() {
+    use tokio::io::AsyncWriteExt;
+    init_logs();
+    let app = published_app(host_json("00:00:30"));
+    let (host, api) = start(&app).await;
+    let first = worker_ids(&api).await;
+    let mut conn = tokio::net::TcpStream::connect(host.http_addr())
+        .await
+        .unwrap();
+    conn.write_all(b"GET /api/sleep?ms=1500 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let neighbour = {
+        let api = api.clone();
+        tokio::spawn(async move { call(&api, "GET", "/api/sleep?ms=1000", "").await })
+    };
+    fnhost_e2e::wait_until("both sleeps to run", Duration::from_secs(10), || async {
+        api.status().await.unwrap()["inFlight"] == 2
+    })
+    .await;
+    // This worker cannot receive InvocationCancel: a hang-up must not kill it.
+    drop(conn);
+    let r = neighbour.await.unwrap();
+    assert_eq!(r.status, 200, "the neighbour was not harmed: {}", r.text());
+    fnhost_e2e::wait_until(
+        "the abandoned sleep to end",
+        Duration::from_secs(10),
+        || async { api.status().await.unwrap()["outcomes"]["succeeded"] == 2 },
+    )
+    .await;
+    let status = api.status().await.unwrap();
+    assert!(status["outcomes"].get("killed").is_none(), "{status}");
+    assert_eq!(worker_ids(&api).await, first, "no instance was replaced");
+    host.shutdown().await;
+}
