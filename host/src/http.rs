@@ -420,6 +420,7 @@ fn invoke_error(e: InvokeError, caller: Caller) -> Response {
         InvokeError::UnknownFunction(_) => StatusCode::NOT_FOUND,
         InvokeError::Disabled(_) | InvokeError::DuplicateId(_) => StatusCode::CONFLICT,
         InvokeError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+        InvokeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::Unavailable { .. } | InvokeError::ShuttingDown | InvokeError::Draining => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -33,6 +33,23 @@ impl InvocationInput {
         Self::new(TypedData::http(request))
     }
 
+    /// The encoded size of the trigger data when an HTTP body is sent once
+    /// (to a worker with `RpcHttpBodyOnly`): the least any request carrying
+    /// it can take on the wire.
+    pub fn least_encoded_len(&self) -> usize {
+        use prost::Message;
+        match &self.trigger.data {
+            Some(fnhost_proto::rpc::typed_data::Data::Http(h)) if h.raw_body.is_some() => {
+                let once = fnhost_proto::rpc::RpcHttp {
+                    raw_body: None,
+                    ..(**h).clone()
+                };
+                TypedData::http(once).encoded_len()
+            }
+            _ => self.trigger.encoded_len(),
+        }
+    }
+
     /// Runs under the given id.
     pub fn with_id(mut self, id: impl Into<InvocationId>) -> Self {
         self.invocation_id = Some(id.into());
@@ -216,6 +233,17 @@ pub enum InvokeError {
     /// The host is draining (an operator asked it to stop taking work).
     #[error("the host is draining and takes no new invocations")]
     Draining,
+    /// The request would not fit in one message to a worker.
+    #[error(
+        "the invocation request would be {size} bytes, over the {limit}-byte message limit \
+         of the workers (workers.maxMessageBytes)"
+    )]
+    TooLarge {
+        /// The encoded request's size.
+        size: usize,
+        /// `workers.maxMessageBytes`.
+        limit: usize,
+    },
     /// An invocation with that id is already running.
     #[error("an invocation with id '{0}' is already in progress")]
     DuplicateId(String),

@@ -17,6 +17,11 @@ pub const CAP_WORKER_STATUS: &str = "WorkerStatus";
 /// (answers `FunctionsMetadataRequest`).
 pub const CAP_WORKER_INDEXING: &str = "WorkerIndexing";
 
+/// Capability a worker advertises when it reads an HTTP request's body from
+/// `RpcHttp.body` only: the host then leaves `rawBody` out and sends the
+/// body once.
+pub const CAP_RPC_HTTP_BODY_ONLY: &str = "RpcHttpBodyOnly";
+
 /// The fully qualified gRPC path published workers call.
 pub const EVENT_STREAM_PATH: &str = "/AzureFunctionsRpcMessages.FunctionRpc/EventStream";
 

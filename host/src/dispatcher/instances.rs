@@ -106,6 +106,10 @@ pub(crate) struct Instance {
     pub status_seq: u64,
     /// Its initializer succeeded.
     pub initialized: bool,
+    /// Its stream ended on a message over `workers.maxMessageBytes`: a
+    /// function's oversized output, not a crash, so it is replaced without
+    /// charging the restart budget.
+    pub oversized: bool,
 }
 
 impl Instance {
@@ -135,6 +139,7 @@ impl Instance {
             status_pending: None,
             status_seq: 0,
             initialized: false,
+            oversized: false,
         }
     }
 
@@ -497,6 +502,16 @@ impl Dispatcher {
             return;
         }
         let err = match error {
+            Some(e) if e.contains("message length too large") => {
+                if let Some(inst) = self.instances.get_mut(worker_id) {
+                    inst.oversized = true;
+                }
+                format!(
+                    "its stream broke on a message over the {}-byte limit \
+                     (workers.maxMessageBytes): {e}",
+                    self.app.host.max_message_bytes
+                )
+            }
             Some(e) => format!("its stream broke: {e}"),
             None => "it closed its stream".to_string(),
         };
@@ -527,7 +542,15 @@ impl Dispatcher {
         if planned {
             tracing::info!(worker = %short_id(worker_id), %status, "worker instance ended");
         } else if owned_slot && self.shutdown.is_none() && !self.draining {
-            self.record_failure(slot, cause.clone());
+            if inst.oversized {
+                // Not the worker's crash: replaced at once, uncharged.
+                tracing::warn!(worker = %short_id(worker_id), slot, "replacing the instance without charging its restart budget: {cause}");
+                self.slots[slot].restart_pending = true;
+                self.timers
+                    .insert(Timer::Restart(slot), std::time::Duration::ZERO);
+            } else {
+                self.record_failure(slot, cause.clone());
+            }
         }
         self.publish_ready_count();
         let mut ids: Vec<String> = inst.in_flight.drain().collect();

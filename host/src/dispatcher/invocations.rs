@@ -7,6 +7,8 @@ use fnhost_proto::rpc::{
     rpc_log, status_result, InvocationRequest, InvocationResponse, ParameterBinding, RpcLog,
     StreamingMessage,
 };
+use fnhost_proto::{has_capability, CAP_RPC_HTTP_BODY_ONLY};
+use prost::Message;
 use tokio::sync::oneshot;
 
 use super::{Dispatcher, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
@@ -104,6 +106,14 @@ impl Dispatcher {
         }
         if self.invocations.contains_key(&id) {
             let _ = reply.send(Err(InvokeError::DuplicateId(id)));
+            return;
+        }
+        // Refused here rather than sent: a message over the limit would
+        // break the worker's stream and fail everything on the instance.
+        let least = input.least_encoded_len();
+        let limit = self.app.host.max_message_bytes;
+        if least > limit {
+            let _ = reply.send(Err(InvokeError::TooLarge { size: least, limit }));
             return;
         }
         let placement = self.place(&name);
@@ -209,10 +219,16 @@ impl Dispatcher {
         let Some(entry) = self.registry.get(&inv.function) else {
             return;
         };
-        let input = inv
+        let mut input = inv
             .input
             .take()
             .expect("a queued invocation keeps its input");
+        if has_capability(&inst.capabilities, CAP_RPC_HTTP_BODY_ONLY) {
+            // It reads `body` only: send the body once.
+            if let Some(fnhost_proto::rpc::typed_data::Data::Http(h)) = &mut input.trigger.data {
+                h.raw_body = None;
+            }
+        }
         let trigger_name = entry.config.trigger().name.clone();
         let request = InvocationRequest {
             invocation_id: id.to_string(),
@@ -225,6 +241,17 @@ impl Dispatcher {
             }],
             ..InvocationRequest::default()
         };
+        let message = StreamingMessage::from_content(Content::InvocationRequest(request));
+        // The request id is stamped on at send: its field and length prefix.
+        let size = message.encoded_len() + inst.request_id.len() + 2;
+        let limit = self.app.host.max_message_bytes;
+        if size > limit {
+            tracing::warn!(invocation = %id, worker = %worker, size, limit, "invocation request over the worker message limit; refused");
+            if let Some(reply) = self.invocations.remove(id).and_then(|mut i| i.reply.take()) {
+                let _ = reply.send(Err(InvokeError::TooLarge { size, limit }));
+            }
+            return;
+        }
         inv.attempt += 1;
         inv.timeout_key = Some(
             self.timers
@@ -236,9 +263,7 @@ impl Dispatcher {
         inst.in_flight.insert(id.to_string());
         inst.idle_since = None;
         tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
-        inst.send(StreamingMessage::from_content(Content::InvocationRequest(
-            request,
-        )));
+        inst.send(message);
     }
 
     /// Moves queued invocations onto free instances, in arrival order.

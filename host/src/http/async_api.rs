@@ -41,11 +41,19 @@ pub(super) async fn invoke_async(
         }
     };
     let digest = key.map(|k| (k, Sha256::digest(&body).to_vec()));
+    let input = trigger_for(function, &uri, &headers, body);
+    // Refused now rather than accepted and failed at every attempt.
+    let size = crate::invocation::InvocationInput::new(input.clone()).least_encoded_len();
+    let limit = state.app.host.max_message_bytes;
+    if size > limit {
+        let e = crate::invocation::InvokeError::TooLarge { size, limit };
+        return error_body(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+    }
     let req = EnqueueRequest {
         function: name,
         qualifier: None,
         invoke_type: "api".into(),
-        input: trigger_for(function, &uri, &headers, body),
+        input,
         idempotency: digest,
     };
     enqueue_response(state.events.enqueue(req).await)

@@ -113,12 +113,28 @@ async fn an_oversized_message_breaks_only_its_instance() {
         err.contains("stream broke") && err.contains(big.worker_id.as_deref().unwrap()),
         "{err}"
     );
+    assert!(
+        err.contains("131072-byte limit"),
+        "the error names the limit: {err}"
+    );
     let r = h.invoke("echo", text("fine")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded);
     assert!(
         h.wait_ready(2, Duration::from_secs(10)).await,
         "the broken instance was replaced"
     );
+    // An oversized output is the function's, not a crash: however often it
+    // happens, it never uses up the restart budget.
+    for _ in 0..6 {
+        let big = h.invoke("big", text("x")).await.unwrap();
+        assert_eq!(big.outcome, Outcome::Failed, "{big:?}");
+        assert!(h.wait_ready(2, Duration::from_secs(10)).await);
+    }
+    let s = h.status().await.unwrap();
+    for slot in &s.slots {
+        assert_eq!(slot.recent_restarts, 0, "{s:?}");
+        assert!(!slot.budget_exhausted, "{s:?}");
+    }
     host.shutdown().await;
 }
 

@@ -488,3 +488,53 @@ async fn function_and_host_keys_are_managed_through_the_admin_api() {
     assert_eq!(r.status, 200);
     host.shutdown().await;
 }
+
+/// POSTs `len` bytes to `/api/echo` on a host whose messages are limited
+/// to 1 MiB.
+async fn post_big(api: &Api, len: usize) -> fnhost_e2e::HttpReply {
+    api.request("POST", "/api/echo", vec![b'a'; len], None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_that_would_not_fit_a_worker_message_is_refused_with_413_and_breaks_nothing() {
+    init_logs();
+    let limits = json!({"workers": {"maxMessageBytes": 1048576, "processCount": 1}});
+    // The rogue worker (well-behaved mode) does not advertise
+    // RpcHttpBodyOnly, so it is sent the body twice (body and rawBody).
+    let app = TestApp::new(&binary("rogue-worker"), limits.clone());
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    for _ in 0..12 {
+        let r = post_big(&api, 600 * 1024).await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.text().contains("maxMessageBytes"), "{}", r.text());
+    }
+    let ok = post_big(&api, 1024).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let s = host.handle().status().await.unwrap();
+    assert_eq!(s.state, "running", "{s:?}");
+    assert_eq!(s.slots[0].recent_restarts, 0, "no instance broke: {s:?}");
+    host.shutdown().await;
+
+    // A worker that reads `body` only is sent it once: the same request fits.
+    let app = TestApp::sample(limits);
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let r = post_big(&api, 600 * 1024).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), 600 * 1024);
+    // Async accepts are checked the same way, before they are stored.
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/echo/invoke-async",
+            vec![b'a'; 1000 * 1024],
+            Some(ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    host.shutdown().await;
+}
