@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::dispatcher::attach_request;
 use crate::dispatcher::{outbound_channel, Event};
+use crate::listen::WorkerConnInfo;
 
 /// How long a new stream may take to send `StartStream`.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,10 @@ impl FunctionRpc for RpcService {
         request: Request<Streaming<StreamingMessage>>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
         let peer = request.remote_addr();
+        let admission = request
+            .extensions()
+            .get::<WorkerConnInfo>()
+            .map(|info| info.admission.clone());
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(m))) => m,
@@ -61,7 +66,13 @@ impl FunctionRpc for RpcService {
             .await
             .map_err(|_| Status::unavailable("the host is shutting down"))?;
         match reply.await {
-            Ok(Ok(())) => {}
+            // The connection now carries a worker: lift its handshake
+            // deadline and free its place among the pending connections.
+            Ok(Ok(())) => {
+                if let Some(admission) = admission {
+                    admission.admit();
+                }
+            }
             Ok(Err(why)) => return Err(reject(peer, why.as_str())),
             Err(_) => return Err(Status::unavailable("the host is shutting down")),
         }
@@ -71,6 +82,21 @@ impl FunctionRpc for RpcService {
             urgent_rx, normal_rx,
         ))))
     }
+}
+
+/// Interceptor on the `FunctionRpc` service: the gRPC port's connections
+/// carry [`WorkerConnInfo`], so tonic does not insert its own
+/// `TcpConnectInfo`; copying ours in keeps `Request::remote_addr()` (the
+/// worker's peer address) working for every handler.
+pub(crate) fn expose_peer_addr(mut request: Request<()>) -> Result<Request<()>, Status> {
+    if let Some(tcp) = request
+        .extensions()
+        .get::<WorkerConnInfo>()
+        .map(|info| info.tcp.clone())
+    {
+        request.extensions_mut().insert(tcp);
+    }
+    Ok(request)
 }
 
 fn reject(peer: Option<std::net::SocketAddr>, why: &str) -> Status {
@@ -123,6 +149,19 @@ fn outbound_stream(
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    #[test]
+    fn handlers_see_the_peer_address_of_a_worker_connection() {
+        let peer: std::net::SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(WorkerConnInfo::detached(peer));
+        assert_eq!(request.remote_addr(), None);
+        let request = expose_peer_addr(request).unwrap();
+        assert_eq!(request.remote_addr(), Some(peer));
+        assert!(request.extensions().get::<WorkerConnInfo>().is_some());
+    }
 
     #[tokio::test]
     async fn cancels_overtake_queued_work() {

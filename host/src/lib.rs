@@ -12,6 +12,7 @@ mod grpc;
 mod host;
 pub mod http;
 pub mod invocation;
+mod listen;
 mod process;
 mod registry;
 pub mod status;
