@@ -10,11 +10,13 @@ use serde::Deserialize;
 
 mod duration;
 mod function;
+mod http;
 mod lifecycle;
 mod worker;
 
 pub use duration::parse_timespan;
 pub use function::{Binding, Direction, FunctionConfig};
+pub use http::HttpConfig;
 pub use lifecycle::{HookConfig, LifecycleConfig};
 pub use worker::{ArgumentStyle, WorkerLaunchConfig};
 
@@ -80,6 +82,14 @@ pub struct HostConfig {
     pub startup_timeout: Duration,
     /// `workers.maxMessageBytes`: largest gRPC message either side may send.
     pub max_message_bytes: usize,
+    /// `workers.handshakeTimeout`: a connection to the gRPC port must send
+    /// the HTTP/2 preface and its `StartStream` within this (or within
+    /// `startupTimeout`, when that is shorter); see
+    /// [`HostConfig::worker_handshake_deadline`].
+    pub handshake_timeout: Duration,
+    /// `workers.maxPendingConnections`: connections to the gRPC port not yet
+    /// admitted as a worker stream; beyond it new ones are closed at once.
+    pub max_pending_connections: usize,
     /// `workers.restartBudget.maxRestarts`: crash restarts allowed per window.
     pub max_restarts: u32,
     /// `workers.restartBudget.window`.
@@ -97,6 +107,8 @@ pub struct HostConfig {
     pub lifecycle: LifecycleConfig,
     /// `asyncEvents`: retention and retries of asynchronous invocations.
     pub async_events: crate::events::AsyncConfig,
+    /// `http`: limits of the HTTP listener.
+    pub http: HttpConfig,
 }
 
 impl Default for HostConfig {
@@ -110,6 +122,8 @@ impl Default for HostConfig {
             terminate_grace: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(30),
             max_message_bytes: 128 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_connections: 64,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             max_instances: 1,
@@ -118,6 +132,7 @@ impl Default for HostConfig {
             status_timeout: Duration::from_secs(10),
             lifecycle: LifecycleConfig::default(),
             async_events: crate::events::AsyncConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -135,6 +150,8 @@ struct WorkersSection {
     terminate_grace_period: Option<String>,
     startup_timeout: Option<String>,
     max_message_bytes: Option<u64>,
+    handshake_timeout: Option<String>,
+    max_pending_connections: Option<u64>,
     restart_budget: Option<RestartBudgetSection>,
     max_instances: Option<u64>,
     idle_timeout: Option<String>,
@@ -236,6 +253,13 @@ impl HostConfig {
         if let Some(t) = &workers.startup_timeout {
             cfg.startup_timeout = positive_timespan(path, "workers.startupTimeout", t)?;
         }
+        if let Some(t) = &workers.handshake_timeout {
+            cfg.handshake_timeout = positive_timespan(path, "workers.handshakeTimeout", t)?;
+        }
+        if let Some(n) = workers.max_pending_connections {
+            cfg.max_pending_connections =
+                in_range(path, "workers.maxPendingConnections", n, 1, 10_000)? as usize;
+        }
         if let Some(budget) = workers.restart_budget {
             if let Some(n) = budget.max_restarts {
                 cfg.max_restarts = in_range(
@@ -271,7 +295,16 @@ impl HostConfig {
         }
         cfg.lifecycle = LifecycleConfig::from_value(path, obj.get("lifecycle"))?;
         cfg.async_events = crate::events::AsyncConfig::from_value(path, obj.get("asyncEvents"))?;
+        cfg.http = HttpConfig::from_value(path, obj.get("http"))?;
         Ok(cfg)
+    }
+
+    /// How long a new gRPC connection has to send the HTTP/2 preface and the
+    /// worker's `StartStream`: a worker that cannot do it within its startup
+    /// timeout is failed anyway, so holding the connection longer only
+    /// helps a client that is not a worker.
+    pub fn worker_handshake_deadline(&self) -> Duration {
+        self.handshake_timeout.min(self.startup_timeout)
     }
 }
 
@@ -435,5 +468,50 @@ mod tests {
         assert_eq!(cfg.lifecycle.initializer.unwrap().function, "initializer");
         let err = host(json!({"workers": {"processCount": 3, "maxInstances": 2}})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("workers.maxInstances"));
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_range_checked_by_field() {
+        let cfg = host(json!({
+            "workers": {"handshakeTimeout": "00:00:02", "maxPendingConnections": 8},
+            "http": {"headerReadTimeout": "00:00:00.500", "maxConnections": 3}
+        }))
+        .unwrap();
+        assert_eq!(cfg.worker_handshake_deadline(), Duration::from_secs(2));
+        assert_eq!(cfg.max_pending_connections, 8);
+        assert_eq!(cfg.http.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.http.max_connections, 3);
+        for (v, field) in [
+            (
+                json!({"workers": {"maxPendingConnections": 0}}),
+                "workers.maxPendingConnections",
+            ),
+            (
+                json!({"workers": {"handshakeTimeout": "00:00:00"}}),
+                "workers.handshakeTimeout",
+            ),
+            (
+                json!({"http": {"maxConnections": 0}}),
+                "http.maxConnections",
+            ),
+            (
+                json!({"http": {"headerReadTimeout": "soon"}}),
+                "http.headerReadTimeout",
+            ),
+            (json!({"http": {"maxConections": 5}}), "http.maxConections"),
+        ] {
+            let err = host(v).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_handshake_deadline_is_the_shorter_of_handshake_and_startup_timeouts() {
+        let cfg = host(json!({"workers": {"startupTimeout": "00:00:03"}})).unwrap();
+        assert_eq!(cfg.worker_handshake_deadline(), Duration::from_secs(3));
+        assert_eq!(
+            HostConfig::default().worker_handshake_deadline(),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::dispatcher::{attach_request, claim_request, LaunchIdentity};
 use crate::dispatcher::{outbound_channel, Event};
+use crate::listen::WorkerConnInfo;
 use crate::peer::{self, PeerCheck};
 
 /// How long a new stream may take to send `StartStream`.
@@ -44,6 +45,10 @@ impl FunctionRpc for RpcService {
             .metadata()
             .get(LAUNCH_SECRET_METADATA)
             .map(|v| v.as_bytes().to_vec());
+        let admission = request
+            .extensions()
+            .get::<WorkerConnInfo>()
+            .map(|info| info.admission.clone());
         let mut inbound = request.into_inner();
         let worker_id = match self.start_stream(&mut inbound).await {
             Ok(id) => id,
@@ -72,7 +77,13 @@ impl FunctionRpc for RpcService {
             .await
             .map_err(|_| Status::unavailable("the host is shutting down"))?;
         match reply.await {
-            Ok(Ok(())) => {}
+            // The connection now carries a worker: lift its handshake
+            // deadline and free its place among the pending connections.
+            Ok(Ok(())) => {
+                if let Some(admission) = admission {
+                    admission.admit();
+                }
+            }
             Ok(Err(why)) => return Err(reject(peer, why.as_str())),
             Err(_) => return Err(Status::unavailable("the host is shutting down")),
         }
@@ -151,6 +162,21 @@ impl RpcService {
     }
 }
 
+/// Interceptor on the `FunctionRpc` service: the gRPC port's connections
+/// carry [`WorkerConnInfo`], so tonic does not insert its own
+/// `TcpConnectInfo`; copying ours in keeps `Request::remote_addr()` (the
+/// worker's peer address) working for every handler.
+pub(crate) fn expose_peer_addr(mut request: Request<()>) -> Result<Request<()>, Status> {
+    if let Some(tcp) = request
+        .extensions()
+        .get::<WorkerConnInfo>()
+        .map(|info| info.tcp.clone())
+    {
+        request.extensions_mut().insert(tcp);
+    }
+    Ok(request)
+}
+
 fn reject(peer: Option<SocketAddr>, why: &str) -> Status {
     tracing::warn!(?peer, "refused worker stream: {why}");
     Status::permission_denied(why.to_string())
@@ -205,6 +231,19 @@ fn outbound_stream(
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    #[test]
+    fn handlers_see_the_peer_address_of_a_worker_connection() {
+        let peer: std::net::SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(WorkerConnInfo::detached(peer));
+        assert_eq!(request.remote_addr(), None);
+        let request = expose_peer_addr(request).unwrap();
+        assert_eq!(request.remote_addr(), Some(peer));
+        assert!(request.extensions().get::<WorkerConnInfo>().is_some());
+    }
 
     #[tokio::test]
     async fn cancels_overtake_queued_work() {

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use fnhost_proto::rpc::function_rpc_server::FunctionRpcServer;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -15,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AppConfig;
 use crate::dispatcher::{Dispatcher, Event};
 use crate::events::{AsyncEvents, EventLog, SqliteStore};
-use crate::grpc::RpcService;
+use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
     CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
 };
+use crate::listen::{serve_http, worker_incoming, WorkerConnLimits};
 use crate::status::HostStatus;
 
 /// How to run a host.
@@ -317,15 +317,20 @@ impl Host {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        let service =
+            tonic::service::interceptor::InterceptedService::new(service, expose_peer_addr);
+        let limits = WorkerConnLimits {
+            handshake_deadline: app.host.worker_handshake_deadline(),
+            max_pending: app.host.max_pending_connections,
+        };
         let stop = grpc_stop.clone();
         let grpc_task = tokio::spawn(async move {
-            // Small protocol messages both ways: without TCP_NODELAY a
-            // handshake step can wait ~40 ms on a delayed ACK.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    worker_incoming(grpc_listener, limits),
+                    stop.cancelled_owned(),
+                )
                 .await;
             if let Err(e) = served {
                 tracing::error!("gRPC server failed: {e}");
@@ -365,20 +370,12 @@ impl Host {
             opts.scf_credentials,
         );
         let stop = http_stop.clone();
-        let http_task = tokio::spawn(async move {
-            let served = axum::serve(
-                http_listener.tap_io(|tcp| {
-                    // Small request/response pairs: do not wait to coalesce.
-                    let _ = tcp.set_nodelay(true);
-                }),
-                router,
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-            if let Err(e) = served {
-                tracing::error!("HTTP server failed: {e}");
-            }
-        });
+        let http_task = tokio::spawn(serve_http(
+            http_listener,
+            router,
+            app.host.http.clone(),
+            stop,
+        ));
         tracing::info!(%http_addr, %grpc_addr, app = %app.app_dir.display(), "host started");
         Ok(Self {
             handle,

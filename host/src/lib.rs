@@ -14,6 +14,7 @@ mod host;
 pub mod http;
 pub mod invocation;
 pub mod keys;
+mod listen;
 mod peer;
 mod process;
 mod registry;

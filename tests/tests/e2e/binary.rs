@@ -31,6 +31,7 @@ fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, V
 }
 
 /// Like [`start`], with `fnhost` run by `cmd`.
+/// [`start`] with a prepared command (e.g. one under a shell's `ulimit`).
 fn start_with(
     mut cmd: Command,
     app: &TestApp,
@@ -606,4 +607,113 @@ async fn the_admin_key_comes_from_a_file_and_a_key_on_the_command_line_is_warned
         said.contains("--admin-key") && said.contains("readable by every local user"),
         "{said}"
     );
+}
+
+/// CPU time (user + system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn with_file_descriptors_exhausted_the_host_backs_off_and_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const FD_LIMIT: usize = 128;
+    let app = TestApp::sample(json!({
+        "http": {"headerReadTimeout": "00:01:00"},
+        "workers": {"handshakeTimeout": "00:01:00", "maxPendingConnections": 1000}
+    }));
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("ulimit -n {FD_LIMIT} && exec \"$0\" \"$@\"")])
+        .arg(binary("fnhost"))
+        .env_remove("FNHOST_ADMIN_KEY")
+        .env("FNHOST_LOG", "error");
+    let (mut child, http, lines) = start_with(cmd, &app, &[]);
+    let grpc: std::net::SocketAddr = lines
+        .last()
+        .and_then(|l| l.split("(workers on ").nth(1))
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .expect("the listening line names the gRPC address");
+    let pid = child.0.id();
+    let api = Api::new(http);
+    fnhost_e2e::wait_until("a ready worker", Duration::from_secs(20), || async {
+        api.request("GET", "/healthz", "", None)
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    // Opened before the flood: the host holds its descriptor already.
+    let mut probe = tokio::net::TcpStream::connect(http).await.unwrap();
+
+    // More connections to both ports than the host has descriptors (it
+    // uses about 30 of its 128 itself); the kernel completes those it
+    // cannot accept into the listen backlogs (128 deep, so not many more).
+    let mut flood = Vec::new();
+    for addr in [http, grpc] {
+        for _ in 0..100 {
+            flood.push(std::net::TcpStream::connect(addr).unwrap());
+        }
+    }
+    fnhost_e2e::wait_until(
+        "the host to run out of descriptors",
+        Duration::from_secs(10),
+        || async { open_fds(pid) >= FD_LIMIT - 1 },
+    )
+    .await;
+    // Accept now fails with EMFILE on every try; a loop that retried at
+    // once would use a whole core.
+    let before = cpu_time(pid);
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_time(pid) - before;
+    let share = used.as_secs_f64() / window.elapsed().as_secs_f64();
+    assert!(
+        share < 0.25,
+        "the host used {used:?} of CPU in {:?} with descriptors exhausted",
+        window.elapsed()
+    );
+    eprintln!(
+        "fds exhausted: host used {used:?} CPU over {:?} ({} fds open)",
+        window.elapsed(),
+        open_fds(pid)
+    );
+
+    // An open HTTP connection is served, and the invocation runs on the
+    // worker over its admitted stream.
+    probe
+        .write_all(b"GET /api/echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    probe.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Once descriptors free up, new connections are accepted again.
+    drop(flood);
+    fnhost_e2e::wait_until(
+        "a new connection to be served",
+        Duration::from_secs(10),
+        || async {
+            api.request("GET", "/healthz", "", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+    )
+    .await;
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }

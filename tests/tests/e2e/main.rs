@@ -7,6 +7,7 @@ mod cancel;
 mod faults;
 mod invoke;
 mod lifecycle;
+mod limits;
 mod node_sdk;
 mod published_python;
 mod python_sdk;
