@@ -11,6 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+mod keys;
+pub use keys::{keys, KeysCommand};
+
 /// File in the data directory where a running host records its address.
 pub const ENDPOINT_FILE: &str = "endpoint";
 
@@ -148,6 +151,20 @@ impl ApiClient {
         Ok((status, headers, body))
     }
 
+    /// A call whose success has no body (a 204): fails with the API's message.
+    async fn call_ok(&self, method: &str, path: &str) -> Result<()> {
+        let (status, _, body) = self.call(method, path, Bytes::new()).await?;
+        if status >= 400 {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let msg = v["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("{msg} (HTTP {status})");
+        }
+        Ok(())
+    }
+
     async fn json(&self, method: &str, path: &str, body: Bytes) -> Result<Value> {
         let (status, _, body) = self.call(method, path, body).await?;
         let v: Value = serde_json::from_slice(&body)
@@ -227,20 +244,23 @@ pub async fn invoke(t: Target, a: InvokeArgs) -> ExitCode {
     )
 }
 
+/// Percent-encodes everything but unreserved characters: safe as a query
+/// value and as a path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn query_string(pairs: &[(&str, String)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
     pairs
         .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .map(|(k, v)| format!("{k}={}", path_segment(v)))
         .collect::<Vec<_>>()
         .join("&")
 }

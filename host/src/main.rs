@@ -38,6 +38,13 @@ enum Command {
         #[command(flatten)]
         target: cli::Target,
     },
+    /// Manage function and host keys on a running host.
+    Keys {
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+        #[command(flatten)]
+        target: cli::Target,
+    },
     /// Run the function app in APP_DIR.
     Start {
         /// The function app: host.json, worker.config.json, <function>/function.json.
@@ -135,6 +142,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Invoke { args, target } => runtime.block_on(cli::invoke(target, args)),
         Command::Events { command, target } => runtime.block_on(cli::events(target, command)),
+        Command::Keys { command, target } => runtime.block_on(cli::keys(target, command)),
         Command::Start {
             app_dir,
             port,

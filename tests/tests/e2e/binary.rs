@@ -717,3 +717,70 @@ async fn with_file_descriptors_exhausted_the_host_backs_off_and_keeps_serving() 
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
+
+#[tokio::test]
+async fn the_cli_manages_function_and_host_keys() {
+    let app = TestApp::sample(json!({}));
+    // `request` keeps Azure's default level: function.
+    app.function(
+        "request",
+        &json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get"]},
+            {"type": "http", "direction": "out", "name": "$return"}
+        ]}),
+    );
+    let data = app.dir().join("data");
+    let data_arg = data.display().to_string();
+    let (mut child, addr, _) = start(&app, &["--data-dir", &data_arg]);
+    let api = Api::new(addr);
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = cli(&data, &["keys", "list", "--function", "request"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out).contains("default"), "{}", text(&out));
+    let out = cli(
+        &data,
+        &[
+            "keys",
+            "set",
+            "ci",
+            "--function",
+            "request",
+            "--value",
+            "cli-chosen-value-01",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let status = |key: String| {
+        let api = api.clone();
+        async move {
+            api.request("GET", "/api/request", "", Some(&key))
+                .await
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(status("cli-chosen-value-01".into()).await, 200);
+    let out = cli(&data, &["keys", "set", "deploy", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host_key = generated["value"].as_str().unwrap().to_string();
+    assert_eq!(status(host_key.clone()).await, 200);
+    let out = cli(&data, &["keys", "delete", "deploy"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(status(host_key).await, 401);
+    let out = cli(&data, &["keys", "delete", "deploy"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no key named"),
+        "{out:?}"
+    );
+    let out = cli(&data, &["keys", "set", "x", "--value", "short"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("16 characters"),
+        "{out:?}"
+    );
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
