@@ -8,7 +8,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so paused-time tests move restart windows and idle times.
+use tokio::time::Instant;
 
 use fnhost_proto::rpc::StreamingMessage;
 use futures_util::StreamExt;

@@ -287,6 +287,13 @@ impl Api {
         .await
     }
 
+    /// The status of `GET <path>` presenting `key` in `x-functions-key`.
+    pub async fn get_status(&self, path: &str, key: Option<&str>) -> u16 {
+        self.request("GET", path, Bytes::new(), key)
+            .await
+            .map_or(0, |r| r.status)
+    }
+
     /// `GET <path>` with the admin key.
     pub async fn admin_get(&self, path: &str) -> Result<HttpReply> {
         self.request("GET", path, Bytes::new(), Some(ADMIN_KEY))

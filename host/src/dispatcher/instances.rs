@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+// tokio's clock, so paused-time tests move restart windows and idle times.
+use tokio::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{FunctionsMetadataRequest, StreamingMessage, WorkerInitRequest};

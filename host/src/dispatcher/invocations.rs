@@ -1,6 +1,7 @@
 //! Invocation handling: admission, placement, cancellation, results.
 
-use std::time::Instant;
+// tokio's clock, so paused-time tests move restart windows and idle times.
+use tokio::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{

@@ -1,7 +1,9 @@
 //! Instance lifecycle: initializer and pre-stop hooks, retiring instances
 //! (scale-in, drain, shutdown), scaling out, liveness probes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so paused-time tests move restart windows and idle times.
+use tokio::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{

@@ -68,11 +68,16 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<StreamingMessage>) -> Vec<Content> {
 
 /// A dispatcher with one ready instance that handles cancels.
 fn ready(handles_cancel: bool) -> Fake {
+    ready_with(app(), handles_cancel)
+}
+
+/// A dispatcher for `app` (no processes) with one ready instance in slot 0.
+fn ready_with(app: AppConfig, handles_cancel: bool) -> Fake {
     let (events_tx, _events_rx) = mpsc::channel(16);
     let (results_tx, _) = broadcast::channel(16);
     let (ready_tx, _) = watch::channel(0);
     let mut d = Dispatcher::new(
-        Arc::new(app()),
+        Arc::new(app),
         "127.0.0.1:1".parse().unwrap(),
         events_tx,
         results_tx,
@@ -81,8 +86,26 @@ fn ready(handles_cancel: bool) -> Fake {
     d.launch_processes = false;
     d.launch(0);
     let worker = d.slots[0].current.clone().unwrap();
+    let (urgent, normal) = attach_loaded(&mut d, &worker, handles_cancel);
+    assert_eq!(d.instances[&worker].state, InstanceState::Ready);
+    Fake {
+        d,
+        worker,
+        urgent,
+        normal,
+    }
+}
+
+type Receivers = (
+    mpsc::UnboundedReceiver<StreamingMessage>,
+    mpsc::UnboundedReceiver<StreamingMessage>,
+);
+
+/// Attaches a fake stream to the launched `worker`, answers its handshake
+/// and loads every function.
+fn attach_loaded(d: &mut Dispatcher, worker: &str, handles_cancel: bool) -> Receivers {
     let (outbound, urgent, mut normal) = outbound_channel();
-    d.handle_attach(&worker, outbound).unwrap();
+    d.handle_attach(worker, outbound).unwrap();
     let mut caps = std::collections::HashMap::new();
     if handles_cancel {
         caps.insert(
@@ -96,7 +119,7 @@ fn ready(handles_cancel: bool) -> Fake {
         ..WorkerInitResponse::default()
     };
     d.handle_worker_message(
-        &worker,
+        worker,
         StreamingMessage::from_content(Content::WorkerInitResponse(init)),
     );
     for c in drain(&mut normal) {
@@ -107,18 +130,12 @@ fn ready(handles_cancel: bool) -> Fake {
                 is_dependency_downloaded: false,
             };
             d.handle_worker_message(
-                &worker,
+                worker,
                 StreamingMessage::from_content(Content::FunctionLoadResponse(resp)),
             );
         }
     }
-    assert_eq!(d.instances[&worker].state, InstanceState::Ready);
-    Fake {
-        d,
-        worker,
-        urgent,
-        normal,
-    }
+    (urgent, normal)
 }
 
 type Reply = oneshot::Receiver<Result<InvocationResult, InvokeError>>;
@@ -376,4 +393,128 @@ async fn an_abandoned_invocation_is_still_ended_by_its_timeout() {
         neighbour.try_recv().unwrap().unwrap().outcome,
         Outcome::Killed
     );
+}
+
+/// Crashes the slot's current instance and runs the restart timer.
+fn crash_and_restart(f: &mut Fake) -> String {
+    let w = f.d.slots[0].current.clone().unwrap();
+    f.d.handle_worker_exited(&w, "exit code 1");
+    f.d.handle_timer(Timer::Restart(0));
+    f.d.slots[0].current.clone().unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_restart_budget_window_moves_with_the_clock() {
+    let mut cfg = app();
+    cfg.host.max_restarts = 2;
+    cfg.host.restart_window = Duration::from_secs(10);
+    let mut f = ready_with(cfg, true);
+    crash_and_restart(&mut f);
+    crash_and_restart(&mut f);
+    // The third crash in the window exhausts the budget: the slot stays
+    // down until its restart timer (due when the window has passed) fires.
+    let w = f.d.slots[0].current.clone().unwrap();
+    f.d.handle_worker_exited(&w, "exit code 1");
+    assert!(f.d.slots[0].current.is_none());
+    assert!(f.d.status().slots[0].budget_exhausted);
+    // Once the window has passed, the slot comes back and the old restarts
+    // no longer count.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    f.d.handle_timer(Timer::Restart(0));
+    let w = f.d.slots[0]
+        .current
+        .clone()
+        .expect("relaunched after the window");
+    let _streams = attach_loaded(&mut f.d, &w, true);
+    assert!(!f.d.status().slots[0].budget_exhausted);
+    crash_and_restart(&mut f);
+    let slot = &f.d.status().slots[0];
+    assert_eq!(slot.recent_restarts, 1, "{slot:?}");
+    assert!(!slot.budget_exhausted);
+}
+
+/// Fails the hook invocation the worker was sent last.
+fn fail_hook(
+    d: &mut Dispatcher,
+    worker: &str,
+    normal: &mut mpsc::UnboundedReceiver<StreamingMessage>,
+) {
+    let id = drain(normal)
+        .into_iter()
+        .find_map(|c| match c {
+            Content::InvocationRequest(r) => Some(r.invocation_id),
+            _ => None,
+        })
+        .expect("the initializer was sent");
+    let resp = InvocationResponse {
+        invocation_id: id,
+        result: Some(StatusResult::failure("not yet")),
+        ..InvocationResponse::default()
+    };
+    d.handle_worker_message(
+        worker,
+        StreamingMessage::from_content(Content::InvocationResponse(resp)),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn initializer_retries_back_off_doubling_from_the_configured_wait() {
+    let mut cfg = app();
+    cfg.host.lifecycle.initializer = Some(crate::config::HookConfig {
+        function: "work".into(),
+        timeout: Duration::from_secs(60),
+        max_attempts: 4,
+        retry_backoff: Duration::from_millis(200),
+    });
+    let (events_tx, _events_rx) = mpsc::channel(16);
+    let (results_tx, _) = broadcast::channel(16);
+    let (ready_tx, _) = watch::channel(0);
+    let mut d = Dispatcher::new(
+        Arc::new(cfg),
+        "127.0.0.1:1".parse().unwrap(),
+        events_tx,
+        results_tx,
+        ready_tx,
+    );
+    d.launch_processes = false;
+    d.launch(0);
+    let w = d.slots[0].current.clone().unwrap();
+    let (_urgent, mut normal) = attach_loaded(&mut d, &w, true);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        fail_hook(&mut d, &w, &mut normal);
+        let failed_at = tokio::time::Instant::now();
+        // The next timer to fire is the retry (start-up and hook timeouts
+        // are far later); paused time jumps straight to it.
+        let fired = d.timers.next().await.expect("a timer").into_inner();
+        assert_eq!(fired, Timer::HookRetry(w.clone()));
+        waits.push(failed_at.elapsed().as_millis());
+        d.handle_timer(fired);
+    }
+    assert_eq!(waits, [200, 400, 800]);
+    assert_eq!(d.lifecycle.initializer_failures, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_instances_above_the_process_count_are_retired_after_the_idle_timeout() {
+    let mut cfg = app();
+    cfg.host.process_count = 1;
+    cfg.host.max_instances = 2;
+    cfg.host.idle_timeout = Duration::from_secs(30);
+    let mut f = ready_with(cfg, true);
+    f.d.launch(1);
+    let second = f.d.slots[1].current.clone().unwrap();
+    let _streams = attach_loaded(&mut f.d, &second, true);
+    tokio::time::advance(Duration::from_secs(29)).await;
+    f.d.handle_timer(Timer::IdleCheck);
+    assert_eq!(f.d.lifecycle.scale_ins, 0, "not idle long enough yet");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    f.d.handle_timer(Timer::IdleCheck);
+    assert_eq!(f.d.lifecycle.scale_ins, 1);
+    let active =
+        f.d.instances
+            .values()
+            .filter(|i| i.state == InstanceState::Ready)
+            .count();
+    assert_eq!(active, 1, "down to processCount");
 }

@@ -753,12 +753,7 @@ async fn the_cli_manages_function_and_host_keys() {
     assert!(out.status.success(), "{out:?}");
     let status = |key: String| {
         let api = api.clone();
-        async move {
-            api.request("GET", "/api/request", "", Some(&key))
-                .await
-                .unwrap()
-                .status
-        }
+        async move { api.get_status("/api/request", Some(&key)).await }
     };
     assert_eq!(status("cli-chosen-value-01".into()).await, 200);
     let out = cli(&data, &["keys", "set", "deploy", "--json"]);

@@ -424,12 +424,7 @@ async fn function_and_host_keys_are_managed_through_the_admin_api() {
     assert_eq!(names, ["ci", "default"], "{listed}");
     let call = |key: String| {
         let api = api.clone();
-        async move {
-            api.request("GET", "/api/request", "", Some(&key))
-                .await
-                .unwrap()
-                .status
-        }
+        async move { api.get_status("/api/request", Some(&key)).await }
     };
     assert_eq!(call("chosen-key-value-0001".into()).await, 200);
     assert_eq!(call(host_key.clone()).await, 200);
