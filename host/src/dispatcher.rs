@@ -1,7 +1,7 @@
 //! The dispatcher: the one owner of invocation and worker-instance state.
 //!
 //! Every gRPC stream task, process watcher, HTTP handler and library call
-//! talks to it through [`Event`]s on one channel; it answers queries over
+//! talks to it through [`Command`]s on one channel; it answers queries over
 //! `oneshot` channels. Timers (function timeouts, cancel grace periods,
 //! start-up deadlines, restart backoff) live in one `DelayQueue` it polls in
 //! the same `select!` loop, so no state is shared behind locks.
@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::config::AppConfig;
+use crate::grpc::Outbound;
 use crate::invocation::{
     CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
     LogLine, Outcome,
@@ -31,10 +32,7 @@ mod lifecycle;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use instances::{
-    attach_request, claim_request, outbound_channel, Instance, InstanceState, LaunchIdentity,
-    Outbound,
-};
+pub(crate) use instances::{Instance, InstanceState, LaunchIdentity};
 pub(crate) use lifecycle::HookKind;
 pub use lifecycle::LifecycleStats;
 
@@ -43,7 +41,7 @@ pub use lifecycle::LifecycleStats;
 // boxing them would add an allocation per message to save channel slots.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub(crate) enum Event {
+pub(crate) enum Command {
     /// A caller submits an invocation.
     Invoke {
         function: String,
@@ -149,7 +147,6 @@ pub(crate) struct Invocation {
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
     pub submitted: Instant,
-    pub attempt: u32,
     /// Its client went away and its worker could not be signalled: it runs
     /// on, and its result goes to no one.
     pub abandoned: bool,
@@ -179,7 +176,7 @@ pub(crate) struct Dispatcher {
     pub app: Arc<AppConfig>,
     pub registry: Registry,
     pub grpc_addr: std::net::SocketAddr,
-    pub events_tx: mpsc::Sender<Event>,
+    pub commands_tx: mpsc::Sender<Command>,
     pub invocations: HashMap<InvocationId, Invocation>,
     pub queue: VecDeque<InvocationId>,
     pub slots: Vec<Slot>,
@@ -205,7 +202,7 @@ impl Dispatcher {
     pub(crate) fn new(
         app: Arc<AppConfig>,
         grpc_addr: std::net::SocketAddr,
-        events_tx: mpsc::Sender<Event>,
+        commands_tx: mpsc::Sender<Command>,
         results_tx: broadcast::Sender<InvocationResult>,
         ready_tx: watch::Sender<usize>,
     ) -> Self {
@@ -216,7 +213,7 @@ impl Dispatcher {
             registry: Registry::from_config(&app),
             app,
             grpc_addr,
-            events_tx,
+            commands_tx,
             invocations: HashMap::new(),
             queue: VecDeque::new(),
             slots,
@@ -238,7 +235,7 @@ impl Dispatcher {
     }
 
     /// Runs until shutdown completes.
-    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         for slot in 0..self.app.host.process_count {
             self.launch(slot);
         }
@@ -248,8 +245,8 @@ impl Dispatcher {
         }
         loop {
             tokio::select! {
-                event = events.recv() => match event {
-                    Some(event) => self.handle_event(event),
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
                     None => break,
                 },
                 Some(expired) = self.timers.next() => self.handle_timer(expired.into_inner()),
@@ -266,44 +263,44 @@ impl Dispatcher {
         tracing::info!("dispatcher stopped");
     }
 
-    pub(crate) fn handle_event(&mut self, event: Event) {
-        match event {
-            Event::Invoke {
+    pub(crate) fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Invoke {
                 function,
                 id,
                 input,
                 reply,
             } => self.handle_invoke(function, id, input, reply),
-            Event::Cancel { id, reason, reply } => {
+            Command::Cancel { id, reason, reply } => {
                 let r = self.handle_cancel(&id, reason);
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
             }
-            Event::Kill { id, reply } => {
+            Command::Kill { id, reply } => {
                 let _ = reply.send(self.handle_kill(&id));
             }
-            Event::Status { reply } => {
+            Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            Event::Shutdown { reply } => self.handle_shutdown(reply),
-            Event::Drain => self.handle_drain(),
-            Event::Claim { worker_id, reply } => {
+            Command::Shutdown { reply } => self.handle_shutdown(reply),
+            Command::Drain => self.handle_drain(),
+            Command::Claim { worker_id, reply } => {
                 let _ = reply.send(self.handle_claim(&worker_id));
             }
-            Event::Refused => self.refused_streams += 1,
-            Event::Attach {
+            Command::Refused => self.refused_streams += 1,
+            Command::Attach {
                 worker_id,
                 outbound,
                 reply,
             } => {
                 let _ = reply.send(self.handle_attach(&worker_id, outbound));
             }
-            Event::FromWorker { worker_id, msg } => self.handle_worker_message(&worker_id, msg),
-            Event::StreamClosed { worker_id, error } => {
+            Command::FromWorker { worker_id, msg } => self.handle_worker_message(&worker_id, msg),
+            Command::StreamClosed { worker_id, error } => {
                 self.handle_stream_closed(&worker_id, error)
             }
-            Event::WorkerExited { worker_id, status } => {
+            Command::WorkerExited { worker_id, status } => {
                 self.handle_worker_exited(&worker_id, &status)
             }
         }

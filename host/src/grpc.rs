@@ -9,11 +9,10 @@ use fnhost_proto::rpc::function_rpc_server::FunctionRpc;
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::StreamingMessage;
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::dispatcher::{attach_request, claim_request, LaunchIdentity};
-use crate::dispatcher::{outbound_channel, Event};
+use crate::dispatcher::{Command, LaunchIdentity};
 use crate::listen::WorkerConnInfo;
 use crate::peer::{self, PeerCheck};
 
@@ -25,7 +24,7 @@ const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LAUNCH_SECRET_METADATA: &str = "x-fnhost-worker-secret";
 
 pub(crate) struct RpcService {
-    pub events: mpsc::Sender<Event>,
+    pub commands: mpsc::Sender<Command>,
     /// The address workers dial (the far end of their sockets).
     pub server_addr: SocketAddr,
 }
@@ -55,7 +54,7 @@ impl FunctionRpc for RpcService {
             Err(why) => return Err(self.refuse(peer, &why).await),
         };
         let (claim, identity) = claim_request(worker_id.clone());
-        self.events
+        self.commands
             .send(claim)
             .await
             .map_err(|_| Status::unavailable("the host is shutting down"))?;
@@ -72,7 +71,7 @@ impl FunctionRpc for RpcService {
         }
         let (outbound, urgent_rx, normal_rx) = outbound_channel();
         let (event, reply) = attach_request(worker_id.clone(), outbound);
-        self.events
+        self.commands
             .send(event)
             .await
             .map_err(|_| Status::unavailable("the host is shutting down"))?;
@@ -87,8 +86,8 @@ impl FunctionRpc for RpcService {
             Ok(Err(why)) => return Err(reject(peer, why.as_str())),
             Err(_) => return Err(Status::unavailable("the host is shutting down")),
         }
-        let events = self.events.clone();
-        tokio::spawn(read_worker(worker_id, inbound, events));
+        let commands = self.commands.clone();
+        tokio::spawn(read_worker(worker_id, inbound, commands));
         Ok(Response::new(Box::pin(outbound_stream(
             urgent_rx, normal_rx,
         ))))
@@ -157,7 +156,7 @@ impl RpcService {
     /// Refuses a stream that has not proven who it is, counted apart from
     /// protocol violations.
     async fn refuse(&self, peer: Option<SocketAddr>, why: &str) -> Status {
-        let _ = self.events.send(Event::Refused).await;
+        let _ = self.commands.send(Command::Refused).await;
         reject(peer, why)
     }
 }
@@ -191,16 +190,16 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn read_worker(
     worker_id: String,
     mut inbound: Streaming<StreamingMessage>,
-    events: mpsc::Sender<Event>,
+    commands: mpsc::Sender<Command>,
 ) {
     let error = loop {
         match inbound.message().await {
             Ok(Some(msg)) => {
-                let ev = Event::FromWorker {
+                let ev = Command::FromWorker {
                     worker_id: worker_id.clone(),
                     msg,
                 };
-                if events.send(ev).await.is_err() {
+                if commands.send(ev).await.is_err() {
                     return;
                 }
             }
@@ -208,7 +207,9 @@ async fn read_worker(
             Err(status) => break Some(status.message().to_string()),
         }
     };
-    let _ = events.send(Event::StreamClosed { worker_id, error }).await;
+    let _ = commands
+        .send(Command::StreamClosed { worker_id, error })
+        .await;
 }
 
 /// Merges the two outbound queues, cancels first.
@@ -225,6 +226,52 @@ fn outbound_stream(
         };
         Some((Ok(msg), (urgent, normal)))
     })
+}
+
+/// The host's sending half of a worker stream. Cancels travel on `urgent`,
+/// which the stream writer drains first, so they overtake queued work.
+/// Unbounded on purpose: the dispatcher must never block on a worker, and
+/// what it queues is bounded by the per-instance concurrency limit (one
+/// request and at most one cancel per invocation).
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    pub urgent: mpsc::UnboundedSender<StreamingMessage>,
+    pub normal: mpsc::UnboundedSender<StreamingMessage>,
+}
+
+/// A fresh outbound pair and the receivers the stream writer drains.
+pub(crate) fn outbound_channel() -> (
+    Outbound,
+    mpsc::UnboundedReceiver<StreamingMessage>,
+    mpsc::UnboundedReceiver<StreamingMessage>,
+) {
+    let (urgent, urgent_rx) = mpsc::unbounded_channel();
+    let (normal, normal_rx) = mpsc::unbounded_channel();
+    (Outbound { urgent, normal }, urgent_rx, normal_rx)
+}
+
+/// Used by the gRPC layer to learn what a stream claiming `worker_id` must prove.
+pub(crate) fn claim_request(
+    worker_id: String,
+) -> (Command, oneshot::Receiver<Result<LaunchIdentity, String>>) {
+    let (reply, rx) = oneshot::channel();
+    (Command::Claim { worker_id, reply }, rx)
+}
+
+/// Used by the gRPC layer to ask the dispatcher to accept a stream.
+pub(crate) fn attach_request(
+    worker_id: String,
+    outbound: Outbound,
+) -> (Command, oneshot::Receiver<Result<(), String>>) {
+    let (reply, rx) = oneshot::channel();
+    (
+        Command::Attach {
+            worker_id,
+            outbound,
+            reply,
+        },
+        rx,
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
-use crate::dispatcher::{Dispatcher, Event};
+use crate::dispatcher::{Command, Dispatcher};
 use crate::events::{AsyncEvents, EventLog, SqliteStore};
 use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
@@ -103,7 +103,7 @@ pub enum StartError {
 /// A cheap, cloneable handle to a running host.
 #[derive(Clone)]
 pub struct HostHandle {
-    events: mpsc::Sender<Event>,
+    commands: mpsc::Sender<Command>,
     results: broadcast::Sender<InvocationResult>,
     ready: watch::Receiver<usize>,
 }
@@ -134,13 +134,13 @@ impl HostHandle {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let (reply, rx) = oneshot::channel();
-        let ev = Event::Invoke {
+        let ev = Command::Invoke {
             function: function.to_string(),
             id: id.clone(),
             input,
             reply,
         };
-        self.events
+        self.commands
             .send(ev)
             .await
             .map_err(|_| InvokeError::ShuttingDown)?;
@@ -159,12 +159,12 @@ impl HostHandle {
     /// Cancels an invocation: graceful first, forced after the grace.
     pub async fn cancel(&self, id: &str, reason: CancelReason) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
-        let ev = Event::Cancel {
+        let ev = Command::Cancel {
             id: id.to_string(),
             reason,
             reply: Some(reply),
         };
-        if self.events.send(ev).await.is_err() {
+        if self.commands.send(ev).await.is_err() {
             return CancelResponse::NotFound;
         }
         rx.await.unwrap_or(CancelResponse::NotFound)
@@ -174,11 +174,11 @@ impl HostHandle {
     /// (a replacement starts; other invocations on it end `killed`).
     pub async fn kill(&self, id: &str) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
-        let ev = Event::Kill {
+        let ev = Command::Kill {
             id: id.to_string(),
             reply,
         };
-        if self.events.send(ev).await.is_err() {
+        if self.commands.send(ev).await.is_err() {
             return CancelResponse::NotFound;
         }
         rx.await.unwrap_or(CancelResponse::NotFound)
@@ -187,21 +187,21 @@ impl HostHandle {
     /// Stops taking invocations; in-flight ones finish, then every instance
     /// runs pre-stop and stops. Status reports `draining`, then `drained`.
     pub async fn drain(&self) {
-        let _ = self.events.send(Event::Drain).await;
+        let _ = self.commands.send(Command::Drain).await;
     }
 
     /// Cancels without waiting for the answer (usable from `Drop`).
     pub fn cancel_detached(&self, id: InvocationId, reason: CancelReason) {
-        let ev = Event::Cancel {
+        let ev = Command::Cancel {
             id,
             reason,
             reply: None,
         };
-        if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
-            let events = self.events.clone();
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.commands.try_send(ev) {
+            let commands = self.commands.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
-                    let _ = events.send(ev).await;
+                    let _ = commands.send(ev).await;
                 });
             }
         }
@@ -210,7 +210,7 @@ impl HostHandle {
     /// A status snapshot.
     pub async fn status(&self) -> Option<HostStatus> {
         let (reply, rx) = oneshot::channel();
-        self.events.send(Event::Status { reply }).await.ok()?;
+        self.commands.send(Command::Status { reply }).await.ok()?;
         rx.await.ok()
     }
 
@@ -294,11 +294,11 @@ impl Host {
                 source,
             })?;
 
-        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (commands_tx, commands_rx) = mpsc::channel(4096);
         let (results_tx, _) = broadcast::channel(1024);
         let (ready_tx, ready_rx) = watch::channel(0);
         let handle = HostHandle {
-            events: events_tx.clone(),
+            commands: commands_tx.clone(),
             results: results_tx.clone(),
             ready: ready_rx,
         };
@@ -312,7 +312,7 @@ impl Host {
             );
         }
         let service = FunctionRpcServer::new(RpcService {
-            events: events_tx.clone(),
+            commands: commands_tx.clone(),
             server_addr: grpc_addr,
         })
         .max_decoding_message_size(max)
@@ -347,8 +347,8 @@ impl Host {
             .map_or(Duration::ZERO, |h| h.timeout);
         let shutdown_bound =
             app.host.cancel_grace + pre_stop + app.host.terminate_grace + Duration::from_secs(1);
-        let dispatcher = Dispatcher::new(app.clone(), grpc_addr, events_tx, results_tx, ready_tx);
-        let dispatcher_task = tokio::spawn(dispatcher.run(events_rx));
+        let dispatcher = Dispatcher::new(app.clone(), grpc_addr, commands_tx, results_tx, ready_tx);
+        let dispatcher_task = tokio::spawn(dispatcher.run(commands_rx));
 
         let log = EventLog::start(Arc::new(store));
         let functions = app.functions.iter().map(|f| f.name.clone()).collect();
@@ -423,8 +423,8 @@ impl Host {
         let (reply, rx) = oneshot::channel();
         if self
             .handle
-            .events
-            .send(Event::Shutdown { reply })
+            .commands
+            .send(Command::Shutdown { reply })
             .await
             .is_ok()
             && tokio::time::timeout_at(deadline, rx).await.is_err()

@@ -8,10 +8,9 @@ use std::process::{ExitStatus, Stdio};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::{ArgumentStyle, WorkerLaunchConfig};
-use crate::dispatcher::Event;
 
 /// Variables that switch published workers into cloud-platform code paths;
 /// a local host must not pass them on.
@@ -29,6 +28,15 @@ const HOST_SECRETS_ENV: &[&str] = &[
     "FNHOST_SCF_SECRET_KEY",
     LAUNCH_SECRET_ENV,
 ];
+
+/// A launched worker process ended (or was killed).
+#[derive(Debug)]
+pub(crate) struct WorkerExit {
+    /// The worker id it was launched with.
+    pub worker_id: String,
+    /// "exit code 3" or "killed by signal 9".
+    pub status: String,
+}
 
 /// What the dispatcher keeps of a launched process.
 #[derive(Debug)]
@@ -96,11 +104,15 @@ pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
 }
 
 /// Starts the worker; its exit (or the kill) is reported as
-/// [`Event::WorkerExited`].
-pub(crate) fn spawn_worker(
+/// a [`WorkerExit`] handed to `on_exit`.
+pub(crate) fn spawn_worker<F, Fut>(
     spec: &LaunchSpec<'_>,
-    events: mpsc::Sender<Event>,
-) -> std::io::Result<WorkerProcess> {
+    on_exit: F,
+) -> std::io::Result<WorkerProcess>
+where
+    F: FnOnce(WorkerExit) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let mut cmd = Command::new(&spec.config.executable);
     cmd.args(command_line(spec))
         .current_dir(spec.app_dir)
@@ -153,7 +165,7 @@ pub(crate) fn spawn_worker(
             Ok(s) => describe_exit(s),
             Err(e) => format!("exit status unknown ({e})"),
         };
-        let _ = events.send(Event::WorkerExited { worker_id, status }).await;
+        on_exit(WorkerExit { worker_id, status }).await;
     });
     Ok(WorkerProcess { pid, kill })
 }

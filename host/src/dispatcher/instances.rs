@@ -9,23 +9,12 @@ use tokio::time::Instant;
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{FunctionsMetadataRequest, StreamingMessage, WorkerInitRequest};
 use fnhost_proto::{has_capability, CAP_HANDLES_INVOCATION_CANCEL, CAP_WORKER_INDEXING};
-use tokio::sync::{mpsc, oneshot};
 
 use super::invocations::Ending;
 use super::{restart_backoff, Dispatcher, InvState, Timer};
+use crate::grpc::Outbound;
 use crate::invocation::Outcome;
-use crate::process::{short_id, spawn_worker, LaunchSpec, WorkerProcess};
-
-/// The host's sending half of a worker stream. Cancels travel on `urgent`,
-/// which the stream writer drains first, so they overtake queued work.
-/// Unbounded on purpose: the dispatcher must never block on a worker, and
-/// what it queues is bounded by the per-instance concurrency limit (one
-/// request and at most one cancel per invocation).
-#[derive(Debug, Clone)]
-pub(crate) struct Outbound {
-    pub urgent: mpsc::UnboundedSender<StreamingMessage>,
-    pub normal: mpsc::UnboundedSender<StreamingMessage>,
-}
+use crate::process::{short_id, spawn_worker, LaunchSpec, WorkerExit, WorkerProcess};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InstanceState {
@@ -186,7 +175,16 @@ impl Dispatcher {
                 launch_secret: &inst.launch_secret,
                 max_message_bytes: self.app.host.max_message_bytes,
             };
-            match spawn_worker(&spec, self.events_tx.clone()) {
+            let commands = self.commands_tx.clone();
+            let on_exit = move |exit: WorkerExit| async move {
+                let _ = commands
+                    .send(super::Command::WorkerExited {
+                        worker_id: exit.worker_id,
+                        status: exit.status,
+                    })
+                    .await;
+            };
+            match spawn_worker(&spec, on_exit) {
                 Ok(p) => {
                     tracing::info!(worker = %worker_id, slot, pid = ?p.pid, executable = %self.app.worker.executable.display(), "worker launched");
                     inst.process = Some(p);
@@ -615,17 +613,6 @@ impl Dispatcher {
     }
 }
 
-/// A fresh outbound pair and the receivers the stream writer drains.
-pub(crate) fn outbound_channel() -> (
-    Outbound,
-    mpsc::UnboundedReceiver<StreamingMessage>,
-    mpsc::UnboundedReceiver<StreamingMessage>,
-) {
-    let (urgent, urgent_rx) = mpsc::unbounded_channel();
-    let (normal, normal_rx) = mpsc::unbounded_channel();
-    (Outbound { urgent, normal }, urgent_rx, normal_rx)
-}
-
 /// What the launched process of a worker id is known by.
 #[derive(Debug, Clone)]
 pub(crate) struct LaunchIdentity {
@@ -633,31 +620,4 @@ pub(crate) struct LaunchIdentity {
     pub pid: Option<u32>,
     /// The secret in its `FNHOST_WORKER_SECRET`.
     pub secret: Arc<str>,
-}
-
-/// Used by the gRPC layer to learn what a stream claiming `worker_id` must prove.
-pub(crate) fn claim_request(
-    worker_id: String,
-) -> (
-    super::Event,
-    oneshot::Receiver<Result<LaunchIdentity, String>>,
-) {
-    let (reply, rx) = oneshot::channel();
-    (super::Event::Claim { worker_id, reply }, rx)
-}
-
-/// Used by the gRPC layer to ask the dispatcher to accept a stream.
-pub(crate) fn attach_request(
-    worker_id: String,
-    outbound: Outbound,
-) -> (super::Event, oneshot::Receiver<Result<(), String>>) {
-    let (reply, rx) = oneshot::channel();
-    (
-        super::Event::Attach {
-            worker_id,
-            outbound,
-            reply,
-        },
-        rx,
-    )
 }

@@ -151,7 +151,6 @@ impl Dispatcher {
             logs: Vec::new(),
             logs_dropped: 0,
             submitted: Instant::now(),
-            attempt: 0,
             abandoned: false,
             hook: None,
         };
@@ -253,7 +252,6 @@ impl Dispatcher {
             }
             return;
         }
-        inv.attempt += 1;
         inv.timeout_key = Some(
             self.timers
                 .insert(Timer::Timeout(id.to_string()), entry.timeout),

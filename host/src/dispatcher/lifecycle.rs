@@ -153,7 +153,6 @@ impl Dispatcher {
                 logs: Vec::new(),
                 logs_dropped: 0,
                 submitted: Instant::now(),
-                attempt: 1,
                 abandoned: false,
                 hook: Some(kind),
             },

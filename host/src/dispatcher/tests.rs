@@ -16,6 +16,7 @@ use super::*;
 use crate::config::{
     ArgumentStyle, Binding, Direction, FunctionConfig, HostConfig, WorkerLaunchConfig,
 };
+use crate::grpc::outbound_channel;
 
 struct Fake {
     d: Dispatcher,
@@ -73,13 +74,13 @@ fn ready(handles_cancel: bool) -> Fake {
 
 /// A dispatcher for `app` (no processes) with one ready instance in slot 0.
 fn ready_with(app: AppConfig, handles_cancel: bool) -> Fake {
-    let (events_tx, _events_rx) = mpsc::channel(16);
+    let (commands_tx, _events_rx) = mpsc::channel(16);
     let (results_tx, _) = broadcast::channel(16);
     let (ready_tx, _) = watch::channel(0);
     let mut d = Dispatcher::new(
         Arc::new(app),
         "127.0.0.1:1".parse().unwrap(),
-        events_tx,
+        commands_tx,
         results_tx,
         ready_tx,
     );
@@ -142,7 +143,7 @@ type Reply = oneshot::Receiver<Result<InvocationResult, InvokeError>>;
 
 fn invoke(f: &mut Fake, id: &str) -> Reply {
     let (reply, rx) = oneshot::channel();
-    f.d.handle_event(Event::Invoke {
+    f.d.handle_command(Command::Invoke {
         function: "work".into(),
         id: id.into(),
         input: InvocationInput::new(TypedData::string("x")),
@@ -241,7 +242,7 @@ async fn cancel_during_shutdown_is_answered_and_workers_are_terminated_after() {
     let mut rx = invoke(&mut f, "a");
     drain(&mut f.normal);
     let (done, _done_rx) = oneshot::channel();
-    f.d.handle_event(Event::Shutdown { reply: done });
+    f.d.handle_command(Command::Shutdown { reply: done });
     assert_eq!(cancels(&mut f), 1);
     assert_eq!(
         f.d.handle_cancel("a", CancelReason::Requested),
@@ -343,7 +344,7 @@ async fn claims_by_strangers_count_as_refused_not_as_violations() {
     assert!(f.d.handle_claim("not-launched").is_err());
     // The live instance already has its stream.
     assert!(f.d.handle_claim(&w).is_err());
-    f.d.handle_event(Event::Refused);
+    f.d.handle_command(Command::Refused);
     assert_eq!(f.d.refused_streams, 3);
     assert_eq!(f.d.protocol_violations, 0);
 }
@@ -466,13 +467,13 @@ async fn initializer_retries_back_off_doubling_from_the_configured_wait() {
         max_attempts: 4,
         retry_backoff: Duration::from_millis(200),
     });
-    let (events_tx, _events_rx) = mpsc::channel(16);
+    let (commands_tx, _events_rx) = mpsc::channel(16);
     let (results_tx, _) = broadcast::channel(16);
     let (ready_tx, _) = watch::channel(0);
     let mut d = Dispatcher::new(
         Arc::new(cfg),
         "127.0.0.1:1".parse().unwrap(),
-        events_tx,
+        commands_tx,
         results_tx,
         ready_tx,
     );
