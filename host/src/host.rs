@@ -165,9 +165,9 @@ impl HostHandle {
             reply: Some(reply),
         };
         if self.commands.send(ev).await.is_err() {
-            return CancelResponse::NotFound;
+            return CancelResponse::HostStopped;
         }
-        rx.await.unwrap_or(CancelResponse::NotFound)
+        rx.await.unwrap_or(CancelResponse::HostStopped)
     }
 
     /// Forced termination: kills the invocation's worker instance at once
@@ -179,9 +179,9 @@ impl HostHandle {
             reply,
         };
         if self.commands.send(ev).await.is_err() {
-            return CancelResponse::NotFound;
+            return CancelResponse::HostStopped;
         }
-        rx.await.unwrap_or(CancelResponse::NotFound)
+        rx.await.unwrap_or(CancelResponse::HostStopped)
     }
 
     /// Stops taking invocations; in-flight ones finish, then every instance

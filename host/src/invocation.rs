@@ -200,6 +200,9 @@ pub enum CancelResponse {
     AlreadyCompleted,
     /// No such invocation.
     NotFound,
+    /// The host is not running (stopped, or its dispatcher has ended):
+    /// nothing could be looked up or cancelled.
+    HostStopped,
 }
 
 /// Why the host would not take an invocation.

@@ -6,13 +6,32 @@ use serde::Serialize;
 
 use crate::dispatcher::{Dispatcher, InstanceState};
 
+/// Where the host as a whole stands (serialised in lower case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// No instance is ready yet.
+    Starting,
+    /// Serving.
+    Running,
+    /// Serving, with a slot down past its restart budget.
+    Degraded,
+    /// Every slot in use is down past its restart budget.
+    Unhealthy,
+    /// An operator asked it to stop taking work; in-flight work finishes.
+    Draining,
+    /// Draining finished: no instance is left.
+    Drained,
+    /// Shutting down.
+    Stopping,
+}
+
 /// The whole host.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostStatus {
-    /// `starting`, `running`, `degraded` (a slot is down past its restart
-    /// budget) or `stopping`.
-    pub state: String,
+    /// See [`HostState`].
+    pub state: HostState,
     /// Seconds since the host started.
     pub uptime_seconds: u64,
     /// The app's worker language.
@@ -42,7 +61,7 @@ pub struct HostStatus {
 impl HostStatus {
     /// True when the host can take and run an invocation now.
     pub fn can_serve(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "degraded")
+        matches!(self.state, HostState::Running | HostState::Degraded)
             && self.workers.iter().any(|w| w.state == "ready")
     }
 }
@@ -57,7 +76,8 @@ pub struct WorkerStatus {
     pub slot: usize,
     /// OS process id, while the process runs.
     pub pid: Option<u32>,
-    /// `starting`, `initializing`, `loading`, `ready`, `stopping`.
+    /// `starting` (launched, handshake or loading), `initializing`,
+    /// `ready`, `draining` (retiring or in pre-stop) or `stopping`.
     pub state: String,
     /// Capabilities from `WorkerInitResponse`.
     pub capabilities: BTreeMap<String, String>,
@@ -139,24 +159,24 @@ impl Dispatcher {
             .filter(|s| s.worker_id.is_some() || s.budget_exhausted)
             .collect();
         let state = if self.shutdown.is_some() {
-            "stopping"
+            HostState::Stopping
         } else if self.draining && self.instances.is_empty() {
-            "drained"
+            HostState::Drained
         } else if self.draining {
-            "draining"
+            HostState::Draining
         } else if !in_use.is_empty() && in_use.iter().all(|s| s.budget_exhausted) {
-            "unhealthy"
+            HostState::Unhealthy
         } else if in_use.iter().any(|s| s.budget_exhausted) {
-            "degraded"
+            HostState::Degraded
         } else if ready {
-            "running"
+            HostState::Running
         } else {
-            "starting"
+            HostState::Starting
         };
         let mut functions: Vec<String> = self.registry.names().map(|n| n.to_string()).collect();
         functions.sort();
         HostStatus {
-            state: state.to_string(),
+            state,
             uptime_seconds: self.started.elapsed().as_secs(),
             language: self.app.worker.language.clone(),
             functions,

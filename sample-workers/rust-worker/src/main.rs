@@ -138,8 +138,6 @@ async fn log(ctx: Context, _input: Input) -> Result<&'static str, HandlerError> 
     Ok("logged")
 }
 
-/// Exit codes: 0 after an orderly stop, 2 for bad launch arguments, 1 for
-/// other failures (e.g. the host is unreachable).
 /// Calls of `flaky` this process has seen.
 static FLAKY_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -215,6 +213,8 @@ fn crash_at_start_if_asked() {
     }
 }
 
+/// Exit codes: 0 after an orderly stop, 2 for bad launch arguments, 1 for
+/// other failures (e.g. the host is unreachable).
 #[tokio::main]
 async fn main() {
     crash_at_start_if_asked();

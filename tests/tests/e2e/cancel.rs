@@ -195,3 +195,27 @@ async fn an_http_client_that_disconnects_cancels_its_invocation() {
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancel_and_kill_tell_a_stopped_host_from_an_unknown_id() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let h = host.handle().clone();
+    assert_eq!(
+        h.cancel("no-such-invocation", CancelReason::Requested)
+            .await,
+        CancelResponse::NotFound
+    );
+    assert_eq!(h.kill("no-such-invocation").await, CancelResponse::NotFound);
+    host.shutdown().await;
+    assert_eq!(
+        h.cancel("no-such-invocation", CancelReason::Requested)
+            .await,
+        CancelResponse::HostStopped
+    );
+    assert_eq!(
+        h.kill("no-such-invocation").await,
+        CancelResponse::HostStopped
+    );
+}

@@ -509,7 +509,7 @@ async fn a_request_that_would_not_fit_a_worker_message_is_refused_with_413_and_b
     let ok = post_big(&api, 1024).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     let s = host.handle().status().await.unwrap();
-    assert_eq!(s.state, "running", "{s:?}");
+    assert_eq!(s.state, fnhost::status::HostState::Running, "{s:?}");
     assert_eq!(s.slots[0].recent_restarts, 0, "no instance broke: {s:?}");
     host.shutdown().await;
 
