@@ -1,12 +1,14 @@
 //! Timeouts, explicit cancels, client disconnects, and escalation to kill.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnhost::{CancelReason, CancelResponse, InvocationInput, Outcome};
-use fnhost_e2e::{init_logs, wait_until, Api, TestApp};
+use fnhost_e2e::{init_logs, wait_until, TestApp};
 use fnhost_proto::rpc::TypedData;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::languages::{self, Lang};
 
 fn text(s: &str) -> InvocationInput {
     InvocationInput::new(TypedData::string(s))
@@ -15,35 +17,9 @@ fn text(s: &str) -> InvocationInput {
 #[tokio::test]
 async fn timeout_on_sleep_is_cancelled_within_the_grace_with_the_timeout_as_reason() {
     init_logs();
-    let app = TestApp::sample(json!({
-        "functionTimeout": "00:00:00.500",
-        "workers": {"cancelGracePeriod": "00:00:05"}
-    }));
+    let app = Lang::Rust.app(languages::timeout_host_json());
     let host = app.start(1).await;
-    let api = Api::new(host.http_addr());
-    let started = Instant::now();
-    let r = api.invoke("sleep", "30000").await.unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(r.header("x-fnhost-outcome"), "timed-out");
-    let body = r.json();
-    assert_eq!(body["error"]["reason"], "timeout");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("the worker cancelled it"),
-        "{body}"
-    );
-    // Cancelled by the worker well inside the 5 s grace: no kill happened.
-    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
-    let status = api.status().await.unwrap();
-    assert_eq!(
-        status["workers"].as_array().unwrap().len(),
-        1,
-        "no instance was replaced: {status}"
-    );
-    assert_eq!(status["outcomes"]["timed-out"], 1);
+    languages::sleep_times_out_cancelled_by_the_worker(&host).await;
     host.shutdown().await;
 }
 
@@ -81,13 +57,7 @@ async fn timeout_on_spin_kills_and_replaces_the_instance_and_ends_its_neighbour_
         "the neighbour's error names the instance and both invocations: {err}"
     );
 
-    let next = h.invoke("echo", text("after")).await.unwrap();
-    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
-    assert_ne!(
-        next.worker_id.as_deref(),
-        Some(first_worker.as_str()),
-        "a replacement served it"
-    );
+    languages::a_replacement_serves_after(&host, &first_worker).await;
     host.shutdown().await;
 }
 
@@ -135,25 +105,9 @@ async fn an_explicit_cancel_is_sent_once_and_answers_every_later_cancel() {
 #[tokio::test]
 async fn a_cancel_racing_its_request_is_honoured() {
     init_logs();
-    let app = TestApp::sample(json!({}));
+    let app = Lang::Rust.app(json!({}));
     let host = app.start(1).await;
-    let h = host.handle().clone();
-    for _ in 0..20 {
-        let p = h.submit("sleep", text("60000")).await.unwrap();
-        // Sent back to back: the cancel goes ahead of queued work on the
-        // stream, so the worker may see it before the request.
-        assert_eq!(
-            h.cancel(&p.id, CancelReason::Requested).await,
-            CancelResponse::Done
-        );
-        let r = tokio::time::timeout(Duration::from_secs(3), p.result())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
-    }
-    let status = h.status().await.unwrap();
-    assert_eq!(status.workers.len(), 1, "nothing was killed");
+    languages::cancels_racing_their_requests_are_honoured(&host, "sleep", 20).await;
     host.shutdown().await;
 }
 

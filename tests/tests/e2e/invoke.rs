@@ -1,34 +1,19 @@
 //! Invoking through the HTTP trigger route, the admin route and the library.
 
-use fnhost::{InvocationInput, Outcome};
+use fnhost::Outcome;
 use std::time::Duration;
 
 use fnhost_e2e::{init_logs, wait_until, Api, TestApp, ADMIN_KEY};
-use fnhost_proto::rpc::TypedData;
 use serde_json::json;
+
+use crate::languages::{self, Lang};
 
 #[tokio::test]
 async fn echo_answers_through_the_trigger_route_and_the_admin_route() {
     init_logs();
-    let app = TestApp::sample(json!({}));
+    let app = Lang::Rust.app(json!({}));
     let host = app.start(1).await;
-    let api = Api::new(host.http_addr());
-
-    let r = api
-        .request("POST", "/api/echo?x=1", "hello", None)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "hello");
-    assert_eq!(r.header("x-fnhost-outcome"), "succeeded");
-    assert!(!r.header("x-fnhost-invocation-id").is_empty());
-
-    let r = api.invoke("echo", "from admin").await.unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "from admin");
-
-    let r = api.invoke("sleep", "10").await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, "slept 10 ms"));
+    languages::echo_answers_on_both_routes(&host).await;
     host.shutdown().await;
 }
 
@@ -107,17 +92,9 @@ async fn panic_and_error_fail_with_their_messages() {
 #[tokio::test]
 async fn user_logs_reach_the_host_tied_to_their_invocation() {
     init_logs();
-    let app = TestApp::sample(json!({}));
+    let app = Lang::Rust.app(json!({}));
     let host = app.start(1).await;
-    let r = host
-        .handle()
-        .invoke("log", InvocationInput::new(TypedData::string("x")))
-        .await
-        .unwrap();
-    assert_eq!(r.outcome, Outcome::Succeeded);
-    let levels: Vec<&str> = r.logs.iter().map(|l| l.level.as_str()).collect();
-    assert_eq!(levels, ["Information", "Warning", "Error"], "{:?}", r.logs);
-    assert!(r.logs.iter().all(|l| l.category == "log"), "{:?}", r.logs);
+    languages::user_logs_reach_the_host_tied_to_their_invocation(&host).await;
     host.shutdown().await;
 }
 

@@ -6,6 +6,7 @@ mod binary;
 mod cancel;
 mod faults;
 mod invoke;
+mod languages;
 mod lifecycle;
 mod limits;
 mod node_sdk;

@@ -1,52 +1,21 @@
 //! The Python worker SDK (`sample-workers/python`) and its sample app
 //! (`sample-workers/python-app`) against the real host: both invoke routes,
 //! cancellation reaching async and sync handlers, kills, exceptions, crashes
-//! and concurrency.
+//! and concurrency. The bodies shared with the other languages are in
+//! `languages.rs`.
 //!
 //! Needs the SDK's virtual environment: run `sample-workers/python/setup.sh`.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fnhost::{CancelReason, InvocationInput, Outcome};
-use fnhost_e2e::{init_logs, repo_root, Api, TestApp};
-use fnhost_proto::rpc::TypedData;
-use serde_json::{json, Value};
+use fnhost::{CancelReason, Outcome};
+use fnhost_e2e::{init_logs, Api};
+use serde_json::json;
 
-/// The SDK venv's interpreter; fails loudly (never skips) when it is missing.
-fn venv_python() -> PathBuf {
-    let sdk = repo_root().join("sample-workers/python");
-    let python = sdk.join(".venv/bin/python");
-    let generated = sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py");
-    assert!(
-        python.is_file() && generated.is_file(),
-        "the Python worker SDK is not set up ({} or {} is missing): run sample-workers/python/setup.sh",
-        python.display(),
-        generated.display()
-    );
-    python
-}
+use crate::languages::{self, manual_with_timeout, text, Lang};
 
-/// A copy of `sample-workers/python-app` whose `worker.config.json` names
-/// the venv's python by absolute path.
-fn python_app(host_json: Value) -> TestApp {
-    let python = venv_python();
-    TestApp::copy_of_sample("python-app", host_json, |w| {
-        w["description"]["defaultExecutablePath"] = json!(python.display().to_string());
-    })
-}
-
-/// Gives a manual-trigger function its own timeout.
-fn manual_with_timeout(app: &TestApp, function: &str, timeout: &str) {
-    app.function(
-        function,
-        &json!({"functionTimeout": timeout,
-                "bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
-    );
-}
-
-fn text(s: &str) -> InvocationInput {
-    InvocationInput::new(TypedData::string(s))
+fn python_app(host_json: serde_json::Value) -> fnhost_e2e::TestApp {
+    Lang::Python.app(host_json)
 }
 
 #[tokio::test]
@@ -80,39 +49,19 @@ async fn python_echo_answers_on_the_http_route_and_the_admin_invoke() {
 #[tokio::test]
 async fn python_timeout_cancels_async_and_sync_handlers_in_the_worker() {
     init_logs();
-    let app = python_app(json!({
-        "functionTimeout": "00:00:00.500",
-        "workers": {"cancelGracePeriod": "00:00:05"}
-    }));
+    let app = python_app(languages::timeout_host_json());
     let host = app.start(1).await;
-    let api = Api::new(host.http_addr());
     let h = host.handle().clone();
 
-    // async def sleep: its task is cancelled (asyncio.CancelledError).
-    let started = Instant::now();
-    let r = api.invoke("sleep", "30000").await.unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert_eq!(r.header("x-fnhost-outcome"), "timed-out");
-    let body = r.json();
-    assert_eq!(body["error"]["reason"], "timeout", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("the worker cancelled it"),
-        "{body}"
-    );
-    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
-
+    // async def sleep: its task is cancelled (asyncio.CancelledError), and
+    // the handler's log line is tied to its invocation.
+    languages::sleep_times_out_cancelled_by_the_worker(&host).await;
     let r = h.invoke("sleep", text("30000")).await.unwrap();
-    assert_eq!(r.outcome, Outcome::TimedOut, "{r:?}");
-    assert_eq!(r.cancel_reason, Some(CancelReason::Timeout));
     assert!(
         r.logs
             .iter()
             .any(|l| l.message.starts_with("sleep cancelled after")),
-        "the handler's log line is tied to its invocation: {:?}",
+        "{:?}",
         r.logs
     );
 
@@ -132,25 +81,7 @@ async fn python_spin_is_killed_after_the_grace_and_the_instance_replaced() {
     let app = python_app(json!({"workers": {"cancelGracePeriod": "00:00:00.300"}}));
     manual_with_timeout(&app, "spin", "00:00:00.500");
     let host = app.start(1).await;
-    let h = host.handle().clone();
-    let first = h.status().await.unwrap().workers[0].worker_id.clone();
-
-    let r = h.invoke("spin", text("60000")).await.unwrap();
-    assert_eq!(r.outcome, Outcome::Killed, "{r:?}");
-    assert_eq!(r.cancel_reason, Some(CancelReason::Timeout));
-    let err = r.error.unwrap();
-    assert!(
-        err.contains("did not stop within") && err.contains(&first),
-        "{err}"
-    );
-
-    let next = h.invoke("echo", text("after")).await.unwrap();
-    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
-    assert_ne!(
-        next.worker_id.as_deref(),
-        Some(first.as_str()),
-        "a replacement served it"
-    );
+    languages::spin_is_killed_after_the_grace_and_replaced(&host).await;
     host.shutdown().await;
 }
 
@@ -229,17 +160,7 @@ async fn python_crash_fails_its_invocation_and_the_worker_restarts() {
     init_logs();
     let app = python_app(json!({}));
     let host = app.start(1).await;
-    let h = host.handle().clone();
-    let first = h.status().await.unwrap().workers[0].worker_id.clone();
-
-    let r = h.invoke("crash", text("x")).await.unwrap();
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
-    let err = r.error.unwrap();
-    assert!(err.contains(&first) && err.contains("exit code 3"), "{err}");
-
-    let next = h.invoke("echo", text("again")).await.unwrap();
-    assert_eq!(next.outcome, Outcome::Succeeded, "{next:?}");
-    assert_ne!(next.worker_id.as_deref(), Some(first.as_str()));
+    languages::crash_fails_its_invocation_and_the_worker_restarts(&host).await;
     host.shutdown().await;
 }
 
@@ -248,27 +169,9 @@ async fn python_runs_twenty_invocations_concurrently_on_one_instance() {
     init_logs();
     let app = python_app(json!({"workers": {"processCount": 1}}));
     let host = app.start(1).await;
-    let h = host.handle().clone();
-
     // `sleep` is async def (tasks on the loop), `nap` a sync def (thread pool).
     for function in ["sleep", "nap"] {
-        let started = Instant::now();
-        let mut pending = Vec::new();
-        for _ in 0..20 {
-            pending.push(h.submit(function, text("200")).await.unwrap());
-        }
-        let mut workers = std::collections::BTreeSet::new();
-        for p in pending {
-            let r = p.result().await.unwrap();
-            assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
-            workers.insert(r.worker_id.unwrap());
-        }
-        let elapsed = started.elapsed();
-        assert_eq!(workers.len(), 1, "one instance ran them all: {workers:?}");
-        assert!(
-            elapsed < Duration::from_millis(2000),
-            "20 x 200 ms of {function} took {elapsed:?}: invocations were serialised"
-        );
+        languages::twenty_run_concurrently_on_one_instance(&host, function).await;
     }
     host.shutdown().await;
 }
@@ -278,26 +181,9 @@ async fn python_cancels_racing_their_requests_are_honoured() {
     init_logs();
     let app = python_app(json!({}));
     let host = app.start(1).await;
-    let h = host.handle().clone();
     for function in ["sleep", "nap"] {
-        for _ in 0..10 {
-            let p = h.submit(function, text("60000")).await.unwrap();
-            assert_eq!(
-                h.cancel(&p.id, CancelReason::Requested).await,
-                fnhost::CancelResponse::Done
-            );
-            let r = tokio::time::timeout(Duration::from_secs(3), p.result())
-                .await
-                .expect("the worker answered the cancel")
-                .unwrap();
-            assert_eq!(r.outcome, Outcome::Cancelled, "{r:?}");
-        }
+        languages::cancels_racing_their_requests_are_honoured(&host, function, 10).await;
     }
-    assert_eq!(
-        h.status().await.unwrap().workers.len(),
-        1,
-        "nothing was killed"
-    );
     host.shutdown().await;
 }
 
