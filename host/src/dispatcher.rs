@@ -26,6 +26,7 @@ use crate::invocation::{
 use crate::registry::Registry;
 use crate::status::HostStatus;
 
+mod handshake;
 mod instances;
 mod invocations;
 mod lifecycle;
