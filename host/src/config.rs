@@ -12,6 +12,7 @@ mod duration;
 mod function;
 mod http;
 mod lifecycle;
+pub mod route;
 mod worker;
 
 pub use duration::parse_timespan;
@@ -109,6 +110,9 @@ pub struct HostConfig {
     pub async_events: crate::events::AsyncConfig,
     /// `http`: limits of the HTTP listener.
     pub http: HttpConfig,
+    /// `extensions.http.routePrefix`: the first segment(s) of every HTTP
+    /// trigger route (`api` by default; may be empty).
+    pub route_prefix: String,
 }
 
 impl Default for HostConfig {
@@ -133,6 +137,7 @@ impl Default for HostConfig {
             lifecycle: LifecycleConfig::default(),
             async_events: crate::events::AsyncConfig::default(),
             http: HttpConfig::default(),
+            route_prefix: "api".to_string(),
         }
     }
 }
@@ -178,6 +183,13 @@ impl AppConfig {
         let host = HostConfig::load(&app_dir.join("host.json"))?;
         let functions = function::load_all(&app_dir)?;
         let worker = WorkerLaunchConfig::load(&app_dir.join("worker.config.json"))?;
+        let mut functions = functions;
+        // Azure's workers declare the scripts they load and load each
+        // function's; fnhost's SDKs register functions by name.
+        if !worker.extensions.is_empty() {
+            function::default_script_files(&mut functions, &worker.language)?;
+        }
+        function::check_routes(&functions, &host.route_prefix)?;
         if let Some(f) = &host.async_events.on_failure {
             if !functions.iter().any(|x| &x.name == f) {
                 return Err(ConfigError::field(
@@ -195,9 +207,12 @@ impl AppConfig {
         })
     }
 
-    /// The function called `name`.
+    /// The function called `name`, matched case-insensitively (as Azure
+    /// matches function names).
     pub fn function(&self, name: &str) -> Option<&FunctionConfig> {
-        self.functions.iter().find(|f| f.name == name)
+        self.functions
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -214,6 +229,30 @@ impl HostConfig {
             .as_object()
             .ok_or_else(|| ConfigError::file(path, "expected a JSON object at the top level"))?;
         let mut cfg = Self::default();
+        if let Some(prefix) = obj
+            .get("extensions")
+            .and_then(|e| e.get("http"))
+            .and_then(|h| h.get("routePrefix"))
+        {
+            let text = prefix.as_str().ok_or_else(|| {
+                ConfigError::field(path, "extensions.http.routePrefix", "expected a string")
+            })?;
+            cfg.route_prefix = route::RouteTemplate::parse(text)
+                .ok()
+                .filter(|t| {
+                    t.segments
+                        .iter()
+                        .all(|s| matches!(s, route::Segment::Literal(_)))
+                })
+                .map(|_| text.trim_matches('/').to_string())
+                .ok_or_else(|| {
+                    ConfigError::field(
+                        path,
+                        "extensions.http.routePrefix",
+                        format!("\"{text}\" must be literal path segments (no parameters)"),
+                    )
+                })?;
+        }
         if let Some(t) = obj.get("functionTimeout") {
             let text = t.as_str().ok_or_else(|| {
                 ConfigError::field(path, "functionTimeout", "expected a string \"hh:mm:ss\"")

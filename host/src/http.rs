@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use fnhost_proto::rpc::{typed_data, RpcHttp, TypedData};
 use serde_json::json;
@@ -22,6 +22,7 @@ use crate::keys::KeyStore;
 mod async_api;
 mod guard;
 mod keys_api;
+mod routes;
 mod scf;
 mod signatures;
 mod tc3;
@@ -41,6 +42,7 @@ struct AppState {
     host: HostHandle,
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
+    routes: Arc<routes::RouteTable>,
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
 }
@@ -60,6 +62,7 @@ pub(crate) fn router(
         .max(1024);
     let state = AppState {
         host,
+        routes: Arc::new(routes::RouteTable::new(&app)),
         app,
         keys,
         events,
@@ -97,10 +100,8 @@ pub(crate) fn router(
     Router::new()
         .route("/", post(scf::action))
         .route("/healthz", get(healthz))
-        .route("/api/{function}", any(http_trigger))
-        .route("/api/{function}/{*rest}", any(http_trigger))
         .merge(admin)
-        .fallback(not_found)
+        .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -133,11 +134,12 @@ fn presented_key(headers: &HeaderMap, uri: &Uri) -> Option<Vec<u8>> {
 fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k), percent_decode(v))
+        (percent_decode(k, true), percent_decode(v, true))
     })
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes; `+` is a space in a query, itself in a path.
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -154,7 +156,7 @@ fn percent_decode(text: &str) -> String {
                 out.push(b);
                 i += 3;
             }
-            (None, b'+') => {
+            (None, b'+') if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -223,46 +225,45 @@ async fn host_status(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Every request no other route takes: an HTTP trigger when the route
+/// table has a function for its path, else a 404.
 async fn http_trigger(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
     Query(query): Query<HashMap<String, String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let name = params.get("function").cloned().unwrap_or_default();
-    let Some(function) = state.app.function(&name).filter(|f| f.is_http_triggered()) else {
-        return error_body(
-            StatusCode::NOT_FOUND,
-            format!("no HTTP-triggered function '{name}'"),
-        );
+    let (name, params, allowed) = match state.routes.find(method.as_str(), uri.path()) {
+        routes::Found::Function { name, params } => (name, params, None),
+        routes::Found::WrongMethod { name, allowed } => (name, HashMap::new(), Some(allowed)),
+        routes::Found::Nothing => return not_found(uri).await,
     };
+    let Some(function) = state.app.function(name) else {
+        return not_found(uri).await;
+    };
+    // Authorised before anything else is said about the route.
     let key = presented_key(&headers, &uri);
     let level = function.auth_level();
     if !state.keys.authorizes(level, &function.name, key.as_deref()) {
         return unauthorized();
+    }
+    if let Some(methods) = allowed {
+        return error_body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "function '{name}' accepts {}",
+                methods.join(", ").to_uppercase()
+            ),
+        );
     }
     // Only the admin key sees a failure's internals on this route.
     let caller = match key {
         Some(k) if state.keys.is_admin(&k) => Caller::Admin,
         _ => Caller::Public,
     };
-    if let Some(methods) = &function.trigger().methods {
-        if !methods
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(method.as_str()))
-        {
-            return error_body(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!(
-                    "function '{name}' accepts {}",
-                    methods.join(", ").to_uppercase()
-                ),
-            );
-        }
-    }
+    let name = function.name.clone();
     let request = rpc_http(&method, &uri, &headers, query, params, body);
     run(&state, &name, InvocationInput::http(request), caller).await
 }

@@ -219,6 +219,7 @@ mod tests {
             argument_style: style,
             environment: BTreeMap::new(),
             directory: PathBuf::from("/w"),
+            extensions: vec![],
         }
     }
 

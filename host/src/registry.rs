@@ -21,6 +21,8 @@ pub(crate) struct FunctionEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     by_name: HashMap<Arc<str>, FunctionEntry>,
+    /// Lower-cased names: Azure matches function names case-insensitively.
+    by_lower: HashMap<String, Arc<str>>,
     name_by_id: HashMap<String, Arc<str>>,
     default_timeout: Duration,
     language: String,
@@ -75,6 +77,8 @@ impl Registry {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let timeout = config.timeout.unwrap_or(self.default_timeout);
         self.name_by_id.insert(function_id.clone(), name.clone());
+        self.by_lower
+            .insert(name.to_ascii_lowercase(), name.clone());
         self.by_name.insert(
             name,
             FunctionEntry {
@@ -86,12 +90,19 @@ impl Registry {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&FunctionEntry> {
-        self.by_name.get(name)
+        match self.by_name.get(name) {
+            Some(e) => Some(e),
+            None => self.by_name.get(self.name(name)?.as_ref()),
+        }
     }
 
-    /// The interned name (cheap to clone into every invocation).
+    /// The interned name as configured (cheap to clone into every
+    /// invocation), for `name` in any case.
     pub(crate) fn name(&self, name: &str) -> Option<Arc<str>> {
-        self.by_name.get_key_value(name).map(|(k, _)| k.clone())
+        match self.by_name.get_key_value(name) {
+            Some((k, _)) => Some(k.clone()),
+            None => self.by_lower.get(&name.to_ascii_lowercase()).cloned(),
+        }
     }
 
     pub(crate) fn timeout(&self, name: &str) -> Duration {

@@ -80,6 +80,23 @@ impl FunctionConfig {
             .unwrap_or(crate::keys::AuthLevel::Function)
     }
 
+    /// Its HTTP route template: the trigger's `route`, else its name.
+    pub fn route(&self) -> super::route::RouteTemplate {
+        let text = self
+            .trigger()
+            .properties
+            .get("route")
+            .cloned()
+            .unwrap_or_else(|| self.name.clone());
+        // Checked when the app loaded; the name alone always parses.
+        super::route::RouteTemplate::parse(&text).unwrap_or_else(|_| super::route::RouteTemplate {
+            text: self.name.clone(),
+            segments: vec![super::route::Segment::Literal(
+                self.name.to_ascii_lowercase(),
+            )],
+        })
+    }
+
     /// True when the function is reachable on `/api/<name>`.
     pub fn is_http_triggered(&self) -> bool {
         self.trigger()
@@ -119,6 +136,22 @@ pub(crate) fn load_all(app_dir: &Path) -> Result<Vec<FunctionConfig>, ConfigErro
         ));
     }
     functions.sort_by(|a, b| a.name.cmp(&b.name));
+    // Names match case-insensitively, so two folders differing in case
+    // would be one function twice.
+    for (i, f) in functions.iter().enumerate() {
+        if let Some(other) = functions[..i]
+            .iter()
+            .find(|o| o.name.eq_ignore_ascii_case(&f.name))
+        {
+            return Err(ConfigError::file(
+                &f.directory,
+                format!(
+                    "function '{}' differs from '{}' only in case; function names are matched case-insensitively",
+                    f.name, other.name
+                ),
+            ));
+        }
+    }
     Ok(functions)
 }
 
@@ -282,6 +315,13 @@ fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Bin
             ))
         }
     };
+    if let Some(route) = obj.get("route") {
+        let text = route
+            .as_str()
+            .ok_or_else(|| ConfigError::field(file, field("route"), "expected a string"))?;
+        super::route::RouteTemplate::parse(text)
+            .map_err(|e| ConfigError::field(file, field("route"), e))?;
+    }
     if let Some(level) = obj.get("authLevel") {
         let known = level.as_str().and_then(crate::keys::AuthLevel::parse);
         if known.is_none() {
@@ -299,6 +339,111 @@ fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Bin
         properties: string_properties(obj, &["name", "type", "direction"]),
         methods,
     })
+}
+
+/// The `scriptFile` a language's worker loads when function.json names
+/// none: Python `__init__.py`; Node the package.json `main` (of the function
+/// folder, else the app), else `index.js`, else the folder's only `.js`
+/// file. Sent as an absolute path; a missing file is a start error, never a
+/// failure at the first call. Other languages (fnhost's Rust SDK) load by
+/// name and need none.
+pub(crate) fn default_script_files(
+    functions: &mut [FunctionConfig],
+    language: &str,
+) -> Result<(), ConfigError> {
+    let lang = language.to_ascii_lowercase();
+    if lang != "python" && lang != "node" {
+        return Ok(());
+    }
+    for f in functions.iter_mut() {
+        if f.script_file.is_some() {
+            continue;
+        }
+        let file = f.directory.join("function.json");
+        let found = if lang == "python" {
+            Some(f.directory.join("__init__.py")).filter(|p| p.is_file())
+        } else {
+            node_entry(&f.directory)
+        };
+        match found {
+            Some(path) => f.script_file = Some(path),
+            None => {
+                let wanted = if lang == "python" {
+                    "__init__.py"
+                } else {
+                    "package.json \"main\", index.js or a single .js file"
+                };
+                return Err(ConfigError::field(
+                    &file,
+                    "scriptFile",
+                    format!(
+                        "not given, and the default ({wanted}) is not in {}",
+                        f.directory.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn node_entry(dir: &Path) -> Option<PathBuf> {
+    let from_package = |base: &Path| -> Option<PathBuf> {
+        let text = std::fs::read_to_string(base.join("package.json")).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let main = base.join(value.get("main")?.as_str()?);
+        main.is_file().then_some(main)
+    };
+    if let Some(p) = from_package(dir).or_else(|| dir.parent().and_then(from_package)) {
+        return Some(p);
+    }
+    let index = dir.join("index.js");
+    if index.is_file() {
+        return Some(index);
+    }
+    let scripts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "js") && p.is_file())
+        .collect();
+    match scripts.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    }
+}
+
+/// No two HTTP-triggered functions may serve the same route shape with an
+/// overlapping method.
+pub(crate) fn check_routes(functions: &[FunctionConfig], prefix: &str) -> Result<(), ConfigError> {
+    let http: Vec<&FunctionConfig> = functions.iter().filter(|f| f.is_http_triggered()).collect();
+    for (i, a) in http.iter().enumerate() {
+        for b in &http[..i] {
+            if a.route().shape() != b.route().shape() {
+                continue;
+            }
+            let overlap = match (&a.trigger().methods, &b.trigger().methods) {
+                (Some(x), Some(y)) => x.iter().find(|m| y.contains(m)).cloned(),
+                (Some(x), None) | (None, Some(x)) => x.first().cloned(),
+                (None, None) => Some("any method".to_string()),
+            };
+            if let Some(method) = overlap {
+                return Err(ConfigError::field(
+                    &a.directory.join("function.json"),
+                    "bindings.route",
+                    format!(
+                        "functions '{}' and '{}' both serve {} /{}/{}",
+                        b.name,
+                        a.name,
+                        method.to_uppercase(),
+                        prefix,
+                        a.route().text.trim_matches('/')
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

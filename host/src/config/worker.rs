@@ -40,6 +40,10 @@ pub struct WorkerLaunchConfig {
     pub environment: BTreeMap<String, String>,
     /// Directory of `worker.config.json` (the worker's directory).
     pub directory: PathBuf,
+    /// `description.extensions`: the script files the worker loads (`.py`,
+    /// `.js`...). A worker that declares them loads each function's
+    /// `scriptFile`, so a default is found and checked at start.
+    pub extensions: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +77,6 @@ impl WorkerLaunchConfig {
         let value = read_json(path)?;
         let file: File = typed(path, "", &value)?;
         let d = file.description;
-        let _ = d.extensions;
         let directory = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         if d.language.is_empty() {
             return Err(ConfigError::field(
@@ -119,6 +122,7 @@ impl WorkerLaunchConfig {
             argument_style,
             environment: d.environment,
             directory,
+            extensions: d.extensions,
         })
     }
 }

@@ -50,7 +50,7 @@ pub(super) async fn invoke_async(
         return error_body(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
     }
     let req = EnqueueRequest {
-        function: name,
+        function: function.name.clone(),
         qualifier: None,
         invoke_type: "api".into(),
         input,

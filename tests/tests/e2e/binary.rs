@@ -779,3 +779,47 @@ async fn the_cli_manages_function_and_host_keys() {
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
+
+#[test]
+fn bad_routes_and_missing_default_script_files_stop_the_start_with_exit_2() {
+    let start_err = |app: &TestApp| {
+        let out = fnhost().arg("start").arg(app.dir()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let http = |route: &str| {
+        json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "route": route},
+            {"type": "http", "direction": "out", "name": "$return"}
+        ]})
+    };
+    // An unsupported constraint names the function and the constraint.
+    let app = TestApp::sample(json!({}));
+    app.function("request", &http("x/{id:regex(^a+$)}"));
+    let err = start_err(&app);
+    assert!(
+        err.contains("request/function.json")
+            && err.contains("regex")
+            && err.contains("not supported"),
+        "{err}"
+    );
+    // Two functions on one route and method.
+    let app = TestApp::sample(json!({}));
+    app.function("request", &http("same/{a}"));
+    app.function("echo", &http("same/{b}"));
+    let err = start_err(&app);
+    assert!(err.contains("'echo' and 'request' both serve"), "{err}");
+    // A Python function without scriptFile and without __init__.py fails
+    // at start, not at its first call.
+    let app = TestApp::new(std::path::Path::new("/usr/bin/python3"), json!({}));
+    app.write(
+        "worker.config.json",
+        &json!({"description": {"language": "python", "defaultExecutablePath": "/usr/bin/python3",
+                                 "extensions": [".py"]}}),
+    );
+    let err = start_err(&app);
+    assert!(
+        err.contains("scriptFile") && err.contains("__init__.py"),
+        "{err}"
+    );
+}

@@ -13,5 +13,6 @@ mod node_sdk;
 mod published_python;
 mod python_sdk;
 mod rogue;
+mod routes;
 mod scf;
 mod security;
