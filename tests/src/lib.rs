@@ -33,9 +33,72 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory `<temp>/<prefix>-<uuid>`.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a JSON file relative to the directory.
+    pub fn write(&self, rel: &str, value: &Value) -> Result<()> {
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `worker.config.json` of a Rust worker: `executable`, both argument
+/// styles, and `env` as the worker's extra environment.
+pub fn rust_worker_config(executable: &Path, env: Value) -> Value {
+    json!({"description": {
+        "language": "rust",
+        "defaultExecutablePath": executable.display().to_string(),
+        "argumentStyle": "both",
+        "environment": env,
+    }})
+}
+
+/// `function.json` of an anonymous HTTP function (GET and POST).
+pub fn http_function() -> Value {
+    json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"], "authLevel": "anonymous"},
+        {"type": "http", "direction": "out", "name": "$return"}
+    ]})
+}
+
+/// `function.json` of a manually triggered function (admin invoke only).
+fn manual_function() -> Value {
+    json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]})
+}
+
+/// A string input for `HostHandle::invoke` and `submit`.
+pub fn text(s: &str) -> fnhost::InvocationInput {
+    fnhost::InvocationInput::new(fnhost_proto::rpc::TypedData::string(s))
+}
+
 /// A function app in a temporary directory, removed on drop.
 pub struct TestApp {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl TestApp {
@@ -48,30 +111,16 @@ impl TestApp {
 
     /// Like [`TestApp::new`] with extra worker environment variables.
     pub fn with_env(executable: &Path, host_json: Value, env: Value) -> Self {
-        let dir = std::env::temp_dir().join(format!("fnhost-app-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("create app dir");
-        let app = Self { dir };
+        let app = Self {
+            dir: TempDir::new("fnhost-app").expect("create app dir"),
+        };
         app.write("host.json", &host_json);
-        app.write(
-            "worker.config.json",
-            &json!({"description": {
-                "language": "rust",
-                "defaultExecutablePath": executable.display().to_string(),
-                "argumentStyle": "both",
-                "environment": env,
-            }}),
-        );
-        let http = json!({"bindings": [
-            {"type": "httpTrigger", "direction": "in", "name": "req", "methods": ["get", "post"], "authLevel": "anonymous"},
-            {"type": "http", "direction": "out", "name": "$return"}
-        ]});
-        let manual =
-            json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]});
-        app.function("echo", &http);
-        app.function("sleep", &http);
-        app.function("request", &http);
+        app.write("worker.config.json", &rust_worker_config(executable, env));
+        for f in ["echo", "sleep", "request"] {
+            app.function(f, &http_function());
+        }
         for f in ["spin", "panic", "crash", "fail", "log", "flaky"] {
-            app.function(f, &manual);
+            app.function(f, &manual_function());
         }
         app
     }
@@ -81,12 +130,12 @@ impl TestApp {
     /// its `worker.config.json` (e.g. to name the executable by absolute
     /// path, since the copy no longer sits beside the SDK).
     pub fn copy_of_sample(sample: &str, host_json: Value, worker: impl FnOnce(&mut Value)) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("fnhost-app-{sample}-{}", uuid::Uuid::new_v4()));
-        copy_dir(&repo_root().join("sample-workers").join(sample), &dir);
+        let dir = TempDir::new(&format!("fnhost-app-{sample}")).expect("create app dir");
+        copy_dir(&repo_root().join("sample-workers").join(sample), dir.path())
+            .expect("copy the sample app");
         let app = Self { dir };
         let mut config: Value = serde_json::from_slice(
-            &std::fs::read(app.dir.join("worker.config.json"))
+            &std::fs::read(app.dir().join("worker.config.json"))
                 .expect("the sample has a worker.config.json"),
         )
         .expect("worker.config.json is JSON");
@@ -103,10 +152,7 @@ impl TestApp {
 
     /// Adds a manually triggered function (admin invoke only).
     pub fn manual_function(&self, name: &str) {
-        self.function(
-            name,
-            &json!({"bindings": [{"type": "manualTrigger", "direction": "in", "name": "input"}]}),
-        );
+        self.function(name, &manual_function());
     }
 
     /// Writes `<name>/function.json`.
@@ -116,21 +162,17 @@ impl TestApp {
 
     /// Writes a JSON file relative to the app directory.
     pub fn write(&self, rel: &str, json: &Value) {
-        let path = self.dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create dir");
-        }
-        std::fs::write(&path, serde_json::to_vec_pretty(json).expect("json")).expect("write file");
+        self.dir.write(rel, json).expect("write file");
     }
 
     /// The app directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Loads the app's configuration.
     pub fn config(&self) -> fnhost::config::AppConfig {
-        fnhost::config::AppConfig::load(&self.dir).expect("valid test app")
+        fnhost::config::AppConfig::load(self.dir()).expect("valid test app")
     }
 
     /// Starts an in-process host on ephemeral loopback ports and waits until
@@ -158,28 +200,23 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Copies a directory tree, skipping caches, dependencies and host data.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
-    {
-        let entry = entry.expect("dir entry");
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
         let name = entry.file_name();
         if name == "__pycache__" || name == ".fnhost-data" || name == "node_modules" {
             continue;
         }
         let target = to.join(&name);
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    Ok(())
 }
 
 /// A response as the tests look at it.
@@ -312,14 +349,28 @@ pub fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let level = std::env::var("FNHOST_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let filter: tracing_subscriber::filter::Targets = level.parse().unwrap_or_default();
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_test_writer())
-            .with(filter)
-            .try_init();
+        install_logs(&level, tracing_subscriber::fmt::TestWriter::new());
     });
+}
+
+/// Installs a log subscriber that writes to stderr with the `filter`
+/// directives (e.g. `warn`, `fnhost=debug`), for programs whose stdout is
+/// their report.
+pub fn log_to_stderr(filter: &str) {
+    install_logs(filter, std::io::stderr);
+}
+
+fn install_logs<W>(filter: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: tracing_subscriber::filter::Targets = filter.parse().unwrap_or_default();
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(writer))
+        .with(filter)
+        .try_init();
 }
 
 /// Whether process `pid` is running: it exists and is not a zombie that

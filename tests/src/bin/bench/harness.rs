@@ -1,0 +1,171 @@
+//! What several scenario groups share: the worker's `host.json`, the
+//! closed loop (plain and over HTTP), a host started and stopped around a
+//! body, and a few looks at the host's status and invocations.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use bytes::Bytes;
+use fnhost::{HostHandle, Outcome, PendingInvocation};
+use fnhost_e2e::{Api, TestApp};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::Params;
+
+/// Concurrent callers in the closed-loop scenarios.
+pub const CALLERS: usize = 64;
+/// Upper bound on calls per caller in one closed-loop run.
+const MAX_CALLS_PER_CALLER: u64 = 5_000_000;
+/// The no-op payload.
+pub const PAYLOAD: &str = "x";
+
+/// `host.json` for one worker instance with room for `concurrency`
+/// invocations and short grace periods so shutdown is quick.
+pub fn host_json(concurrency: usize) -> Value {
+    json!({
+        "version": "2.0",
+        "functionTimeout": "01:00:00",
+        "workers": {
+            "processCount": 1,
+            "maxConcurrentInvocations": concurrency,
+            "maxQueueLength": 100_000,
+            "cancelGracePeriod": "00:00:02",
+            "terminateGracePeriod": "00:00:02",
+        }
+    })
+}
+
+/// The pid of the host's first worker instance.
+pub async fn worker_pid(handle: &HostHandle) -> Result<u32> {
+    let status = handle.status().await.context("host status")?;
+    status
+        .workers
+        .first()
+        .and_then(|w| w.pid)
+        .context("no worker pid in host status")
+}
+
+/// Polls the host until `n` invocations are on workers, up to `limit`.
+pub async fn wait_in_flight(handle: &HostHandle, n: usize, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = handle.status().await.context("host status")?;
+        if status.in_flight >= n {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {n} invocations in flight after {limit:?} ({} queued)",
+            status.in_flight,
+            status.queued
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A closed-loop throughput figure.
+pub struct Throughput {
+    pub rate: f64,
+    pub errors: u64,
+}
+
+/// Runs `callers` loops of `call` (each waits for its answer before the next
+/// call), counts successes over `p.measure` after `p.warmup`.
+pub async fn closed_loop<F, Fut>(callers: usize, p: &Params, call: F) -> Result<Throughput>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = JoinSet::new();
+    for _ in 0..callers {
+        let (ok, errors, stop, call) = (ok.clone(), errors.clone(), stop.clone(), call.clone());
+        tasks.spawn(async move {
+            for _ in 0..MAX_CALLS_PER_CALLER {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if call().await {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(p.warmup).await;
+    let (ok0, err0, t0) = (
+        ok.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(p.measure).await;
+    let (ok1, err1, elapsed) = (
+        ok.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        t0.elapsed(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+        bail!("callers did not finish within 10 s of the end of the run");
+    }
+    Ok(Throughput {
+        rate: (ok1 - ok0) as f64 / elapsed.as_secs_f64(),
+        errors: err1 - err0,
+    })
+}
+
+/// Starts a host on `app`, runs [`closed_loop`] from `CALLERS` keep-alive
+/// HTTP callers (each call gets its own clone of the client), then stops it.
+pub async fn http_closed_loop<F, Fut>(app: &TestApp, p: &Params, request: F) -> Result<Throughput>
+where
+    F: Fn(Api) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let result = closed_loop(CALLERS, p, move || request(api.clone())).await;
+    host.shutdown().await;
+    result
+}
+
+/// Starts a host on `app` with one ready instance, runs `body` on its
+/// handle, and stops the host whether or not `body` succeeded.
+pub async fn on_host<T, F, Fut>(app: &TestApp, body: F) -> Result<T>
+where
+    F: FnOnce(HostHandle) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let host = app.start(1).await;
+    let result = body(host.handle().clone()).await;
+    host.shutdown().await;
+    result
+}
+
+/// Whether `inv` ends with `outcome` within 10 s.
+pub async fn ends_as(inv: PendingInvocation, outcome: Outcome) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), inv.result()).await,
+        Ok(Ok(r)) if r.outcome == outcome
+    )
+}
+
+/// `POST /api/echo` with the payload; true on 200.
+pub async fn post_echo(api: &Api) -> bool {
+    matches!(
+        api.request("POST", "/api/echo", Bytes::from_static(PAYLOAD.as_bytes()), None)
+            .await,
+        Ok(r) if r.status == 200
+    )
+}

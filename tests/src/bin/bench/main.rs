@@ -1,0 +1,218 @@
+//! `bench`: throughput, latency, cancel latency and memory of fnhost on
+//! loopback, each reported against a plain tonic echo stream measured in the
+//! same run.
+//!
+//! ```text
+//! cargo build --release -p fnhost-e2e -p fnhost-sample-worker -p fnhost --bins
+//! cargo run --release -p fnhost-e2e --bin bench            # full, < 4 min
+//! cargo run --release -p fnhost-e2e --bin bench -- --quick # smoke, < 1 min
+//! cargo run --release -p fnhost-e2e --bin bench -- --only async # 6.-9. only
+//! cargo run --release -p fnhost-e2e --bin bench -- --only lifecycle # 10.-11.
+//! cargo run --release -p fnhost-e2e --bin bench -- --only workers   # 12.
+//! ```
+//!
+//! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.,
+//! `--only lifecycle` runs 10.-11., `--only workers` runs 12.; by default
+//! (`--only all`) all of them run, in that order. Core scenarios, in the order they run (memory first so
+//! the host-RSS delta is not hidden by heap the allocator kept from earlier
+//! scenarios):
+//!
+//! 5. host and worker RSS per in-flight (sleeping) invocation;
+//! 0. baseline: a tonic bidirectional echo stream, 64 callers multiplexed on
+//!    one stream, messages shaped like an `InvocationRequest`;
+//! 1. sync invocations/s of `echo` through `HostHandle::invoke`, 64 callers;
+//! 2. the same through `POST /api/echo` on keep-alive connections;
+//! 3. p50/p99 latency at half the rate of (1), open loop;
+//! 4. cancel issued → `Cancelled` result, one cancel at a time, with 1,000
+//!    `sleep` invocations in flight.
+//!
+//! Asynchronous invocations (each on its own host and data directory):
+//!
+//! 6. `POST /admin/functions/echo/invoke-async` accepted (202, durably
+//!    committed) per second, 64 keep-alive callers, closed loop;
+//! 7. N async `echo` events submitted at once: time from the first submit
+//!    until all are `FINISHED`, `asyncEvents.maxConcurrency` 256;
+//! 8. `GET /admin/async-events` p50/p99 (filtered pages of 100) over a store
+//!    pre-populated with 1,000,000 ended events through the library;
+//! 9. `GET /admin/async-events/<id>` p50/p99 on the same store.
+//!
+//! Instance lifecycle (Rust sample worker):
+//!
+//! 10. cold start: spawning `target/release/fnhost start <app> --port 0`
+//!     until the first `POST /admin/functions/echo/invoke` answers 200
+//!     (10a), the same with a 200 ms initializer (10b, `SAMPLE_INIT_MS`),
+//!     and the initializer's overhead beyond its 200 ms (10c); each host is
+//!     stopped with SIGTERM;
+//! 11. `HostHandle::kill` of an instance running `sleep 60000` until a
+//!     replacement instance (a new worker id) is ready in the host status.
+//!
+//! Workers:
+//!
+//! 12. `POST /api/echo` per second from 32 keep-alive callers on one
+//!     instance of each worker: the Rust SDK sample, the Python SDK sample,
+//!     the Node SDK sample and the published Python worker. A worker whose
+//!     setup script has not run is skipped with a line naming the script.
+//!
+//! `FNHOST_BENCH_STORE_DIR=<dir>` populates the store of 8./9. in `<dir>`
+//! (which must not exist) and keeps it afterwards, for inspection with
+//! `sqlite3 <dir>/events.db`.
+//!
+//! `FNHOST_BENCH_LOG` sets the log filter (default `warn`; logs go to stderr).
+//!
+//! One module per scenario group: `sync_invoke` (0.-5.), `baseline` (the
+//! echo stream of 0.), `async_events` and `populate` (6.-9.), `lifecycle`
+//! (10.-11.), `workers` (12.); `harness` holds what several groups share
+//! and `report` the tables.
+
+mod async_events;
+mod baseline;
+mod harness;
+mod lifecycle;
+mod populate;
+mod report;
+mod sync_invoke;
+mod workers;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::harness::CALLERS;
+
+/// Durations and counts for one run.
+pub struct Params {
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub open_loop: Duration,
+    pub cancel_count: usize,
+    pub memory_count: usize,
+    /// Events submitted at once in scenario 7.
+    pub async_events: usize,
+    /// Rows in the pre-populated store of scenarios 8 and 9.
+    pub store_rows: usize,
+    /// Timed requests per list query shape in scenario 8.
+    pub list_requests: usize,
+    /// Timed status requests in scenario 9.
+    pub status_requests: usize,
+    /// Timed runs of each lifecycle scenario (10a, 10b, 11).
+    pub lifecycle_runs: usize,
+}
+
+impl Params {
+    fn full() -> Self {
+        Self {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(5),
+            open_loop: Duration::from_secs(5),
+            cancel_count: 1_000,
+            memory_count: 10_000,
+            async_events: 20_000,
+            store_rows: 1_000_000,
+            list_requests: 500,
+            status_requests: 2_000,
+            lifecycle_runs: 10,
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            warmup: Duration::from_millis(300),
+            measure: Duration::from_millis(1500),
+            open_loop: Duration::from_millis(1500),
+            cancel_count: 200,
+            memory_count: 2_000,
+            async_events: 4_000,
+            store_rows: 100_000,
+            list_requests: 100,
+            status_requests: 500,
+            lifecycle_runs: 3,
+        }
+    }
+}
+
+const USAGE: &str = "usage: bench [--quick] [--only core|async|lifecycle|workers|all]";
+
+/// Which scenarios run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    Core,
+    Async,
+    Lifecycle,
+    Workers,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    fnhost_e2e::log_to_stderr(&std::env::var("FNHOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()));
+    let mut quick = false;
+    let mut only = Only::All;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut select = |v: Option<String>| -> Result<()> {
+            only = match v.as_deref() {
+                Some("core") => Only::Core,
+                Some("async") => Only::Async,
+                Some("lifecycle") => Only::Lifecycle,
+                Some("workers") => Only::Workers,
+                Some("all") => Only::All,
+                other => bail!(
+                    "--only takes core, async, lifecycle, workers or all, not {:?}; {USAGE}",
+                    other.unwrap_or("")
+                ),
+            };
+            Ok(())
+        };
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => select(args.next())?,
+            a if a.starts_with("--only=") => select(Some(a["--only=".len()..].to_string()))?,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}; {USAGE}"),
+        }
+    }
+    let p = if quick {
+        Params::quick()
+    } else {
+        Params::full()
+    };
+    let started = Instant::now();
+    let worker = fnhost_e2e::binary("fnhost-sample-worker");
+    println!(
+        "fnhost bench ({} mode): {} cores, {CALLERS} callers, warm-up {:?}, measure {:?}",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        p.warmup,
+        p.measure,
+    );
+
+    let runs = |o: Only| only == Only::All || only == o;
+    let mut groups = Vec::new();
+    if runs(Only::Core) {
+        groups.push((sync_invoke::run(&worker, &p).await?, "Ratio to baseline"));
+    }
+    if runs(Only::Async) {
+        groups.push((async_events::run(&worker, &p).await?, "Ratio to baseline"));
+    }
+    if runs(Only::Lifecycle) {
+        groups.push((lifecycle::run(&worker, &p).await?, "Ratio"));
+    }
+    if runs(Only::Workers) {
+        groups.push((workers::run(&worker, &p).await?, "Ratio to Rust SDK"));
+    }
+    for (rows, ratio_header) in &groups {
+        if rows.is_empty() {
+            continue;
+        }
+        println!();
+        report::print_plain(rows);
+        println!();
+        report::print_markdown(rows, ratio_header);
+    }
+    println!();
+    println!("total bench time {:.1?}", started.elapsed());
+    Ok(())
+}
