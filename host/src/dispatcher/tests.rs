@@ -55,6 +55,7 @@ fn app() -> AppConfig {
             argument_style: ArgumentStyle::Classic,
             environment: BTreeMap::new(),
             directory: PathBuf::from("/app"),
+            worker_indexing: false,
         },
     }
 }
