@@ -15,3 +15,4 @@ mod python_sdk;
 mod rogue;
 mod scf;
 mod security;
+mod workers_dir;
