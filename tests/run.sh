@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: prepares the other language workers (Python
-# and Node SDKs, the published Python worker, the SCF SDK client), builds
-# every binary the end-to-end tests launch, and runs every suite.
+# and Node SDKs, the published Python worker, the SCF SDK client, Azure's
+# interop workers), builds every binary the end-to-end tests launch, and
+# runs every suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ bash sample-workers/python/setup.sh
 bash sample-workers/published-python/setup.sh
 bash sample-workers/node/setup.sh
 if [ -f tests/scf-sdk/setup.sh ]; then bash tests/scf-sdk/setup.sh; fi
+# Azure's own workers from ../shared/interop (skips with a message when absent).
+bash tests/interop/setup.sh
 
 echo "== Python SDK unit tests"
 bash sample-workers/python/run-tests.sh

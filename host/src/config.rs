@@ -1,5 +1,7 @@
-//! The function app on disk: `host.json`, `<function>/function.json` and
-//! `worker.config.json`. Every error names the file and the field.
+//! The function app on disk: `host.json`, `<function>/function.json`,
+//! `local.settings.json` and `worker.config.json` (the app's own, or one from
+//! a Core Tools-style workers directory). Every error names the file and the
+//! field.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,17 +11,22 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 mod duration;
+mod expand;
 mod function;
 mod http;
 mod lifecycle;
+mod local_settings;
 pub mod route;
+mod runtime;
 mod worker;
 
 pub use duration::parse_timespan;
 pub use function::{Binding, Direction, FunctionConfig};
 pub use http::HttpConfig;
 pub use lifecycle::{HookConfig, LifecycleConfig};
-pub use worker::{ArgumentStyle, WorkerLaunchConfig};
+pub use local_settings::LocalSettings;
+pub use runtime::LoadOptions;
+pub use worker::{ArgumentStyle, ConfigSource, WorkerLaunchConfig};
 
 /// A configuration problem: which file, which field, what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -172,8 +179,20 @@ struct RestartBudgetSection {
 }
 
 impl AppConfig {
-    /// Reads and validates the app at `app_dir`.
+    /// Reads and validates the app at `app_dir`, with no workers directory
+    /// and nothing from the host's environment.
     pub fn load(app_dir: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(app_dir, &LoadOptions::default())
+    }
+
+    /// Reads and validates the app at `app_dir`. The worker comes from the
+    /// app's own `worker.config.json` when it has one, else from
+    /// `opts.workers_dir`, folder `FUNCTIONS_WORKER_RUNTIME`. Its
+    /// environment gains `local.settings.json` `Values` (those the host's
+    /// environment does not define), `AzureWebJobsScriptRoot`,
+    /// `FUNCTIONS_WORKER_RUNTIME`, `FUNCTIONS_WORKER_RUNTIME_VERSION` (when
+    /// known) and `AZURE_FUNCTIONS_ENVIRONMENT` (`Development` unless set).
+    pub fn load_with(app_dir: &Path, opts: &LoadOptions) -> Result<Self, ConfigError> {
         let app_dir = app_dir.canonicalize().map_err(|e| {
             ConfigError::file(
                 app_dir,
@@ -182,7 +201,8 @@ impl AppConfig {
         })?;
         let host = HostConfig::load(&app_dir.join("host.json"))?;
         let functions = function::load_all(&app_dir)?;
-        let worker = WorkerLaunchConfig::load(&app_dir.join("worker.config.json"))?;
+        let settings = LocalSettings::load(&app_dir)?;
+        let worker = runtime::load_worker(&app_dir, opts, &settings)?;
         let mut functions = functions;
         // Azure's workers declare the scripts they load and load each
         // function's; fnhost's SDKs register functions by name.

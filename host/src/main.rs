@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 use fnhost::admin_key::{self, KeySource};
-use fnhost::config::AppConfig;
+use fnhost::config::{AppConfig, LoadOptions};
 use fnhost::{Host, HostOptions, ScfCredentials, StartError};
 
 #[derive(Parser)]
@@ -47,9 +47,16 @@ enum Command {
     },
     /// Run the function app in APP_DIR.
     Start {
-        /// The function app: host.json, worker.config.json, <function>/function.json.
+        /// The function app: host.json, <function>/function.json,
+        /// local.settings.json, worker.config.json (or --workers-dir).
         #[arg(default_value = ".")]
         app_dir: PathBuf,
+        /// A Core Tools-style workers directory: DIR/<runtime>/worker.config.json,
+        /// the runtime named by FUNCTIONS_WORKER_RUNTIME (local.settings.json
+        /// Values or the environment). Used when the app has no
+        /// worker.config.json of its own.
+        #[arg(long, env = "FNHOST_WORKERS_DIR", value_name = "DIR")]
+        workers_dir: Option<PathBuf>,
         /// HTTP port on 127.0.0.1 (0: pick a free one).
         #[arg(long, default_value_t = 7071)]
         port: u16,
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
         Command::Keys { command, target } => runtime.block_on(cli::keys(target, command)),
         Command::Start {
             app_dir,
+            workers_dir,
             port,
             grpc_port,
             data_dir,
@@ -172,13 +180,22 @@ fn main() -> ExitCode {
                 },
                 None => admin_key,
             };
-            runtime.block_on(start(app_dir, port, grpc_port, data_dir, admin_key, scf))
+            let load = LoadOptions {
+                workers_dir,
+                environment: std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                    .collect(),
+            };
+            runtime.block_on(start(
+                app_dir, load, port, grpc_port, data_dir, admin_key, scf,
+            ))
         }
     }
 }
 
 async fn start(
     app_dir: PathBuf,
+    load: LoadOptions,
     port: u16,
     grpc_port: u16,
     data_dir: Option<PathBuf>,
@@ -192,7 +209,7 @@ async fn start(
             return ExitCode::FAILURE;
         }
     };
-    let app = match AppConfig::load(&app_dir) {
+    let app = match AppConfig::load_with(&app_dir, &load) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("fnhost: configuration error: {e}");

@@ -29,6 +29,12 @@ const HOST_SECRETS_ENV: &[&str] = &[
     LAUNCH_SECRET_ENV,
 ];
 
+/// Whether the host keeps variable `name` from its workers: cloud-platform
+/// switches and the host's own secrets.
+pub(crate) fn is_withheld(name: &str) -> bool {
+    STRIPPED_ENV.contains(&name) || HOST_SECRETS_ENV.contains(&name) || name.starts_with("WEBSITE_")
+}
+
 /// A launched worker process ended (or was killed).
 #[derive(Debug)]
 pub(crate) struct WorkerExit {
@@ -124,11 +130,7 @@ where
         // and the host ends its workers in order.
         .process_group(0);
     for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if STRIPPED_ENV.contains(&k.as_ref())
-            || HOST_SECRETS_ENV.contains(&k.as_ref())
-            || k.starts_with("WEBSITE_")
-        {
+        if is_withheld(&key.to_string_lossy()) {
             cmd.env_remove(&key);
         }
     }
@@ -220,6 +222,7 @@ mod tests {
             environment: BTreeMap::new(),
             directory: PathBuf::from("/w"),
             extensions: vec![],
+            worker_indexing: false,
         }
     }
 

@@ -1,10 +1,14 @@
-//! `worker.config.json`: how to launch the app's language worker.
+//! `worker.config.json`: how to launch a language worker. Read either from
+//! the app (fnhost's own convention, strict about unknown keys so a typo is
+//! caught) or from a Core Tools-style workers directory (as Azure ships it:
+//! keys fnhost does not use are ignored).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::expand::{split_words, Placeholders};
 use super::{read_json, typed, ConfigError};
 
 /// Which launch-argument set the worker understands.
@@ -21,22 +25,41 @@ pub enum ArgumentStyle {
     Functions,
 }
 
+impl ArgumentStyle {
+    /// The set a worker gets when its config names none: Azure's Node
+    /// worker refuses the classic set, every other published worker
+    /// (Python's among them) takes it.
+    pub fn default_for(language: &str) -> Self {
+        if language.eq_ignore_ascii_case("node") {
+            Self::Functions
+        } else {
+            Self::Classic
+        }
+    }
+}
+
 /// How to start one worker process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerLaunchConfig {
     /// `description.language`, for status and logs.
     pub language: String,
-    /// `description.defaultExecutablePath`, resolved.
+    /// `description.defaultExecutablePath`, expanded and resolved.
     pub executable: PathBuf,
-    /// `description.arguments`: before the worker path.
+    /// `description.arguments`, each entry split into words: before the
+    /// worker path.
     pub arguments: Vec<String>,
-    /// `description.defaultWorkerPath`, resolved, when given.
+    /// `description.defaultWorkerPath`, expanded and resolved, when given.
     pub worker_path: Option<PathBuf>,
-    /// `description.workerArguments`: after the protocol arguments.
+    /// `description.workerArguments`, split into words: after the protocol
+    /// arguments.
     pub worker_arguments: Vec<String>,
-    /// `description.argumentStyle`.
+    /// `description.argumentStyle`, else [`ArgumentStyle::default_for`] the language.
     pub argument_style: ArgumentStyle,
-    /// `description.environment`: extra variables for the worker process.
+    /// Variables the host sets for the worker process on top of what it
+    /// inherits: `description.environment`, then `local.settings.json`
+    /// `Values` and the Azure Functions variables (see
+    /// [`super::AppConfig::load_with`]). Values may be secrets: `Debug`
+    /// shows the names only.
     pub environment: BTreeMap<String, String>,
     /// Directory of `worker.config.json` (the worker's directory).
     pub directory: PathBuf,
@@ -44,16 +67,66 @@ pub struct WorkerLaunchConfig {
     /// `.js`...). A worker that declares them loads each function's
     /// `scriptFile`, so a default is found and checked at start.
     pub extensions: Vec<String>,
+    /// `description.workerIndexing` is `"true"`: the Azure host asks such a
+    /// worker for its functions (`FunctionsMetadataRequest`).
+    pub worker_indexing: bool,
 }
 
+impl std::fmt::Debug for WorkerLaunchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerLaunchConfig")
+            .field("language", &self.language)
+            .field("executable", &self.executable)
+            .field("arguments", &self.arguments)
+            .field("worker_path", &self.worker_path)
+            .field("worker_arguments", &self.worker_arguments)
+            .field("argument_style", &self.argument_style)
+            .field("environment", &self.environment.keys().collect::<Vec<_>>())
+            .field("directory", &self.directory)
+            .field("worker_indexing", &self.worker_indexing)
+            .finish()
+    }
+}
+
+/// Where a `worker.config.json` comes from, which decides how strict its
+/// reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The app's own `worker.config.json`: an unknown key is an error.
+    App,
+    /// `<workers dir>/<language>/worker.config.json`, as Core Tools ships
+    /// it: unknown keys are ignored.
+    WorkersDir,
+}
+
+/// Top-level keys of a `worker.config.json` (Core Tools' `processOptions`
+/// included: fnhost reads its limits from `host.json`).
+const KNOWN_TOP: &[&str] = &["description", "processOptions"];
+
+/// `description` keys fnhost reads or knows to ignore.
+const KNOWN_DESCRIPTION: &[&str] = &[
+    "language",
+    "defaultExecutablePath",
+    "defaultWorkerPath",
+    "arguments",
+    "workerArguments",
+    "argumentStyle",
+    "environment",
+    "extensions",
+    "defaultRuntimeVersion",
+    "supportedRuntimeVersions",
+    "supportedOperatingSystems",
+    "supportedArchitectures",
+    "workerIndexing",
+];
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     description: Description,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct Description {
     language: String,
     default_executable_path: String,
@@ -68,13 +141,35 @@ struct Description {
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
+    default_runtime_version: Option<String>,
+    #[serde(default)]
+    supported_runtime_versions: Option<Vec<String>>,
+    #[serde(default)]
+    worker_indexing: Option<serde_json::Value>,
+    #[serde(default)]
     extensions: Vec<String>,
 }
 
 impl WorkerLaunchConfig {
-    /// Reads and validates `worker.config.json`.
+    /// Reads and validates the app's own `worker.config.json`, with no
+    /// runtime version named (see [`WorkerLaunchConfig::load_from`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_from(path, ConfigSource::App, None).map(|(cfg, _)| cfg)
+    }
+
+    /// Reads and validates a `worker.config.json`. `runtime_version` is
+    /// `FUNCTIONS_WORKER_RUNTIME_VERSION` when the app or the environment
+    /// names it; the version in effect (it, else
+    /// `description.defaultRuntimeVersion`) is returned beside the config.
+    pub fn load_from(
+        path: &Path,
+        source: ConfigSource,
+        runtime_version: Option<&str>,
+    ) -> Result<(Self, Option<String>), ConfigError> {
         let value = read_json(path)?;
+        if source == ConfigSource::App {
+            reject_unknown_keys(path, &value)?;
+        }
         let file: File = typed(path, "", &value)?;
         let d = file.description;
         let directory = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -85,11 +180,33 @@ impl WorkerLaunchConfig {
                 "must not be empty",
             ));
         }
-        let executable = resolve_executable(&directory, &d.default_executable_path)
+        let version = runtime_version
+            .map(str::to_string)
+            .or(d.default_runtime_version.filter(|v| !v.is_empty()));
+        if let (Some(v), Some(supported)) = (&version, &d.supported_runtime_versions) {
+            if !supported.iter().any(|s| s == v) {
+                return Err(ConfigError::field(
+                    path,
+                    "description.supportedRuntimeVersions",
+                    format!(
+                        "FUNCTIONS_WORKER_RUNTIME_VERSION \"{v}\" is not one of the versions \
+                         this worker supports ({})",
+                        supported.join(", ")
+                    ),
+                ));
+            }
+        }
+        let placeholders = Placeholders::this_machine(version.clone());
+        let executable = placeholders
+            .expand(&d.default_executable_path)
+            .and_then(|p| resolve_executable(&directory, &p))
             .map_err(|m| ConfigError::field(path, "description.defaultExecutablePath", m))?;
         let worker_path = match d.default_worker_path {
             Some(p) if !p.is_empty() => {
-                let full = directory.join(&p);
+                let expanded = placeholders
+                    .expand(&p)
+                    .map_err(|m| ConfigError::field(path, "description.defaultWorkerPath", m))?;
+                let full = directory.join(expanded);
                 if !full.exists() {
                     return Err(ConfigError::field(
                         path,
@@ -102,7 +219,8 @@ impl WorkerLaunchConfig {
             _ => None,
         };
         let argument_style = match d.argument_style.as_deref() {
-            None | Some("classic") => ArgumentStyle::Classic,
+            None => ArgumentStyle::default_for(&d.language),
+            Some("classic") => ArgumentStyle::Classic,
             Some("both") => ArgumentStyle::Both,
             Some("functions") => ArgumentStyle::Functions,
             Some(other) => {
@@ -113,18 +231,71 @@ impl WorkerLaunchConfig {
                 ))
             }
         };
-        Ok(Self {
+        let worker_indexing = match &d.worker_indexing {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            Some(_) => {
+                return Err(ConfigError::field(
+                    path,
+                    "description.workerIndexing",
+                    "expected \"true\" or \"false\"",
+                ))
+            }
+        };
+        let cfg = Self {
+            arguments: split_all(path, "description.arguments", &d.arguments)?,
+            worker_arguments: split_all(path, "description.workerArguments", &d.worker_arguments)?,
             language: d.language,
             executable,
-            arguments: d.arguments,
             worker_path,
-            worker_arguments: d.worker_arguments,
             argument_style,
             environment: d.environment,
             directory,
             extensions: d.extensions,
-        })
+            worker_indexing,
+        };
+        Ok((cfg, version))
     }
+}
+
+/// The app's own file is fnhost's format: a misspelt key is named rather
+/// than silently ignored.
+fn reject_unknown_keys(path: &Path, value: &serde_json::Value) -> Result<(), ConfigError> {
+    let unknown =
+        |prefix: &str, obj: &serde_json::Map<String, serde_json::Value>, known: &[&str]| {
+            obj.keys().find(|k| !known.contains(&k.as_str())).map(|k| {
+                ConfigError::field(
+                    path,
+                    format!("{prefix}{k}"),
+                    format!("unknown field, expected one of {}", known.join(", ")),
+                )
+            })
+        };
+    let Some(top) = value.as_object() else {
+        return Ok(()); // the typed read names the problem
+    };
+    if let Some(e) = unknown("", top, KNOWN_TOP) {
+        return Err(e);
+    }
+    if let Some(desc) = top.get("description").and_then(|d| d.as_object()) {
+        if let Some(e) = unknown("description.", desc, KNOWN_DESCRIPTION) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Each entry split the way a shell would: the Azure host joins the
+/// entries into one command line, so `"-X no_debug_ranges"` is two words.
+fn split_all(path: &Path, field: &str, entries: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut words = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let split =
+            split_words(entry).map_err(|m| ConfigError::field(path, format!("{field}[{i}]"), m))?;
+        words.extend(split);
+    }
+    Ok(words)
 }
 
 /// A path with a separator is relative to the config's folder; a bare name

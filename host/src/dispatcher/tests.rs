@@ -56,6 +56,7 @@ fn app() -> AppConfig {
             environment: BTreeMap::new(),
             directory: PathBuf::from("/app"),
             extensions: vec![],
+            worker_indexing: false,
         },
     }
 }

@@ -16,3 +16,4 @@ mod rogue;
 mod routes;
 mod scf;
 mod security;
+mod workers_dir;
