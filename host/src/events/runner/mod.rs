@@ -29,6 +29,8 @@ mod policy;
 mod protocol;
 mod state;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use attempt::Attempt;
 pub use state::AsyncStats;
