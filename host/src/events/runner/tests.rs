@@ -26,11 +26,7 @@ impl Runner {
     /// done and the first refill and retry load found nothing.
     fn fresh(limit: usize, concurrency: usize) -> Self {
         let mut r = Self::recovered(limit, concurrency);
-        r.send(Cmd::Refilled {
-            events: Vec::new(),
-            complete: true,
-            horizon: 0,
-        });
+        r.refilled(&[], true, 0);
         r.send(Cmd::RetriesLoaded {
             events: Vec::new(),
             complete: true,
@@ -79,6 +75,16 @@ impl Runner {
         });
     }
 
+    /// `id`'s timer fires; the retry load it starts, if any.
+    fn fire(&mut self, id: &str) -> Option<usize> {
+        let timer = self.timer_of(id);
+        let effects = self.send(Cmd::TimerFired {
+            id: id.into(),
+            timer,
+        });
+        read_retrying(&effects)
+    }
+
     fn settle(&mut self, id: &str, next: Next) {
         self.send(Cmd::Settled {
             id: id.into(),
@@ -86,8 +92,30 @@ impl Runner {
         });
     }
 
-    fn done(&mut self, id: &str) {
-        self.settle(id, Next::Done { failed: None });
+    /// `id`'s attempt ends for good; the refill it starts, if any.
+    fn done(&mut self, id: &str) -> Option<(i64, usize, i64)> {
+        let effects = self.send(Cmd::Settled {
+            id: id.into(),
+            next: Next::Done { failed: None },
+        });
+        read_queued(&effects)
+    }
+
+    /// A refill's page of queued `(sequence, id)`; the refill it starts
+    /// next, if any.
+    fn refilled(
+        &mut self,
+        page: &[(i64, &str)],
+        complete: bool,
+        horizon: i64,
+    ) -> Option<(i64, usize, i64)> {
+        let events = page.iter().map(|(seq, id)| (*seq, event(id))).collect();
+        let effects = self.send(Cmd::Refilled {
+            events,
+            complete,
+            horizon,
+        });
+        read_queued(&effects)
     }
 
     /// A terminate of an event memory does not hold: the shell looks it up
@@ -197,17 +225,9 @@ fn terminate_before_attempt_start_wins() {
     // D is terminated while only in the store; its abort is being written.
     r.terminate_stored("d");
     // A's end starts B and a refill, which reads D before its abort commits.
-    let effects = r.send(Cmd::Settled {
-        id: "a".into(),
-        next: Next::Done { failed: None },
-    });
-    assert_eq!(read_queued(&effects), Some((0, 1, 4)));
+    assert_eq!(r.done("a"), Some((0, 1, 4)));
     r.done("b");
-    r.send(Cmd::Refilled {
-        events: vec![(4, event("d"))],
-        complete: false,
-        horizon: 4,
-    });
+    r.refilled(&[(4, "d")], false, 4);
     r.done("c");
     assert_eq!(
         r.starts("d"),
@@ -266,34 +286,13 @@ fn a_hand_over_at_or_below_the_cursor_is_dropped() {
     }
     // G (sequence 7) is stored, but its hand-over is still on its way.
     r.done("a");
-    let effects = r.send(Cmd::Settled {
-        id: "b".into(),
-        next: Next::Done { failed: None },
-    });
-    assert_eq!(read_queued(&effects), Some((0, 2, 6)));
+    assert_eq!(r.done("b"), Some((0, 2, 6)));
     // Held events are still QUEUED in the store and come first.
-    let effects = r.send(Cmd::Refilled {
-        events: vec![(4, event("d")), (5, event("e"))],
-        complete: false,
-        horizon: 6,
-    });
-    assert_eq!(read_queued(&effects), Some((5, 2, 6)));
-    r.send(Cmd::Refilled {
-        events: vec![(6, event("f")), (7, event("g"))],
-        complete: false,
-        horizon: 6,
-    });
+    assert_eq!(r.refilled(&[(4, "d"), (5, "e")], false, 6), Some((5, 2, 6)));
+    r.refilled(&[(6, "f"), (7, "g")], false, 6);
     r.done("c");
-    let effects = r.send(Cmd::Settled {
-        id: "d".into(),
-        next: Next::Done { failed: None },
-    });
-    assert_eq!(read_queued(&effects), Some((7, 2, 6)));
-    r.send(Cmd::Refilled {
-        events: Vec::new(),
-        complete: true,
-        horizon: 6,
-    });
+    assert_eq!(r.done("d"), Some((7, 2, 6)));
+    r.refilled(&[], true, 6);
     assert!(!r.core.stats().backlog_in_store);
     for id in ["e", "f", "g"] {
         r.done(id);
@@ -312,18 +311,10 @@ fn a_hand_over_at_or_below_the_cursor_is_dropped() {
 fn a_settle_during_a_refill_is_not_reloaded() {
     let mut r = with_a_backlog();
     // A's end starts B and a refill; the read sees B still QUEUED.
-    let effects = r.send(Cmd::Settled {
-        id: "a".into(),
-        next: Next::Done { failed: None },
-    });
-    assert_eq!(read_queued(&effects), Some((0, 1, 4)));
+    assert_eq!(r.done("a"), Some((0, 1, 4)));
     // B ends before the page arrives.
     r.done("b");
-    r.send(Cmd::Refilled {
-        events: vec![(2, event("b"))],
-        complete: false,
-        horizon: 4,
-    });
+    r.refilled(&[(2, "b")], false, 4);
     r.done("c");
     assert_eq!(r.starts("b"), 1, "a stale copy of an ended event ran again");
 }
@@ -331,17 +322,9 @@ fn a_settle_during_a_refill_is_not_reloaded() {
 #[test]
 fn no_two_attempts_of_one_event() {
     let mut r = with_a_backlog();
-    let effects = r.send(Cmd::Settled {
-        id: "a".into(),
-        next: Next::Done { failed: None },
-    });
-    assert_eq!(read_queued(&effects), Some((0, 1, 4)));
+    assert_eq!(r.done("a"), Some((0, 1, 4)));
     // The page holds B, which is running now.
-    r.send(Cmd::Refilled {
-        events: vec![(2, event("b"))],
-        complete: false,
-        horizon: 4,
-    });
+    r.refilled(&[(2, "b")], false, 4);
     assert_eq!(r.core.stats().running, 1);
     r.done("b");
     r.done("c");
@@ -360,22 +343,9 @@ fn a_terminated_newest_event_does_not_keep_the_backlog_marked() {
         id: "c".into(),
         failed: None,
     });
-    let effects = r.send(Cmd::Settled {
-        id: "a".into(),
-        next: Next::Done { failed: None },
-    });
-    let (_, _, horizon) = read_queued(&effects).unwrap();
-    assert_eq!(horizon, 3);
+    assert_eq!(r.done("a"), Some((0, 1, 3)));
     // The store holds no queued event any more.
-    let effects = r.send(Cmd::Refilled {
-        events: Vec::new(),
-        complete: true,
-        horizon,
-    });
-    assert!(
-        read_queued(&effects).is_none(),
-        "refills go on: {effects:?}"
-    );
+    assert_eq!(r.refilled(&[], true, 3), None, "refills go on");
     assert!(!r.core.stats().backlog_in_store);
 }
 
@@ -402,11 +372,7 @@ fn answer_retry_loads(r: &mut Runner, mut want: Option<usize>, store: &[EventRec
 #[test]
 fn a_retry_load_never_loops_without_progress() {
     let mut r = Runner::recovered(4, 1);
-    r.send(Cmd::Refilled {
-        events: Vec::new(),
-        complete: true,
-        horizon: 0,
-    });
+    r.refilled(&[], true, 0);
     let store: Vec<_> = (1..=6)
         .map(|i| retrying(&format!("r{i}"), NOW + i * 1000))
         .collect();
@@ -416,15 +382,8 @@ fn a_retry_load_never_loops_without_progress() {
     // R1 runs and R2 is due while it does; both are still RETRYING in the
     // store and come first in its order.
     r.now = NOW + 2000;
-    r.send(Cmd::TimerFired {
-        id: "r1".into(),
-        timer: r.timer_of("r1"),
-    });
-    let effects = r.send(Cmd::TimerFired {
-        id: "r2".into(),
-        timer: r.timer_of("r2"),
-    });
-    let want = read_retrying(&effects);
+    r.fire("r1");
+    let want = r.fire("r2");
     assert!(want.is_some());
     let loads = answer_retry_loads(&mut r, want, &store);
     assert_eq!(loads, 1, "retry loads went on without bringing anything");
@@ -449,22 +408,14 @@ fn a_retry_load_stops_at_the_memory_limit() {
 #[test]
 fn a_stale_retry_copy_never_runs_early() {
     let mut r = Runner::recovered(2, 1);
-    r.send(Cmd::Refilled {
-        events: Vec::new(),
-        complete: true,
-        horizon: 0,
-    });
+    r.refilled(&[], true, 0);
     r.send(Cmd::RetriesLoaded {
         events: vec![retrying("e", NOW), retrying("f", NOW + 10_000)],
         complete: false,
     });
     // E is due: it runs, and a load starts that reads it still RETRYING,
     // due now.
-    let effects = r.send(Cmd::TimerFired {
-        id: "e".into(),
-        timer: r.timer_of("e"),
-    });
-    assert_eq!(read_retrying(&effects), Some(3));
+    assert_eq!(r.fire("e"), Some(3));
     assert_eq!(r.starts("e"), 1);
     // E fails again before the page arrives: its next retry is in 5 s,
     // recorded in the store only (retries are in the store already).
