@@ -468,3 +468,86 @@ fn an_expired_event_never_starts() {
     );
     assert_eq!(r.starts("young"), 1);
 }
+
+#[test]
+fn a_terminate_of_a_stored_event_that_a_refill_loaded_ends_it_where_it_is() {
+    let mut r = with_a_backlog();
+    // The terminate looks D up in the store ...
+    let effects = r.send(Cmd::Terminate {
+        id: "d".into(),
+        termination: Termination::Forced,
+        reply: 1,
+    });
+    assert!(matches!(effects[..], [Effect::LookUp { .. }]));
+    // ... while a refill loads D and it starts.
+    assert_eq!(r.done("a"), Some((0, 1, 4)));
+    r.done("b");
+    r.refilled(&[(4, "d")], false, 4);
+    r.done("c");
+    assert_eq!(r.starts("d"), 1);
+    let effects = r.send(Cmd::TerminateStored {
+        event: event("d"),
+        termination: Termination::Forced,
+        reply: 1,
+    });
+    assert!(
+        matches!(
+            effects[..],
+            [Effect::Signal {
+                termination: Termination::Forced,
+                ..
+            }]
+        ),
+        "a running event must be killed, not written off: {effects:?}"
+    );
+}
+
+#[test]
+fn a_failed_abort_write_holds_the_event_again() {
+    let mut r = Runner::fresh(10, 1);
+    r.accept("a", 1);
+    r.accept("b", 2);
+    let effects = r.send(Cmd::Terminate {
+        id: "b".into(),
+        termination: Termination::Forced,
+        reply: 1,
+    });
+    assert!(matches!(effects[..], [Effect::WriteAbort { .. }]));
+    r.send(Cmd::AbortWritten {
+        id: "b".into(),
+        failed: Some(event("b")),
+    });
+    assert_eq!(r.core.stats().waiting, 1);
+    r.done("a");
+    r.now += 1000;
+    r.fire("b");
+    assert_eq!(r.starts("b"), 1);
+}
+
+#[test]
+fn a_stale_timer_never_starts_an_event() {
+    let mut r = Runner::fresh(10, 1);
+    r.accept("a", 1);
+    r.settle("a", Next::Retry(retrying("a", NOW + 1000), NOW + 1000));
+    let first = r.timer_of("a");
+    // Terminated while waiting; the abort write fails, so A waits again,
+    // on a new timer.
+    r.send(Cmd::Terminate {
+        id: "a".into(),
+        termination: Termination::Graceful,
+        reply: 1,
+    });
+    assert!(matches!(r.log.last(), Some(Effect::WriteAbort { .. })));
+    r.send(Cmd::AbortWritten {
+        id: "a".into(),
+        failed: Some(retrying("a", NOW + 1000)),
+    });
+    assert_ne!(r.timer_of("a"), first);
+    // The first timer was cancelled, but its fire was already on its way.
+    r.now += 1000;
+    r.send(Cmd::TimerFired {
+        id: "a".into(),
+        timer: first,
+    });
+    assert_eq!(r.starts("a"), 1, "a stale timer started the event early");
+}
