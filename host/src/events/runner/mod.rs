@@ -1,0 +1,506 @@
+//! The async-event runner. `state.rs` is its pure core: one map of the
+//! events it holds and every decision about them. This module is the thin
+//! shell around it: the handle callers use, a `select!` loop over
+//! commands, timers and pruning that feeds the core, and the effects the
+//! core asks for, carried out as tasks tracked by one `TaskTracker`. Each
+//! attempt is such a task (`attempt.rs`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnhost_proto::rpc::TypedData;
+use futures_util::StreamExt;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::time::now_ms;
+use super::{
+    codes, AsyncConfig, EventLog, EventRecord, EventStatus, StoreError, WriteOp, WriteOutcome,
+};
+use crate::host::HostHandle;
+
+mod attempt;
+mod backlog;
+mod policy;
+mod protocol;
+mod state;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use attempt::Attempt;
+pub use state::AsyncStats;
+use state::{Cmd, Core, Effect, Termination, TimerId};
+use tasks::{
+    answer_from_store, insert_and_hand_over, look_up, send_to_on_failure, signal, write_abort,
+};
+use tasks::{platform, update_with};
+
+/// An async invoke as the API received it.
+#[derive(Debug, Clone)]
+pub struct EnqueueRequest {
+    /// The function.
+    pub function: String,
+    /// Qualifier; `$LATEST` when `None`.
+    pub qualifier: Option<String>,
+    /// `api`, `http`, `scf`, ...
+    pub invoke_type: String,
+    /// The trigger input.
+    pub input: TypedData,
+    /// `Idempotency-Key` and a digest of the request body.
+    pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// An accepted invoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new event, durably stored.
+    New(String),
+    /// A repeat of an earlier request with the same idempotency key and body.
+    Existing(String),
+}
+
+/// Why an async invoke was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// No such function.
+    #[error("function '{0}' does not exist")]
+    UnknownFunction(String),
+    /// The idempotency key was used with a different body.
+    #[error(
+        "idempotency key '{key}' was already used for request {existing} with a different body"
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The request id it belongs to.
+        existing: String,
+    },
+    /// The store failed; nothing was accepted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a terminate request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminateOutcome {
+    /// The terminate was carried out (or is under way for a running event).
+    Done,
+    /// The event had already ended with this status.
+    AlreadyCompleted(EventStatus),
+    /// No such event (or pruned).
+    NotFound,
+}
+
+/// Type of a terminate's answer channel.
+type TerminateReply = oneshot::Sender<Result<TerminateOutcome, StoreError>>;
+
+/// What reaches the runner's loop. Nearly every message is a command for
+/// the core, so boxing it would only add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Core(Cmd<TerminateReply>),
+    Stats(oneshot::Sender<AsyncStats>),
+    WaitIdle(oneshot::Sender<()>),
+    Close,
+}
+
+/// Pause after a store read whose page was short, before it is handed back.
+const REFILL_PAUSE: Duration = Duration::from_millis(2);
+
+/// Handle to the async-event runner.
+#[derive(Clone)]
+pub struct AsyncEvents {
+    cmds: mpsc::Sender<Msg>,
+    log: EventLog,
+    functions: Arc<Vec<String>>,
+    tasks: TaskTracker,
+}
+
+impl AsyncEvents {
+    /// Starts the runner over `log`, recovering events left unfinished by a
+    /// previous run (queued ones run; running ones are retried or failed).
+    pub async fn start(
+        log: EventLog,
+        host: HostHandle,
+        config: AsyncConfig,
+        functions: Vec<String>,
+    ) -> Result<Self, StoreError> {
+        let (cmds, rx) = mpsc::channel(4096);
+        let config = Arc::new(config);
+        let tasks = TaskTracker::new();
+        let mut runner = Runner {
+            core: Core::new(config.clone(), || uuid::Uuid::new_v4().to_string()),
+            log: log.clone(),
+            host,
+            config,
+            cmds: cmds.clone(),
+            tasks: tasks.clone(),
+            timers: DelayQueue::new(),
+            timer_keys: HashMap::new(),
+            attempts: HashMap::new(),
+            idle_waiters: Vec::new(),
+        };
+        let recovered = runner.recover().await?;
+        runner.handle(recovered);
+        tokio::spawn(runner.run(rx));
+        Ok(Self {
+            cmds,
+            log,
+            functions: Arc::new(functions),
+            tasks,
+        })
+    }
+
+    /// The durable log, for reads.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Stores the event durably, then queues it to run.
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
+        if !self.functions.iter().any(|f| f == &req.function) {
+            return Err(EnqueueError::UnknownFunction(req.function));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let record = EventRecord {
+            request_id: id.clone(),
+            function: req.function,
+            qualifier: req.qualifier.unwrap_or_else(|| "$LATEST".into()),
+            invoke_type: req.invoke_type,
+            status: EventStatus::Queued,
+            status_code: None,
+            attempts: 0,
+            input: req.input.encode_to_vec(),
+            result: None,
+            error: None,
+            start_ms: now_ms(),
+            end_ms: None,
+            next_attempt_ms: None,
+        };
+        let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
+        let insert =
+            insert_and_hand_over(self.log.clone(), self.cmds.clone(), record, req.idempotency);
+        // In its own task, so a caller that goes away (an HTTP client that
+        // disconnects) cannot cut it between the write and the hand-over.
+        let stored = self
+            .tasks
+            .spawn(insert)
+            .await
+            .map_err(|e| StoreError(format!("the accept task failed: {e}")))?;
+        match stored? {
+            WriteOutcome::Duplicate(existing) => Ok(Enqueued::Existing(existing)),
+            WriteOutcome::Conflict(existing) => Err(EnqueueError::Conflict {
+                key: key.unwrap_or_default(),
+                existing,
+            }),
+            _ => Ok(Enqueued::New(id)),
+        }
+    }
+
+    /// Terminates an event: forced (kill its instance) or graceful (cancel,
+    /// escalated to forced after the grace).
+    pub async fn terminate(
+        &self,
+        request_id: &str,
+        graceful: bool,
+    ) -> Result<TerminateOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let termination = if graceful {
+            Termination::Graceful
+        } else {
+            Termination::Forced
+        };
+        let cmd = Cmd::Terminate {
+            id: request_id.to_string(),
+            termination,
+            reply,
+        };
+        if self.cmds.send(Msg::Core(cmd)).await.is_err() {
+            return Err(StoreError("the async runner has stopped".into()));
+        }
+        rx.await
+            .map_err(|_| StoreError("the async runner stopped before answering".into()))?
+    }
+
+    /// What the runner holds now; `None` once it has stopped.
+    pub async fn stats(&self) -> Option<AsyncStats> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Msg::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops starting attempts; queued events stay queued, durably.
+    pub async fn begin_shutdown(&self) {
+        let _ = self.cmds.send(Msg::Core(Cmd::BeginShutdown)).await;
+    }
+
+    /// Stops the runner; the store closes once the last handle is dropped.
+    pub async fn close(&self) {
+        let _ = self.cmds.send(Msg::Close).await;
+    }
+
+    /// Waits until no attempt is running (after the host cancelled them).
+    pub async fn wait_idle(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Msg::WaitIdle(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The shell: the core, and what carries out its effects.
+struct Runner {
+    core: Core<TerminateReply>,
+    log: EventLog,
+    host: HostHandle,
+    config: Arc<AsyncConfig>,
+    cmds: mpsc::Sender<Msg>,
+    tasks: TaskTracker,
+    timers: DelayQueue<(String, TimerId)>,
+    timer_keys: HashMap<TimerId, delay_queue::Key>,
+    /// Each running attempt's end of its termination channel.
+    attempts: HashMap<String, watch::Sender<Option<Termination>>>,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Runner {
+    /// Takes over the events an earlier run left running. Its queued and
+    /// retrying events stay in the store; refills and loads read them.
+    async fn recover(&mut self) -> Result<Cmd<TerminateReply>, StoreError> {
+        let cursor = self.log.queue_start().await?;
+        let interrupted = self.log.interrupted().await?;
+        let count = interrupted.len();
+        let mut failed = Vec::new();
+        for mut e in interrupted {
+            let note = format!("Host restarted while attempt {} was running", e.attempts);
+            let retry = policy::decide_retry(
+                &self.config,
+                &mut e,
+                codes::USER_PROCESS_EXIT,
+                &note,
+                now_ms(),
+            );
+            if retry.is_some() {
+                let line = platform(format!("{note}; retrying"));
+                self.log.write(update_with(&e, vec![line])).await?;
+                continue;
+            }
+            let line = platform(format!("{note}; {}", e.error.clone().unwrap_or_default()));
+            if self.log.write(update_with(&e, vec![line])).await? != WriteOutcome::Unchanged {
+                if e.input.is_empty() {
+                    // For the onFailure payload (a large input).
+                    if let Some(stored) = self.log.get(&e.request_id).await? {
+                        e.input = stored.input;
+                    }
+                }
+                failed.push(e);
+            }
+        }
+        if count > 0 {
+            tracing::info!(count, "recovered async events interrupted while running");
+        }
+        Ok(Cmd::Recovered { cursor, failed })
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut prune = tokio::time::interval(self.config.prune_interval);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Msg::Core(cmd)) => self.handle(cmd),
+                    Some(Msg::Stats(reply)) => drop(reply.send(self.core.stats())),
+                    Some(Msg::WaitIdle(w)) => self.idle_waiters.push(w),
+                    Some(Msg::Close) | None => break,
+                },
+                _ = prune.tick() => self.prune(),
+                Some(expired) = self.timers.next() => {
+                    let (id, timer) = expired.into_inner();
+                    self.timer_keys.remove(&timer);
+                    self.handle(Cmd::TimerFired { id, timer });
+                }
+            }
+            if self.core.stats().running == 0 {
+                for w in self.idle_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+        // Tasks under way finish on their own (their hand-backs find the
+        // runner gone); the store closes once the last of them ends.
+        drop(rx);
+        self.tasks.close();
+        let tasks = self.tasks.clone();
+        drop(self);
+        tasks.wait().await;
+    }
+
+    fn handle(&mut self, cmd: Cmd<TerminateReply>) {
+        if let Cmd::Settled { id, .. } = &cmd {
+            self.attempts.remove(id);
+        }
+        for effect in self.core.handle(cmd, now_ms()) {
+            self.execute(effect);
+        }
+    }
+
+    fn execute(&mut self, effect: Effect<TerminateReply>) {
+        match effect {
+            Effect::StartAttempt {
+                event,
+                invocation_id,
+            } => {
+                let attempt = self.attempt(&event.request_id);
+                self.tasks.spawn(attempt.run(event, invocation_id));
+            }
+            Effect::Expire { event } => {
+                let attempt = self.attempt(&event.request_id);
+                self.tasks.spawn(attempt.expire(event));
+            }
+            Effect::Signal {
+                id,
+                invocation_id,
+                termination,
+                reply,
+            } => {
+                if let Some(tx) = self.attempts.get(&id) {
+                    tx.send_replace(Some(termination));
+                }
+                let (host, cmds) = (self.host.clone(), self.cmds.clone());
+                self.tasks
+                    .spawn(signal(host, cmds, id, invocation_id, termination, reply));
+            }
+            Effect::LookUp {
+                id,
+                termination,
+                reply,
+            } => {
+                let (log, cmds) = (self.log.clone(), self.cmds.clone());
+                self.tasks.spawn(look_up(log, cmds, id, termination, reply));
+            }
+            Effect::WriteAbort { event, replies } => {
+                let (log, cmds) = (self.log.clone(), self.cmds.clone());
+                self.tasks.spawn(async move {
+                    let id = event.request_id.clone();
+                    let (answer, failed) = write_abort(&log, &event).await;
+                    let failed = failed.then_some(event);
+                    let _ = cmds.send(Msg::Core(Cmd::AbortWritten { id, failed })).await;
+                    for reply in replies {
+                        let _ = reply.send(answer.clone());
+                    }
+                });
+            }
+            Effect::AnswerFromStore { id, replies } => {
+                self.tasks
+                    .spawn(answer_from_store(self.log.clone(), id, replies));
+            }
+            Effect::StartTimer { timer, id, at_ms } => {
+                let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
+                let key = self.timers.insert((id, timer), delay);
+                self.timer_keys.insert(timer, key);
+            }
+            Effect::CancelTimer(timer) => {
+                if let Some(key) = self.timer_keys.remove(&timer) {
+                    self.timers.remove(&key);
+                }
+            }
+            Effect::ReadQueued {
+                after,
+                want,
+                horizon,
+            } => {
+                let log = self.log.clone();
+                self.read_store(
+                    "queued",
+                    want,
+                    async move { log.queued(after, want).await },
+                    move |events, complete| Cmd::Refilled {
+                        events,
+                        complete,
+                        horizon,
+                    },
+                );
+            }
+            Effect::ReadRetrying { want } => {
+                let log = self.log.clone();
+                self.read_store(
+                    "retrying",
+                    want,
+                    async move { log.retrying(want).await },
+                    |events, complete| Cmd::RetriesLoaded { events, complete },
+                );
+            }
+            Effect::SendToOnFailure { target, failed } => {
+                let (log, cmds) = (self.log.clone(), self.cmds.clone());
+                self.tasks
+                    .spawn(send_to_on_failure(log, cmds, target, failed));
+            }
+        }
+    }
+
+    /// An attempt task's parts, with a fresh termination channel.
+    fn attempt(&mut self, id: &str) -> Attempt {
+        let (tx, termination) = watch::channel(None);
+        self.attempts.insert(id.to_string(), tx);
+        Attempt {
+            log: self.log.clone(),
+            host: self.host.clone(),
+            config: self.config.clone(),
+            cmds: self.cmds.clone(),
+            termination,
+        }
+    }
+
+    /// Runs a store read of up to `want` rows in its own task and hands its
+    /// answer back as the command `answer` makes of it, with whether the
+    /// page was short (the store held no more). A short page is handed back
+    /// after a short pause, so reads racing new writes do not follow each
+    /// other in a tight loop; a failed read is retried after 1 s, as an
+    /// empty, incomplete page.
+    fn read_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        want: usize,
+        read: impl Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
+        answer: impl FnOnce(Vec<T>, bool) -> Cmd<TerminateReply> + Send + 'static,
+    ) {
+        let cmds = self.cmds.clone();
+        self.tasks.spawn(async move {
+            let cmd = match read.await {
+                Ok(rows) => {
+                    let complete = rows.len() < want;
+                    if complete {
+                        tokio::time::sleep(REFILL_PAUSE).await;
+                    }
+                    answer(rows, complete)
+                }
+                Err(err) => {
+                    tracing::error!("cannot load {what} async events ({err}); retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    answer(Vec::new(), false)
+                }
+            };
+            let _ = cmds.send(Msg::Core(cmd)).await;
+        });
+    }
+
+    /// Deletes ended events older than the retention window.
+    fn prune(&self) {
+        let before_ms = now_ms() - self.config.retention.as_millis() as i64;
+        let log = self.log.clone();
+        self.tasks.spawn(async move {
+            match log.write(WriteOp::Prune { before_ms }).await {
+                Ok(WriteOutcome::Pruned(n)) if n > 0 => {
+                    tracing::info!("pruned {n} async events past retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("pruning async events failed: {e}"),
+            }
+        });
+    }
+}
