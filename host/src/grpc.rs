@@ -27,6 +27,9 @@ pub(crate) struct RpcService {
     pub commands: mpsc::Sender<Command>,
     /// The address workers dial (the far end of their sockets).
     pub server_addr: SocketAddr,
+    /// Anyone can dial the port: refusals are logged at most once per
+    /// interval, with a count of the rest.
+    pub refusals: crate::listen::LogThrottle,
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<StreamingMessage, Status>> + Send>>;
@@ -40,6 +43,9 @@ impl FunctionRpc for RpcService {
         request: Request<Streaming<StreamingMessage>>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
         let peer = request.remote_addr();
+        // The accepted socket's own address: with the peer's, the whole
+        // 4-tuple the peer check looks up.
+        let local = request.local_addr().unwrap_or(self.server_addr);
         let presented = request
             .metadata()
             .get(LAUNCH_SECRET_METADATA)
@@ -60,10 +66,14 @@ impl FunctionRpc for RpcService {
             .map_err(|_| Status::unavailable("the host is shutting down"))?;
         let identity = match identity.await {
             Ok(Ok(identity)) => identity,
-            Ok(Err(why)) => return Err(reject(peer, &why)),
+            // Counted by the dispatcher already.
+            Ok(Err(why)) => return Err(self.refused(peer, &why)),
             Err(_) => return Err(Status::unavailable("the host is shutting down")),
         };
-        match self.prove(peer, presented, &identity, &worker_id).await {
+        match self
+            .prove(peer, local, presented, &identity, &worker_id)
+            .await
+        {
             Ok(proof) => {
                 tracing::debug!(worker = %worker_id, ?peer, "worker stream proven by {proof}")
             }
@@ -107,7 +117,13 @@ impl RpcService {
             Err(_) => return Err("no StartStream within 10 s".into()),
         };
         match first.content {
-            Some(Content::StartStream(s)) if !s.worker_id.is_empty() => Ok(s.worker_id),
+            // Ids this host issues are UUIDs; anything else is refused
+            // without being echoed into logs or answers.
+            Some(Content::StartStream(s)) if is_issued_id_shape(&s.worker_id) => Ok(s.worker_id),
+            Some(Content::StartStream(s)) if !s.worker_id.is_empty() => Err(format!(
+                "StartStream carries a worker_id ({} bytes) this host never issues",
+                s.worker_id.len()
+            )),
             Some(Content::StartStream(_)) => Err("StartStream carries no worker_id".into()),
             _ => Err(format!(
                 "first message must be StartStream, got {}",
@@ -122,12 +138,13 @@ impl RpcService {
     async fn prove(
         &self,
         peer: Option<SocketAddr>,
+        server: SocketAddr,
         presented: Option<Vec<u8>>,
         identity: &LaunchIdentity,
         worker_id: &str,
     ) -> Result<&'static str, String> {
         if let Some(given) = presented {
-            return if constant_time_eq(&given, identity.secret.as_bytes()) {
+            return if constant_time_eq(&given, identity.secret.expose().as_bytes()) {
                 Ok("its launch secret")
             } else {
                 Err(format!("wrong launch secret for worker {worker_id}"))
@@ -139,7 +156,6 @@ impl RpcService {
         let Some(peer) = peer else {
             return Err("the peer address is unknown".into());
         };
-        let server = self.server_addr;
         let check = tokio::task::spawn_blocking(move || peer::check(peer, server, pid))
             .await
             .unwrap_or_else(|e| PeerCheck::Foreign(format!("the peer check failed: {e}")));
@@ -157,8 +173,21 @@ impl RpcService {
     /// protocol violations.
     async fn refuse(&self, peer: Option<SocketAddr>, why: &str) -> Status {
         let _ = self.commands.send(Command::Refused).await;
-        reject(peer, why)
+        self.refused(peer, why)
     }
+
+    fn refused(&self, peer: Option<SocketAddr>, why: &str) -> Status {
+        if let Some(held_back) = self.refusals.due() {
+            tracing::warn!(?peer, held_back, "refused worker stream: {why}");
+        }
+        Status::permission_denied(why.to_string())
+    }
+}
+
+/// At most 64 letters, digits and dashes: the shape of the ids this host
+/// gives its workers.
+fn is_issued_id_shape(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Interceptor on the `FunctionRpc` service: the gRPC port's connections

@@ -314,6 +314,7 @@ impl Host {
         let service = FunctionRpcServer::new(RpcService {
             commands: commands_tx.clone(),
             server_addr: grpc_addr,
+            refusals: Default::default(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

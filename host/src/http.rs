@@ -20,6 +20,7 @@ use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeE
 use crate::keys::KeyStore;
 
 mod async_api;
+mod deadline;
 mod guard;
 mod keys_api;
 mod routes;
@@ -43,6 +44,7 @@ struct AppState {
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
     routes: Arc<routes::RouteTable>,
+    body_limit: usize,
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
 }
@@ -60,9 +62,11 @@ pub(crate) fn router(
         .max_message_bytes
         .saturating_sub(64 * 1024)
         .max(1024);
+    let body_read_timeout = app.host.http.body_read_timeout;
     let state = AppState {
         host,
         routes: Arc::new(routes::RouteTable::new(&app)),
+        body_limit,
         app,
         keys,
         events,
@@ -103,6 +107,10 @@ pub(crate) fn router(
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_read_timeout,
+            deadline::body_deadline,
+        ))
         .with_state(state)
 }
 
@@ -227,14 +235,9 @@ async fn host_status(State(state): State<AppState>) -> Response {
 
 /// Every request no other route takes: an HTTP trigger when the route
 /// table has a function for its path, else a 404.
-async fn http_trigger(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn http_trigger(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let (name, params, allowed) = match state.routes.find(method.as_str(), uri.path()) {
         routes::Found::Function { name, params } => (name, params, None),
         routes::Found::WrongMethod { name, allowed } => (name, HashMap::new(), Some(allowed)),
@@ -264,6 +267,18 @@ async fn http_trigger(
         _ => Caller::Public,
     };
     let name = function.name.clone();
+    let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    // Read only now, after the key check: a caller without a key never
+    // makes the host buffer a body.
+    let body = match deadline::read_body(body, state.body_limit).await {
+        Ok(b) => b,
+        Err((status, message)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error_body(status, message);
+        }
+    };
     let request = rpc_http(&method, &uri, &headers, query, params, body);
     run(&state, &name, InvocationInput::http(request), caller).await
 }
@@ -375,8 +390,9 @@ fn without_key_param(uri: &Uri) -> String {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
+            // Decoded as `presented_key` decodes it: `c%6Fde=` is a key too.
             let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            name != KEY_QUERY_PARAM && !pair.is_empty()
+            percent_decode(name, true) != KEY_QUERY_PARAM && !pair.is_empty()
         })
         .collect();
     if kept.is_empty() {
@@ -587,6 +603,8 @@ mod tests {
         assert_eq!(r.query.get("a").map(String::as_str), Some("1"));
         let bare: Uri = "/api/f?code=K".parse().unwrap();
         assert_eq!(without_key_param(&bare), "/api/f");
+        let encoded: Uri = "/api/f?c%6Fde=K1&%63ode=K2&x=1".parse().unwrap();
+        assert_eq!(without_key_param(&encoded), "/api/f?x=1");
     }
 
     #[test]

@@ -31,12 +31,22 @@ pub(crate) fn check(peer: SocketAddr, server: SocketAddr, pid: u32) -> PeerCheck
     if !supported() {
         return PeerCheck::Unsupported;
     }
-    let Some(inode) = socket_inode(peer, server) else {
+    let Some((inode, socket_uid)) = socket_inode(peer, server) else {
         return PeerCheck::Foreign(format!(
             "no TCP socket from {peer} to {server} found in /proc/net/tcp"
         ));
     };
-    let family = process_family(pid);
+    // The kernel records who created the socket: another user's socket is
+    // never the worker's, whatever process tree it finds its way into.
+    let Some(worker_uid) = owner(pid) else {
+        return PeerCheck::Foreign(format!("worker process {pid} is gone"));
+    };
+    if socket_uid != worker_uid {
+        return PeerCheck::Foreign(format!(
+            "the connection from {peer} belongs to uid {socket_uid}, the worker runs as uid {worker_uid}"
+        ));
+    }
+    let family = process_family(pid, worker_uid);
     if family.iter().any(|p| holds_socket(*p, inode)) {
         PeerCheck::Verified
     } else {
@@ -48,9 +58,17 @@ pub(crate) fn check(peer: SocketAddr, server: SocketAddr, pid: u32) -> PeerCheck
     }
 }
 
-/// The inode of the socket whose local end is `peer` and remote end is
-/// `server` (the worker's side of the connection).
-fn socket_inode(peer: SocketAddr, server: SocketAddr) -> Option<u64> {
+/// The uid owning process `pid` (its `/proc` entry).
+fn owner(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
+/// The inode and owner uid of the socket whose local end is `peer` and
+/// remote end is `server` (the worker's side of the connection).
+fn socket_inode(peer: SocketAddr, server: SocketAddr) -> Option<(u64, u32)> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .find_map(|table| {
@@ -60,17 +78,18 @@ fn socket_inode(peer: SocketAddr, server: SocketAddr) -> Option<u64> {
 }
 
 /// Searches one `/proc/net/tcp`-format table.
-fn find_inode(table: &str, peer: SocketAddr, server: SocketAddr) -> Option<u64> {
+fn find_inode(table: &str, peer: SocketAddr, server: SocketAddr) -> Option<(u64, u32)> {
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
         let local = parse_endpoint(fields.get(1)?)?;
         let remote = parse_endpoint(fields.get(2)?)?;
+        let uid: u32 = fields.get(7)?.parse().ok()?;
         let inode: u64 = fields.get(9)?.parse().ok()?;
-        let matches = same_endpoint(local, peer)
-            && remote.port() == server.port()
-            && (same_ip(remote.ip(), server.ip()) || server.ip().is_unspecified());
-        (matches && inode != 0).then_some(inode)
+        // `server` is the accepted socket's own address, so the whole
+        // 4-tuple is matched.
+        let matches = same_endpoint(local, peer) && same_endpoint(remote, server);
+        (matches && inode != 0).then_some((inode, uid))
     })
 }
 
@@ -108,9 +127,11 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// `pid`, every process whose parent chain leads to it, and every process
-/// in its process group (the host starts each worker as a group leader;
-/// another user cannot join that group).
-fn process_family(pid: u32) -> Vec<u32> {
+/// of `uid` in its process group (the host starts each worker as a group
+/// leader; a reparented helper stays in the group). Another user's process
+/// in the same session can join the group, so group members count only
+/// when they run as the worker's user.
+fn process_family(pid: u32, uid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32, u32)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
@@ -125,6 +146,12 @@ fn process_family(pid: u32) -> Vec<u32> {
                 .ok()
                 .and_then(|s| parse_stat(&s))
             {
+                // A group member of another user is not family.
+                let pgrp = if pgrp == pid && owner(p) != Some(uid) {
+                    0
+                } else {
+                    pgrp
+                };
                 parents.push((p, ppid, pgrp));
             }
         }
@@ -186,11 +213,14 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         if cfg!(target_endian = "little") {
-            assert_eq!(find_inode(v4, peer, server), Some(424242));
+            assert_eq!(find_inode(v4, peer, server), Some((424242, 0)));
             let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
             assert_eq!(find_inode(v4, other, server), None);
             let v6 = "header\n   0: 0000000000000000FFFF00000100007F:9C40 0000000000000000FFFF00000100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 777 1\n";
-            assert_eq!(find_inode(v6, peer, server), Some(777));
+            assert_eq!(find_inode(v6, peer, server), Some((777, 0)));
+            // Another server port or address is another connection.
+            let elsewhere: SocketAddr = "127.0.0.2:8080".parse().unwrap();
+            assert_eq!(find_inode(v4, peer, elsewhere), None);
         }
     }
 

@@ -18,6 +18,10 @@ pub struct HttpConfig {
     /// `http.maxConnections`: open connections; at the cap the host stops
     /// accepting and new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// `http.bodyReadTimeout`: a request whose body has not fully arrived
+    /// this long after its head did fails with 408, so a body trickled in
+    /// cannot hold a connection.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -25,6 +29,7 @@ impl Default for HttpConfig {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 512,
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -34,6 +39,7 @@ impl Default for HttpConfig {
 struct Section {
     header_read_timeout: Option<String>,
     max_connections: Option<u64>,
+    body_read_timeout: Option<String>,
 }
 
 impl HttpConfig {
@@ -48,6 +54,9 @@ impl HttpConfig {
         let mut cfg = Self::default();
         if let Some(t) = &section.header_read_timeout {
             cfg.header_read_timeout = positive_timespan(path, "http.headerReadTimeout", t)?;
+        }
+        if let Some(t) = &section.body_read_timeout {
+            cfg.body_read_timeout = positive_timespan(path, "http.bodyReadTimeout", t)?;
         }
         if let Some(n) = section.max_connections {
             cfg.max_connections = in_range(path, "http.maxConnections", n, 1, 100_000)? as usize;

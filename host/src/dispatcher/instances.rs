@@ -71,7 +71,7 @@ pub(crate) struct Instance {
     pub request_id: String,
     /// Given to the process in its environment (never argv); fnhost's SDKs
     /// present it as gRPC metadata to prove they are this launch.
-    pub launch_secret: Arc<str>,
+    pub launch_secret: LaunchSecret,
     pub slot: usize,
     pub state: InstanceState,
     pub process: Option<WorkerProcess>,
@@ -106,11 +106,11 @@ impl Instance {
         Self {
             worker_id,
             request_id: uuid::Uuid::new_v4().to_string(),
-            launch_secret: Arc::from(format!(
+            launch_secret: LaunchSecret(Arc::from(format!(
                 "{}{}",
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
-            )),
+            ))),
             slot,
             state: InstanceState::Launching,
             process: None,
@@ -171,7 +171,7 @@ impl Dispatcher {
                 grpc_addr: self.grpc_addr,
                 worker_id: &worker_id,
                 request_id: &inst.request_id,
-                launch_secret: &inst.launch_secret,
+                launch_secret: inst.launch_secret.expose(),
                 max_message_bytes: self.app.host.max_message_bytes,
             };
             let commands = self.commands_tx.clone();
@@ -279,8 +279,14 @@ impl Dispatcher {
         }
         let err = match error {
             Some(e) if e.contains("message length too large") => {
+                // Uncharged only when a function's output can be the cause:
+                // a serving instance with invocations in flight. One that
+                // breaks this way while starting (a huge log line at import,
+                // huge metadata) is a crash like any other, so it cannot
+                // loop without the budget stopping it.
                 if let Some(inst) = self.instances.get_mut(worker_id) {
-                    inst.oversized = true;
+                    inst.oversized =
+                        inst.state == InstanceState::Ready && !inst.in_flight.is_empty();
                 }
                 format!(
                     "its stream broke on a message over the {}-byte limit \
@@ -396,5 +402,22 @@ pub(crate) struct LaunchIdentity {
     /// The launched process (its descendants count too).
     pub pid: Option<u32>,
     /// The secret in its `FNHOST_WORKER_SECRET`.
-    pub secret: Arc<str>,
+    pub secret: LaunchSecret,
+}
+
+/// A launch secret: cheap to clone, never shown by `Debug`.
+#[derive(Clone)]
+pub(crate) struct LaunchSecret(Arc<str>);
+
+impl LaunchSecret {
+    /// The secret itself.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LaunchSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaunchSecret(<redacted>)")
+    }
 }

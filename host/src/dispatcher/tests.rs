@@ -521,3 +521,35 @@ async fn idle_instances_above_the_process_count_are_retired_after_the_idle_timeo
             .count();
     assert_eq!(active, 1, "down to processCount");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_message_is_uncharged_only_from_a_serving_instance_with_work() {
+    let too_large = || Some("Error, decoded message length too large: found 9 bytes".to_string());
+    let mut f = ready(true);
+    let _a = invoke(&mut f, "a");
+    let w = f.worker.clone();
+    f.d.handle_command(Command::StreamClosed {
+        worker_id: w,
+        error: too_large(),
+    });
+    assert_eq!(
+        f.d.status().slots[0].recent_restarts,
+        0,
+        "a function's output"
+    );
+    // The replacement breaks the same way before it serves: a crash.
+    f.d.handle_timer(Timer::Restart(0));
+    let starting = f.d.slots[0].current.clone().expect("replaced");
+    f.d.handle_command(Command::StreamClosed {
+        worker_id: starting,
+        error: too_large(),
+    });
+    assert_eq!(f.d.status().slots[0].recent_restarts, 1, "charged");
+}
+
+#[test]
+fn a_launch_secret_never_shows_in_debug_output() {
+    let inst = Instance::new("w".into(), 0);
+    let shown = format!("{inst:?}");
+    assert!(!shown.contains(inst.launch_secret.expose()), "{shown}");
+}

@@ -130,16 +130,53 @@ async fn another_user_given_the_live_worker_id_is_refused() {
     host.shutdown().await;
 }
 
+/// Polls `/proc` for the worker's launch line, joins its process group
+/// (`setpgid` needs only the same session, not the same user), then runs
+/// the hijacker against it.
+const JOIN_GROUP_THEN_HIJACK: &str = r#"
+import os, sys, time
+marker, hijacker = sys.argv[1], sys.argv[2]
+deadline = time.time() + 20
+while time.time() < deadline:
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            words = [w.decode() for w in open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\0')]
+        except OSError:
+            continue
+        if any(marker in w for w in words) and '--workerId' in words:
+            value = lambda flag: words[words.index(flag) + 1]
+            os.setpgid(0, int(pid))
+            os.execv(hijacker, [hijacker, '--grpc', value('--host') + ':' + value('--port'),
+                                '--worker-id', value('--workerId')])
+    time.sleep(0.001)
+sys.exit('no worker launch line appeared')
+"#;
+
+/// How the stranger attacks.
+#[derive(Clone, Copy)]
+enum Attack {
+    /// Dials with the worker id it read from `/proc`.
+    Dial,
+    /// Joins the worker's process group first, then dials.
+    JoinGroup,
+}
+
 /// The race: the id is on a command line for 2 s before the worker dials;
 /// a stranger polling `/proc` dials first with it.
-async fn race(worker: &Path, exec: bool) {
+async fn race(worker: &Path, exec: bool, attack: Attack) {
     let tools = Tools::new();
     let hijacker = tools.copy("hijacker");
     let wrapper = tools.slow_wrapper(worker, exec);
     let marker = wrapper.display().to_string();
-    let attacker = stranger(&hijacker, &["--watch", &marker, "--timeout-ms", "20000"])
-        .spawn()
-        .expect("the hijacker starts");
+    let hijacker_arg = hijacker.display().to_string();
+    let mut attacker = match attack {
+        Attack::Dial => stranger(&hijacker, &["--watch", &marker, "--timeout-ms", "20000"]),
+        Attack::JoinGroup => stranger(
+            Path::new("/usr/bin/python3"),
+            &["-c", JOIN_GROUP_THEN_HIJACK, &marker, &hijacker_arg],
+        ),
+    };
+    let attacker = attacker.spawn().expect("the hijacker starts");
     let app = TestApp::new(&wrapper, json!({}));
     let host = app.start(1).await;
     let out = attacker.wait_with_output().await.unwrap();
@@ -171,13 +208,21 @@ async fn a_stranger_racing_a_slow_worker_without_a_secret_is_refused() {
     // The rogue worker (in its well-behaved mode) presents no launch
     // secret, like published workers: the host checks the socket's owner.
     // Started as the wrapper's child, so the descendant check is exercised.
-    race(&binary("rogue-worker"), false).await;
+    race(&binary("rogue-worker"), false, Attack::Dial).await;
+}
+
+#[tokio::test]
+async fn a_stranger_that_joins_the_workers_process_group_is_refused() {
+    init_logs();
+    // Any process in the host's session may join the worker's process
+    // group; the kernel's owner of the socket still tells them apart.
+    race(&binary("rogue-worker"), false, Attack::JoinGroup).await;
 }
 
 #[tokio::test]
 async fn a_stranger_racing_a_slow_sdk_worker_is_refused() {
     init_logs();
-    race(&binary("fnhost-sample-worker"), true).await;
+    race(&binary("fnhost-sample-worker"), true, Attack::Dial).await;
 }
 
 #[tokio::test]
@@ -531,5 +576,67 @@ async fn a_request_that_would_not_fit_a_worker_message_is_refused_with_413_and_b
         .await
         .unwrap();
     assert_eq!(r.status, 413, "{}", r.text());
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_in_is_cut_at_the_body_deadline_and_keyless_callers_are_refused_before_it()
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init_logs();
+    let app = leveled_app();
+    app.write(
+        "host.json",
+        &json!({"http": {"bodyReadTimeout": "00:00:01"}}),
+    );
+    let host = app.start(1).await;
+    let head = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n")
+    };
+    // An anonymous function: the body must arrive within the deadline.
+    let mut conn = tokio::net::TcpStream::connect(host.http_addr())
+        .await
+        .unwrap();
+    conn.write_all(head("/api/echo").as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            n = conn.read(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                // One byte at a time, never the whole body.
+                let _ = conn.write_all(b"x").await;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never cut");
+        if String::from_utf8_lossy(&reply).contains("bodyReadTimeout") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A function-level function answers a keyless caller at once, with
+    // no body read at all.
+    let mut conn = tokio::net::TcpStream::connect(host.http_addr())
+        .await
+        .unwrap();
+    conn.write_all(head("/api/request").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_millis(500), conn.read(&mut buf))
+        .await
+        .expect("answered before any body byte")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
     host.shutdown().await;
 }
