@@ -21,6 +21,7 @@ mod runtime;
 mod worker;
 
 pub use duration::parse_timespan;
+pub(crate) use function::{check_routes, parse_binding};
 pub use function::{Binding, Direction, FunctionConfig};
 pub use http::HttpConfig;
 pub use lifecycle::{HookConfig, LifecycleConfig};
@@ -210,6 +211,13 @@ impl AppConfig {
             function::default_script_files(&mut functions, &worker.language)?;
         }
         function::check_routes(&functions, &host.route_prefix)?;
+        if functions.is_empty() && !worker.worker_indexing {
+            return Err(ConfigError::file(
+                &app_dir,
+                "holds no functions: expected at least one <function>/function.json, or a worker \
+                 that indexes its functions (worker.config.json \"workerIndexing\": \"true\")",
+            ));
+        }
         if let Some(f) = &host.async_events.on_failure {
             if !functions.iter().any(|x| &x.name == f) {
                 return Err(ConfigError::field(

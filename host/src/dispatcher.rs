@@ -197,6 +197,9 @@ pub(crate) struct Dispatcher {
     pub started: Instant,
     /// When false, instances are not launched (unit tests attach fakes).
     pub launch_processes: bool,
+    /// Where worker-indexed functions are published for the HTTP, async
+    /// and SCF APIs (absent in unit tests).
+    pub catalog: Option<crate::catalog::Catalog>,
 }
 
 impl Dispatcher {
@@ -232,6 +235,7 @@ impl Dispatcher {
             ready_tx,
             started: Instant::now(),
             launch_processes: true,
+            catalog: None,
         }
     }
 

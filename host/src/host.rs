@@ -348,16 +348,18 @@ impl Host {
             .map_or(Duration::ZERO, |h| h.timeout);
         let shutdown_bound =
             app.host.cancel_grace + pre_stop + app.host.terminate_grace + Duration::from_secs(1);
-        let dispatcher = Dispatcher::new(app.clone(), grpc_addr, commands_tx, results_tx, ready_tx);
+        let catalog = crate::catalog::Catalog::new(&app);
+        let mut dispatcher =
+            Dispatcher::new(app.clone(), grpc_addr, commands_tx, results_tx, ready_tx);
+        dispatcher.catalog = Some(catalog.clone());
         let dispatcher_task = tokio::spawn(dispatcher.run(commands_rx));
 
         let log = EventLog::start(Arc::new(store));
-        let functions = app.functions.iter().map(|f| f.name.clone()).collect();
         let events = AsyncEvents::start(
             log,
             handle.clone(),
             app.host.async_events.clone(),
-            functions,
+            catalog.clone(),
         )
         .await
         .map_err(store_err)?;
@@ -367,6 +369,7 @@ impl Host {
             handle.clone(),
             app.clone(),
             Arc::new(keys),
+            catalog,
             events.clone(),
             opts.scf_credentials,
         );

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use fnhost_proto::rpc::{typed_data, RpcHttp, TypedData};
 use serde_json::json;
 
+use crate::catalog::Catalog;
 use crate::config::{AppConfig, FunctionConfig};
 use crate::events::AsyncEvents;
 use crate::host::{HostHandle, ScfCredentials};
@@ -23,7 +24,7 @@ mod async_api;
 mod deadline;
 mod guard;
 mod keys_api;
-mod routes;
+pub(crate) mod routes;
 mod scf;
 mod signatures;
 mod tc3;
@@ -43,7 +44,7 @@ struct AppState {
     host: HostHandle,
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
-    routes: Arc<routes::RouteTable>,
+    catalog: Catalog,
     body_limit: usize,
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
@@ -53,6 +54,7 @@ pub(crate) fn router(
     host: HostHandle,
     app: Arc<AppConfig>,
     keys: Arc<KeyStore>,
+    catalog: Catalog,
     events: AsyncEvents,
     scf: Option<ScfCredentials>,
 ) -> Router {
@@ -65,7 +67,7 @@ pub(crate) fn router(
     let body_read_timeout = app.host.http.body_read_timeout;
     let state = AppState {
         host,
-        routes: Arc::new(routes::RouteTable::new(&app)),
+        catalog,
         body_limit,
         app,
         keys,
@@ -238,12 +240,15 @@ async fn host_status(State(state): State<AppState>) -> Response {
 async fn http_trigger(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let (name, params, allowed) = match state.routes.find(method.as_str(), uri.path()) {
+    let functions = state.catalog.current();
+    let (name, params, allowed) = match functions.routes().find(method.as_str(), uri.path()) {
         routes::Found::Function { name, params } => (name, params, None),
-        routes::Found::WrongMethod { name, allowed } => (name, HashMap::new(), Some(allowed)),
+        routes::Found::WrongMethod { name, allowed } => {
+            (name, HashMap::new(), Some(allowed.to_vec()))
+        }
         routes::Found::Nothing => return not_found(uri).await,
     };
-    let Some(function) = state.app.function(name) else {
+    let Some(function) = functions.get(name).cloned() else {
         return not_found(uri).await;
     };
     // Authorised before anything else is said about the route.
@@ -292,7 +297,7 @@ async fn admin_invoke(
 ) -> Response {
     // Worker-indexed functions have no function.json: their input is the
     // body as data, and the dispatcher answers for unknown names.
-    let trigger = match state.app.function(&name) {
+    let trigger = match state.catalog.current().get(&name) {
         Some(function) => trigger_for(function, &uri, &headers, body),
         None => trigger_data(&headers, body),
     };

@@ -5,6 +5,7 @@
 //! [`HostHandle`] invokes, cancels and reports status from Rust code.
 
 pub mod admin_key;
+pub mod catalog;
 pub mod config;
 pub mod data_dir;
 mod dispatcher;

@@ -61,6 +61,7 @@ impl Registry {
                 raw_bindings: vec![],
                 timeout: Some(hook.timeout),
                 disabled: false,
+                properties: Default::default(),
             };
             r.insert(config, uuid::Uuid::new_v4().to_string());
             r.hidden.insert(hook.function.clone());
@@ -120,58 +121,15 @@ impl Registry {
         self.by_name.values()
     }
 
-    /// Adds a function a worker indexed itself, unless `function.json`
-    /// already defines one of that name (configuration wins).
-    pub(crate) fn add_worker_indexed(
-        &mut self,
-        meta: &RpcFunctionMetadata,
-        app_dir: &std::path::Path,
-    ) -> Option<String> {
-        if meta.name.is_empty() || self.by_name.contains_key(meta.name.as_str()) {
-            return None;
-        }
-        let mut bindings: Vec<Binding> = meta
-            .bindings
-            .iter()
-            .map(|(name, b)| Binding {
-                name: name.clone(),
-                binding_type: b.r#type.clone(),
-                direction: match binding_info::Direction::try_from(b.direction) {
-                    Ok(binding_info::Direction::Out) => Direction::Out,
-                    Ok(binding_info::Direction::Inout) => Direction::InOut,
-                    _ => Direction::In,
-                },
-                properties: b.properties.clone().into_iter().collect(),
-                methods: None,
-            })
-            .collect();
-        if !bindings.iter().any(Binding::is_trigger) {
-            bindings.push(Binding {
-                name: "input".into(),
-                binding_type: "manualTrigger".into(),
-                direction: Direction::In,
-                properties: Default::default(),
-                methods: None,
-            });
-        }
-        bindings.sort_by(|a, b| a.name.cmp(&b.name));
-        let id = if meta.function_id.is_empty() {
+    /// Adds a function a worker indexed itself (built by
+    /// [`function_from_metadata`]) under the worker's own function id.
+    pub(crate) fn insert_indexed(&mut self, config: FunctionConfig, function_id: &str) {
+        let id = if function_id.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
-            meta.function_id.clone()
-        };
-        let config = FunctionConfig {
-            name: meta.name.clone(),
-            directory: app_dir.join(&meta.name),
-            script_file: None,
-            entry_point: meta.entry_point.clone(),
-            raw_bindings: meta.raw_bindings.clone(),
-            bindings,
-            timeout: None,
-            disabled: false,
+            function_id.to_string()
         };
         self.insert(config, id);
-        Some(meta.name.clone())
     }
 
     /// The `FunctionLoadRequest` for `entry`.
@@ -209,9 +167,93 @@ impl Registry {
                 language: self.language.clone(),
                 raw_bindings: f.raw_bindings.clone(),
                 function_id: entry.function_id.clone(),
+                properties: f.properties.clone().into_iter().collect(),
                 ..RpcFunctionMetadata::default()
             }),
             managed_dependency_enabled: false,
         }
     }
+}
+
+/// A function from a worker's `RpcFunctionMetadata`: its bindings from
+/// `raw_bindings` (the binding objects as function.json has them: trigger
+/// type, `route`, `methods`, `authLevel`), checked as function.json's are;
+/// from the `bindings` map when a worker sends no raw form.
+pub(crate) fn function_from_metadata(
+    meta: &RpcFunctionMetadata,
+    app_dir: &std::path::Path,
+) -> Result<FunctionConfig, String> {
+    if meta.name.is_empty()
+        || !meta
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "function name {:?} may hold only letters, digits, '_' and '-'",
+            meta.name
+        ));
+    }
+    let origin = std::path::PathBuf::from(format!("<worker-indexed function {}>", meta.name));
+    let mut bindings: Vec<Binding> = Vec::new();
+    if meta.raw_bindings.is_empty() {
+        for (name, b) in &meta.bindings {
+            bindings.push(Binding {
+                name: name.clone(),
+                binding_type: b.r#type.clone(),
+                direction: match binding_info::Direction::try_from(b.direction) {
+                    Ok(binding_info::Direction::Out) => Direction::Out,
+                    Ok(binding_info::Direction::Inout) => Direction::InOut,
+                    _ => Direction::In,
+                },
+                methods: b.properties.get("methods").map(|m| {
+                    m.split(',')
+                        .map(|x| x.trim().trim_matches(['[', ']', '"']).to_ascii_lowercase())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                }),
+                properties: b.properties.clone().into_iter().collect(),
+            });
+        }
+        bindings.sort_by(|a, b| a.name.cmp(&b.name));
+    } else {
+        for (i, raw) in meta.raw_bindings.iter().enumerate() {
+            let value: serde_json::Value = serde_json::from_str(raw)
+                .map_err(|e| format!("raw_bindings[{i}] is not JSON: {e}"))?;
+            bindings
+                .push(crate::config::parse_binding(&origin, i, &value).map_err(|e| e.to_string())?);
+        }
+    }
+    if !bindings.iter().any(Binding::is_trigger) {
+        bindings.push(Binding {
+            name: "input".into(),
+            binding_type: "manualTrigger".into(),
+            direction: Direction::In,
+            properties: Default::default(),
+            methods: None,
+        });
+    }
+    let triggers = bindings.iter().filter(|b| b.is_trigger()).count();
+    if triggers != 1 {
+        return Err(format!(
+            "exactly one trigger binding is required, found {triggers}"
+        ));
+    }
+    let directory = if meta.directory.is_empty() {
+        app_dir.to_path_buf()
+    } else {
+        std::path::PathBuf::from(&meta.directory)
+    };
+    Ok(FunctionConfig {
+        name: meta.name.clone(),
+        directory,
+        script_file: (!meta.script_file.is_empty())
+            .then(|| std::path::PathBuf::from(&meta.script_file)),
+        entry_point: meta.entry_point.clone(),
+        raw_bindings: meta.raw_bindings.clone(),
+        bindings,
+        timeout: None,
+        disabled: false,
+        properties: meta.properties.clone().into_iter().collect(),
+    })
 }

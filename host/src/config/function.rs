@@ -25,6 +25,9 @@ pub struct FunctionConfig {
     pub timeout: Option<Duration>,
     /// `disabled`: the function is listed but cannot be invoked.
     pub disabled: bool,
+    /// Properties a worker gave the function when it indexed it (such as
+    /// `worker_indexed`), sent back in its `FunctionLoadRequest`.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 /// Direction of a binding.
@@ -128,12 +131,6 @@ pub(crate) fn load_all(app_dir: &Path) -> Result<Vec<FunctionConfig>, ConfigErro
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         functions.push(load_one(&name, &dir, &file)?);
-    }
-    if functions.is_empty() {
-        return Err(ConfigError::file(
-            app_dir,
-            "holds no functions: expected at least one <function>/function.json",
-        ));
     }
     functions.sort_by(|a, b| a.name.cmp(&b.name));
     // Names match case-insensitively, so two folders differing in case
@@ -251,6 +248,7 @@ fn load_one(name: &str, dir: &Path, file: &Path) -> Result<FunctionConfig, Confi
         raw_bindings,
         timeout,
         disabled,
+        properties: Default::default(),
     })
 }
 
@@ -266,7 +264,11 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-fn parse_binding(file: &Path, i: usize, value: &serde_json::Value) -> Result<Binding, ConfigError> {
+pub(crate) fn parse_binding(
+    file: &Path,
+    i: usize,
+    value: &serde_json::Value,
+) -> Result<Binding, ConfigError> {
     let field = |name: &str| format!("bindings[{i}].{name}");
     let obj = value
         .as_object()

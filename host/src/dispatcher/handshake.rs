@@ -109,7 +109,11 @@ impl Dispatcher {
         }
         inst.capabilities = r.capabilities;
         tracing::info!(worker = %worker_id, capabilities = ?inst.capabilities, "worker initialised");
-        if has_capability(&inst.capabilities, CAP_WORKER_INDEXING) {
+        // As the Azure host decides: worker.config.json `workerIndexing`;
+        // fnhost's SDKs also advertise the capability.
+        if self.app.worker.worker_indexing
+            || has_capability(&inst.capabilities, CAP_WORKER_INDEXING)
+        {
             inst.state = InstanceState::Loading {
                 indexing: true,
                 pending: HashSet::new(),
@@ -139,14 +143,39 @@ impl Dispatcher {
             tracing::warn!(worker = %worker_id, "unexpected FunctionMetadataResponse; ignored");
             return;
         }
-        if !r.use_default_metadata_indexing {
+        let result = r.result.clone().unwrap_or_default();
+        if !result.is_success() && r.result.is_some() {
+            tracing::error!(worker = %worker_id, "the worker failed to index its functions: {}; loading function.json functions only", result.error_message());
+        } else if !r.use_default_metadata_indexing {
             for meta in &r.function_metadata_results {
-                if let Some(name) = self.registry.add_worker_indexed(meta, &self.app.app_dir) {
-                    tracing::info!(worker = %worker_id, function = %name, "worker-indexed function registered");
-                }
+                self.register_indexed(worker_id, meta);
             }
         }
         self.send_loads(worker_id);
+    }
+
+    /// One function a worker indexed: registered with the dispatcher and
+    /// published in the catalog, unless a function of that name is known
+    /// already (function.json wins; another instance indexed it first).
+    fn register_indexed(&mut self, worker_id: &str, meta: &fnhost_proto::rpc::RpcFunctionMetadata) {
+        if self.registry.get(&meta.name).is_some() {
+            return;
+        }
+        let config = match crate::registry::function_from_metadata(meta, &self.app.app_dir) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::error!(worker = %worker_id, function = %meta.name, "worker-indexed function refused: {why}");
+                return;
+            }
+        };
+        if let Some(catalog) = &self.catalog {
+            if let Err(why) = catalog.register(config.clone()) {
+                tracing::error!(worker = %worker_id, function = %meta.name, "worker-indexed function refused: {why}");
+                return;
+            }
+        }
+        tracing::info!(worker = %worker_id, function = %meta.name, "worker-indexed function registered");
+        self.registry.insert_indexed(config, &meta.function_id);
     }
 
     fn send_loads(&mut self, worker_id: &str) {

@@ -41,6 +41,7 @@ fn app() -> AppConfig {
         raw_bindings: vec![],
         timeout: None,
         disabled: false,
+        properties: Default::default(),
     };
     AppConfig {
         app_dir: PathBuf::from("/app"),

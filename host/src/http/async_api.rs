@@ -24,7 +24,7 @@ pub(super) async fn invoke_async(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(function) = state.app.function(&name) else {
+    let Some(function) = state.catalog.current().get(&name).cloned() else {
         return error_body(
             StatusCode::NOT_FOUND,
             format!("function '{name}' does not exist"),
@@ -41,7 +41,7 @@ pub(super) async fn invoke_async(
         }
     };
     let digest = key.map(|k| (k, Sha256::digest(&body).to_vec()));
-    let input = trigger_for(function, &uri, &headers, body);
+    let input = trigger_for(&function, &uri, &headers, body);
     // Refused now rather than accepted and failed at every attempt.
     let size = crate::invocation::InvocationInput::new(input.clone()).least_encoded_len();
     let limit = state.app.host.max_message_bytes;

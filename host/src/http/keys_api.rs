@@ -16,8 +16,9 @@ use crate::keys::{KeyError, Scope};
 
 fn function_scope(state: &AppState, name: &str) -> Option<Scope> {
     state
-        .app
-        .function(name)
+        .catalog
+        .current()
+        .get(name)
         .map(|f| Scope::Function(f.name.clone()))
 }
 

@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use crate::config::route::RouteTemplate;
-use crate::config::AppConfig;
+use crate::config::FunctionConfig;
 
 struct Route {
     function: String,
@@ -38,10 +40,9 @@ pub(crate) enum Found<'a> {
 }
 
 impl RouteTable {
-    pub(crate) fn new(app: &AppConfig) -> Self {
-        let prefix = split_path(&app.host.route_prefix);
-        let routes = app
-            .functions
+    pub(crate) fn build(prefix: &str, functions: &[Arc<FunctionConfig>]) -> Self {
+        let prefix = split_path(prefix);
+        let routes = functions
             .iter()
             .filter(|f| f.is_http_triggered() && !f.disabled)
             .map(|f| Route {
@@ -114,7 +115,16 @@ fn split_path(path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AppConfig;
     use serde_json::json;
+
+    impl RouteTable {
+        fn new(app: &AppConfig) -> Self {
+            let list: Vec<Arc<FunctionConfig>> =
+                app.functions.iter().cloned().map(Arc::new).collect();
+            Self::build(&app.host.route_prefix, &list)
+        }
+    }
 
     fn app(prefix: Option<&str>, functions: &[(&str, serde_json::Value)]) -> AppConfig {
         let dir = std::env::temp_dir().join(format!("fnhost-routes-{}", uuid::Uuid::new_v4()));

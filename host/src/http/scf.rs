@@ -352,11 +352,13 @@ impl Params<'_> {
     }
 
     /// The required `FunctionName`, which must exist.
-    fn function<'s>(&self, state: &'s AppState) -> Result<&'s FunctionConfig, ApiError> {
+    fn function(&self, state: &AppState) -> Result<std::sync::Arc<FunctionConfig>, ApiError> {
         let name = self.required("FunctionName")?;
         state
-            .app
-            .function(name)
+            .catalog
+            .current()
+            .get(name)
+            .cloned()
             .ok_or_else(|| not_found_function(name))
     }
 }
@@ -395,7 +397,7 @@ async fn invoke(state: &AppState, p: &Params<'_>) -> ApiResult {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     let body = Bytes::from(context.to_string());
-    let input = trigger_for(function, &Uri::from_static("/"), &headers, body);
+    let input = trigger_for(&function, &Uri::from_static("/"), &headers, body);
     if event {
         return enqueue(state, name, input).await;
     }

@@ -187,5 +187,24 @@ async fn a_worker_that_indexes_its_functions_serves_those_without_function_json(
     assert_eq!(r.text(), "declared");
     let r = api.invoke("nope", "x").await.unwrap();
     assert_eq!(r.status, 404);
+    // Worker-indexed functions are first-class: async events run them too.
+    let r = api
+        .request(
+            "POST",
+            "/admin/functions/flaky/invoke-async",
+            "0",
+            Some(fnhost_e2e::ADMIN_KEY),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["requestId"].as_str().unwrap().to_string();
+    let path = format!("/admin/async-events/{id}");
+    fnhost_e2e::wait_until(
+        "the indexed event to finish",
+        Duration::from_secs(20),
+        || async { api.admin_get(&path).await.unwrap().json()["status"] == "FINISHED" },
+    )
+    .await;
     host.shutdown().await;
 }

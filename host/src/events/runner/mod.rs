@@ -117,7 +117,7 @@ const REFILL_PAUSE: Duration = Duration::from_millis(2);
 pub struct AsyncEvents {
     cmds: mpsc::Sender<Msg>,
     log: EventLog,
-    functions: Arc<Vec<String>>,
+    catalog: crate::catalog::Catalog,
     tasks: TaskTracker,
 }
 
@@ -128,7 +128,7 @@ impl AsyncEvents {
         log: EventLog,
         host: HostHandle,
         config: AsyncConfig,
-        functions: Vec<String>,
+        catalog: crate::catalog::Catalog,
     ) -> Result<Self, StoreError> {
         let (cmds, rx) = mpsc::channel(4096);
         let config = Arc::new(config);
@@ -151,7 +151,7 @@ impl AsyncEvents {
         Ok(Self {
             cmds,
             log,
-            functions: Arc::new(functions),
+            catalog,
             tasks,
         })
     }
@@ -163,9 +163,15 @@ impl AsyncEvents {
 
     /// Stores the event durably, then queues it to run.
     pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
-        if !self.functions.iter().any(|f| f == &req.function) {
-            return Err(EnqueueError::UnknownFunction(req.function));
-        }
+        // The one list of functions, worker-indexed ones included; the
+        // event keeps the name as configured.
+        let req = match self.catalog.current().get(&req.function) {
+            Some(f) => EnqueueRequest {
+                function: f.name.clone(),
+                ..req
+            },
+            None => return Err(EnqueueError::UnknownFunction(req.function)),
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let record = EventRecord {
             request_id: id.clone(),
