@@ -64,6 +64,14 @@ import azure.functions  # noqa: F401
 PY
 }
 
+# The v4 Node programming model (@azure/functions 4.x) for the v4 app tests.
+node_v4="$here/node-v4"
+if [[ ! -f "$node_v4/node_modules/@azure/functions/package.json" ]] ||
+  [[ "$node_v4/package-lock.json" -nt "$node_v4/node_modules/.package-lock.json" ]]; then
+  echo "interop: installing @azure/functions 4.x for the v4 Node app (npm ci)"
+  (cd "$node_v4" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [[ -x "$py" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && check 2>/dev/null; then
   echo "interop: $venv and $build are ready; nothing to do"
   exit 0

@@ -537,3 +537,179 @@ fn encrypted_or_malformed_local_settings_are_configuration_errors() {
         "{err}"
     );
 }
+
+/// A decorator-model Python app (`function_app.py`, no function.json), as
+/// `func new` writes it today.
+fn decorator_python_app() -> TempDir {
+    let app = TempDir::new("py-v2-app");
+    app.write_json("host.json", &host_json());
+    app.write_json("local.settings.json", &settings("python", "unused"));
+    app.write(
+        "function_app.py",
+        r#"import json
+import azure.functions as func
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.route(route="hello")
+def hello(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("hello " + req.params.get("name", "world"))
+
+
+@app.route(route="items/{id:int}", methods=["GET"])
+def item(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"id": req.route_params.get("id")}),
+                             mimetype="application/json")
+
+
+@app.route(route="submit", methods=["POST"])
+def submit(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("got " + req.get_body().decode())
+
+
+@app.route(route="secure", auth_level=func.AuthLevel.FUNCTION)
+def secure(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("secret ok")
+
+
+@app.route(route="boom")
+def boom(req: func.HttpRequest) -> func.HttpResponse:
+    raise ValueError("boom on purpose")
+"#,
+    );
+    app
+}
+
+/// A v4-model Node app (`app.http(...)` in package.json `main`).
+fn v4_node_app() -> TempDir {
+    let app = TempDir::new("node-v4-app");
+    app.write_json("host.json", &host_json());
+    app.write_json("local.settings.json", &settings("node", "unused"));
+    app.write_json(
+        "package.json",
+        &json!({"name": "v4-app", "version": "1.0.0", "main": "src/index.js"}),
+    );
+    let modules = repo_root().join("tests/interop/node-v4/node_modules");
+    assert!(
+        modules.join("@azure/functions/package.json").is_file(),
+        "@azure/functions 4.x is not installed ({} is missing): run tests/interop/setup.sh",
+        modules.display()
+    );
+    symlink(&modules, &app.path().join("node_modules"));
+    app.write(
+        "src/index.js",
+        r#"const { app } = require('@azure/functions');
+
+app.http('hello', { methods: ['GET'], authLevel: 'anonymous', route: 'hello',
+  handler: async (request) => ({ body: `hello ${request.query.get('name') || 'world'}` }) });
+app.http('item', { methods: ['GET'], authLevel: 'anonymous', route: 'items/{id:int}',
+  handler: async (request) => ({ jsonBody: { id: request.params.id } }) });
+app.http('submit', { methods: ['POST'], authLevel: 'anonymous',
+  handler: async (request) => ({ body: 'got ' + (await request.text()) }) });
+app.http('secure', { methods: ['GET'], authLevel: 'function',
+  handler: async () => ({ body: 'secret ok' }) });
+app.http('boom', { methods: ['GET'], authLevel: 'anonymous',
+  handler: async () => { throw new Error('boom on purpose'); } });
+"#,
+    );
+    app
+}
+
+/// The same checks for both: routes with typed values, methods, auth
+/// levels, a failure, and an admin invoke of an HTTP function (`RpcHttp`).
+async fn check_indexed_app(host: &HostProcess, api: &Api) {
+    let get = |path: &'static str| {
+        let api = api.clone();
+        async move { api.request("GET", path, "", None).await.unwrap() }
+    };
+    let r = get("/api/hello?name=azure").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hello azure"),
+        "{}",
+        host.log()
+    );
+    let r = get("/api/items/42").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"].to_string().trim_matches('"'), "42");
+    assert_eq!(
+        get("/api/items/abc").await.status,
+        404,
+        "the int constraint"
+    );
+    let r = api
+        .request("POST", "/api/submit", "payload", None)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "got payload"));
+    assert_eq!(get("/api/submit").await.status, 405, "POST only");
+    assert_eq!(
+        get("/api/secure").await.status,
+        401,
+        "function level needs a key"
+    );
+    let host_key = api.admin_get("/admin/host/keys").await.unwrap().json()["keys"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api
+        .request("GET", "/api/secure", "", Some(&host_key))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "secret ok"));
+    let r = get("/api/boom").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["error"]["message"], "the function failed");
+    let r = api.invoke("submit", "from admin").await.unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "got from admin"),
+        "{}",
+        r.text()
+    );
+    let status = api.status().await.unwrap();
+    for f in ["hello", "item", "submit", "secure", "boom"] {
+        assert!(
+            status["functions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == f),
+            "{f} is listed: {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_decorator_model_python_app_runs_unchanged() {
+    let Some(interop) = interop("the decorator-model Python test") else {
+        return;
+    };
+    let (build, bin) = python_build();
+    let workers = workers_dir(&interop, Some(&build));
+    let app = decorator_python_app();
+    let (host, api) = start(
+        fnhost(Some(&bin)),
+        &app,
+        &[Path::new("--workers-dir"), workers.path()],
+    )
+    .await;
+    check_indexed_app(&host, &api).await;
+}
+
+#[tokio::test]
+async fn a_v4_model_node_app_runs_unchanged() {
+    let Some(interop) = interop("the v4 Node test") else {
+        return;
+    };
+    let workers = workers_dir(&interop, None);
+    let app = v4_node_app();
+    let (host, api) = start(
+        fnhost(None),
+        &app,
+        &[Path::new("--workers-dir"), workers.path()],
+    )
+    .await;
+    check_indexed_app(&host, &api).await;
+}
