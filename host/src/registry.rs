@@ -257,3 +257,68 @@ pub(crate) fn function_from_metadata(
         properties: meta.properties.clone().into_iter().collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, raw: &[&str]) -> RpcFunctionMetadata {
+        RpcFunctionMetadata {
+            name: name.into(),
+            function_id: format!("{name}-id"),
+            raw_bindings: raw.iter().map(|s| s.to_string()).collect(),
+            properties: [("worker_indexed".to_string(), "True".to_string())].into(),
+            ..RpcFunctionMetadata::default()
+        }
+    }
+
+    #[test]
+    fn raw_bindings_give_the_trigger_route_methods_and_auth_level() {
+        let m = meta(
+            "item",
+            &[
+                r#"{"type":"httpTrigger","direction":"in","name":"req","methods":["GET"],"authLevel":"ANONYMOUS","route":"items/{id:int}"}"#,
+                r#"{"type":"http","direction":"out","name":"$return"}"#,
+            ],
+        );
+        let f = function_from_metadata(&m, std::path::Path::new("/app")).unwrap();
+        assert!(f.is_http_triggered());
+        assert_eq!(
+            f.trigger().methods.as_deref(),
+            Some(&["get".to_string()][..])
+        );
+        assert_eq!(f.auth_level(), crate::keys::AuthLevel::Anonymous);
+        assert_eq!(f.route().text, "items/{id:int}");
+        assert_eq!(f.properties["worker_indexed"], "True");
+    }
+
+    #[test]
+    fn bad_worker_metadata_is_refused_naming_the_problem() {
+        let bad_route = meta(
+            "x",
+            &[r#"{"type":"httpTrigger","direction":"in","name":"req","route":"{id:regex(a)}"}"#],
+        );
+        let e = function_from_metadata(&bad_route, std::path::Path::new("/app")).unwrap_err();
+        assert!(e.contains("route") && e.contains("regex"), "{e}");
+        let bad_level = meta(
+            "y",
+            &[r#"{"type":"httpTrigger","direction":"in","name":"req","authLevel":"everyone"}"#],
+        );
+        let e = function_from_metadata(&bad_level, std::path::Path::new("/app")).unwrap_err();
+        assert!(e.contains("authLevel"), "{e}");
+        let not_json = meta("z", &["{nope"]);
+        let e = function_from_metadata(&not_json, std::path::Path::new("/app")).unwrap_err();
+        assert!(e.contains("raw_bindings[0] is not JSON"), "{e}");
+        let two = meta(
+            "w",
+            &[
+                r#"{"type":"httpTrigger","direction":"in","name":"a"}"#,
+                r#"{"type":"queueTrigger","direction":"in","name":"b"}"#,
+            ],
+        );
+        assert!(function_from_metadata(&two, std::path::Path::new("/app")).is_err());
+        assert!(
+            function_from_metadata(&meta("bad name", &[]), std::path::Path::new("/app")).is_err()
+        );
+    }
+}
