@@ -149,9 +149,13 @@ function log(context) {
 }
 
 if (require.main === module) {
-  new Worker()
-    .function('echo', echo)
-    .function('sleep', sleep)
+  // The HTTP functions' triggers match their function.json, so a
+  // worker-indexed run (SAMPLE_WORKER_INDEXING=1) serves the same functions
+  // at the same URLs.
+  const http = { methods: ['GET', 'POST'], authLevel: 'anonymous' };
+  new Worker({ workerIndexing: process.env.SAMPLE_WORKER_INDEXING === '1' })
+    .http('echo', { ...http, handler: echo })
+    .http('sleep', { ...http, handler: sleep })
     .function('spin', spin)
     .function('panic', panic)
     .function('crash', crash)

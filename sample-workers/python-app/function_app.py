@@ -11,6 +11,11 @@
 - ``fail``  raises an exception with the input text.
 - ``log``   logs one line at each of info, warning and error.
 
+``echo`` and ``sleep`` are HTTP functions (GET and POST, anonymous), the
+others manual: the same as their ``function.json`` files, which the host reads
+unless ``SAMPLE_WORKER_INDEXING=1`` makes the worker report its functions
+itself.
+
 The host starts it as ``<venv python> function_app.py <launch arguments>``
 (see ``worker.config.json``); run ``../python/setup.sh`` first.
 """
@@ -24,9 +29,10 @@ import os
 import time
 from typing import Any, Union
 
-from fnhost_worker import Context, FunctionApp, HttpResponse, Input, InvocationCancelled
+from fnhost_worker import AuthLevel, Context, FunctionApp, HttpResponse, Input, InvocationCancelled
 
-app = FunctionApp()
+# SAMPLE_WORKER_INDEXING=1: the worker reports its own functions.
+app = FunctionApp(worker_indexing=os.environ.get("SAMPLE_WORKER_INDEXING") == "1")
 log = logging.getLogger("sample")
 
 
@@ -52,7 +58,7 @@ def millis(input: Input) -> int:
     raise ValueError(f'expected a number of milliseconds or {{"ms": N}}, got {text!r}')
 
 
-@app.function()
+@app.route(methods=["GET", "POST"], auth_level=AuthLevel.ANONYMOUS)
 def echo(ctx: Context, input: Input) -> Union[HttpResponse, str, bytes, Any, None]:
     """Returns the input: HTTP requests get a 200 with the same body and
     content type; JSON text comes back as JSON, other text as text, anything
@@ -74,7 +80,7 @@ def echo(ctx: Context, input: Input) -> Union[HttpResponse, str, bytes, Any, Non
         return text
 
 
-@app.function()
+@app.route(methods=["GET", "POST"], auth_level=AuthLevel.ANONYMOUS)
 async def sleep(ctx: Context, input: Input) -> str:
     """Sleeps for the requested time unless cancelled first."""
     ms = millis(input)

@@ -13,8 +13,8 @@ use std::time::Duration;
 use fnhost_proto::rpc::streaming_message::Content;
 use fnhost_proto::rpc::{
     FunctionLoadRequest, FunctionLoadResponse, FunctionLoadResponseCollection,
-    FunctionMetadataResponse, InvocationRequest, InvocationResponse, RpcFunctionMetadata, RpcLog,
-    StatusResult, StreamingMessage, WorkerInitResponse, WorkerMetadata, WorkerStatusResponse,
+    FunctionMetadataResponse, InvocationRequest, InvocationResponse, RpcLog, StatusResult,
+    StreamingMessage, WorkerInitResponse, WorkerMetadata, WorkerStatusResponse,
 };
 use fnhost_proto::{
     duration_from_proto, CAP_HANDLES_INVOCATION_CANCEL, CAP_WORKER_INDEXING, CAP_WORKER_STATUS,
@@ -25,7 +25,7 @@ use crate::panic_trace;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BoxHandler, Context, Input};
+use crate::{BoxHandler, Context, Input, Registration};
 
 /// Grace period used when the host (or SIGTERM) gives none.
 pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -106,7 +106,7 @@ impl Step {
 }
 
 pub(crate) struct Dispatcher {
-    handlers: HashMap<String, BoxHandler>,
+    functions: HashMap<String, Registration>,
     worker_indexing: bool,
     /// function_id → (function name, handler).
     loaded: HashMap<String, (String, BoxHandler)>,
@@ -120,12 +120,12 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     pub(crate) fn new(
-        handlers: HashMap<String, BoxHandler>,
+        functions: HashMap<String, Registration>,
         worker_indexing: bool,
     ) -> (Self, mpsc::UnboundedReceiver<TaskEvent>) {
         let (events, rx) = mpsc::unbounded_channel();
         let d = Self {
-            handlers,
+            functions,
             worker_indexing,
             loaded: HashMap::new(),
             in_flight: HashMap::new(),
@@ -246,15 +246,15 @@ impl Dispatcher {
 
     fn load(&mut self, req: FunctionLoadRequest) -> FunctionLoadResponse {
         let name = req.metadata.map(|m| m.name).unwrap_or_default();
-        let result = match self.handlers.get(&name) {
-            Some(h) => {
+        let result = match self.functions.get(&name) {
+            Some(f) => {
                 tracing::debug!(function_id = %req.function_id, function = %name, "loaded");
                 self.loaded
-                    .insert(req.function_id.clone(), (name, Arc::clone(h)));
+                    .insert(req.function_id.clone(), (name, Arc::clone(&f.handler)));
                 StatusResult::success()
             }
             None => {
-                let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+                let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
                 names.sort_unstable();
                 StatusResult::failure(format!(
                     "no handler registered for function '{name}' in this worker (registered: {})",
@@ -279,21 +279,16 @@ impl Dispatcher {
         }
         // Lifecycle hooks are loaded by the host from host.json, not listed
         // as invokable functions.
-        let mut names: Vec<&String> = self
-            .handlers
-            .keys()
-            .filter(|n| n.as_str() != crate::INITIALIZER && n.as_str() != crate::PRE_STOP)
+        let mut listed: Vec<(&String, &Registration)> = self
+            .functions
+            .iter()
+            .filter(|(n, _)| n.as_str() != crate::INITIALIZER && n.as_str() != crate::PRE_STOP)
             .collect();
-        names.sort_unstable();
+        listed.sort_unstable_by_key(|(n, _)| *n);
         FunctionMetadataResponse {
-            function_metadata_results: names
+            function_metadata_results: listed
                 .into_iter()
-                .map(|n| RpcFunctionMetadata {
-                    name: n.clone(),
-                    function_id: n.clone(),
-                    language: "rust".to_string(),
-                    ..RpcFunctionMetadata::default()
-                })
+                .map(|(name, f)| f.trigger.metadata(name))
                 .collect(),
             result: Some(StatusResult::success()),
             use_default_metadata_indexing: false,

@@ -3,16 +3,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use fnhost_proto::rpc::status_result::Status;
 use fnhost_proto::rpc::{
     parameter_binding, FunctionLoadRequestCollection, FunctionsMetadataRequest, InvocationCancel,
-    ParameterBinding, TypedData, WorkerInitRequest, WorkerStatusRequest,
+    ParameterBinding, RpcFunctionMetadata, TypedData, WorkerInitRequest, WorkerStatusRequest,
 };
 
 use super::*;
-use crate::{HandlerError, Output, WorkerBuilder};
+use crate::{AuthLevel, HandlerError, HttpTrigger, Output, WorkerBuilder};
 
 fn dispatcher(builder: WorkerBuilder) -> (Dispatcher, mpsc::UnboundedReceiver<TaskEvent>) {
     let worker = builder.build();
-    let (mut d, rx) = Dispatcher::new(worker.handlers, worker.worker_indexing);
-    let mut names: Vec<String> = d.handlers.keys().cloned().collect();
+    let (mut d, rx) = Dispatcher::new(worker.functions, worker.worker_indexing);
+    let mut names: Vec<String> = d.functions.keys().cloned().collect();
     names.sort();
     for name in names {
         let step = d.handle_message(load(&format!("id-{name}"), &name));
@@ -303,6 +303,54 @@ async fn init_metadata_status_and_terminate() {
             assert!(r.function_metadata_results.is_empty());
         }
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn metadata_lists_http_routes_and_manual_triggers_as_raw_bindings() {
+    let builder = echo()
+        .http_with(
+            "item",
+            HttpTrigger::new()
+                .route("items/{id:int}")
+                .methods(["GET"])
+                .auth_level(AuthLevel::Anonymous),
+            |_ctx, _input: Input| async { Ok::<_, HandlerError>("item") },
+        )
+        .initializer(|_ctx| async { Ok::<_, HandlerError>(()) })
+        .worker_indexing(true);
+    let (mut d, _rx) = dispatcher(builder);
+    let step = d.handle_message(msg(Content::FunctionsMetadataRequest(
+        FunctionsMetadataRequest::default(),
+    )));
+    let Some(Content::FunctionMetadataResponse(r)) = &step.replies[0].content else {
+        panic!("unexpected {:?}", step.replies);
+    };
+    assert!(r.result.as_ref().unwrap().is_success());
+    let listed: Vec<(&str, &[String])> = r
+        .function_metadata_results
+        .iter()
+        .map(|m| (m.name.as_str(), m.raw_bindings.as_slice()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "echo",
+                &[r#"{"type":"manualTrigger","direction":"in","name":"input"}"#.to_string()][..]
+            ),
+            (
+                "item",
+                &[
+                    r#"{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"authLevel":"anonymous","route":"items/{id:int}"}"#.to_string(),
+                    r#"{"type":"http","direction":"out","name":"$return"}"#.to_string(),
+                ][..]
+            ),
+        ]
+    );
+    for m in &r.function_metadata_results {
+        assert_eq!(m.function_id, m.name);
+        assert_eq!(m.properties["worker_indexed"], "True");
     }
 }
 

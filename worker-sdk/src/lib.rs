@@ -19,6 +19,53 @@
 //! }
 //! ```
 //!
+//! HTTP functions declare their trigger the way Azure's programming models
+//! do, and with [worker indexing](WorkerBuilder::worker_indexing) the worker
+//! reports it to the host (as `raw_bindings`), so the app needs no
+//! `function.json`:
+//!
+//! ```no_run
+//! use fnhost_worker::{AuthLevel, Context, HandlerError, HttpTrigger, Input, Worker};
+//!
+//! async fn hello(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+//!     Ok(format!("hello, {}", input.text()?))
+//! }
+//!
+//! async fn item(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+//!     let id = input.http().and_then(|h| h.params.get("id").cloned());
+//!     Ok(format!("item {}", id.unwrap_or_default()))
+//! }
+//!
+//! async fn job(ctx: Context, _input: Input) -> Result<(), HandlerError> {
+//!     ctx.info("running the job");
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), fnhost_worker::WorkerError> {
+//!     Worker::builder()
+//!         .http("hello", hello) // /api/hello, any method, authLevel function
+//!         .http_with(
+//!             "item",
+//!             HttpTrigger::new()
+//!                 .route("items/{id:int}")
+//!                 .methods(["GET"])
+//!                 .auth_level(AuthLevel::Anonymous),
+//!             item,
+//!         )
+//!         .function("job", job) // manualTrigger: admin and async invokes
+//!         .worker_indexing(true)
+//!         .build()
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! Each function is then reported with `raw_bindings` such as
+//! `{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"authLevel":"anonymous","route":"items/{id:int}"}`
+//! and `{"type":"http","direction":"out","name":"$return"}`, or
+//! `{"type":"manualTrigger","direction":"in","name":"input"}`.
+//!
 //! The SDK answers cancellation from the host by cancelling the invocation's
 //! token ([`Context::cancelled`]); a handler that then returns
 //! [`HandlerError::cancelled()`] is reported as `Cancelled`. A cancel that
@@ -40,6 +87,7 @@ mod error;
 mod io;
 mod panic_trace;
 mod runtime;
+mod trigger;
 
 pub use args::{
     ArgsError, LaunchArgs, LaunchSecret, DEFAULT_GRPC_MAX_MESSAGE_LENGTH, LAUNCH_SECRET_ENV,
@@ -49,6 +97,9 @@ pub use error::{HandlerError, WorkerError};
 pub use fnhost_proto::rpc::{RpcHttp, TypedData};
 pub use io::{HttpResponse, Input, Output};
 pub use tokio_util::sync::CancellationToken;
+pub use trigger::{AuthLevel, HttpTrigger};
+
+use trigger::Trigger;
 
 /// The function name of the instance initializer hook.
 pub const INITIALIZER: &str = "initializer";
@@ -57,6 +108,13 @@ pub const PRE_STOP: &str = "preStop";
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Output, HandlerError>> + Send>>;
 pub(crate) type BoxHandler = Arc<dyn Fn(Context, Input) -> BoxFuture + Send + Sync>;
+
+/// A registered function: its handler and how it is triggered.
+#[derive(Clone)]
+pub(crate) struct Registration {
+    pub(crate) handler: BoxHandler,
+    pub(crate) trigger: Trigger,
+}
 
 /// A configured worker, ready to connect to the host.
 ///
@@ -71,7 +129,7 @@ pub(crate) type BoxHandler = Arc<dyn Fn(Context, Input) -> BoxFuture + Send + Sy
 /// # }
 /// ```
 pub struct Worker {
-    handlers: HashMap<String, BoxHandler>,
+    functions: HashMap<String, Registration>,
     worker_indexing: bool,
 }
 
@@ -82,7 +140,7 @@ pub struct Worker {
 /// ```
 #[derive(Default)]
 pub struct WorkerBuilder {
-    handlers: HashMap<String, BoxHandler>,
+    functions: HashMap<String, Registration>,
     worker_indexing: bool,
 }
 
@@ -128,13 +186,13 @@ impl Worker {
     /// ```
     pub async fn run_with_args(self, args: LaunchArgs) -> Result<(), WorkerError> {
         panic_trace::install();
-        runtime::run(self.handlers, self.worker_indexing, args).await
+        runtime::run(self.functions, self.worker_indexing, args).await
     }
 }
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<&String> = self.handlers.keys().collect();
+        let mut names: Vec<&String> = self.functions.keys().collect();
         names.sort_unstable();
         f.debug_struct("Worker")
             .field("functions", &names)
@@ -147,6 +205,11 @@ impl WorkerBuilder {
     /// Registers `handler` for the function named `name` (as in the host's
     /// function metadata). Registering a name again replaces the handler.
     ///
+    /// With [worker indexing](Self::worker_indexing) the function is reported
+    /// with a `manualTrigger` (admin and async invokes only); without it, its
+    /// `function.json` decides the trigger. For HTTP functions use
+    /// [`http`](Self::http) or [`http_with`](Self::http_with).
+    ///
     /// ```no_run
     /// use fnhost_worker::{Context, HandlerError, Input, Worker};
     ///
@@ -155,18 +218,89 @@ impl WorkerBuilder {
     /// }
     /// let worker = Worker::builder().function("upper", upper).build();
     /// ```
-    pub fn function<F, Fut, O, E>(mut self, name: impl Into<String>, handler: F) -> Self
+    pub fn function<F, Fut, O, E>(self, name: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, E>> + Send + 'static,
         O: Into<Output>,
         E: Into<HandlerError>,
     {
-        let boxed: BoxHandler = Arc::new(move |ctx, input| {
+        self.register(name.into(), Trigger::Manual, handler)
+    }
+
+    /// Registers an HTTP-triggered function with Azure's defaults: served at
+    /// `/api/<name>`, every method, [`AuthLevel::Function`]. Return an
+    /// [`HttpResponse`] to set the status and headers.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, HandlerError, Input, Worker};
+    ///
+    /// async fn hello(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+    ///     Ok(format!("hello, {}", input.text()?))
+    /// }
+    /// let worker = Worker::builder().http("hello", hello).worker_indexing(true).build();
+    /// ```
+    pub fn http<F, Fut, O, E>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Output>,
+        E: Into<HandlerError>,
+    {
+        self.http_with(name, HttpTrigger::new(), handler)
+    }
+
+    /// Registers an HTTP-triggered function with its route template, methods
+    /// and auth level. These are reported to the host with [worker
+    /// indexing](Self::worker_indexing); without it, `function.json` decides.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{AuthLevel, Context, HandlerError, HttpTrigger, Input, Worker};
+    ///
+    /// async fn item(_ctx: Context, input: Input) -> Result<String, HandlerError> {
+    ///     let id = input.http().and_then(|h| h.params.get("id").cloned());
+    ///     Ok(format!("item {}", id.unwrap_or_default()))
+    /// }
+    /// let worker = Worker::builder()
+    ///     .http_with(
+    ///         "item",
+    ///         HttpTrigger::new()
+    ///             .route("items/{id:int}")
+    ///             .methods(["GET"])
+    ///             .auth_level(AuthLevel::Anonymous),
+    ///         item,
+    ///     )
+    ///     .worker_indexing(true)
+    ///     .build();
+    /// ```
+    pub fn http_with<F, Fut, O, E>(
+        self,
+        name: impl Into<String>,
+        trigger: HttpTrigger,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Output>,
+        E: Into<HandlerError>,
+    {
+        self.register(name.into(), Trigger::Http(trigger), handler)
+    }
+
+    fn register<F, Fut, O, E>(mut self, name: String, trigger: Trigger, handler: F) -> Self
+    where
+        F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Output>,
+        E: Into<HandlerError>,
+    {
+        let handler: BoxHandler = Arc::new(move |ctx, input| {
             let fut = handler(ctx, input);
             Box::pin(async move { fut.await.map(Into::into).map_err(Into::into) })
         });
-        self.handlers.insert(name.into(), boxed);
+        self.functions
+            .insert(name, Registration { handler, trigger });
         self
     }
 
@@ -216,8 +350,9 @@ impl WorkerBuilder {
     }
 
     /// Whether the worker indexes its own functions (advertises
-    /// `WorkerIndexing` and lists its registered functions when the host asks
-    /// for metadata). Default `false`: the host indexes from `function.json`.
+    /// `WorkerIndexing` and, when the host asks for metadata, lists its
+    /// registered functions with their triggers as `raw_bindings`). Default
+    /// `false`: the host indexes from `function.json`.
     ///
     /// ```no_run
     /// let builder = fnhost_worker::Worker::builder().worker_indexing(true);
@@ -234,7 +369,7 @@ impl WorkerBuilder {
     /// ```
     pub fn build(self) -> Worker {
         Worker {
-            handlers: self.handlers,
+            functions: self.functions,
             worker_indexing: self.worker_indexing,
         }
     }

@@ -13,7 +13,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::dispatcher::{Dispatcher, TaskEvent, DEFAULT_GRACE};
-use crate::{BoxHandler, LaunchArgs, WorkerError};
+use crate::{LaunchArgs, Registration, WorkerError};
 
 /// The metadata key the host reads the launch secret from.
 const LAUNCH_SECRET_METADATA: &str = "x-fnhost-worker-secret";
@@ -97,7 +97,7 @@ impl Shutdown {
 }
 
 pub(crate) async fn run(
-    handlers: HashMap<String, BoxHandler>,
+    functions: HashMap<String, Registration>,
     worker_indexing: bool,
     args: LaunchArgs,
 ) -> Result<(), WorkerError> {
@@ -129,7 +129,7 @@ pub(crate) async fn run(
     let mut inbound = client.event_stream(request).await?.into_inner();
     tracing::debug!(worker_id = %args.worker_id, uri = %args.uri, "event stream open");
 
-    let (mut dispatcher, mut events) = Dispatcher::new(handlers, worker_indexing);
+    let (mut dispatcher, mut events) = Dispatcher::new(functions, worker_indexing);
     loop {
         tokio::select! {
             msg = inbound.next() => match msg {

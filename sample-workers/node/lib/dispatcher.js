@@ -15,6 +15,7 @@
 const { InvocationContext, isAbortError, abortReason } = require('./context');
 const { Input, toTypedData } = require('./io');
 const { durationToMs } = require('./proto');
+const { MANUAL, functionMetadata } = require('./triggers');
 
 /** Grace period used when the host (or SIGTERM) gives none, in ms. */
 const DEFAULT_GRACE_MS = 5000;
@@ -27,6 +28,10 @@ const CAPABILITIES = Object.freeze({
   RpcHttpBodyOnly: 'true',
   RawHttpBodyBytes: 'true',
 });
+/** Advertised in addition when the worker indexes its own functions. */
+const WORKER_INDEXING = 'WorkerIndexing';
+/** Lifecycle hooks: loaded by the host from host.json, never listed as invokable functions. */
+const LIFECYCLE_HOOKS = Object.freeze(['initializer', 'preStop']);
 const SDK_VERSION = require('../package.json').version;
 
 /** A set of the most recent ids, evicting the oldest beyond its capacity. */
@@ -84,9 +89,15 @@ class Dispatcher {
    *   (without `request_id`; the runtime stamps it)
    * @param {number} [options.rememberedIds] capacity of the early-cancel and
    *   finished-id sets
+   * @param {Map<string, import('./triggers').Trigger>} [options.triggers]
+   *   function name → trigger reported with worker indexing (manual when absent)
+   * @param {boolean} [options.workerIndexing=false] advertise `WorkerIndexing`
+   *   and list the functions when the host asks for metadata
    */
-  constructor({ functions, send, rememberedIds = REMEMBERED_IDS }) {
+  constructor({ functions, send, rememberedIds = REMEMBERED_IDS, triggers = new Map(), workerIndexing = false }) {
     this._functions = functions;
+    this._triggers = triggers;
+    this._workerIndexing = workerIndexing;
     this._send = send;
     /** function_id → {name, handler} */
     this._loaded = new Map();
@@ -155,12 +166,7 @@ class Dispatcher {
         return null;
       }
       case 'functions_metadata_request':
-        this._send({
-          function_metadata_response: {
-            use_default_metadata_indexing: true,
-            result: { status: 'Success' },
-          },
-        });
+        this._send({ function_metadata_response: this._metadataResponse() });
         return null;
       case 'worker_status_request':
         this._send({ worker_status_response: {} });
@@ -179,9 +185,11 @@ class Dispatcher {
   }
 
   _initResponse() {
+    const capabilities = { ...CAPABILITIES };
+    if (this._workerIndexing) capabilities[WORKER_INDEXING] = 'true';
     return {
       worker_version: SDK_VERSION,
-      capabilities: { ...CAPABILITIES },
+      capabilities,
       result: { status: 'Success' },
       worker_metadata: {
         runtime_name: 'node',
@@ -189,6 +197,19 @@ class Dispatcher {
         worker_version: SDK_VERSION,
         worker_bitness: process.arch,
       },
+    };
+  }
+
+  _metadataResponse() {
+    if (!this._workerIndexing) {
+      // Functions are described by function.json files (host indexing).
+      return { use_default_metadata_indexing: true, result: { status: 'Success' } };
+    }
+    const names = [...this._functions.keys()].filter((n) => !LIFECYCLE_HOOKS.includes(n)).sort();
+    return {
+      function_metadata_results: names.map((n) => functionMetadata(n, this._triggers.get(n) || MANUAL)),
+      result: { status: 'Success' },
+      use_default_metadata_indexing: false,
     };
   }
 

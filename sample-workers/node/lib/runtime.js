@@ -43,11 +43,14 @@ function delay(ms) {
  *
  * @param {Map<string, import('./dispatcher').Handler>} functions
  * @param {import('./args').LaunchArgs} args
+ * @param {object} [options]
+ * @param {Map<string, import('./triggers').Trigger>} [options.triggers]
+ * @param {boolean} [options.workerIndexing=false]
  * @returns {Promise<void>} resolves after an orderly stop (terminate, SIGTERM,
  *   or the host closing the stream)
  * @throws {ConnectError} when the host cannot be reached
  */
-async function run(functions, args) {
+async function run(functions, args, { triggers, workerIndexing = false } = {}) {
   const { FunctionRpc } = loadRpcPackage();
   const client = new FunctionRpc(args.address, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': args.grpcMaxMessageLength,
@@ -80,7 +83,7 @@ async function run(functions, args) {
 
   send({ start_stream: { worker_id: args.workerId } });
   debug(`event stream open to ${args.uri} as ${args.workerId}`);
-  const dispatcher = new Dispatcher({ functions, send });
+  const dispatcher = new Dispatcher({ functions, send, triggers, workerIndexing });
 
   let stopping = null;
   /** Cancels everything, sends results as they arrive up to `graceMs`, then closes our side. */

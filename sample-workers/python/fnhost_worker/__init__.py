@@ -15,15 +15,19 @@ from .app import DEFAULT_SYNC_THREADS, FunctionApp
 from .args import ArgsError, LaunchArgs
 from .context import Context, InvocationCancelled
 from .data import HttpRequest, HttpResponse, Input
+from .triggers import AuthLevel, HttpTrigger, ManualTrigger
 
 __all__ = [
     "ArgsError",
+    "AuthLevel",
     "Context",
     "DEFAULT_SYNC_THREADS",
     "FunctionApp",
     "HttpRequest",
     "HttpResponse",
+    "HttpTrigger",
     "Input",
     "InvocationCancelled",
     "LaunchArgs",
+    "ManualTrigger",
 ]

@@ -12,6 +12,24 @@ Example::
 
     if __name__ == "__main__":
         app.run()
+
+HTTP functions declare their trigger as in Azure's decorator model; with
+``worker_indexing=True`` the worker reports it to the host (as
+``raw_bindings``), so the app needs no ``function.json``::
+
+    from fnhost_worker import AuthLevel, FunctionApp, HttpResponse, HttpTrigger
+
+    app = FunctionApp(worker_indexing=True)
+
+    @app.route(route="items/{id:int}", methods=["GET"], auth_level=AuthLevel.ANONYMOUS)
+    def item(ctx, input):
+        return HttpResponse(200, body=f"item {input.http.params['id']}")
+
+    @app.function(trigger=HttpTrigger(methods=["POST"]))   # the same, as an option
+    def upload(ctx, input): ...
+
+    @app.function()                                          # manualTrigger
+    def job(ctx, input): ...
 """
 
 from __future__ import annotations
@@ -20,12 +38,13 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from .args import ArgsError, LaunchArgs
 from .context import current_context
 from .dispatcher import Handler
 from .runtime import ConnectError, run
+from .triggers import AuthLevel, HttpTrigger, ManualTrigger, Trigger
 
 #: Threads for sync (``def``) handlers when neither the constructor nor
 #: ``FNHOST_PYTHON_THREADS`` says otherwise.
@@ -35,30 +54,79 @@ DEFAULT_SYNC_THREADS = 32
 class FunctionApp:
     """A set of functions, registered by decorator, served to one host."""
 
-    def __init__(self, sync_threads: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        sync_threads: Optional[int] = None,
+        *,
+        worker_indexing: bool = False,
+        http_auth_level: Union[AuthLevel, str] = AuthLevel.FUNCTION,
+    ) -> None:
         """``sync_threads``: size of the thread pool that runs sync handlers
-        (default: ``FNHOST_PYTHON_THREADS`` or 32)."""
+        (default: ``FNHOST_PYTHON_THREADS`` or 32).
+
+        ``worker_indexing``: the worker advertises ``WorkerIndexing`` and,
+        when the host asks for metadata, lists its functions with their
+        triggers; default ``False``, the host reads ``function.json`` files.
+
+        ``http_auth_level``: the auth level of :meth:`route` functions that
+        name none (Azure's default, ``function``)."""
         self._functions: dict[str, Handler] = {}
+        self._triggers: dict[str, Trigger] = {}
         self._sync_threads = sync_threads
+        self._worker_indexing = worker_indexing
+        self._http_auth_level = AuthLevel.parse(http_auth_level)
 
     @property
     def functions(self) -> dict[str, Handler]:
         """Registered handlers by function name."""
         return dict(self._functions)
 
-    def function(self, name: Optional[str] = None) -> Callable[[Handler], Handler]:
+    @property
+    def triggers(self) -> dict[str, Trigger]:
+        """Registered triggers by function name."""
+        return dict(self._triggers)
+
+    def function(
+        self, name: Optional[str] = None, *, trigger: Optional[Trigger] = None
+    ) -> Callable[[Handler], Handler]:
         """Registers the decorated handler as function ``name`` (default: the
-        Python function's name). The name must match the function's folder
-        (its ``function.json``) in the app."""
+        Python function's name). Without worker indexing the name must match
+        the function's folder (its ``function.json``) in the app, which also
+        decides the trigger.
+
+        ``trigger``: what worker indexing reports, an :class:`HttpTrigger` or
+        (the default) a :class:`ManualTrigger`."""
 
         def register(handler: Handler) -> Handler:
             fname = name or handler.__name__
             if fname in self._functions:
                 raise ValueError(f"function '{fname}' is registered twice")
             self._functions[fname] = handler
+            self._triggers[fname] = trigger if trigger is not None else ManualTrigger()
             return handler
 
         return register
+
+    def route(
+        self,
+        route: Optional[str] = None,
+        *,
+        name: Optional[str] = None,
+        methods: Optional[Iterable[str]] = None,
+        auth_level: Union[AuthLevel, str, None] = None,
+    ) -> Callable[[Handler], Handler]:
+        """Registers the decorated handler as an HTTP-triggered function, as
+        Azure's ``@app.route`` does: ``route`` template (default: served at
+        ``/api/<name>``), ``methods`` (default: every method) and
+        ``auth_level`` (default: the app's ``http_auth_level``). The handler
+        gets the request as ``input.http`` and may return an
+        :class:`HttpResponse`."""
+        trigger = HttpTrigger(
+            route=route,
+            methods=methods,
+            auth_level=self._http_auth_level if auth_level is None else auth_level,
+        )
+        return self.function(name, trigger=trigger)
 
     def run(self, argv: Optional[Sequence[str]] = None) -> None:
         """Parses the launch arguments (default ``sys.argv[1:]``), serves the
@@ -72,7 +140,15 @@ class FunctionApp:
         try:
             args = LaunchArgs.parse(sys.argv[1:] if argv is None else argv)
             threads = self._sync_threads or int(os.environ.get("FNHOST_PYTHON_THREADS", DEFAULT_SYNC_THREADS))
-            asyncio.run(run(self._functions, args, threads))
+            asyncio.run(
+                run(
+                    self._functions,
+                    args,
+                    threads,
+                    triggers=self._triggers,
+                    worker_indexing=self._worker_indexing,
+                )
+            )
         except ArgsError as e:
             print(f"fnhost python worker: {e}", file=sys.stderr)
             code = 2

@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 from ._proto import pb
 from .context import Context, InvocationCancelled, current_context
 from .data import Input, to_typed_data
+from .triggers import ManualTrigger, Trigger, function_metadata
 
 #: A function handler: ``def f(ctx, input)`` or ``async def f(ctx, input)``.
 Handler = Callable[[Context, Input], Union[Any, Awaitable[Any]]]
@@ -43,6 +44,11 @@ CAPABILITIES = (
     "RpcHttpBodyOnly",
     "RawHttpBodyBytes",
 )
+#: Advertised in addition when the worker indexes its own functions.
+WORKER_INDEXING = "WorkerIndexing"
+#: Lifecycle hooks: loaded by the host from host.json, never listed as
+#: invokable functions.
+LIFECYCLE_HOOKS = ("initializer", "preStop")
 WORKER_VERSION = "0.1.0"
 
 _log = logging.getLogger("fnhost_worker")
@@ -128,10 +134,22 @@ def _rpc_level(levelno: int) -> int:
 class Dispatcher:
     """Turns host messages into replies and runs invocations."""
 
-    def __init__(self, functions: Mapping[str, Handler], executor: Executor) -> None:
+    def __init__(
+        self,
+        functions: Mapping[str, Handler],
+        executor: Executor,
+        *,
+        triggers: Optional[Mapping[str, Trigger]] = None,
+        worker_indexing: bool = False,
+    ) -> None:
         """``functions`` maps function names to handlers; sync handlers run on
-        ``executor``. Must be created on the running event loop."""
+        ``executor``. With ``worker_indexing`` the worker lists its functions
+        when the host asks for metadata, each with its trigger from
+        ``triggers`` (a manual trigger when absent). Must be created on the
+        running event loop."""
         self._functions = dict(functions)
+        self._triggers = dict(triggers or {})
+        self._worker_indexing = worker_indexing
         self._executor = executor
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -174,12 +192,7 @@ class Dispatcher:
                 )
             )
         if kind == "functions_metadata_request":
-            # Functions are described by function.json files (host indexing).
-            return _reply(
-                function_metadata_response=pb.FunctionMetadataResponse(
-                    use_default_metadata_indexing=True, result=status(_STATUS.Success)
-                )
-            )
+            return _reply(function_metadata_response=self._metadata_response())
         if kind == "worker_status_request":
             return _reply(worker_status_response=pb.WorkerStatusResponse())
         if kind == "invocation_request":
@@ -196,9 +209,12 @@ class Dispatcher:
         return Step()
 
     def _init_response(self) -> "pb.WorkerInitResponse":
+        capabilities = {c: "true" for c in CAPABILITIES}
+        if self._worker_indexing:
+            capabilities[WORKER_INDEXING] = "true"
         return pb.WorkerInitResponse(
             worker_version=WORKER_VERSION,
-            capabilities={c: "true" for c in CAPABILITIES},
+            capabilities=capabilities,
             result=status(_STATUS.Success),
             worker_metadata=pb.WorkerMetadata(
                 runtime_name="python",
@@ -206,6 +222,20 @@ class Dispatcher:
                 worker_version=WORKER_VERSION,
                 worker_bitness=platform.machine(),
             ),
+        )
+
+    def _metadata_response(self) -> "pb.FunctionMetadataResponse":
+        if not self._worker_indexing:
+            # Functions are described by function.json files (host indexing).
+            return pb.FunctionMetadataResponse(use_default_metadata_indexing=True, result=status(_STATUS.Success))
+        return pb.FunctionMetadataResponse(
+            function_metadata_results=[
+                function_metadata(name, self._triggers.get(name, ManualTrigger()))
+                for name in sorted(self._functions)
+                if name not in LIFECYCLE_HOOKS
+            ],
+            result=status(_STATUS.Success),
+            use_default_metadata_indexing=False,
         )
 
     def _load(self, req: "pb.FunctionLoadRequest") -> "pb.FunctionLoadResponse":

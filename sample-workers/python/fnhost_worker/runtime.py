@@ -20,6 +20,7 @@ import grpc
 from ._proto import pb, pb_grpc
 from .args import LaunchArgs
 from .dispatcher import DEFAULT_GRACE, Dispatcher, Handler
+from .triggers import Trigger
 
 _log = logging.getLogger("fnhost_worker")
 
@@ -45,9 +46,18 @@ def launch_metadata() -> list[tuple[str, str]]:
     return [(LAUNCH_SECRET_METADATA, secret)] if secret else []
 
 
-async def run(functions: Mapping[str, Handler], args: LaunchArgs, sync_threads: int) -> None:
+async def run(
+    functions: Mapping[str, Handler],
+    args: LaunchArgs,
+    sync_threads: int,
+    *,
+    triggers: Optional[Mapping[str, Trigger]] = None,
+    worker_indexing: bool = False,
+) -> None:
     """Serves ``functions`` to the host described by ``args`` until the host
-    ends the stream, sends ``WorkerTerminate``, or the process gets SIGTERM."""
+    ends the stream, sends ``WorkerTerminate``, or the process gets SIGTERM.
+    ``triggers`` and ``worker_indexing`` are as for
+    :class:`~fnhost_worker.dispatcher.Dispatcher`."""
     options = [
         ("grpc.max_send_message_length", args.grpc_max_message_length),
         ("grpc.max_receive_message_length", args.grpc_max_message_length),
@@ -63,7 +73,7 @@ async def run(functions: Mapping[str, Handler], args: LaunchArgs, sync_threads: 
         except asyncio.TimeoutError:
             raise ConnectError(f"could not reach the host at {args.target} within {CONNECT_FOR:.0f} s") from None
 
-        dispatcher = Dispatcher(functions, executor)
+        dispatcher = Dispatcher(functions, executor, triggers=triggers, worker_indexing=worker_indexing)
         log_handler = dispatcher.log_handler()
         logging.getLogger().addHandler(log_handler)
         send: asyncio.Queue[Optional[pb.StreamingMessage]] = asyncio.Queue()

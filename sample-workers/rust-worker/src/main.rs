@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use fnhost_worker::{Context, HandlerError, HttpResponse, Input, Output, Worker, WorkerError};
+use fnhost_worker::{
+    AuthLevel, Context, HandlerError, HttpResponse, HttpTrigger, Input, Output, Worker, WorkerError,
+};
 use serde_json::Value;
 
 /// Returns the input: HTTP requests get a 200 with the same body and content
@@ -222,16 +224,24 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+    // The HTTP functions' triggers match their function.json in
+    // sample-workers/rust-app (and the e2e tests' apps), so a worker-indexed
+    // run serves the same functions at the same URLs.
+    let http = || {
+        HttpTrigger::new()
+            .methods(["GET", "POST"])
+            .auth_level(AuthLevel::Anonymous)
+    };
     let result = Worker::builder()
-        .function("echo", echo)
-        .function("sleep", sleep)
+        .http_with("echo", http(), echo)
+        .http_with("sleep", http(), sleep)
         .function("spin", spin)
         .function("panic", panic)
         .function("crash", crash)
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
-        .function("request", request)
+        .http_with("request", http(), request)
         .initializer(initializer)
         .pre_stop(pre_stop)
         // SAMPLE_WORKER_INDEXING=1: the worker reports its own functions.

@@ -1,0 +1,105 @@
+'use strict';
+/**
+ * How a function is triggered, and the metadata a worker-indexing worker
+ * reports for it.
+ *
+ * With worker indexing on, the host builds its functions from the
+ * `FunctionMetadataResponse` instead of `function.json` files. Each
+ * function's `raw_bindings` are the binding objects of a `function.json`,
+ * serialized the way Azure's language workers send them.
+ * This mirrors `worker-sdk/src/trigger.rs`.
+ *
+ * @module fnhost-node-worker/triggers
+ */
+
+/** Values of `authLevel`: who may call an HTTP-triggered function. */
+const AUTH_LEVELS = Object.freeze(['anonymous', 'function', 'admin']);
+
+/**
+ * A trigger: `{ type: 'manual' }`, or `{ type: 'http', route, methods,
+ * authLevel }` with `route` and `methods` possibly `undefined` (served at
+ * `/api/<name>`, every method).
+ *
+ * @typedef {{type: 'manual'} | {type: 'http', route?: string, methods?: string[], authLevel: string}} Trigger
+ */
+
+/** Options of an HTTP trigger besides its handler. */
+const HTTP_OPTIONS = Object.freeze(['route', 'methods', 'authLevel']);
+
+/** @type {Trigger} */
+const MANUAL = Object.freeze({ type: 'manual' });
+
+/**
+ * An HTTP trigger from registration options, with Azure's defaults: no
+ * `route`, every method, `authLevel` `'function'`. Methods are kept
+ * lowercase; `authLevel` may be in any case.
+ *
+ * @param {string} name the function's name (for error messages)
+ * @param {{route?: string, methods?: string[], authLevel?: string}} [options]
+ * @returns {Trigger}
+ * @throws {TypeError} on an unknown option or auth level, or a malformed one
+ */
+function httpTrigger(name, options = {}) {
+  const unknown = Object.keys(options).filter((k) => !HTTP_OPTIONS.includes(k));
+  if (unknown.length > 0) {
+    const known = ['handler', ...HTTP_OPTIONS].join(', ');
+    throw new TypeError(`unknown HTTP trigger option(s) of '${name}': ${unknown.join(', ')} (known: ${known})`);
+  }
+  const { route, methods, authLevel = 'function' } = options;
+  if (route !== undefined && typeof route !== 'string') {
+    throw new TypeError(`route of '${name}' must be a string`);
+  }
+  if (methods !== undefined && (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string'))) {
+    throw new TypeError(`methods of '${name}' must be an array of strings`);
+  }
+  const level = String(authLevel).toLowerCase();
+  if (!AUTH_LEVELS.includes(level)) {
+    throw new TypeError(`authLevel of '${name}' is ${JSON.stringify(authLevel)}, not one of ${AUTH_LEVELS.join(', ')}`);
+  }
+  return Object.freeze({
+    type: 'http',
+    route,
+    methods: methods && Object.freeze(methods.map((m) => m.toLowerCase())),
+    authLevel: level,
+  });
+}
+
+/**
+ * The binding objects of a trigger, keys in the order Azure's workers write
+ * them.
+ *
+ * @param {Trigger} trigger
+ * @returns {Array<Record<string, unknown>>}
+ */
+function bindingsOf(trigger) {
+  if (trigger.type !== 'http') return [{ type: 'manualTrigger', direction: 'in', name: 'input' }];
+  const input = { type: 'httpTrigger', direction: 'in', name: 'req' };
+  if (trigger.methods !== undefined) input.methods = [...trigger.methods];
+  input.authLevel = trigger.authLevel;
+  if (trigger.route !== undefined) input.route = trigger.route;
+  return [input, { type: 'http', direction: 'out', name: '$return' }];
+}
+
+/**
+ * The function's entry in a `FunctionMetadataResponse`, as Azure's workers
+ * fill it: the name doubles as the stable `function_id`.
+ *
+ * @param {string} name
+ * @param {Trigger} trigger
+ * @returns {object} an `RpcFunctionMetadata`
+ */
+function functionMetadata(name, trigger) {
+  const bindings = bindingsOf(trigger);
+  return {
+    name,
+    function_id: name,
+    language: 'node',
+    is_proxy: false,
+    raw_bindings: bindings.map((b) => JSON.stringify(b)),
+    bindings: Object.fromEntries(bindings.map((b) => [b.name, { type: b.type, direction: b.direction }])),
+    properties: { worker_indexed: 'True' },
+    status: { status: 'Success' },
+  };
+}
+
+module.exports = { AUTH_LEVELS, MANUAL, httpTrigger, bindingsOf, functionMetadata };

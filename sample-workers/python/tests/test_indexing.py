@@ -1,0 +1,133 @@
+"""Worker indexing: triggers declared on registration reach the host as the
+metadata response's ``raw_bindings``."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import pytest
+
+from fnhost_worker import AuthLevel, Context, FunctionApp, HttpTrigger, Input
+from fnhost_worker._proto import pb
+from fnhost_worker.dispatcher import Dispatcher
+
+ITEM_TRIGGER = (
+    '{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],'
+    '"authLevel":"anonymous","route":"items/{id:int}"}'
+)
+HTTP_RETURN = '{"type":"http","direction":"out","name":"$return"}'
+MANUAL_TRIGGER = '{"type":"manualTrigger","direction":"in","name":"input"}'
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(max_workers=2)
+    yield executor
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def sample_app(**options: object) -> FunctionApp:
+    app = FunctionApp(worker_indexing=True, **options)  # type: ignore[arg-type]
+
+    @app.route(route="items/{id:int}", methods=["GET"], auth_level=AuthLevel.ANONYMOUS)
+    def item(ctx: Context, input: Input) -> str:
+        return "item"
+
+    @app.route()
+    def hello(ctx: Context, input: Input) -> str:
+        return "hello"
+
+    @app.function()
+    def job(ctx: Context, input: Input) -> None:
+        return None
+
+    @app.function(name="initializer")
+    def init(ctx: Context, input: Input) -> None:
+        return None
+
+    return app
+
+
+def metadata(d: Dispatcher) -> pb.FunctionMetadataResponse:
+    reply = d.handle_message(pb.StreamingMessage(functions_metadata_request=pb.FunctionsMetadataRequest()))
+    return reply.replies[0].function_metadata_response
+
+
+def dispatcher_for(app: FunctionApp, pool: ThreadPoolExecutor, worker_indexing: bool = True) -> Dispatcher:
+    return Dispatcher(app.functions, pool, triggers=app.triggers, worker_indexing=worker_indexing)
+
+
+async def test_an_http_route_and_a_manual_function_are_listed_with_azure_raw_bindings(
+    pool: ThreadPoolExecutor,
+) -> None:
+    resp = metadata(dispatcher_for(sample_app(), pool))
+    assert resp.result.status == pb.StatusResult.Success
+    assert resp.use_default_metadata_indexing is False
+    by_name = {m.name: m for m in resp.function_metadata_results}
+    assert sorted(by_name) == ["hello", "item", "job"]  # lifecycle hooks are not listed
+    assert list(by_name["item"].raw_bindings) == [ITEM_TRIGGER, HTTP_RETURN]
+    assert list(by_name["job"].raw_bindings) == [MANUAL_TRIGGER]
+
+
+async def test_a_route_without_options_has_the_apps_auth_level_every_method_and_no_route(
+    pool: ThreadPoolExecutor,
+) -> None:
+    resp = metadata(dispatcher_for(sample_app(http_auth_level="admin"), pool))
+    hello = next(m for m in resp.function_metadata_results if m.name == "hello")
+    assert list(hello.raw_bindings) == [
+        '{"type":"httpTrigger","direction":"in","name":"req","authLevel":"admin"}',
+        HTTP_RETURN,
+    ]
+
+
+async def test_metadata_fills_bindings_ids_and_worker_indexed(pool: ThreadPoolExecutor) -> None:
+    resp = metadata(dispatcher_for(sample_app(), pool))
+    by_name = {m.name: m for m in resp.function_metadata_results}
+    item = by_name["item"]
+    assert item.function_id == "item"
+    assert item.language == "python"
+    assert item.is_proxy is False
+    assert dict(item.properties) == {"worker_indexed": "True"}
+    assert item.status.status == pb.StatusResult.Success
+    assert item.bindings["req"].type == "httpTrigger"
+    assert item.bindings["req"].direction == pb.BindingInfo.Direction.Value("in")
+    assert item.bindings["$return"].type == "http"
+    assert item.bindings["$return"].direction == pb.BindingInfo.Direction.Value("out")
+    assert by_name["job"].bindings["input"].type == "manualTrigger"
+
+
+async def test_worker_indexing_is_advertised_only_when_on(pool: ThreadPoolExecutor) -> None:
+    init = pb.StreamingMessage(worker_init_request=pb.WorkerInitRequest(host_version="1"))
+    on = dispatcher_for(sample_app(), pool).handle_message(init)
+    assert on.replies[0].worker_init_response.capabilities["WorkerIndexing"] == "true"
+    off = dispatcher_for(sample_app(), pool, worker_indexing=False)
+    assert "WorkerIndexing" not in off.handle_message(init).replies[0].worker_init_response.capabilities
+    resp = metadata(off)
+    assert resp.use_default_metadata_indexing is True
+    assert len(resp.function_metadata_results) == 0
+
+
+async def test_a_route_function_is_invoked_like_any_other(pool: ThreadPoolExecutor) -> None:
+    app = sample_app()
+    d = dispatcher_for(app, pool)
+    load = pb.FunctionLoadRequest(function_id="item", metadata=pb.RpcFunctionMetadata(name="item"))
+    loaded = d.handle_message(pb.StreamingMessage(function_load_request=load)).replies[0]
+    assert loaded.function_load_response.result.status == pb.StatusResult.Success
+    request = pb.InvocationRequest(invocation_id="i1", function_id="item")
+    d.handle_message(pb.StreamingMessage(invocation_request=request))
+    while True:
+        msg = await asyncio.wait_for(d.outbox.get(), 5)
+        if msg.WhichOneof("content") == "invocation_response":
+            break
+    assert msg.invocation_response.return_value.string == "item"
+
+
+def test_triggers_validate_their_options() -> None:
+    with pytest.raises(ValueError, match="'system'"):
+        HttpTrigger(auth_level="system")
+    with pytest.raises(TypeError):
+        HttpTrigger(methods="GET")
+    assert HttpTrigger(methods=["GET", "Post"]).methods == ("get", "post")
+    assert HttpTrigger(auth_level="Anonymous").auth_level is AuthLevel.ANONYMOUS
