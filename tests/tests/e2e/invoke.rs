@@ -208,3 +208,41 @@ async fn a_worker_that_indexes_its_functions_serves_those_without_function_json(
     .await;
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn sdk_declared_http_routes_serve_without_any_function_json() {
+    init_logs();
+    let app = TestApp::with_env(
+        &fnhost_e2e::binary("fnhost-sample-worker"),
+        json!({}),
+        json!({"SAMPLE_WORKER_INDEXING": "1"}),
+    );
+    // Every function.json goes; an indexing worker's app needs none.
+    for f in [
+        "echo", "sleep", "request", "spin", "panic", "crash", "fail", "log", "flaky",
+    ] {
+        let _ = std::fs::remove_dir_all(app.dir().join(f));
+    }
+    app.write(
+        "worker.config.json",
+        &json!({"description": {
+            "language": "rust",
+            "defaultExecutablePath": fnhost_e2e::binary("fnhost-sample-worker").display().to_string(),
+            "argumentStyle": "both",
+            "workerIndexing": "true",
+            "environment": {"SAMPLE_WORKER_INDEXING": "1"},
+        }}),
+    );
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let r = api
+        .request("POST", "/api/echo", "indexed route", None)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "indexed route"));
+    // `fail` is a manual trigger: no route, admin invoke only.
+    assert_eq!(api.get_status("/api/fail", None).await, 404);
+    let r = api.invoke("fail", "x").await.unwrap();
+    assert_eq!(r.status, 500);
+    host.shutdown().await;
+}
