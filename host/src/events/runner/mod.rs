@@ -19,7 +19,8 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::time::now_ms;
 use super::{
-    codes, AsyncConfig, EventLog, EventRecord, EventStatus, StoreError, WriteOp, WriteOutcome,
+    AsyncConfig, EventLog, EventRecord, EventStatus, InvokeType, StatusCode, StoreError, WriteOp,
+    WriteOutcome,
 };
 use crate::host::HostHandle;
 
@@ -47,8 +48,8 @@ pub struct EnqueueRequest {
     pub function: String,
     /// Qualifier; `$LATEST` when `None`.
     pub qualifier: Option<String>,
-    /// `api`, `http`, `scf`, ...
-    pub invoke_type: String,
+    /// How it was invoked.
+    pub invoke_type: InvokeType,
     /// The trigger input.
     pub input: TypedData,
     /// `Idempotency-Key` and a digest of the request body.
@@ -281,7 +282,7 @@ impl Runner {
             let retry = policy::decide_retry(
                 &self.config,
                 &mut e,
-                codes::USER_PROCESS_EXIT,
+                StatusCode::UserProcessExit,
                 &note,
                 now_ms(),
             );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::backlog::Backlog;
 use super::policy;
 pub(super) use super::protocol::{Cmd, Effect, Next, Termination, TimerId};
-use crate::events::{AsyncConfig, EventRecord};
+use crate::events::{AsyncConfig, EventRecord, InvokeType};
 
 /// Where one event the runner holds stands.
 enum Held<R> {
@@ -503,7 +503,7 @@ impl<R> Core<R> {
         let Some(target) = self.config.on_failure.clone() else {
             return;
         };
-        if failed.invoke_type == "onFailure" {
+        if failed.invoke_type == InvokeType::OnFailure {
             return;
         }
         self.effects

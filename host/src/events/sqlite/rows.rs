@@ -1,8 +1,10 @@
-//! Rows read back: the columns selected and the record built from them.
+//! Rows read back: the columns selected and the record built from them,
+//! and the stored forms of the events' enums.
 
-use rusqlite::Row;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Row, ToSql};
 
-use crate::events::{EventRecord, EventStatus, INLINE_INPUT_LIMIT};
+use crate::events::{EventRecord, EventStatus, InvokeType, StatusCode, INLINE_INPUT_LIMIT};
 
 pub(super) const COLUMNS: &str =
     "request_id, function, qualifier, invoke_type, status, status_code, attempts, input, result, \
@@ -33,4 +35,33 @@ pub(super) fn small_input_columns() -> String {
     let inline =
         format!("CASE WHEN length(input) <= {INLINE_INPUT_LIMIT} THEN input ELSE x'' END AS input");
     COLUMNS.replacen("input", &inline, 1)
+}
+
+/// Stored as its number.
+impl ToSql for StatusCode {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_i64().into())
+    }
+}
+
+impl FromSql for StatusCode {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let n = i64::column_result(value)?;
+        Self::from_i64(n).ok_or(FromSqlError::OutOfRange(n))
+    }
+}
+
+/// Stored as its name.
+impl ToSql for InvokeType {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for InvokeType {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown invoke type \"{name}\"").into()))
+    }
 }

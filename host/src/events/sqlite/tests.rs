@@ -2,7 +2,7 @@ use rusqlite::{params, Connection};
 
 use super::schema::MIGRATIONS;
 use super::*;
-use crate::events::{EventStatus, INLINE_INPUT_LIMIT};
+use crate::events::{EventStatus, InvokeType, StatusCode, INLINE_INPUT_LIMIT};
 
 fn store() -> (SqliteStore, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("fnhost-store-{}", uuid::Uuid::new_v4()));
@@ -14,7 +14,7 @@ fn event(id: &str, function: &str, start: i64, status: EventStatus) -> EventReco
         request_id: id.into(),
         function: function.into(),
         qualifier: "$LATEST".into(),
-        invoke_type: "api".into(),
+        invoke_type: InvokeType::Api,
         status,
         status_code: None,
         attempts: 0,
@@ -167,7 +167,11 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
             i,
             statuses[i as usize % 3],
         );
-        e.invoke_type = if i % 4 == 0 { "http" } else { "api" }.into();
+        e.invoke_type = if i % 4 == 0 {
+            InvokeType::Scf
+        } else {
+            InvokeType::Api
+        };
         e.qualifier = if i % 5 == 0 { "v1" } else { "$LATEST" }.into();
         insert(&s, e);
     }
@@ -176,7 +180,7 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
         let op = WriteOp::Update {
             request_id: format!("e{i}"),
             status: EventStatus::Failed,
-            status_code: Some(430),
+            status_code: Some(StatusCode::FunctionError),
             attempts: 1,
             result: None,
             error: None,
@@ -204,7 +208,7 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
         },
         ListQuery {
             qualifier: Some("v1".into()),
-            invoke_types: vec!["http".into()],
+            invoke_types: vec!["scf".into()],
             ..ListQuery::default()
         },
         ListQuery {
@@ -407,5 +411,24 @@ fn prune_removes_old_ended_events_and_their_logs() {
     assert!(s.logs("old").unwrap().is_empty());
     assert!(s.get("new").unwrap().is_some() && s.get("live").unwrap().is_some());
     assert_eq!(s.queued(0, 10).unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn invoke_types_and_status_codes_are_stored_as_their_names_and_numbers() {
+    let (s, dir) = store();
+    let mut e = event("x", "a", 1, EventStatus::Failed);
+    e.invoke_type = InvokeType::OnFailure;
+    e.status_code = Some(StatusCode::Timeout);
+    insert(&s, e.clone());
+    let stored: (String, i64) = s
+        .read(|c| {
+            c.query_row("SELECT invoke_type, status_code FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .unwrap();
+    assert_eq!(stored, ("onFailure".to_string(), 433));
+    assert_eq!(s.get("x").unwrap(), Some(e));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -112,7 +112,7 @@ pub(super) fn apply_one(
             counts.add(
                 &e.function,
                 &e.qualifier,
-                &e.invoke_type,
+                e.invoke_type.as_str(),
                 e.status.as_str(),
                 1,
             );
