@@ -7,14 +7,17 @@ use std::fmt;
 use serde::Serialize;
 
 mod config;
+mod error;
 mod runner;
 mod sqlite;
 pub mod time;
 mod writer;
 
 pub use config::AsyncConfig;
+pub use error::StoreError;
 pub use runner::{
-    AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateOutcome,
+    AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateError,
+    TerminateOutcome,
 };
 pub use sqlite::SqliteStore;
 pub use writer::EventLog;
@@ -334,11 +337,6 @@ pub struct ListPage {
     /// The page.
     pub events: Vec<EventRecord>,
 }
-
-/// A store failure.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("event store: {0}")]
-pub struct StoreError(pub String);
 
 /// Durable storage of events. Implementations apply a batch of writes in
 /// one transaction (the caller batches to share one fsync) and answer reads

@@ -86,6 +86,18 @@ pub enum EnqueueError {
     Store(#[from] StoreError),
 }
 
+/// Why a terminate request got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TerminateError {
+    /// The async runner has stopped (the host is shutting down, or the
+    /// runner ended), so nothing can be terminated.
+    #[error("the async runner has stopped")]
+    RunnerStopped,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What a terminate request found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminateOutcome {
@@ -192,7 +204,7 @@ impl AsyncEvents {
             .tasks
             .spawn(insert)
             .await
-            .map_err(|e| StoreError(format!("the accept task failed: {e}")))?;
+            .map_err(StoreError::task("the accept task failed"))?;
         match stored? {
             WriteOutcome::Duplicate(existing) => Ok(Enqueued::Existing(existing)),
             WriteOutcome::Conflict(existing) => Err(EnqueueError::Conflict {
@@ -209,7 +221,7 @@ impl AsyncEvents {
         &self,
         request_id: &str,
         graceful: bool,
-    ) -> Result<TerminateOutcome, StoreError> {
+    ) -> Result<TerminateOutcome, TerminateError> {
         let (reply, rx) = oneshot::channel();
         let termination = if graceful {
             Termination::Graceful
@@ -222,10 +234,10 @@ impl AsyncEvents {
             reply,
         };
         if self.cmds.send(Msg::Core(cmd)).await.is_err() {
-            return Err(StoreError("the async runner has stopped".into()));
+            return Err(TerminateError::RunnerStopped);
         }
-        rx.await
-            .map_err(|_| StoreError("the async runner stopped before answering".into()))?
+        // A dropped reply: the runner stopped before it answered.
+        Ok(rx.await.map_err(|_| TerminateError::RunnerStopped)??)
     }
 
     /// What the runner holds now; `None` once it has stopped.

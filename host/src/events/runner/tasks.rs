@@ -116,10 +116,10 @@ pub(super) async fn look_up(
             let _ = cmds.send(Msg::Core(cmd)).await;
             return;
         }
-        Ok(Some(e)) => Err(StoreError(format!(
-            "event {id} is {} in the store but unknown to the runner",
-            e.status
-        ))),
+        Ok(Some(e)) => Err(StoreError::Inconsistent {
+            request_id: id,
+            status: e.status,
+        }),
         Ok(None) => Ok(TerminateOutcome::NotFound),
         Err(err) => Err(err),
     };

@@ -33,8 +33,9 @@ struct Writer {
     last_seq: i64,
 }
 
-pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+/// Maps a database error to the store's, saying what the store was doing.
+pub(super) fn failed(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
 }
 
 impl SqliteStore {
@@ -42,15 +43,16 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::backend(format!("cannot create {}", dir.display()), e))?;
         }
         // Owner-only from the first byte: SQLite gives its -wal and -shm
         // files the database file's mode, so one 0600 file covers all three.
         for suffix in ["", "-wal", "-shm"] {
             let mut name = path.as_os_str().to_owned();
             name.push(suffix);
-            crate::data_dir::make_private(Path::new(&name))
-                .map_err(|e| StoreError(format!("cannot restrict {}: {e}", path.display())))?;
+            crate::data_dir::make_private(Path::new(&name)).map_err(|e| {
+                StoreError::backend(format!("cannot restrict {}", path.display()), e)
+            })?;
         }
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -62,18 +64,21 @@ impl SqliteStore {
             {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(StoreError(format!("cannot create {}: {e}", path.display()))),
+                Err(e) => {
+                    let context = format!("cannot create {}", path.display());
+                    return Err(StoreError::backend(context, e));
+                }
             }
         }
         let open = || -> Result<Connection, StoreError> {
             let c = Connection::open(path)
-                .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| StoreError::backend(format!("cannot open {}", path.display()), e))?;
             // WAL: readers never block the writer; FULL: a commit is on disk
             // before the accept is answered.
             c.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
             )
-            .map_err(err)?;
+            .map_err(failed("cannot configure a connection"))?;
             Ok(c)
         };
         let mut writer = open()?;
@@ -85,7 +90,7 @@ impl SqliteStore {
                 [],
                 |r| r.get(0),
             )
-            .map_err(err)?;
+            .map_err(failed("cannot read the last sequence number"))?;
         let readers = (0..READERS)
             .map(|_| open().map(Mutex::new))
             .collect::<Result<_, _>>()?;
@@ -102,13 +107,13 @@ impl SqliteStore {
         // Take the first free reader; wait on one only when all are busy.
         for r in &self.readers {
             if let Ok(conn) = r.try_lock() {
-                return f(&conn).map_err(err);
+                return f(&conn).map_err(failed("read failed"));
             }
         }
         let conn = self.readers[0]
             .lock()
-            .map_err(|_| StoreError("a reader panicked".into()))?;
-        f(&conn).map_err(err)
+            .map_err(|_| StoreError::Poisoned("a reader"))?;
+        f(&conn).map_err(failed("read failed"))
     }
 }
 
@@ -117,24 +122,26 @@ impl EventStore for SqliteStore {
         let mut writer = self
             .writer
             .lock()
-            .map_err(|_| StoreError("the writer panicked".into()))?;
+            .map_err(|_| StoreError::Poisoned("the writer"))?;
         let Writer { conn, last_seq } = &mut *writer;
-        let tx = conn.transaction().map_err(err)?;
+        let tx = conn.transaction().map_err(failed("write failed"))?;
         let mut out = Vec::with_capacity(batch.len());
         let mut counts = CountDeltas::default();
         let mut seq = *last_seq;
         for op in batch {
-            out.push(apply_one(&tx, op, &mut counts, &mut seq).map_err(err)?);
+            out.push(apply_one(&tx, op, &mut counts, &mut seq).map_err(failed("write failed"))?);
         }
-        counts.write(&tx).map_err(err)?;
+        counts
+            .write(&tx)
+            .map_err(failed("cannot update the event counts"))?;
         if seq != *last_seq {
             tx.execute(
                 "UPDATE store_meta SET value = ?1 WHERE key = 'last_seq'",
                 params![seq],
             )
-            .map_err(err)?;
+            .map_err(failed("cannot record the last sequence number"))?;
         }
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(failed("commit failed"))?;
         // Only once committed: a failed batch gives its numbers out again.
         *last_seq = seq;
         Ok(out)

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::err;
+use super::failed;
 use crate::events::StoreError;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records the last.
@@ -85,19 +85,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(err)? as usize;
+        .map_err(failed("cannot read the schema version"))? as usize;
     if version > MIGRATIONS.len() {
-        return Err(StoreError(format!(
-            "the store has schema version {version}, newer than this host's {}; upgrade the host",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: MIGRATIONS.len(),
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(sql).map_err(err)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
+        let to = i + 1;
+        let failed = |e| StoreError::backend(format!("migration to schema version {to} failed"), e);
+        let tx = conn.transaction().map_err(failed)?;
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {to}"))
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
     }
     Ok(())
 }
