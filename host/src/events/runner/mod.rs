@@ -247,9 +247,11 @@ impl AsyncEvents {
         rx.await.ok()
     }
 
-    /// Stops starting attempts; queued events stay queued, durably.
-    pub async fn begin_shutdown(&self) {
-        let _ = self.cmds.send(Msg::Core(Cmd::BeginShutdown)).await;
+    /// Stops starting attempts, for a drain and for a shutdown alike:
+    /// queued events stay queued, durably, and accepts go on. Attempts that
+    /// run are left to the host to finish or cancel.
+    pub async fn stop_starting_attempts(&self) {
+        let _ = self.cmds.send(Msg::Core(Cmd::StopStartingAttempts)).await;
     }
 
     /// Stops the runner; the store closes once the last handle is dropped.
