@@ -340,8 +340,8 @@ pub struct ListPage {
 
 /// Durable storage of events. Implementations apply a batch of writes in
 /// one transaction (the caller batches to share one fsync) and answer reads
-/// concurrently with writes. SQLite is the default; a PostgreSQL store
-/// implements the same trait.
+/// concurrently with writes. [`SqliteStore`] is the only implementation;
+/// the trait is the seam a store shared by several hosts would plug into.
 pub trait EventStore: Send + Sync + 'static {
     /// Applies `batch` atomically; one outcome per op, in order.
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError>;
