@@ -158,56 +158,38 @@ impl EventStore for SqliteStore {
     }
 
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
-        let mut push = |clause: &str, v: Box<dyn ToSql>, clauses: &mut Vec<String>| {
-            args.push(v);
-            clauses.push(clause.replace('?', &format!("?{}", args.len())));
-        };
+        let mut w = Where::default();
         if let Some(f) = &q.function {
-            push("function = ?", Box::new(f.clone()), &mut clauses);
+            w.with("function = ?", Box::new(f.clone()));
         }
         if let Some(v) = &q.qualifier {
-            push("qualifier = ?", Box::new(v.clone()), &mut clauses);
+            w.with("qualifier = ?", Box::new(v.clone()));
         }
         if let Some(v) = &q.request_id {
-            push("request_id = ?", Box::new(v.clone()), &mut clauses);
+            w.with("request_id = ?", Box::new(v.clone()));
         }
-        if !q.statuses.is_empty() {
-            let mut parts = Vec::new();
-            for s in &q.statuses {
-                let mut c = Vec::new();
-                push("?", Box::new(s.as_str()), &mut c);
-                parts.extend(c);
-            }
-            clauses.push(format!("status IN ({})", parts.join(", ")));
-        }
-        if !q.invoke_types.is_empty() {
-            let mut parts = Vec::new();
-            for t in &q.invoke_types {
-                let mut c = Vec::new();
-                push("?", Box::new(t.clone()), &mut c);
-                parts.extend(c);
-            }
-            clauses.push(format!("invoke_type IN ({})", parts.join(", ")));
-        }
+        w.any_of(
+            "status",
+            q.statuses.iter().map(|s| Box::new(s.as_str()) as _),
+        );
+        w.any_of(
+            "invoke_type",
+            q.invoke_types.iter().map(|t| Box::new(t.clone()) as _),
+        );
         if let Some(v) = q.start_from {
-            push("start_ms >= ?", Box::new(v), &mut clauses);
+            w.with("start_ms >= ?", Box::new(v));
         }
         if let Some(v) = q.start_to {
-            push("start_ms < ?", Box::new(v), &mut clauses);
+            w.with("start_ms < ?", Box::new(v));
         }
         if let Some(v) = q.end_from {
-            push("end_ms >= ?", Box::new(v), &mut clauses);
+            w.with("end_ms >= ?", Box::new(v));
         }
         if let Some(v) = q.end_to {
-            push("end_ms < ?", Box::new(v), &mut clauses);
+            w.with("end_ms < ?", Box::new(v));
         }
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
+        let filter = w.clause();
+        let args = w.args;
         let column = if q.order_by_end { "end_ms" } else { "start_ms" };
         let dir = if q.ascending { "ASC" } else { "DESC" };
         // Events without an end time sort last whatever the direction. Ties
@@ -328,5 +310,44 @@ impl EventStore for SqliteStore {
                 ),
             }
         })
+    }
+}
+
+/// A `WHERE` clause under construction; each condition numbers its own
+/// placeholders, in the order of `args`.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    args: Vec<Box<dyn ToSql>>,
+}
+
+impl Where {
+    /// `condition` with its one `?` bound to `value`.
+    fn with(&mut self, condition: &str, value: Box<dyn ToSql>) {
+        self.args.push(value);
+        let mark = format!("?{}", self.args.len());
+        self.conditions.push(condition.replace('?', &mark));
+    }
+
+    /// `column IN (...)` over `values`; no condition when there are none.
+    fn any_of(&mut self, column: &str, values: impl Iterator<Item = Box<dyn ToSql>>) {
+        let mut marks = Vec::new();
+        for v in values {
+            self.args.push(v);
+            marks.push(format!("?{}", self.args.len()));
+        }
+        if !marks.is_empty() {
+            self.conditions
+                .push(format!("{column} IN ({})", marks.join(", ")));
+        }
+    }
+
+    /// `WHERE ...`, or nothing without conditions.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
     }
 }
