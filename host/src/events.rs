@@ -7,14 +7,17 @@ use std::fmt;
 use serde::Serialize;
 
 mod config;
+mod error;
 mod runner;
 mod sqlite;
 pub mod time;
 mod writer;
 
 pub use config::AsyncConfig;
+pub use error::StoreError;
 pub use runner::{
-    AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateOutcome,
+    AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateError,
+    TerminateOutcome,
 };
 pub use sqlite::SqliteStore;
 pub use writer::EventLog;
@@ -84,26 +87,104 @@ impl fmt::Display for EventStatus {
     }
 }
 
-/// Status codes of ended events (see README, "Asynchronous invocations").
-pub mod codes {
-    /// The function returned.
-    pub const FINISHED: i64 = 200;
-    /// The function raised an error or panicked.
-    pub const FUNCTION_ERROR: i64 = 430;
-    /// The function exceeded its timeout.
-    pub const TIMEOUT: i64 = 433;
-    /// A user terminated the event while it waited (queued or retrying).
-    pub const TERMINATED_BEFORE_RUN: i64 = 437;
-    /// A user terminated the event and the handler stopped on the signal.
-    pub const TERMINATED_GRACEFULLY: i64 = 438;
-    /// "User process exit when running": the worker process ended while the
-    /// event ran (a crash, a forced termination, or a graceful one whose
+/// Status codes of ended events (see README, "Asynchronous invocations"),
+/// stored and shown as their numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusCode {
+    /// 200: the function returned.
+    Finished = 200,
+    /// 430: the function raised an error or panicked.
+    FunctionError = 430,
+    /// 433: the function exceeded its timeout.
+    Timeout = 433,
+    /// 437: a user terminated the event while it waited (queued or retrying).
+    TerminatedBeforeRun = 437,
+    /// 438: a user terminated the event and the handler stopped on the signal.
+    TerminatedGracefully = 438,
+    /// 439, "User process exit when running": the worker process ended while
+    /// the event ran (a crash, a forced termination, or a graceful one whose
     /// code did not handle the signal).
-    pub const USER_PROCESS_EXIT: i64 = 439;
-    /// The event exceeded the maximum event age before it could succeed.
-    pub const EXPIRED: i64 = 460;
-    /// The platform could not run it (no worker available, host error).
-    pub const PLATFORM_ERROR: i64 = 500;
+    UserProcessExit = 439,
+    /// 460: the event exceeded the maximum event age before it could succeed.
+    Expired = 460,
+    /// 500: the platform could not run it (no worker available, host error).
+    PlatformError = 500,
+}
+
+impl StatusCode {
+    /// Every code, in numeric order.
+    pub const ALL: [StatusCode; 8] = [
+        Self::Finished,
+        Self::FunctionError,
+        Self::Timeout,
+        Self::TerminatedBeforeRun,
+        Self::TerminatedGracefully,
+        Self::UserProcessExit,
+        Self::Expired,
+        Self::PlatformError,
+    ];
+
+    /// The stored and displayed number.
+    pub fn as_i64(self) -> i64 {
+        self as i64
+    }
+
+    /// The code with this number, if it is one.
+    pub fn from_i64(n: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_i64() == n)
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_i64())
+    }
+}
+
+impl Serialize for StatusCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.as_i64())
+    }
+}
+
+/// How an event was invoked, stored and shown by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum InvokeType {
+    /// `api`: the host's `invoke-async` route.
+    #[serde(rename = "api")]
+    Api,
+    /// `scf`: the SCF-compatible `Invoke` action.
+    #[serde(rename = "scf")]
+    Scf,
+    /// `onFailure`: an event that failed for good, sent to the `onFailure`
+    /// function.
+    #[serde(rename = "onFailure")]
+    OnFailure,
+}
+
+impl InvokeType {
+    /// Every invoke type.
+    pub const ALL: [InvokeType; 3] = [Self::Api, Self::Scf, Self::OnFailure];
+
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Scf => "scf",
+            Self::OnFailure => "onFailure",
+        }
+    }
+
+    /// The invoke type with this exact name, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for InvokeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One stored event.
@@ -115,12 +196,12 @@ pub struct EventRecord {
     pub function: String,
     /// The qualifier (version or alias); `$LATEST` by default.
     pub qualifier: String,
-    /// How it was invoked: `api`, `http`, `scf`, `onFailure`, ...
-    pub invoke_type: String,
+    /// How it was invoked.
+    pub invoke_type: InvokeType,
     /// Current status.
     pub status: EventStatus,
     /// Status code once ended (or of the last failed attempt while retrying).
-    pub status_code: Option<i64>,
+    pub status_code: Option<StatusCode>,
     /// Attempts started so far.
     pub attempts: i64,
     /// The trigger input, as protobuf-encoded `TypedData`.
@@ -167,7 +248,7 @@ pub enum WriteOp {
         /// Its new status.
         status: EventStatus,
         /// Status code, if any.
-        status_code: Option<i64>,
+        status_code: Option<StatusCode>,
         /// Attempts started.
         attempts: i64,
         /// Output of a finished event.
@@ -225,7 +306,8 @@ pub struct ListQuery {
     pub qualifier: Option<String>,
     /// Any of these statuses (empty: all).
     pub statuses: Vec<EventStatus>,
-    /// Any of these invoke types (empty: all).
+    /// Any of these invoke types (empty: all). Names as the caller gave
+    /// them: one that is no [`InvokeType`] matches no event.
     pub invoke_types: Vec<String>,
     /// Only this request id.
     pub request_id: Option<String>,
@@ -256,15 +338,10 @@ pub struct ListPage {
     pub events: Vec<EventRecord>,
 }
 
-/// A store failure.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("event store: {0}")]
-pub struct StoreError(pub String);
-
 /// Durable storage of events. Implementations apply a batch of writes in
 /// one transaction (the caller batches to share one fsync) and answer reads
-/// concurrently with writes. SQLite is the default; a PostgreSQL store
-/// implements the same trait.
+/// concurrently with writes. [`SqliteStore`] is the only implementation;
+/// the trait is the seam a store shared by several hosts would plug into.
 pub trait EventStore: Send + Sync + 'static {
     /// Applies `batch` atomically; one outcome per op, in order.
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError>;
@@ -288,4 +365,31 @@ pub trait EventStore: Send + Sync + 'static {
     /// oldest queued event's sequence number, or the newest sequence number
     /// when none is queued.
     fn queue_start(&self) -> Result<i64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_keep_their_numbers_in_json() {
+        let numbers: Vec<i64> = StatusCode::ALL.iter().map(|c| c.as_i64()).collect();
+        assert_eq!(numbers, [200, 430, 433, 437, 438, 439, 460, 500]);
+        for c in StatusCode::ALL {
+            assert_eq!(StatusCode::from_i64(c.as_i64()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_i64());
+        }
+        assert_eq!(StatusCode::from_i64(0), None);
+    }
+
+    #[test]
+    fn invoke_types_keep_their_names_in_json() {
+        let names: Vec<&str> = InvokeType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names, ["api", "scf", "onFailure"]);
+        for t in InvokeType::ALL {
+            assert_eq!(InvokeType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        assert_eq!(InvokeType::parse("API"), None, "names are exact");
+    }
 }

@@ -423,7 +423,7 @@ impl Host {
         self.http_stop.cancel();
         // Queued async events stay queued (durably); running ones are
         // cancelled with the rest below and re-queued by their attempts.
-        self.events.begin_shutdown().await;
+        self.events.stop_starting_attempts().await;
         let (reply, rx) = oneshot::channel();
         if self
             .handle

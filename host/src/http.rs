@@ -198,7 +198,7 @@ async fn require_admin_key(State(state): State<AppState>, req: Request, next: Ne
 /// `POST /admin/host/drain`: stop taking work (sync and async), finish
 /// in-flight invocations, run pre-stop, stop instances.
 async fn drain(State(state): State<AppState>) -> Response {
-    state.events.begin_shutdown().await;
+    state.events.stop_starting_attempts().await;
     state.host.drain().await;
     (StatusCode::ACCEPTED, Json(json!({"state": "draining"}))).into_response()
 }

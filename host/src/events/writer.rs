@@ -44,9 +44,8 @@ impl EventLog {
         self.writes
             .send(Pending { op, reply })
             .await
-            .map_err(|_| StoreError("the event writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError("the event writer stopped before committing".into()))?
+            .map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     async fn read<T: Send + 'static>(
@@ -56,7 +55,7 @@ impl EventLog {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
-            .map_err(|e| StoreError(format!("read task failed: {e}")))?
+            .map_err(StoreError::task("read task failed"))?
     }
 
     /// One event.

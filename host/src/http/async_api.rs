@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{error_body, trigger_for, AppState};
 use crate::events::{
-    time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus, ListQuery,
+    time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus, InvokeType, ListQuery,
     TerminateOutcome,
 };
 
@@ -52,7 +52,7 @@ pub(super) async fn invoke_async(
     let req = EnqueueRequest {
         function: function.name.clone(),
         qualifier: None,
-        invoke_type: "api".into(),
+        invoke_type: InvokeType::Api,
         input,
         idempotency: digest,
     };

@@ -35,7 +35,7 @@ use super::signatures::{Admission, SignatureCache, MAX_SIGNATURES};
 use super::{tc3, trigger_for, AppState};
 use crate::config::FunctionConfig;
 use crate::events::{time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus};
-use crate::events::{ListQuery, TerminateOutcome};
+use crate::events::{InvokeType, ListQuery, StatusCode, TerminateOutcome};
 use crate::host::ScfCredentials;
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError};
 
@@ -420,7 +420,7 @@ async fn enqueue(state: &AppState, name: &str, input: TypedData) -> ApiResult {
     let req = EnqueueRequest {
         function: name.to_string(),
         qualifier: None,
-        invoke_type: "scf".into(),
+        invoke_type: InvokeType::Scf,
         input,
         idempotency: None,
     };
@@ -488,7 +488,9 @@ fn scf_status(s: EventStatus) -> &'static str {
 }
 
 fn status_code(e: &EventRecord) -> i64 {
-    e.status_code.filter(|_| e.status.is_final()).unwrap_or(0)
+    e.status_code
+        .filter(|_| e.status.is_final())
+        .map_or(0, StatusCode::as_i64)
 }
 
 async fn list(state: &AppState, p: &Params<'_>) -> ApiResult {

@@ -15,8 +15,8 @@ use super::state::{Cmd, Next, Termination};
 use super::tasks::{platform, shed_large_input, update_with};
 use super::Msg;
 use crate::events::time::now_ms;
-use crate::events::{codes, WriteOutcome};
 use crate::events::{AsyncConfig, EventLog, EventLogLine, EventRecord, EventStatus, StoreError};
+use crate::events::{StatusCode, WriteOutcome};
 use crate::host::HostHandle;
 use crate::invocation::{
     CancelDelivery, CancelReason, InvocationInput, InvocationResult, InvokeError,
@@ -170,7 +170,7 @@ impl Attempt {
                 policy::requeue(e);
                 Next::Requeue(e.clone())
             }
-            Err(err) => self.retry_or_fail(e, codes::PLATFORM_ERROR, &err.to_string()),
+            Err(err) => self.retry_or_fail(e, StatusCode::PlatformError, &err.to_string()),
         };
         lines.push(platform(end_line(e)));
         if self.log.write(update_with(e, lines)).await? == WriteOutcome::Unchanged {
@@ -187,7 +187,7 @@ impl Attempt {
         match policy::verdict(r, terminated) {
             Verdict::Finished => {
                 e.status = EventStatus::Finished;
-                e.status_code = Some(codes::FINISHED);
+                e.status_code = Some(StatusCode::Finished);
                 e.error = None;
                 e.result = r.output.as_ref().and_then(TypedData::to_bytes).map(bounded);
                 e.end_ms = Some(now_ms());
@@ -213,7 +213,7 @@ impl Attempt {
         }
     }
 
-    fn retry_or_fail(&self, e: &mut EventRecord, code: i64, error: &str) -> Next {
+    fn retry_or_fail(&self, e: &mut EventRecord, code: StatusCode, error: &str) -> Next {
         match policy::decide_retry(&self.config, e, code, error, now_ms()) {
             Some(at) => Next::Retry(e.clone(), at),
             None => Next::Done {
@@ -263,7 +263,7 @@ fn end_line(e: &EventRecord) -> String {
         s => format!(
             "Invoke End RequestId: {}; {s} {}{}",
             e.request_id,
-            e.status_code.unwrap_or_default(),
+            e.status_code.map_or(0, StatusCode::as_i64),
             e.error
                 .as_deref()
                 .map(|m| format!(": {m}"))

@@ -19,7 +19,8 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::time::now_ms;
 use super::{
-    codes, AsyncConfig, EventLog, EventRecord, EventStatus, StoreError, WriteOp, WriteOutcome,
+    AsyncConfig, EventLog, EventRecord, EventStatus, InvokeType, StatusCode, StoreError, WriteOp,
+    WriteOutcome,
 };
 use crate::host::HostHandle;
 
@@ -47,8 +48,8 @@ pub struct EnqueueRequest {
     pub function: String,
     /// Qualifier; `$LATEST` when `None`.
     pub qualifier: Option<String>,
-    /// `api`, `http`, `scf`, ...
-    pub invoke_type: String,
+    /// How it was invoked.
+    pub invoke_type: InvokeType,
     /// The trigger input.
     pub input: TypedData,
     /// `Idempotency-Key` and a digest of the request body.
@@ -81,6 +82,18 @@ pub enum EnqueueError {
         existing: String,
     },
     /// The store failed; nothing was accepted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a terminate request got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TerminateError {
+    /// The async runner has stopped (the host is shutting down, or the
+    /// runner ended), so nothing can be terminated.
+    #[error("the async runner has stopped")]
+    RunnerStopped,
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -197,7 +210,7 @@ impl AsyncEvents {
             .tasks
             .spawn(insert)
             .await
-            .map_err(|e| StoreError(format!("the accept task failed: {e}")))?;
+            .map_err(StoreError::task("the accept task failed"))?;
         match stored? {
             WriteOutcome::Duplicate(existing) => Ok(Enqueued::Existing(existing)),
             WriteOutcome::Conflict(existing) => Err(EnqueueError::Conflict {
@@ -214,7 +227,7 @@ impl AsyncEvents {
         &self,
         request_id: &str,
         graceful: bool,
-    ) -> Result<TerminateOutcome, StoreError> {
+    ) -> Result<TerminateOutcome, TerminateError> {
         let (reply, rx) = oneshot::channel();
         let termination = if graceful {
             Termination::Graceful
@@ -227,10 +240,10 @@ impl AsyncEvents {
             reply,
         };
         if self.cmds.send(Msg::Core(cmd)).await.is_err() {
-            return Err(StoreError("the async runner has stopped".into()));
+            return Err(TerminateError::RunnerStopped);
         }
-        rx.await
-            .map_err(|_| StoreError("the async runner stopped before answering".into()))?
+        // A dropped reply: the runner stopped before it answered.
+        Ok(rx.await.map_err(|_| TerminateError::RunnerStopped)??)
     }
 
     /// What the runner holds now; `None` once it has stopped.
@@ -240,9 +253,11 @@ impl AsyncEvents {
         rx.await.ok()
     }
 
-    /// Stops starting attempts; queued events stay queued, durably.
-    pub async fn begin_shutdown(&self) {
-        let _ = self.cmds.send(Msg::Core(Cmd::BeginShutdown)).await;
+    /// Stops starting attempts, for a drain and for a shutdown alike:
+    /// queued events stay queued, durably, and accepts go on. Attempts that
+    /// run are left to the host to finish or cancel.
+    pub async fn stop_starting_attempts(&self) {
+        let _ = self.cmds.send(Msg::Core(Cmd::StopStartingAttempts)).await;
     }
 
     /// Stops the runner; the store closes once the last handle is dropped.
@@ -287,7 +302,7 @@ impl Runner {
             let retry = policy::decide_retry(
                 &self.config,
                 &mut e,
-                codes::USER_PROCESS_EXIT,
+                StatusCode::UserProcessExit,
                 &note,
                 now_ms(),
             );

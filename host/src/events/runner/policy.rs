@@ -7,7 +7,7 @@ use std::time::Duration;
 use fnhost_proto::rpc::TypedData;
 use prost::Message;
 
-use crate::events::{codes, AsyncConfig, EventRecord, EventStatus};
+use crate::events::{AsyncConfig, EventRecord, EventStatus, StatusCode};
 use crate::invocation::{CancelReason, InvocationResult, Outcome};
 
 /// What an attempt's invocation result means for its event.
@@ -18,13 +18,13 @@ pub(super) enum Verdict {
     /// The host ended the attempt (shutdown): back to `QUEUED`, uncharged.
     Requeue,
     /// A user's terminate ended it: `ABORTED` with this code.
-    Aborted(i64),
+    Aborted(StatusCode),
     /// The attempt failed with this code; the retry policy decides
     /// (`decide_retry`). `charged` is false when the platform, not the
     /// function, ended it, so the attempt is given back.
     Failed {
         /// The status code of the failed attempt.
-        code: i64,
+        code: StatusCode,
         /// Whether the attempt counts against the event's attempts.
         charged: bool,
     },
@@ -41,19 +41,19 @@ pub(super) fn verdict(r: &InvocationResult, terminated: bool) -> Verdict {
     }
     if terminated {
         return Verdict::Aborted(match r.outcome {
-            Outcome::Cancelled => codes::TERMINATED_GRACEFULLY,
-            Outcome::TimedOut => codes::TIMEOUT,
-            Outcome::Failed if !r.worker_lost => codes::FUNCTION_ERROR,
-            _ => codes::USER_PROCESS_EXIT,
+            Outcome::Cancelled => StatusCode::TerminatedGracefully,
+            Outcome::TimedOut => StatusCode::Timeout,
+            Outcome::Failed if !r.worker_lost => StatusCode::FunctionError,
+            _ => StatusCode::UserProcessExit,
         });
     }
     let code = match r.outcome {
-        Outcome::TimedOut => codes::TIMEOUT,
-        Outcome::Killed if r.cancel_reason == Some(CancelReason::Timeout) => codes::TIMEOUT,
-        Outcome::Killed => codes::USER_PROCESS_EXIT,
-        Outcome::Failed if r.worker_lost => codes::USER_PROCESS_EXIT,
-        Outcome::Failed => codes::FUNCTION_ERROR,
-        _ => codes::PLATFORM_ERROR,
+        Outcome::TimedOut => StatusCode::Timeout,
+        Outcome::Killed if r.cancel_reason == Some(CancelReason::Timeout) => StatusCode::Timeout,
+        Outcome::Killed => StatusCode::UserProcessExit,
+        Outcome::Failed if r.worker_lost => StatusCode::UserProcessExit,
+        Outcome::Failed => StatusCode::FunctionError,
+        _ => StatusCode::PlatformError,
     };
     // Ended by a kill aimed at another invocation: the platform ended it,
     // not its code.
@@ -66,7 +66,7 @@ pub(super) fn verdict(r: &InvocationResult, terminated: bool) -> Verdict {
 pub(super) fn decide_retry(
     config: &AsyncConfig,
     e: &mut EventRecord,
-    code: i64,
+    code: StatusCode,
     error: &str,
     now_ms: i64,
 ) -> Option<i64> {
@@ -88,7 +88,7 @@ pub(super) fn decide_retry(
             e.attempts
         ));
     } else {
-        e.status_code = Some(codes::EXPIRED);
+        e.status_code = Some(StatusCode::Expired);
         e.error = Some(format!(
             "{error} (maximum event age of {:?} exceeded)",
             config.max_event_age
@@ -112,7 +112,7 @@ pub(super) fn is_expired(config: &AsyncConfig, e: &EventRecord, now_ms: i64) -> 
 pub(super) fn expired(config: &AsyncConfig, e: &EventRecord, now_ms: i64) -> (EventRecord, String) {
     let mut ended = e.clone();
     ended.status = EventStatus::Failed;
-    ended.status_code = Some(codes::EXPIRED);
+    ended.status_code = Some(StatusCode::Expired);
     ended.end_ms = Some(now_ms);
     ended.next_attempt_ms = None;
     let error = format!(
@@ -131,7 +131,7 @@ pub(super) fn expired(config: &AsyncConfig, e: &EventRecord, now_ms: i64) -> (Ev
 pub(super) fn aborted(e: &EventRecord, now_ms: i64) -> EventRecord {
     let mut aborted = e.clone();
     aborted.status = EventStatus::Aborted;
-    aborted.status_code = Some(codes::TERMINATED_BEFORE_RUN);
+    aborted.status_code = Some(StatusCode::TerminatedBeforeRun);
     aborted.end_ms = Some(now_ms);
     aborted.next_attempt_ms = None;
     aborted.error = Some("terminated by a user before it ran again".into());
@@ -167,13 +167,19 @@ pub(super) fn failure_payload(e: &EventRecord) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::InvokeType;
+
+    /// The code numbered `n`, so the tables below read as the README's.
+    fn code(n: i64) -> StatusCode {
+        StatusCode::from_i64(n).unwrap()
+    }
 
     fn event(attempts: i64, start_ms: i64) -> EventRecord {
         EventRecord {
             request_id: "r".into(),
             function: "f".into(),
             qualifier: "$LATEST".into(),
-            invoke_type: "api".into(),
+            invoke_type: InvokeType::Api,
             status: EventStatus::Running,
             status_code: None,
             attempts,
@@ -208,11 +214,17 @@ mod tests {
     fn a_failed_attempt_retries_after_the_backoff_until_attempts_run_out() {
         let config = AsyncConfig::default();
         let mut e = event(1, 0);
-        assert_eq!(decide_retry(&config, &mut e, 430, "boom", 10), Some(1010));
+        assert_eq!(
+            decide_retry(&config, &mut e, code(430), "boom", 10),
+            Some(1010)
+        );
         assert_eq!(e.status, EventStatus::Retrying);
         let mut e = event(3, 0);
-        assert_eq!(decide_retry(&config, &mut e, 430, "boom", 10), None);
-        assert_eq!((e.status, e.status_code), (EventStatus::Failed, Some(430)));
+        assert_eq!(decide_retry(&config, &mut e, code(430), "boom", 10), None);
+        assert_eq!(
+            (e.status, e.status_code),
+            (EventStatus::Failed, Some(code(430)))
+        );
         assert!(e.error.unwrap().contains("attempts exhausted: 3 of 3"));
     }
 
@@ -221,8 +233,8 @@ mod tests {
         let config = AsyncConfig::default();
         let mut e = event(1, 0);
         let now = config.max_event_age.as_millis() as i64;
-        assert_eq!(decide_retry(&config, &mut e, 430, "boom", now), None);
-        assert_eq!(e.status_code, Some(codes::EXPIRED));
+        assert_eq!(decide_retry(&config, &mut e, code(430), "boom", now), None);
+        assert_eq!(e.status_code, Some(StatusCode::Expired));
         assert!(is_expired(&config, &e, now) && !is_expired(&config, &e, now - 1));
     }
 
@@ -237,15 +249,19 @@ mod tests {
         let cases = [
             (result(Outcome::Succeeded), false, Verdict::Finished),
             (shutdown.clone(), true, Verdict::Requeue),
-            (result(Outcome::Cancelled), true, Verdict::Aborted(438)),
-            (result(Outcome::Failed), true, Verdict::Aborted(430)),
-            (result(Outcome::Killed), true, Verdict::Aborted(439)),
-            (result(Outcome::TimedOut), true, Verdict::Aborted(433)),
+            (
+                result(Outcome::Cancelled),
+                true,
+                Verdict::Aborted(code(438)),
+            ),
+            (result(Outcome::Failed), true, Verdict::Aborted(code(430))),
+            (result(Outcome::Killed), true, Verdict::Aborted(code(439))),
+            (result(Outcome::TimedOut), true, Verdict::Aborted(code(433))),
             (
                 lost,
                 false,
                 Verdict::Failed {
-                    code: 439,
+                    code: code(439),
                     charged: false,
                 },
             ),
@@ -253,7 +269,7 @@ mod tests {
                 killed_by_timeout,
                 false,
                 Verdict::Failed {
-                    code: 433,
+                    code: code(433),
                     charged: true,
                 },
             ),
@@ -261,7 +277,7 @@ mod tests {
                 result(Outcome::Failed),
                 false,
                 Verdict::Failed {
-                    code: 430,
+                    code: code(430),
                     charged: true,
                 },
             ),
@@ -269,7 +285,7 @@ mod tests {
                 result(Outcome::Cancelled),
                 false,
                 Verdict::Failed {
-                    code: 500,
+                    code: code(500),
                     charged: true,
                 },
             ),

@@ -93,8 +93,9 @@ pub(super) enum Cmd<R> {
         id: String,
         timer: TimerId,
     },
-    /// Stop starting attempts; queued events stay queued, durably.
-    BeginShutdown,
+    /// Stop starting attempts (a drain or a shutdown); queued events stay
+    /// queued, durably.
+    StopStartingAttempts,
 }
 
 /// What the shell is asked to do.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::backlog::Backlog;
 use super::policy;
 pub(super) use super::protocol::{Cmd, Effect, Next, Termination, TimerId};
-use crate::events::{AsyncConfig, EventRecord};
+use crate::events::{AsyncConfig, EventRecord, InvokeType};
 
 /// Where one event the runner holds stands.
 enum Held<R> {
@@ -78,7 +78,9 @@ pub(super) struct Core<R> {
     /// `RETRYING` events left in the store (more than `queueMemoryLimit`
     /// pending, or left by an earlier run).
     retries: Backlog,
-    shutting_down: bool,
+    /// Set by a drain or a shutdown: no attempt starts and no backlog is
+    /// read; a requeued event waits in the store for the next start.
+    starting_stopped: bool,
     effects: Vec<Effect<R>>,
 }
 
@@ -101,7 +103,7 @@ impl<R> Core<R> {
             cursor: 0,
             max_left_in_store: 0,
             retries: Backlog::marked(),
-            shutting_down: false,
+            starting_stopped: false,
             effects: Vec::new(),
         }
     }
@@ -153,7 +155,7 @@ impl<R> Core<R> {
                     }
                 }
             }
-            Cmd::BeginShutdown => self.shutting_down = true,
+            Cmd::StopStartingAttempts => self.starting_stopped = true,
         }
         self.start_attempts(now_ms);
         std::mem::take(&mut self.effects)
@@ -243,7 +245,7 @@ impl<R> Core<R> {
     /// share of them (half the limit), so refills are few and large.
     fn maybe_refill(&mut self) {
         let limit = self.config.queue_memory_limit;
-        if !self.queued.can_read() || self.shutting_down || self.ready.len() > limit / 2 {
+        if !self.queued.can_read() || self.starting_stopped || self.ready.len() > limit / 2 {
             return;
         }
         self.queued.begin_read();
@@ -301,7 +303,7 @@ impl<R> Core<R> {
     /// Loads retries from the store once there is room for half the limit.
     fn maybe_load_retries(&mut self) {
         let limit = self.config.queue_memory_limit;
-        if !self.retries.can_read() || self.shutting_down || self.waiting > limit / 2 {
+        if !self.retries.can_read() || self.starting_stopped || self.waiting > limit / 2 {
             return;
         }
         self.retries.begin_read();
@@ -458,7 +460,7 @@ impl<R> Core<R> {
             Next::RetryUnrecorded(e, at) => self.wait_until(e, at),
             // Durable as QUEUED; after a drain or shutdown it runs on the
             // next start, otherwise again shortly.
-            Next::Requeue(e) if !self.shutting_down => self.wait_until(e, now_ms + SHORTLY_MS),
+            Next::Requeue(e) if !self.starting_stopped => self.wait_until(e, now_ms + SHORTLY_MS),
             Next::Requeue(_) => {}
         }
         // Terminates that found the invocation just ended: its final record
@@ -469,7 +471,7 @@ impl<R> Core<R> {
     }
 
     fn start_attempts(&mut self, now_ms: i64) {
-        while !self.shutting_down && self.running < self.config.max_concurrency {
+        while !self.starting_stopped && self.running < self.config.max_concurrency {
             let Some(id) = self.ready.pop_front() else {
                 break;
             };
@@ -503,7 +505,7 @@ impl<R> Core<R> {
         let Some(target) = self.config.on_failure.clone() else {
             return;
         };
-        if failed.invoke_type == "onFailure" {
+        if failed.invoke_type == InvokeType::OnFailure {
             return;
         }
         self.effects

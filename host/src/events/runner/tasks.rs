@@ -11,8 +11,8 @@ use super::state::{Cmd, Termination};
 use super::{Msg, TerminateOutcome, TerminateReply};
 use crate::events::time::now_ms;
 use crate::events::{
-    EventLog, EventLogLine, EventRecord, EventStatus, StoreError, WriteOp, WriteOutcome,
-    INLINE_INPUT_LIMIT,
+    EventLog, EventLogLine, EventRecord, EventStatus, InvokeType, StoreError, WriteOp,
+    WriteOutcome, INLINE_INPUT_LIMIT,
 };
 use crate::host::HostHandle;
 use crate::invocation::{CancelReason, CancelResponse};
@@ -116,10 +116,10 @@ pub(super) async fn look_up(
             let _ = cmds.send(Msg::Core(cmd)).await;
             return;
         }
-        Ok(Some(e)) => Err(StoreError(format!(
-            "event {id} is {} in the store but unknown to the runner",
-            e.status
-        ))),
+        Ok(Some(e)) => Err(StoreError::Inconsistent {
+            request_id: id,
+            status: e.status,
+        }),
         Ok(None) => Ok(TerminateOutcome::NotFound),
         Err(err) => Err(err),
     };
@@ -183,7 +183,7 @@ pub(super) async fn send_to_on_failure(
         request_id: uuid::Uuid::new_v4().to_string(),
         function: target,
         qualifier: failed.qualifier.clone(),
-        invoke_type: "onFailure".into(),
+        invoke_type: InvokeType::OnFailure,
         status: EventStatus::Queued,
         status_code: None,
         attempts: 0,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Cmd, Core, Effect, Next, Termination, TimerId};
-use crate::events::{AsyncConfig, EventRecord, EventStatus};
+use crate::events::{AsyncConfig, EventRecord, EventStatus, InvokeType};
 
 /// A terminate's reply, as the test sees it.
 type Reply = u32;
@@ -166,7 +166,7 @@ fn event(id: &str) -> EventRecord {
         request_id: id.into(),
         function: "f".into(),
         qualifier: "$LATEST".into(),
-        invoke_type: "api".into(),
+        invoke_type: InvokeType::Api,
         status: EventStatus::Queued,
         status_code: None,
         attempts: 0,

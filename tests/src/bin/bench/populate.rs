@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use fnhost::events::{EventRecord, EventStatus, EventStore, SqliteStore, WriteOp};
+use fnhost::events::{
+    EventRecord, EventStatus, EventStore, InvokeType, SqliteStore, StatusCode, WriteOp,
+};
 use fnhost_proto::rpc::TypedData;
 use prost::Message as _;
 
@@ -51,21 +53,21 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
     let (status, status_code, attempts, result, error) = match rng.below(100) {
         0..=89 => (
             EventStatus::Finished,
-            200,
+            StatusCode::Finished,
             1,
             Some(b"{\"ok\":true}".to_vec()),
             None,
         ),
         90..=96 => (
             EventStatus::Failed,
-            430,
+            StatusCode::FunctionError,
             3,
             None,
             Some("function error: boom (attempts exhausted: 3 of 3)".to_string()),
         ),
         _ => (
             EventStatus::Aborted,
-            437,
+            StatusCode::TerminatedBeforeRun,
             0,
             None,
             Some("terminated by a user before it ran".to_string()),
@@ -75,7 +77,7 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
         request_id: uuid::Uuid::new_v4().to_string(),
         function,
         qualifier: "$LATEST".into(),
-        invoke_type: "api".into(),
+        invoke_type: InvokeType::Api,
         status,
         status_code: Some(status_code),
         attempts,

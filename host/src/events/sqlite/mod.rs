@@ -1,0 +1,353 @@
+//! The default event store: an embedded SQLite file in WAL mode. One
+//! connection writes (the batching writer calls it from one thread), a small
+//! pool of connections reads alongside.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
+
+use super::{
+    EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
+};
+use rows::{record, small_input_columns, COLUMNS};
+use writes::{apply_one, CountDeltas};
+
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+const READERS: usize = 4;
+
+/// SQLite-backed [`EventStore`].
+pub struct SqliteStore {
+    writer: Mutex<Writer>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+/// The writing connection and the last sequence number it gave out.
+struct Writer {
+    conn: Connection,
+    last_seq: i64,
+}
+
+/// Maps a database error to the store's, saying what the store was doing.
+pub(super) fn failed(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::backend(format!("cannot create {}", dir.display()), e))?;
+        }
+        // Owner-only from the first byte: SQLite gives its -wal and -shm
+        // files the database file's mode, so one 0600 file covers all three.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            crate::data_dir::make_private(Path::new(&name)).map_err(|e| {
+                StoreError::backend(format!("cannot restrict {}", path.display()), e)
+            })?;
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    let context = format!("cannot create {}", path.display());
+                    return Err(StoreError::backend(context, e));
+                }
+            }
+        }
+        let open = || -> Result<Connection, StoreError> {
+            let c = Connection::open(path)
+                .map_err(|e| StoreError::backend(format!("cannot open {}", path.display()), e))?;
+            // WAL: readers never block the writer; FULL: a commit is on disk
+            // before the accept is answered.
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+            )
+            .map_err(failed("cannot configure a connection"))?;
+            Ok(c)
+        };
+        let mut writer = open()?;
+        schema::migrate(&mut writer)?;
+        let last_seq = writer
+            .query_row(
+                "SELECT MAX(value, (SELECT COALESCE(MAX(rowid), 0) FROM events))
+                 FROM store_meta WHERE key = 'last_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(failed("cannot read the last sequence number"))?;
+        let readers = (0..READERS)
+            .map(|_| open().map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            writer: Mutex::new(Writer {
+                conn: writer,
+                last_seq,
+            }),
+            readers,
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        // Take the first free reader; wait on one only when all are busy.
+        for r in &self.readers {
+            if let Ok(conn) = r.try_lock() {
+                return f(&conn).map_err(failed("read failed"));
+            }
+        }
+        let conn = self.readers[0]
+            .lock()
+            .map_err(|_| StoreError::Poisoned("a reader"))?;
+        f(&conn).map_err(failed("read failed"))
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Poisoned("the writer"))?;
+        let Writer { conn, last_seq } = &mut *writer;
+        let tx = conn.transaction().map_err(failed("write failed"))?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut counts = CountDeltas::default();
+        let mut seq = *last_seq;
+        for op in batch {
+            out.push(apply_one(&tx, op, &mut counts, &mut seq).map_err(failed("write failed"))?);
+        }
+        counts
+            .write(&tx)
+            .map_err(failed("cannot update the event counts"))?;
+        if seq != *last_seq {
+            tx.execute(
+                "UPDATE store_meta SET value = ?1 WHERE key = 'last_seq'",
+                params![seq],
+            )
+            .map_err(failed("cannot record the last sequence number"))?;
+        }
+        tx.commit().map_err(failed("commit failed"))?;
+        // Only once committed: a failed batch gives its numbers out again.
+        *last_seq = seq;
+        Ok(out)
+    }
+
+    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE request_id = ?1"
+            ))?
+            .query_row(params![request_id], record)
+            .optional()
+        })
+    }
+
+    fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        let mut w = Where::default();
+        if let Some(f) = &q.function {
+            w.with("function = ?", Box::new(f.clone()));
+        }
+        if let Some(v) = &q.qualifier {
+            w.with("qualifier = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &q.request_id {
+            w.with("request_id = ?", Box::new(v.clone()));
+        }
+        w.any_of(
+            "status",
+            q.statuses.iter().map(|s| Box::new(s.as_str()) as _),
+        );
+        w.any_of(
+            "invoke_type",
+            q.invoke_types.iter().map(|t| Box::new(t.clone()) as _),
+        );
+        if let Some(v) = q.start_from {
+            w.with("start_ms >= ?", Box::new(v));
+        }
+        if let Some(v) = q.start_to {
+            w.with("start_ms < ?", Box::new(v));
+        }
+        if let Some(v) = q.end_from {
+            w.with("end_ms >= ?", Box::new(v));
+        }
+        if let Some(v) = q.end_to {
+            w.with("end_ms < ?", Box::new(v));
+        }
+        let filter = w.clause();
+        let args = w.args;
+        let column = if q.order_by_end { "end_ms" } else { "start_ms" };
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        // Events without an end time sort last whatever the direction. Ties
+        // (same millisecond) follow the order the events were accepted in:
+        // the implicit rowid grows with every insert, and each index on
+        // `events` already ends with it, so the tie-break costs no sort.
+        let order = if q.order_by_end {
+            format!("end_ms IS NULL, {column} {dir}, rowid {dir}")
+        } else {
+            format!("{column} {dir}, rowid {dir}")
+        };
+        // Without time bounds or a request id, every filter is a column of
+        // `event_counts` (same names), which holds the total in a few rows.
+        let by_columns_only = q.request_id.is_none()
+            && q.start_from.is_none()
+            && q.start_to.is_none()
+            && q.end_from.is_none()
+            && q.end_to.is_none();
+        let count_sql = if by_columns_only {
+            format!("SELECT COALESCE(SUM(n), 0) FROM event_counts {filter}")
+        } else {
+            format!("SELECT COUNT(*) FROM events {filter}")
+        };
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            q.limit, q.offset
+        );
+        self.read(|c| {
+            let total: i64 = c
+                .prepare_cached(&count_sql)?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+            let events = if q.limit == 0 {
+                Vec::new()
+            } else {
+                c.prepare_cached(&page_sql)?
+                    .query_map(params_from_iter(args.iter()), record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(ListPage {
+                total: total as u64,
+                events,
+            })
+        })
+    }
+
+    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT time_ms, line FROM event_log_lines WHERE request_id = ?1 ORDER BY id",
+            )?
+            .query_map(params![request_id], |r| {
+                Ok(EventLogLine {
+                    time_ms: r.get(0)?,
+                    line: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE status = 'RUNNING' ORDER BY start_ms, rowid",
+                small_input_columns()
+            ))?
+            .query_map([], record)?
+            .collect()
+        })
+    }
+
+    fn queued(&self, after: i64, limit: usize) -> Result<Vec<(i64, EventRecord)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            // The rowid is the sequence number. NOT INDEXED: walk the table
+            // in rowid order from `after` (reads follow the writes closely,
+            // so few rows past `after` are not queued) rather than sort
+            // every queued event by rowid.
+            c.prepare_cached(&format!(
+                "SELECT {}, rowid FROM events NOT INDEXED
+                 WHERE rowid > ?1 AND status = 'QUEUED' ORDER BY rowid LIMIT ?2",
+                small_input_columns()
+            ))?
+            .query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(13)?, record(r)?))
+            })?
+            .collect()
+        })
+    }
+
+    fn retrying(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            // Served by the partial index `events_retrying`.
+            c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE status = 'RETRYING'
+                 ORDER BY next_attempt_ms, rowid LIMIT ?1",
+                small_input_columns()
+            ))?
+            .query_map([limit], record)?
+            .collect()
+        })
+    }
+
+    fn queue_start(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            let oldest: Option<i64> = c.query_row(
+                "SELECT MIN(rowid) FROM events WHERE status = 'QUEUED'",
+                [],
+                |r| r.get(0),
+            )?;
+            match oldest {
+                Some(seq) => Ok(seq - 1),
+                None => c.query_row(
+                    "SELECT value FROM store_meta WHERE key = 'last_seq'",
+                    [],
+                    |r| r.get(0),
+                ),
+            }
+        })
+    }
+}
+
+/// A `WHERE` clause under construction; each condition numbers its own
+/// placeholders, in the order of `args`.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    args: Vec<Box<dyn ToSql>>,
+}
+
+impl Where {
+    /// `condition` with its one `?` bound to `value`.
+    fn with(&mut self, condition: &str, value: Box<dyn ToSql>) {
+        self.args.push(value);
+        let mark = format!("?{}", self.args.len());
+        self.conditions.push(condition.replace('?', &mark));
+    }
+
+    /// `column IN (...)` over `values`; no condition when there are none.
+    fn any_of(&mut self, column: &str, values: impl Iterator<Item = Box<dyn ToSql>>) {
+        let mut marks = Vec::new();
+        for v in values {
+            self.args.push(v);
+            marks.push(format!("?{}", self.args.len()));
+        }
+        if !marks.is_empty() {
+            self.conditions
+                .push(format!("{column} IN ({})", marks.join(", ")));
+        }
+    }
+
+    /// `WHERE ...`, or nothing without conditions.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
