@@ -75,8 +75,9 @@ fn ready(handles_cancel: bool) -> Fake {
     ready_with(app(), handles_cancel)
 }
 
-/// A dispatcher for `app` (no processes) with one ready instance in slot 0.
-fn ready_with(app: AppConfig, handles_cancel: bool) -> Fake {
+/// A dispatcher for `app` that launches no processes, with slot 0's
+/// instance launched (not yet attached).
+fn launched(app: AppConfig) -> Dispatcher {
     let (commands_tx, _events_rx) = mpsc::channel(16);
     let (results_tx, _) = broadcast::channel(16);
     let (ready_tx, _) = watch::channel(0);
@@ -89,6 +90,12 @@ fn ready_with(app: AppConfig, handles_cancel: bool) -> Fake {
     );
     d.launch_processes = false;
     d.launch(0);
+    d
+}
+
+/// A dispatcher for `app` (no processes) with one ready instance in slot 0.
+fn ready_with(app: AppConfig, handles_cancel: bool) -> Fake {
+    let mut d = launched(app);
     let worker = d.slots[0].current.clone().unwrap();
     let (urgent, normal) = attach_loaded(&mut d, &worker, handles_cancel);
     assert_eq!(d.instances[&worker].state, InstanceState::Ready);
@@ -470,18 +477,7 @@ async fn initializer_retries_back_off_doubling_from_the_configured_wait() {
         max_attempts: 4,
         retry_backoff: Duration::from_millis(200),
     });
-    let (commands_tx, _events_rx) = mpsc::channel(16);
-    let (results_tx, _) = broadcast::channel(16);
-    let (ready_tx, _) = watch::channel(0);
-    let mut d = Dispatcher::new(
-        Arc::new(cfg),
-        "127.0.0.1:1".parse().unwrap(),
-        commands_tx,
-        results_tx,
-        ready_tx,
-    );
-    d.launch_processes = false;
-    d.launch(0);
+    let mut d = launched(cfg);
     let w = d.slots[0].current.clone().unwrap();
     let (_urgent, mut normal) = attach_loaded(&mut d, &w, true);
     let mut waits = Vec::new();
