@@ -103,18 +103,20 @@ const SECRET_FLAGS: &[(&str, &str)] = &[
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
-    let secrets_on_argv: Vec<&str> = matches
-        .subcommand_matches("start")
-        .map(|m| {
-            SECRET_FLAGS
-                .iter()
-                .filter(|(id, _)| {
-                    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
-                })
-                .map(|(_, flag)| *flag)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Every level of the command line: `start`, and the client commands
+    // (`invoke`, `events ...`, `keys set --value`).
+    let mut secrets_on_argv: Vec<&str> = Vec::new();
+    let mut level = &matches;
+    while let Some((_, sub)) = level.subcommand() {
+        for (id, flag) in SECRET_FLAGS {
+            let given = sub.try_get_raw(id).is_ok_and(|v| v.is_some())
+                && sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+            if given && !secrets_on_argv.contains(flag) {
+                secrets_on_argv.push(flag);
+            }
+        }
+        level = sub;
+    }
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
