@@ -93,11 +93,15 @@ enum Command {
 const SECRET_FLAGS: &[(&str, &str)] = &[
     (
         "admin_key",
-        "--admin-key (use FNHOST_ADMIN_KEY or --admin-key-file)",
+        "--admin-key (use FNHOST_ADMIN_KEY, --admin-key-file, or the data dir's admin.key)",
     ),
     (
         "scf_secret_key",
         "--scf-secret-key (use FNHOST_SCF_SECRET_KEY)",
+    ),
+    (
+        "value",
+        "--value (leave it out and the host generates the key)",
     ),
 ];
 
