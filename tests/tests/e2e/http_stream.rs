@@ -20,9 +20,9 @@ use super::workers_dir::{
 /// waits for the file `gate` before its second one and its end; `upload`
 /// counts the bytes of its request body as they come; `echo` reports what
 /// the worker saw of the request.
-fn streaming_node_app(gate: &Path) -> TempDir {
+fn streaming_node_app(gate: &Path, host: serde_json::Value) -> TempDir {
     let app = TempDir::new("node-stream-app");
-    app.write_json("host.json", &host_json());
+    app.write_json("host.json", &host);
     app.write_json(
         "local.settings.json",
         &json!({"IsEncrypted": false, "Values": {
@@ -61,6 +61,15 @@ app.http('stream', { methods: ['GET'], authLevel: 'anonymous', route: 'stream/{n
       },
     }),
   }) });
+app.http('hang', { methods: ['GET'], authLevel: 'anonymous',
+  handler: async () => ({
+    body: new ReadableStream({
+      async start(controller) {
+        controller.enqueue(text('first\n'));
+        await new Promise(() => {});
+      },
+    }),
+  }) });
 app.http('upload', { methods: ['POST'], authLevel: 'anonymous',
   handler: async (request) => {
     let n = 0;
@@ -76,10 +85,13 @@ app.http('echo', { methods: ['GET'], authLevel: 'function',
     app
 }
 
-async fn start_streaming(gate: &Path) -> Option<(HostProcess, fnhost_e2e::Api, TempDir, TempDir)> {
+async fn start_streaming(
+    gate: &Path,
+    host: serde_json::Value,
+) -> Option<(HostProcess, fnhost_e2e::Api, TempDir, TempDir)> {
     let interop = interop("the HTTP streaming test")?;
     let workers = workers_dir(&interop, None);
-    let app = streaming_node_app(gate);
+    let app = streaming_node_app(gate, host);
     let (host, api) = start(
         fnhost(None),
         &app,
@@ -117,7 +129,7 @@ async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, want: &str, host: 
 async fn a_streamed_response_reaches_the_client_before_the_function_finishes() {
     let gate_dir = TempDir::new("stream-gate");
     let gate = gate_dir.path().join("open");
-    let Some((host, api, _app, _workers)) = start_streaming(&gate).await else {
+    let Some((host, api, _app, _workers)) = start_streaming(&gate, host_json()).await else {
         return;
     };
     let mut conn = TcpStream::connect(api_addr(&api)).await.unwrap();
@@ -177,7 +189,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn a_large_upload_streams_through_without_being_held_in_memory() {
     const UPLOAD: usize = 64 * 1024 * 1024;
     let gate_dir = TempDir::new("stream-gate");
-    let Some((host, api, _app, _workers)) = start_streaming(&gate_dir.path().join("unused")).await
+    let Some((host, api, _app, _workers)) =
+        start_streaming(&gate_dir.path().join("unused"), host_json()).await
     else {
         return;
     };
@@ -216,4 +229,75 @@ async fn a_large_upload_streams_through_without_being_held_in_memory() {
 
 fn api_addr(api: &fnhost_e2e::Api) -> String {
     api.base().trim_start_matches("http://").to_string()
+}
+
+#[tokio::test]
+async fn a_timeout_cuts_a_streamed_response_and_a_client_that_leaves_cancels() {
+    let gate_dir = TempDir::new("stream-gate");
+    let mut host_json = host_json();
+    host_json["functionTimeout"] = json!("00:00:02");
+    let Some((host, api, _app, _workers)) =
+        start_streaming(&gate_dir.path().join("unused"), host_json).await
+    else {
+        return;
+    };
+    let mut conn = TcpStream::connect(api_addr(&api)).await.unwrap();
+    conn.write_all(b"GET /api/hang HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut conn, &mut seen, "first\n", &host).await;
+    // The worker ignores cancels, so the timeout kills its instance and the
+    // response ends without its last chunk.
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut seen))
+        .await
+        .expect("the response is cut within 20 s")
+        .ok();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(!text.ends_with("0\r\n\r\n"), "a complete response: {text}");
+    assert!(host.log().contains("killed"), "{}", host.log());
+    // On a new instance: a client that leaves mid-response cancels.
+    let started = tokio::time::Instant::now();
+    let id = loop {
+        let mut conn = TcpStream::connect(api_addr(&api)).await.unwrap();
+        conn.write_all(b"GET /api/hang HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).await.unwrap_or(0);
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen).to_lowercase();
+        if text.starts_with("http/1.1 200") {
+            read_until(&mut conn, &mut seen, "first\n", &host).await;
+            let text = String::from_utf8_lossy(&seen).to_lowercase();
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("x-fnhost-invocation-id: "))
+                .unwrap()
+                .trim()
+                .to_string();
+            break id;
+        }
+        // 503 while the killed instance is replaced.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{text}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let started = tokio::time::Instant::now();
+    while !host
+        .log()
+        .lines()
+        .any(|l| l.contains(&id) && l.contains("HTTP client went away"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
