@@ -1,6 +1,8 @@
 //! HTTP streaming: Azure's Node worker with `app.setup({ enableHttpStream:
-//! true })` advertises `HttpUri`; the host forwards HTTP trigger requests to
-//! the worker's own server and streams both ways. Needs `../shared/interop`
+//! true })`, and its Python worker with
+//! `azurefunctions-extensions-http-fastapi`, advertise `HttpUri`; the host
+//! forwards HTTP trigger requests to the worker's own server and streams
+//! both ways. Needs `../shared/interop`
 //! and `tests/interop/setup.sh` (like the other interop tests, it skips with
 //! a message where the folder is absent).
 
@@ -13,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::workers_dir::{
-    fnhost, host_json, interop, start, symlink, workers_dir, HostProcess, TempDir,
+    fnhost, host_json, interop, python_build, start, symlink, workers_dir, HostProcess, TempDir,
 };
 
 /// A v4 Node app in streaming mode. `stream/{n}` sends a first chunk, then
@@ -187,16 +189,22 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_large_upload_streams_through_without_being_held_in_memory() {
-    const UPLOAD: usize = 64 * 1024 * 1024;
     let gate_dir = TempDir::new("stream-gate");
     let Some((host, api, _app, _workers)) =
         start_streaming(&gate_dir.path().join("unused"), host_json()).await
     else {
         return;
     };
+    check_upload(&host, &api).await;
+}
+
+/// POSTs 64 MiB to `upload`, which answers with the byte count it read,
+/// and checks that the host's peak RSS grew by far less than that.
+async fn check_upload(host: &HostProcess, api: &fnhost_e2e::Api) {
+    const UPLOAD: usize = 64 * 1024 * 1024;
     let pid = host.child.id();
     let before = peak_rss_kib(pid);
-    let mut conn = TcpStream::connect(api_addr(&api)).await.unwrap();
+    let mut conn = TcpStream::connect(api_addr(api)).await.unwrap();
     let head = format!(
         "POST /api/upload HTTP/1.1\r\nhost: x\r\ncontent-length: {UPLOAD}\r\nconnection: close\r\n\r\n"
     );
@@ -213,10 +221,11 @@ async fn a_large_upload_streams_through_without_being_held_in_memory() {
         .unwrap();
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}\n{}", host.log());
-    assert!(reply.contains(&format!("\r\n{UPLOAD}\r\n")), "{reply}");
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.contains(&UPLOAD.to_string()), "{reply}");
     let after = peak_rss_kib(pid);
     eprintln!(
-        "host peak RSS: {before} KiB before, {after} KiB after a {} KiB upload",
+        "host peak RSS (VmHWM): {before} KiB before, {after} KiB after a {} KiB upload",
         UPLOAD / 1024
     );
     assert!(
@@ -300,4 +309,82 @@ async fn a_timeout_cuts_a_streamed_response_and_a_client_that_leaves_cancels() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The same functions in the Python decorator model with
+/// `azurefunctions-extensions-http-fastapi` (installed by
+/// tests/interop/setup.sh).
+fn streaming_python_app(gate: &Path) -> TempDir {
+    let app = TempDir::new("py-stream-app");
+    app.write_json("host.json", &host_json());
+    app.write_json(
+        "local.settings.json",
+        &json!({"IsEncrypted": false, "Values": {
+            "FUNCTIONS_WORKER_RUNTIME": "python", "STREAM_GATE": gate,
+            // The worker indexes at init, and so starts its HTTP server
+            // and advertises HttpUri, only with this setting.
+            "PYTHON_ENABLE_INIT_INDEXING": "1"}}),
+    );
+    app.write(
+        "function_app.py",
+        r#"import asyncio
+import os
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import (
+    PlainTextResponse, Request, StreamingResponse)
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.route(route="stream/{n:int}", methods=["GET"])
+async def stream(req: Request) -> StreamingResponse:
+    n = req.path_params["n"]
+
+    async def chunks():
+        yield f"first {n}\n".encode()
+        while not os.path.exists(os.environ["STREAM_GATE"]):
+            await asyncio.sleep(0.01)
+        yield b"second\n"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@app.route(route="upload", methods=["POST"])
+async def upload(req: Request) -> PlainTextResponse:
+    n = 0
+    async for chunk in req.stream():
+        n += len(chunk)
+    return PlainTextResponse(str(n))
+"#,
+    );
+    app
+}
+
+#[tokio::test]
+async fn a_python_fastapi_app_streams_both_ways() {
+    let Some(interop) = interop("the Python HTTP streaming test") else {
+        return;
+    };
+    let (build, bin) = python_build();
+    let workers = workers_dir(&interop, Some(&build));
+    let gate_dir = TempDir::new("stream-gate");
+    let gate = gate_dir.path().join("open");
+    let app = streaming_python_app(&gate);
+    let (host, api) = start(
+        fnhost(Some(&bin)),
+        &app,
+        &[Path::new("--workers-dir"), workers.path()],
+    )
+    .await;
+    let mut conn = TcpStream::connect(api_addr(&api)).await.unwrap();
+    conn.write_all(b"GET /api/stream/7 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut conn, &mut seen, "first 7\n", &host).await;
+    assert!(!String::from_utf8_lossy(&seen).contains("second"));
+    std::fs::write(&gate, "").unwrap();
+    read_until(&mut conn, &mut seen, "second\n", &host).await;
+    check_upload(&host, &api).await;
 }
