@@ -622,6 +622,14 @@ async fn an_http_uri_instance_gets_route_values_as_metadata_and_no_body() {
         panic!("an RpcHttp trigger: {req:?}");
     };
     assert!(h.body.is_none() && h.raw_body.is_none(), "{h:?}");
+    // A body read before the instance was known goes over HTTP as well.
+    let (_rx, mut dispatched) = invoke_http(&mut f, "b", false);
+    assert_eq!(
+        dispatched.try_recv().unwrap().http_uri.as_deref(),
+        Some(uri)
+    );
+    let req = format!("{:?}", sent_request(&mut f).unwrap());
+    assert!(!req.contains("[97, 98, 99]"), "no body in {req}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -639,4 +647,8 @@ async fn a_deferred_body_never_goes_to_an_instance_without_http_uri() {
     assert_eq!(dispatched.try_recv().unwrap().http_uri, None);
     let req = sent_request(&mut f).unwrap();
     assert!(req.trigger_metadata.is_empty(), "{req:?}");
+    assert!(
+        format!("{req:?}").contains("[97, 98, 99]"),
+        "the body: {req:?}"
+    );
 }

@@ -25,8 +25,11 @@ use crate::invocation::{InvocationResult, InvokeError};
 pub(crate) const WORKER_INVOCATION_HEADER: &str = "x-ms-invocation-id";
 
 /// Headers of one connection, never forwarded (RFC 9110 §7.6.1), plus
-/// `host`, which names the worker's server on the forwarded request.
-const HOP_BY_HOP: [&str; 9] = [
+/// `host`, which names the worker's server on the forwarded request, and
+/// `expect`: the host's server already answered `100-continue` by reading
+/// the body, and the client that forwards it sends it without waiting.
+const HOP_BY_HOP: [&str; 10] = [
+    "expect",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -194,6 +197,7 @@ mod tests {
         headers.insert(ADMIN_KEY_HEADER, HeaderValue::from_static("K2"));
         headers.insert("host", HeaderValue::from_static("example:7071"));
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("expect", HeaderValue::from_static("100-continue"));
         headers.insert("x-other", HeaderValue::from_static("v"));
         let r = forwarded_request(
             "http://localhost:55000/",
@@ -211,7 +215,7 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "example:7071");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-other"], "v");
-        for gone in [ADMIN_KEY_HEADER, "host", "connection"] {
+        for gone in [ADMIN_KEY_HEADER, "host", "connection", "expect"] {
             assert!(!h.contains_key(gone), "{gone} was forwarded");
         }
     }

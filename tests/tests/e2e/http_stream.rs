@@ -195,20 +195,33 @@ async fn a_large_upload_streams_through_without_being_held_in_memory() {
     else {
         return;
     };
-    check_upload(&host, &api).await;
+    check_upload(&host, &api, true).await;
 }
 
 /// POSTs 64 MiB to `upload`, which answers with the byte count it read,
 /// and checks that the host's peak RSS grew by far less than that.
-async fn check_upload(host: &HostProcess, api: &fnhost_e2e::Api) {
+/// `expect`: as curl sends a large body, after `100 Continue`.
+async fn check_upload(host: &HostProcess, api: &fnhost_e2e::Api, expect: bool) {
     const UPLOAD: usize = 64 * 1024 * 1024;
     let pid = host.child.id();
     let before = peak_rss_kib(pid);
     let mut conn = TcpStream::connect(api_addr(api)).await.unwrap();
+    let expect_header = if expect {
+        "expect: 100-continue\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "POST /api/upload HTTP/1.1\r\nhost: x\r\ncontent-length: {UPLOAD}\r\nconnection: close\r\n\r\n"
+        "POST /api/upload HTTP/1.1\r\nhost: x\r\ncontent-length: {UPLOAD}\r\n\
+         {expect_header}connection: close\r\n\r\n"
     );
     conn.write_all(head.as_bytes()).await.unwrap();
+    if expect {
+        let mut interim = Vec::new();
+        read_until(&mut conn, &mut interim, "\r\n\r\n", host).await;
+        let interim = String::from_utf8_lossy(&interim);
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    }
     let chunk = vec![b'z'; 256 * 1024];
     for _ in 0..UPLOAD / chunk.len() {
         conn.write_all(&chunk).await.unwrap();
@@ -386,5 +399,5 @@ async fn a_python_fastapi_app_streams_both_ways() {
     assert!(!String::from_utf8_lossy(&seen).contains("second"));
     std::fs::write(&gate, "").unwrap();
     read_until(&mut conn, &mut seen, "second\n", &host).await;
-    check_upload(&host, &api).await;
+    check_upload(&host, &api, false).await;
 }
