@@ -78,6 +78,8 @@ app.http('upload', { methods: ['POST'], authLevel: 'anonymous',
     for await (const chunk of request.body) n += chunk.length;
     return { body: `${n}` };
   } });
+app.http('boom', { methods: ['GET'], authLevel: 'anonymous',
+  handler: async () => { throw new Error('boom on purpose'); } });
 app.http('echo', { methods: ['GET'], authLevel: 'function',
   handler: async (request) => ({ jsonBody: {
     url: request.url, key: request.headers.get('x-functions-key'),
@@ -149,7 +151,11 @@ async fn a_streamed_response_reaches_the_client_before_the_function_finishes() {
     );
     std::fs::write(&gate, "").unwrap();
     read_until(&mut conn, &mut seen, "second\n", &host).await;
-    // Other routes are unaffected: keys checked, then stripped.
+    // A failure before any response is the invocation's, as without streaming.
+    let r = api.request("GET", "/api/boom", "", None).await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["error"]["message"], "the function failed");
+    // Keys are checked, then stripped.
     let r = api
         .request_with("GET", "/api/echo?a=1&code=nope", "", &[("x-other", "v")])
         .await
