@@ -49,7 +49,12 @@ pub(crate) enum Command {
         id: InvocationId,
         input: InvocationInput,
         reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+        /// Set by HTTP triggers, which must learn where it went.
+        http: Option<HttpDispatch>,
     },
+    /// Whether HTTP triggers should keep their request bodies streamed:
+    /// true when the live instances serve HTTP themselves (`HttpUri`).
+    StreamsHttp { reply: oneshot::Sender<bool> },
     /// A caller (or a trigger such as an HTTP disconnect) cancels one.
     Cancel {
         id: InvocationId,
@@ -153,6 +158,18 @@ pub(crate) struct Invocation {
     pub abandoned: bool,
     /// Set for the host's own hook runs (initializer, pre-stop).
     pub hook: Option<HookKind>,
+    /// Set for HTTP triggers: told where the invocation goes.
+    pub http: Option<HttpDispatch>,
+}
+
+/// What an HTTP trigger asks of a dispatch.
+#[derive(Debug)]
+pub(crate) struct HttpDispatch {
+    /// Told which instance took the invocation, and its `HttpUri`.
+    pub notify: oneshot::Sender<crate::invocation::Dispatched>,
+    /// The request body was not read: it can only be forwarded to an
+    /// instance with `HttpUri`, never sent in the `InvocationRequest`.
+    pub body_deferred: bool,
 }
 
 /// A position in the worker pool: holds at most one live instance and its
@@ -275,7 +292,11 @@ impl Dispatcher {
                 id,
                 input,
                 reply,
-            } => self.handle_invoke(function, id, input, reply),
+                http,
+            } => self.handle_invoke(function, id, input, reply, http),
+            Command::StreamsHttp { reply } => {
+                let _ = reply.send(self.streams_http());
+            }
             Command::Cancel { id, reason, reply } => {
                 let r = self.handle_cancel(&id, reason);
                 if let Some(reply) = reply {

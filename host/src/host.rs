@@ -12,11 +12,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
-use crate::dispatcher::{Command, Dispatcher};
+use crate::dispatcher::{Command, Dispatcher, HttpDispatch};
 use crate::events::{AsyncEvents, EventLog, SqliteStore};
 use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
+    CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput, InvocationResult,
+    InvokeError,
 };
 use crate::listen::{serve_http, worker_incoming, WorkerConnLimits};
 use crate::status::HostStatus;
@@ -139,12 +140,57 @@ impl HostHandle {
             id: id.clone(),
             input,
             reply,
+            http: None,
         };
         self.commands
             .send(ev)
             .await
             .map_err(|_| InvokeError::ShuttingDown)?;
         Ok(PendingInvocation { id, reply: rx })
+    }
+
+    /// Submits an HTTP trigger invocation that reports where it was
+    /// dispatched. `body_deferred`: the request body was left unread, to be
+    /// forwarded to a worker with `HttpUri`.
+    pub(crate) async fn submit_http(
+        &self,
+        function: &str,
+        input: InvocationInput,
+        body_deferred: bool,
+    ) -> Result<(PendingInvocation, oneshot::Receiver<Dispatched>), InvokeError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, rx) = oneshot::channel();
+        let (notify, dispatched) = oneshot::channel();
+        let ev = Command::Invoke {
+            function: function.to_string(),
+            id: id.clone(),
+            input,
+            reply,
+            http: Some(HttpDispatch {
+                notify,
+                body_deferred,
+            }),
+        };
+        self.commands
+            .send(ev)
+            .await
+            .map_err(|_| InvokeError::ShuttingDown)?;
+        Ok((PendingInvocation { id, reply: rx }, dispatched))
+    }
+
+    /// Whether HTTP triggers should leave request bodies unread for
+    /// forwarding: the live instances serve HTTP themselves (`HttpUri`).
+    pub(crate) async fn streams_http(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::StreamsHttp { reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Runs `function` and waits for its outcome.

@@ -27,6 +27,7 @@ mod keys_api;
 pub(crate) mod routes;
 mod scf;
 mod signatures;
+mod stream;
 mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
@@ -48,6 +49,7 @@ struct AppState {
     body_limit: usize,
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
+    worker_client: stream::WorkerClient,
 }
 
 pub(crate) fn router(
@@ -73,6 +75,7 @@ pub(crate) fn router(
         keys,
         events,
         scf: scf.map(|c| Arc::new(scf::ScfState::new(c))),
+        worker_client: stream::worker_client(),
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
@@ -275,17 +278,134 @@ async fn http_trigger(State(state): State<AppState>, request: Request) -> Respon
     let query = Query::<HashMap<String, String>>::try_from_uri(&uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
-    // Read only now, after the key check: a caller without a key never
-    // makes the host buffer a body.
-    let body = match deadline::read_body(body, state.body_limit).await {
-        Ok(b) => b,
-        Err((status, message)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return error_body(status, message);
+    // Workers that serve HTTP themselves get the body streamed: it stays
+    // on the client's connection until it is forwarded.
+    let (body, unread) = if state.host.streams_http().await {
+        (Bytes::new(), Some(body))
+    } else {
+        // Read only now, after the key check: a caller without a key never
+        // makes the host buffer a body.
+        match deadline::read_body(body, state.body_limit).await {
+            Ok(b) => (b, None),
+            Err((status, message)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                return error_body(status, message);
+            }
         }
     };
+    let forward = Forward {
+        method: method.clone(),
+        uri: uri.clone(),
+        headers: headers.clone(),
+        deferred: unread.is_some(),
+        body: unread.unwrap_or_else(|| body.clone().into()),
+    };
     let request = rpc_http(&method, &uri, &headers, query, params, body);
-    run(&state, &name, InvocationInput::http(request), caller).await
+    run_http(
+        &state,
+        &name,
+        InvocationInput::http(request),
+        forward,
+        caller,
+    )
+    .await
+}
+
+/// What an HTTP trigger forwards to a worker with `HttpUri`.
+struct Forward {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    /// `body` was never read (else it holds the bytes sent in `RpcHttp`).
+    deferred: bool,
+}
+
+/// Runs an HTTP trigger: as [`run`] for a worker without `HttpUri`; for one
+/// with it, forwards the request there and streams its response back.
+async fn run_http(
+    state: &AppState,
+    function: &str,
+    input: InvocationInput,
+    forward: Forward,
+    caller: Caller,
+) -> Response {
+    let (pending, dispatched) = match state
+        .host
+        .submit_http(function, input, forward.deferred)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return invoke_error(e, caller),
+    };
+    let id = pending.id.clone();
+    // If the client goes away, this future (or the streamed body) is
+    // dropped and the guard cancels.
+    let mut guard = CancelOnDrop::new(
+        state.host.clone(),
+        id.clone(),
+        CancelReason::ClientDisconnected,
+    );
+    let mut result: stream::ResultFuture = Box::pin(pending.result());
+    let http_uri = tokio::select! {
+        biased;
+        // A dropped sender: the invocation ended before any dispatch.
+        d = dispatched => d.ok().and_then(|d| d.http_uri),
+        r = &mut result => {
+            guard.disarm();
+            return invocation_or_error(r, caller);
+        }
+    };
+    let Some(base) = http_uri else {
+        let r = result.await;
+        guard.disarm();
+        return invocation_or_error(r, caller);
+    };
+    let request = match stream::forwarded_request(
+        &base,
+        &id,
+        &forward.method,
+        &forward.uri,
+        &forward.headers,
+        forward.body,
+    ) {
+        Ok(r) => r,
+        Err(e) => return error_body(StatusCode::BAD_GATEWAY, e),
+    };
+    let mut sent = state.worker_client.request(request);
+    tokio::select! {
+        response = &mut sent => match response {
+            Ok(response) => stream::streamed_response(response, &id, Some(result), guard),
+            Err(e) => {
+                // The guard cancels the invocation: its worker will never
+                // see the request it waits for.
+                tracing::warn!(invocation = %id, "forwarding the request to the worker's HTTP server ({base}) failed: {e}");
+                error_body(
+                    StatusCode::BAD_GATEWAY,
+                    format!("the request could not be forwarded to the function's worker: {e}"),
+                )
+            }
+        },
+        r = &mut result => {
+            guard.disarm();
+            match r {
+                // Done before its response head arrived: the head is on its
+                // way, or never comes and the result answers.
+                Ok(r) if r.is_success() => match sent.await {
+                    Ok(response) => stream::streamed_response(response, &id, None, guard),
+                    Err(_) => invocation_response(r, caller),
+                },
+                r => invocation_or_error(r, caller),
+            }
+        }
+    }
+}
+
+fn invocation_or_error(r: Result<InvocationResult, InvokeError>, caller: Caller) -> Response {
+    match r {
+        Ok(r) => invocation_response(r, caller),
+        Err(e) => invoke_error(e, caller),
+    }
 }
 
 async fn admin_invoke(

@@ -57,6 +57,17 @@ impl InvocationInput {
     }
 }
 
+/// Where the dispatcher sent an invocation, reported to a caller that asked
+/// (an HTTP trigger, which must forward the request to a worker that
+/// serves HTTP itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatched {
+    /// The worker instance.
+    pub worker: String,
+    /// Its `HttpUri` capability, when it advertises one.
+    pub http_uri: Option<String>,
+}
+
 /// Why an invocation was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -22,6 +22,14 @@ pub const CAP_WORKER_INDEXING: &str = "WorkerIndexing";
 /// body once.
 pub const CAP_RPC_HTTP_BODY_ONLY: &str = "RpcHttpBodyOnly";
 
+/// Capability a worker advertises when it runs its own HTTP server for
+/// HTTP triggers (HTTP streaming): the value is its base URI, to which the
+/// host forwards each HTTP trigger request with `x-ms-invocation-id`.
+pub const CAP_HTTP_URI: &str = "HttpUri";
+/// Capability a worker advertises (with `HttpUri`) when it wants an HTTP
+/// trigger's route values as trigger metadata too.
+pub const CAP_REQUIRES_ROUTE_PARAMETERS: &str = "RequiresRouteParameters";
+
 /// The fully qualified gRPC path published workers call.
 pub const EVENT_STREAM_PATH: &str = "/AzureFunctionsRpcMessages.FunctionRpc/EventStream";
 

@@ -5,7 +5,8 @@
 # (gitignored):
 #
 #   .venv/           Python 3.11 venv with the worker's pins from its
-#                    pyproject.toml (see ../shared/interop/README.md)
+#                    pyproject.toml (see ../shared/interop/README.md) and
+#                    the HTTP streaming extension
 #   .build/python/   the worker as Core Tools ships it in
 #                    workers/python/3.11/LINUX/X64/: worker.py and the
 #                    azure_functions_worker package with its generated
@@ -52,6 +53,8 @@ pkgs=(
   "protobuf~=4.25.3"
   "python-dateutil~=2.9.0"
   "azurefunctions-extensions-base"
+  # HTTP streaming (the worker's HttpUri) for tests/tests/e2e/http_stream.rs
+  "azurefunctions-extensions-http-fastapi==1.0.1"
 )
 protos="$root/proto/protos"
 stamp="$here/.build/.fnhost-setup"
@@ -61,6 +64,7 @@ check() {
   PYTHONPATH="$build" "$py" - <<'PY'
 import azure_functions_worker.dispatcher  # noqa: F401  (grpc and the generated protos)
 import azure.functions  # noqa: F401
+import azurefunctions.extensions.http.fastapi  # noqa: F401
 PY
 }
 

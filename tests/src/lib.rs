@@ -267,6 +267,11 @@ impl Api {
         }
     }
 
+    /// `http://<addr>` of the host.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request; `key` adds `x-functions-key`.
     pub async fn request(
         &self,

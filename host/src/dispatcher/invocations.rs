@@ -4,18 +4,21 @@
 use tokio::time::Instant;
 
 use fnhost_proto::rpc::streaming_message::Content;
+use fnhost_proto::rpc::TypedData;
 use fnhost_proto::rpc::{
     rpc_log, status_result, InvocationRequest, InvocationResponse, ParameterBinding, RpcLog,
     StreamingMessage,
 };
-use fnhost_proto::{has_capability, CAP_RPC_HTTP_BODY_ONLY};
+use fnhost_proto::{
+    has_capability, CAP_HTTP_URI, CAP_REQUIRES_ROUTE_PARAMETERS, CAP_RPC_HTTP_BODY_ONLY,
+};
 use prost::Message;
 use tokio::sync::oneshot;
 
-use super::{Dispatcher, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
+use super::{Dispatcher, HttpDispatch, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
 use crate::invocation::{
-    CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
-    InvokeError, LogLine, Outcome,
+    CancelDelivery, CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput,
+    InvocationResult, InvokeError, LogLine, Outcome,
 };
 
 /// Where an invocation can go now.
@@ -84,6 +87,7 @@ impl Dispatcher {
         id: InvocationId,
         input: InvocationInput,
         reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+        http: Option<HttpDispatch>,
     ) {
         if self.shutdown.is_some() {
             let _ = reply.send(Err(InvokeError::ShuttingDown));
@@ -153,6 +157,7 @@ impl Dispatcher {
             submitted: Instant::now(),
             abandoned: false,
             hook: None,
+            http,
         };
         self.invocations.insert(id.clone(), inv);
         match placement {
@@ -219,10 +224,48 @@ impl Dispatcher {
         let Some(entry) = self.registry.get(&inv.function) else {
             return;
         };
+        let http_uri = inst
+            .capabilities
+            .get(CAP_HTTP_URI)
+            .filter(|u| !u.is_empty())
+            .cloned();
+        if http_uri.is_none() && inv.http.as_ref().is_some_and(|h| h.body_deferred) {
+            // Only an instance with `HttpUri` can take a body that was left
+            // on the client's connection; the instances of one host run one
+            // worker, so this takes instances that disagree.
+            let msg = format!(
+                "invocation {id} kept its request body for HTTP streaming, but worker \
+                 instance {worker} does not advertise HttpUri"
+            );
+            self.finish(id, Ending::error(Outcome::Failed, msg));
+            return;
+        }
         let mut input = inv
             .input
             .take()
             .expect("a queued invocation keeps its input");
+        let mut trigger_metadata = std::collections::HashMap::new();
+        if let Some(fnhost_proto::rpc::typed_data::Data::Http(h)) = &mut input.trigger.data {
+            if http_uri.is_some() {
+                // The body goes over HTTP to the worker's own server, and
+                // Node's library takes the request's headers from here.
+                h.body = None;
+                h.raw_body = None;
+                let json = |v| TypedData::json(serde_json::to_string(v).unwrap_or_default());
+                trigger_metadata.insert("Headers".to_string(), json(&h.headers));
+                trigger_metadata.insert("Query".to_string(), json(&h.query));
+            }
+            // A worker that serves HTTP itself reads route values from
+            // trigger metadata: Node's library always, Python's when it
+            // advertises `RequiresRouteParameters`.
+            if http_uri.is_some()
+                || has_capability(&inst.capabilities, CAP_REQUIRES_ROUTE_PARAMETERS)
+            {
+                for (k, v) in &h.params {
+                    trigger_metadata.insert(k.clone(), TypedData::string(v.clone()));
+                }
+            }
+        }
         if has_capability(&inst.capabilities, CAP_RPC_HTTP_BODY_ONLY) {
             // It reads `body` only: send the body once.
             if let Some(fnhost_proto::rpc::typed_data::Data::Http(h)) = &mut input.trigger.data {
@@ -239,6 +282,7 @@ impl Dispatcher {
                     input.trigger,
                 )),
             }],
+            trigger_metadata,
             ..InvocationRequest::default()
         };
         let message = StreamingMessage::from_content(Content::InvocationRequest(request));
@@ -263,6 +307,21 @@ impl Dispatcher {
         inst.idle_since = None;
         tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
         inst.send(message);
+        if let Some(http) = inv.http.take() {
+            let _ = http.notify.send(Dispatched {
+                worker: worker.to_string(),
+                http_uri,
+            });
+        }
+    }
+
+    /// True when some live instance serves HTTP itself (`HttpUri`): the
+    /// instances of one host run one worker, so the next dispatch most
+    /// likely goes to such an instance too.
+    pub(crate) fn streams_http(&self) -> bool {
+        self.instances
+            .values()
+            .any(|i| has_capability(&i.capabilities, CAP_HTTP_URI))
     }
 
     /// Moves queued invocations onto free instances, in arrival order.

@@ -155,6 +155,7 @@ impl Dispatcher {
                 submitted: Instant::now(),
                 abandoned: false,
                 hook: Some(kind),
+                http: None,
             },
         );
     }

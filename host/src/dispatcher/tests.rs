@@ -17,6 +17,7 @@ use crate::config::{
     ArgumentStyle, Binding, Direction, FunctionConfig, HostConfig, WorkerLaunchConfig,
 };
 use crate::grpc::outbound_channel;
+use crate::invocation::Dispatched;
 
 struct Fake {
     d: Dispatcher,
@@ -158,6 +159,7 @@ fn invoke(f: &mut Fake, id: &str) -> Reply {
         id: id.into(),
         input: InvocationInput::new(TypedData::string("x")),
         reply,
+        http: None,
     });
     rx
 }
@@ -549,4 +551,100 @@ fn a_launch_secret_never_shows_in_debug_output() {
     let inst = Instance::new("w".into(), 0);
     let shown = format!("{inst:?}");
     assert!(!shown.contains(inst.launch_secret.expose()), "{shown}");
+}
+
+/// Submits `work` as an HTTP trigger with route value `id=7` and body `abc`.
+fn invoke_http(
+    f: &mut Fake,
+    id: &str,
+    body_deferred: bool,
+) -> (Reply, oneshot::Receiver<Dispatched>) {
+    let (reply, rx) = oneshot::channel();
+    let (notify, dispatched) = oneshot::channel();
+    let request = fnhost_proto::rpc::RpcHttp {
+        method: "POST".into(),
+        params: [("id".to_string(), "7".to_string())].into(),
+        headers: [("x-other".to_string(), "v".to_string())].into(),
+        body: Some(Box::new(TypedData::bytes(b"abc".to_vec()))),
+        ..Default::default()
+    };
+    f.d.handle_command(Command::Invoke {
+        function: "work".into(),
+        id: id.into(),
+        input: InvocationInput::http(request),
+        reply,
+        http: Some(HttpDispatch {
+            notify,
+            body_deferred,
+        }),
+    });
+    (rx, dispatched)
+}
+
+fn sent_request(f: &mut Fake) -> Option<fnhost_proto::rpc::InvocationRequest> {
+    drain(&mut f.normal).into_iter().find_map(|c| match c {
+        Content::InvocationRequest(r) => Some(r),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http_uri_instance_gets_route_values_as_metadata_and_no_body() {
+    let mut f = ready(false);
+    assert!(!f.d.streams_http());
+    let uri = "http://127.0.0.1:55000";
+    f.d.instances
+        .get_mut(&f.worker)
+        .unwrap()
+        .capabilities
+        .insert(fnhost_proto::CAP_HTTP_URI.to_string(), uri.to_string());
+    assert!(f.d.streams_http());
+    let (_rx, mut dispatched) = invoke_http(&mut f, "a", true);
+    let d = dispatched.try_recv().unwrap();
+    assert_eq!(
+        (d.worker, d.http_uri.as_deref()),
+        (f.worker.clone(), Some(uri))
+    );
+    let req = sent_request(&mut f).expect("the InvocationRequest is sent as usual");
+    let meta = &req.trigger_metadata;
+    assert_eq!(meta["id"], TypedData::string("7"));
+    assert_eq!(meta["Headers"], TypedData::json(r#"{"x-other":"v"}"#));
+    let Some(fnhost_proto::rpc::typed_data::Data::Http(h)) =
+        req.input_data[0].rpc_data.as_ref().and_then(|d| match d {
+            fnhost_proto::rpc::parameter_binding::RpcData::Data(d) => d.data.clone(),
+            _ => None,
+        })
+    else {
+        panic!("an RpcHttp trigger: {req:?}");
+    };
+    assert!(h.body.is_none() && h.raw_body.is_none(), "{h:?}");
+    // A body read before the instance was known goes over HTTP as well.
+    let (_rx, mut dispatched) = invoke_http(&mut f, "b", false);
+    assert_eq!(
+        dispatched.try_recv().unwrap().http_uri.as_deref(),
+        Some(uri)
+    );
+    let req = format!("{:?}", sent_request(&mut f).unwrap());
+    assert!(!req.contains("[97, 98, 99]"), "no body in {req}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_body_never_goes_to_an_instance_without_http_uri() {
+    let mut f = ready(false);
+    let (mut rx, mut dispatched) = invoke_http(&mut f, "a", true);
+    let r = rx.try_recv().unwrap().unwrap();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.error.unwrap().contains("HttpUri"));
+    assert!(dispatched.try_recv().is_err(), "no dispatch to report");
+    assert!(sent_request(&mut f).is_none());
+    assert!(f.d.instances[&f.worker].in_flight.is_empty());
+    // A read body goes as before, and the dispatch is reported.
+    let (_rx, mut dispatched) = invoke_http(&mut f, "b", false);
+    assert_eq!(dispatched.try_recv().unwrap().http_uri, None);
+    let req = sent_request(&mut f).unwrap();
+    assert!(req.trigger_metadata.is_empty(), "{req:?}");
+    assert!(
+        format!("{req:?}").contains("[97, 98, 99]"),
+        "the body: {req:?}"
+    );
 }

@@ -5,6 +5,7 @@ mod async_events;
 mod binary;
 mod cancel;
 mod faults;
+mod http_stream;
 mod invoke;
 mod languages;
 mod lifecycle;

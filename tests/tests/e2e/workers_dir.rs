@@ -30,7 +30,7 @@ use fnhost_e2e::{binary, repo_root, Api, ADMIN_KEY};
 use serde_json::{json, Value};
 
 /// `../shared/interop`, or `None` with a skip message naming it.
-fn interop(test: &str) -> Option<PathBuf> {
+pub(super) fn interop(test: &str) -> Option<PathBuf> {
     let dir = repo_root()
         .parent()
         .expect("the repository has a parent")
@@ -48,7 +48,7 @@ fn interop(test: &str) -> Option<PathBuf> {
 
 /// The prepared Python worker and its venv's `bin`; panics with the fix
 /// when `tests/interop/setup.sh` has not run.
-fn python_build() -> (PathBuf, PathBuf) {
+pub(super) fn python_build() -> (PathBuf, PathBuf) {
     let here = repo_root().join("tests/interop");
     let build = here.join(".build/python");
     let bin = here.join(".venv/bin");
@@ -75,26 +75,26 @@ fn architecture() -> &'static str {
 }
 
 /// A temporary folder removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> Self {
+    pub(super) fn new(what: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("fnhost-{what}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         Self(dir.canonicalize().expect("canonical temp dir"))
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(super) fn write(&self, rel: &str, text: &str) {
         let path = self.0.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).expect("create dir");
         std::fs::write(path, text).expect("write file");
     }
 
-    fn write_json(&self, rel: &str, v: &Value) {
+    pub(super) fn write_json(&self, rel: &str, v: &Value) {
         self.write(rel, &serde_json::to_string_pretty(v).unwrap());
     }
 }
@@ -105,7 +105,7 @@ impl Drop for TempDir {
     }
 }
 
-fn symlink(target: &Path, link: &Path) {
+pub(super) fn symlink(target: &Path, link: &Path) {
     std::fs::create_dir_all(link.parent().unwrap()).expect("create dir");
     std::os::unix::fs::symlink(target, link)
         .unwrap_or_else(|e| panic!("symlink {} -> {}: {e}", link.display(), target.display()));
@@ -113,7 +113,7 @@ fn symlink(target: &Path, link: &Path) {
 
 /// A Core Tools-style workers directory with Azure's Node worker and, given
 /// the prepared build, its Python worker.
-fn workers_dir(interop: &Path, python: Option<&Path>) -> TempDir {
+pub(super) fn workers_dir(interop: &Path, python: Option<&Path>) -> TempDir {
     let dir = TempDir::new("workers");
     let w = dir.path();
     if let Some(python) = python {
@@ -232,7 +232,7 @@ fn node_app(settings: Option<Value>) -> TempDir {
 }
 
 /// One instance; the Azure workers ignore cancels, so shutdown is quick.
-fn host_json() -> Value {
+pub(super) fn host_json() -> Value {
     json!({
         "version": "2.0",
         "functionTimeout": "00:00:20",
@@ -257,7 +257,7 @@ fn settings(runtime: &str, secret: &str) -> Value {
 }
 
 /// `fnhost` with a clean, hermetic environment for these settings.
-fn fnhost(path_prefix: Option<&Path>) -> Command {
+pub(super) fn fnhost(path_prefix: Option<&Path>) -> Command {
     let mut cmd = Command::new(binary("fnhost"));
     for v in [
         "FNHOST_WORKERS_DIR",
@@ -280,13 +280,13 @@ fn fnhost(path_prefix: Option<&Path>) -> Command {
 }
 
 /// A started `fnhost`, killed on drop; its log goes to `log`.
-struct HostProcess {
-    child: Child,
+pub(super) struct HostProcess {
+    pub(super) child: Child,
     log: PathBuf,
 }
 
 impl HostProcess {
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -301,7 +301,7 @@ impl Drop for HostProcess {
 }
 
 /// Starts `cmd start APP --port 0 ARGS` and waits until `/healthz` is 200.
-async fn start(mut cmd: Command, app: &TempDir, args: &[&Path]) -> (HostProcess, Api) {
+pub(super) async fn start(mut cmd: Command, app: &TempDir, args: &[&Path]) -> (HostProcess, Api) {
     let log = app.path().join("fnhost.log");
     let child = cmd
         .arg("start")
