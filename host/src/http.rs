@@ -5,25 +5,26 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fnhost_proto::rpc::{typed_data, RpcHttp, TypedData};
 use serde_json::json;
 
 use crate::catalog::Catalog;
-use crate::config::{AppConfig, FunctionConfig};
+use crate::config::AppConfig;
 use crate::events::AsyncEvents;
 use crate::host::{HostHandle, ScfCredentials};
-use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError, Outcome};
+use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError};
 use crate::keys::KeyStore;
 
 mod async_api;
 mod deadline;
 mod guard;
 mod keys_api;
+mod request;
+mod response;
 pub(crate) mod routes;
 mod scf;
 mod signatures;
@@ -32,6 +33,13 @@ mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
 use guard::CancelOnDrop;
+pub(crate) use request::percent_decode;
+pub use request::KEY_QUERY_PARAM;
+use request::{
+    presented_key, rpc_http, trigger_data, trigger_for, unauthorized, without_key_param,
+};
+pub use response::outcome_status;
+use response::{invocation_response, invoke_error};
 
 /// Header carrying the invocation's outcome on every invoke response.
 pub const OUTCOME_HEADER: &str = "x-fnhost-outcome";
@@ -129,66 +137,6 @@ fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn not_found(uri: Uri) -> Response {
     error_body(StatusCode::NOT_FOUND, format!("no route for {uri}"))
-}
-
-/// The key a request presents: the `x-functions-key` header, else the
-/// `code` query parameter (percent-decoded).
-fn presented_key(headers: &HeaderMap, uri: &Uri) -> Option<Vec<u8>> {
-    if let Some(v) = headers.get(ADMIN_KEY_HEADER) {
-        return Some(v.as_bytes().to_vec());
-    }
-    let query = uri.query()?;
-    query_pairs(query)
-        .find(|(name, _)| name == KEY_QUERY_PARAM)
-        .map(|(_, value)| value.into_bytes())
-}
-
-/// `a=1&b=%20` as decoded pairs.
-fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k, true), percent_decode(v, true))
-    })
-}
-
-/// Decodes `%XX` escapes; `+` is a space in a query, itself in a path.
-pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
-                .zip(hex(bytes[i + 2]))
-                .map(|(h, l)| h * 16 + l),
-            _ => None,
-        };
-        match (decoded, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-            }
-            (None, b'+') if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One answer for a missing and a wrong key alike: it tells nothing of
-/// which keys exist.
-fn unauthorized() -> Response {
-    error_body(
-        StatusCode::UNAUTHORIZED,
-        "a valid key is required (x-functions-key header or code query parameter)",
-    )
 }
 
 async fn require_admin_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -424,109 +372,6 @@ async fn admin_invoke(
     run(&state, &name, InvocationInput::new(trigger), Caller::Admin).await
 }
 
-/// The trigger data for an admin (sync or async) invoke of `function`: an
-/// HTTP request for HTTP-triggered functions, else the body as data.
-fn trigger_for(
-    function: &FunctionConfig,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> TypedData {
-    if function.is_http_triggered() {
-        TypedData::http(rpc_http(
-            &Method::POST,
-            uri,
-            headers,
-            HashMap::new(),
-            HashMap::new(),
-            body,
-        ))
-    } else {
-        trigger_data(headers, body)
-    }
-}
-
-/// A non-HTTP trigger's data from a request body: JSON when it parses as
-/// JSON, text when it is UTF-8, bytes otherwise.
-fn trigger_data(headers: &HeaderMap, body: Bytes) -> TypedData {
-    let is_json_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    match String::from_utf8(body.to_vec()) {
-        Ok(text) if is_json_type || serde_json::from_str::<serde_json::Value>(&text).is_ok() => {
-            TypedData::json(text)
-        }
-        Ok(text) => TypedData::string(text),
-        Err(e) => TypedData::bytes(e.into_bytes()),
-    }
-}
-
-/// The query parameter that may carry a function or admin key.
-pub const KEY_QUERY_PARAM: &str = "code";
-
-/// The request as user code sees it. Keys (the `x-functions-key` header,
-/// the `code` query parameter) are removed here, on every route, so they
-/// reach neither the worker nor the event store.
-fn rpc_http(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    mut query: HashMap<String, String>,
-    params: HashMap<String, String>,
-    body: Bytes,
-) -> RpcHttp {
-    query.remove(KEY_QUERY_PARAM);
-    let mut hmap: HashMap<String, String> = HashMap::new();
-    for (k, v) in headers {
-        if k.as_str() == ADMIN_KEY_HEADER {
-            continue;
-        }
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        hmap.entry(k.as_str().to_string())
-            .and_modify(|e| {
-                e.push_str(", ");
-                e.push_str(&v)
-            })
-            .or_insert(v);
-    }
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let body = TypedData::bytes(body.to_vec());
-    RpcHttp {
-        method: method.as_str().to_string(),
-        url: format!("http://{host}{}", without_key_param(uri)),
-        headers: hmap,
-        body: Some(Box::new(body.clone())),
-        raw_body: Some(Box::new(body)),
-        params,
-        query,
-        ..RpcHttp::default()
-    }
-}
-
-/// The path and query of `uri` without any `code` parameter.
-fn without_key_param(uri: &Uri) -> String {
-    let Some(query) = uri.query() else {
-        return uri.path().to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            // Decoded as `presented_key` decodes it: `c%6Fde=` is a key too.
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            percent_decode(name, true) != KEY_QUERY_PARAM && !pair.is_empty()
-        })
-        .collect();
-    if kept.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{}", uri.path(), kept.join("&"))
-    }
-}
-
 /// Who asked for an invocation, which decides how much a failure tells.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -557,152 +402,10 @@ async fn run(state: &AppState, function: &str, input: InvocationInput, caller: C
     }
 }
 
-fn invoke_error(e: InvokeError, caller: Caller) -> Response {
-    let status = match &e {
-        InvokeError::UnknownFunction(_) => StatusCode::NOT_FOUND,
-        InvokeError::Disabled(_) | InvokeError::DuplicateId(_) => StatusCode::CONFLICT,
-        InvokeError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        InvokeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        InvokeError::Unavailable { .. } | InvokeError::ShuttingDown | InvokeError::Draining => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
-    let message = match (&e, caller) {
-        // The reason names instances and their last errors: the operator's.
-        (InvokeError::Unavailable { function, .. }, Caller::Public) => {
-            format!("no worker can run function '{function}' now")
-        }
-        _ => e.to_string(),
-    };
-    let mut resp = error_body(status, message);
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-    }
-    resp
-}
-
-/// HTTP status for a non-success outcome.
-pub fn outcome_status(outcome: Outcome, reason: Option<CancelReason>) -> StatusCode {
-    match outcome {
-        Outcome::Succeeded => StatusCode::OK,
-        Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-        Outcome::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-        Outcome::Killed => StatusCode::BAD_GATEWAY,
-        Outcome::Cancelled if reason == Some(CancelReason::HostShutdown) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        // 499: the nginx convention for "client closed request".
-        Outcome::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::CONFLICT),
-    }
-}
-
-fn invocation_response(r: InvocationResult, caller: Caller) -> Response {
-    let mut resp = if r.is_success() {
-        output_response(r.output.as_ref())
-    } else if caller == Caller::Public {
-        // Exception texts and worker ids carry secrets and internals; the
-        // log and the admin route keep them.
-        let body = json!({
-            "error": {
-                "outcome": r.outcome,
-                "invocationId": r.invocation_id,
-                "message": public_message(r.outcome),
-            }
-        });
-        (outcome_status(r.outcome, r.cancel_reason), Json(body)).into_response()
-    } else {
-        let body = json!({
-            "error": {
-                "outcome": r.outcome,
-                "invocationId": r.invocation_id,
-                "function": r.function,
-                "reason": r.cancel_reason,
-                "workerId": r.worker_id,
-                "message": r.error,
-                "stackTrace": r.stack_trace.filter(|_| caller == Caller::Admin),
-                "elapsedMs": r.elapsed.as_millis() as u64,
-            }
-        });
-        (outcome_status(r.outcome, r.cancel_reason), Json(body)).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(OUTCOME_HEADER, HeaderValue::from_static(r.outcome.as_str()));
-    if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {
-        h.insert(INVOCATION_ID_HEADER, v);
-    }
-    resp
-}
-
-/// What a caller without the admin key learns of an outcome.
-fn public_message(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "the function succeeded",
-        Outcome::Failed => "the function failed",
-        Outcome::TimedOut => "the function timed out",
-        Outcome::Cancelled => "the invocation was cancelled",
-        Outcome::Killed => "the function's worker instance was stopped",
-    }
-}
-
-/// Maps a function's output to an HTTP response: an `RpcHttp` output keeps
-/// its status, headers and body; other data becomes a 200 body.
-fn output_response(output: Option<&TypedData>) -> Response {
-    let Some(data) = output.and_then(|d| d.data.as_ref()) else {
-        return StatusCode::OK.into_response();
-    };
-    let (content_type, body): (&str, Vec<u8>) = match data {
-        typed_data::Data::Http(h) => return http_output(h),
-        typed_data::Data::Json(s) => ("application/json", s.clone().into_bytes()),
-        typed_data::Data::String(s) => ("text/plain; charset=utf-8", s.clone().into_bytes()),
-        typed_data::Data::Int(i) => ("text/plain; charset=utf-8", i.to_string().into_bytes()),
-        typed_data::Data::Double(d) => ("text/plain; charset=utf-8", d.to_string().into_bytes()),
-        typed_data::Data::Bytes(b) | typed_data::Data::Stream(b) => {
-            ("application/octet-stream", b.clone())
-        }
-        other => {
-            let text = format!("{other:?}");
-            ("text/plain; charset=utf-8", text.into_bytes())
-        }
-    };
-    ([("content-type", content_type)], body).into_response()
-}
-
-fn http_output(h: &RpcHttp) -> Response {
-    let status = match h.status_code.trim() {
-        "" => StatusCode::OK,
-        code => match code
-            .parse::<u16>()
-            .ok()
-            .and_then(|c| StatusCode::from_u16(c).ok())
-        {
-            Some(s) => s,
-            None => {
-                return error_body(
-                    StatusCode::BAD_GATEWAY,
-                    format!("the function returned an invalid HTTP status code \"{code}\""),
-                )
-            }
-        },
-    };
-    let body = h
-        .body
-        .as_ref()
-        .and_then(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut resp = (status, body).into_response();
-    for (k, v) in &h.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
-        {
-            resp.headers_mut().insert(name, value);
-        }
-    }
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn keys_are_removed_from_what_workers_see() {
