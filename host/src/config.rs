@@ -150,6 +150,14 @@ impl Default for HostConfig {
     }
 }
 
+/// The log line for a function whose trigger fnhost does not fire.
+pub(crate) fn unfired_warning(function: &str, trigger: &str) -> String {
+    format!(
+        "function '{function}' has a {trigger} trigger, which fnhost does not fire: \
+         it runs only when invoked with POST /admin/functions/{function}/invoke (or invoke-async)"
+    )
+}
+
 /// Upper bound of `workers.maxMessageBytes` (what gRPC length prefixes allow).
 const MAX_MESSAGE_BYTES_LIMIT: u64 = i32::MAX as u64;
 

@@ -426,6 +426,11 @@ impl Host {
             app.host.http.clone(),
             stop,
         ));
+        for f in &app.functions {
+            if let Some(trigger) = f.unfired_trigger() {
+                tracing::warn!(function = %f.name, "{}", crate::config::unfired_warning(&f.name, trigger));
+            }
+        }
         tracing::info!(%http_addr, %grpc_addr, app = %app.app_dir.display(), "host started");
         Ok(Self {
             handle,

@@ -290,6 +290,15 @@ mod tests {
         assert_eq!(f.auth_level(), crate::keys::AuthLevel::Anonymous);
         assert_eq!(f.route().text, "items/{id:int}");
         assert_eq!(f.properties["worker_indexed"], "True");
+        assert_eq!(f.unfired_trigger(), None);
+        let queue = meta(
+            "q",
+            &[r#"{"type":"queueTrigger","direction":"in","name":"msg","queueName":"jobs"}"#],
+        );
+        let q = function_from_metadata(&queue, std::path::Path::new("/app")).unwrap();
+        assert_eq!(q.unfired_trigger(), Some("queueTrigger"));
+        assert!(crate::config::unfired_warning("q", "queueTrigger")
+            .contains("/admin/functions/q/invoke"));
     }
 
     #[test]

@@ -100,6 +100,17 @@ impl FunctionConfig {
         })
     }
 
+    /// The trigger type when it is one nothing in fnhost fires (a queue,
+    /// blob, timer... trigger): such a function runs only when invoked
+    /// through the admin API.
+    pub fn unfired_trigger(&self) -> Option<&str> {
+        let t = self.trigger().binding_type.as_str();
+        let fired = ["httpTrigger", "manualTrigger", "lifecycleTrigger"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(t));
+        (!fired).then_some(t)
+    }
+
     /// True when the function is reachable on `/api/<name>`.
     pub fn is_http_triggered(&self) -> bool {
         self.trigger()

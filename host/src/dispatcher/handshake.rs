@@ -175,6 +175,9 @@ impl Dispatcher {
             }
         }
         tracing::info!(worker = %worker_id, function = %meta.name, "worker-indexed function registered");
+        if let Some(trigger) = config.unfired_trigger() {
+            tracing::warn!(function = %meta.name, "{}", crate::config::unfired_warning(&meta.name, trigger));
+        }
         self.registry.insert_indexed(config, &meta.function_id);
     }
 
