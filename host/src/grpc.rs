@@ -144,7 +144,7 @@ impl RpcService {
         worker_id: &str,
     ) -> Result<&'static str, String> {
         if let Some(given) = presented {
-            return if constant_time_eq(&given, identity.secret.expose().as_bytes()) {
+            return if crate::keys::constant_time_eq(&given, identity.secret.expose().as_bytes()) {
                 Ok("its launch secret")
             } else {
                 Err(format!("wrong launch secret for worker {worker_id}"))
@@ -208,10 +208,6 @@ pub(crate) fn expose_peer_addr(mut request: Request<()>) -> Result<Request<()>, 
 fn reject(peer: Option<SocketAddr>, why: &str) -> Status {
     tracing::warn!(?peer, "refused worker stream: {why}");
     Status::permission_denied(why.to_string())
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Forwards a worker's messages; the channel's bound pushes back on a

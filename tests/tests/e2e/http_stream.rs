@@ -9,13 +9,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fnhost_e2e::repo_root;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::workers_dir::{
-    fnhost, host_json, interop, python_build, start, symlink, workers_dir, HostProcess, TempDir,
+    fnhost, host_json, interop, python_build, start, v4_package, workers_dir, HostProcess, TempDir,
 };
 
 /// A v4 Node app in streaming mode. `stream/{n}` sends a first chunk, then
@@ -30,17 +29,7 @@ fn streaming_node_app(gate: &Path, host: serde_json::Value) -> TempDir {
         &json!({"IsEncrypted": false, "Values": {
             "FUNCTIONS_WORKER_RUNTIME": "node", "STREAM_GATE": gate}}),
     );
-    app.write_json(
-        "package.json",
-        &json!({"name": "stream-app", "version": "1.0.0", "main": "src/index.js"}),
-    );
-    let modules = repo_root().join("tests/interop/node-v4/node_modules");
-    assert!(
-        modules.join("@azure/functions/package.json").is_file(),
-        "@azure/functions 4.x is not installed ({} is missing): run tests/interop/setup.sh",
-        modules.display()
-    );
-    symlink(&modules, &app.path().join("node_modules"));
+    v4_package(&app, "stream-app");
     app.write(
         "src/index.js",
         r#"const { app } = require('@azure/functions');

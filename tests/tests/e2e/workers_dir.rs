@@ -581,14 +581,13 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
     app
 }
 
-/// A v4-model Node app (`app.http(...)` in package.json `main`).
-fn v4_node_app() -> TempDir {
-    let app = TempDir::new("node-v4-app");
-    app.write_json("host.json", &host_json());
-    app.write_json("local.settings.json", &settings("node", "unused"));
+/// Makes `app` a v4-model Node package named `name`: package.json `main`
+/// is `src/index.js`, and `@azure/functions` 4.x (installed by
+/// tests/interop/setup.sh) is linked in as its node_modules.
+pub(super) fn v4_package(app: &TempDir, name: &str) {
     app.write_json(
         "package.json",
-        &json!({"name": "v4-app", "version": "1.0.0", "main": "src/index.js"}),
+        &json!({"name": name, "version": "1.0.0", "main": "src/index.js"}),
     );
     let modules = repo_root().join("tests/interop/node-v4/node_modules");
     assert!(
@@ -597,6 +596,14 @@ fn v4_node_app() -> TempDir {
         modules.display()
     );
     symlink(&modules, &app.path().join("node_modules"));
+}
+
+/// A v4-model Node app (`app.http(...)` in package.json `main`).
+fn v4_node_app() -> TempDir {
+    let app = TempDir::new("node-v4-app");
+    app.write_json("host.json", &host_json());
+    app.write_json("local.settings.json", &settings("node", "unused"));
+    v4_package(&app, "v4-app");
     app.write(
         "src/index.js",
         r#"const { app } = require('@azure/functions');
