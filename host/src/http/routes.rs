@@ -12,6 +12,8 @@ use crate::config::FunctionConfig;
 struct Route {
     function: String,
     template: RouteTemplate,
+    /// `template.precedence()`, computed once, not per request.
+    rank: Vec<u8>,
     /// Lower-case; `None` allows every method.
     methods: Option<Vec<String>>,
 }
@@ -45,10 +47,14 @@ impl RouteTable {
         let routes = functions
             .iter()
             .filter(|f| f.is_http_triggered() && !f.disabled)
-            .map(|f| Route {
-                function: f.name.clone(),
-                template: f.route(),
-                methods: f.trigger().methods.clone(),
+            .map(|f| {
+                let template = f.route();
+                Route {
+                    function: f.name.clone(),
+                    rank: template.precedence(),
+                    template,
+                    methods: f.trigger().methods.clone(),
+                }
             })
             .collect();
         Self { prefix, routes }
@@ -60,7 +66,7 @@ impl RouteTable {
         let Some(rest) = strip_prefix(&segments, &self.prefix) else {
             return Found::Nothing;
         };
-        let mut best: Option<(&Route, Vec<u8>, HashMap<String, String>)> = None;
+        let mut best: Option<(&Route, HashMap<String, String>)> = None;
         let mut wrong_method: Option<&Route> = None;
         for route in &self.routes {
             let Some(params) = route.template.matches(rest) else {
@@ -74,13 +80,12 @@ impl RouteTable {
                 wrong_method.get_or_insert(route);
                 continue;
             }
-            let rank = route.template.precedence();
-            if best.as_ref().is_none_or(|(_, r, _)| rank < *r) {
-                best = Some((route, rank, params));
+            if best.as_ref().is_none_or(|(b, _)| route.rank < b.rank) {
+                best = Some((route, params));
             }
         }
         match (best, wrong_method) {
-            (Some((route, _, params)), _) => Found::Function {
+            (Some((route, params)), _) => Found::Function {
                 name: &route.function,
                 params,
             },
