@@ -8,6 +8,7 @@ use serde::Serialize;
 
 mod config;
 mod error;
+pub mod postgres;
 mod runner;
 mod sqlite;
 pub mod time;
@@ -15,6 +16,7 @@ mod writer;
 
 pub use config::AsyncConfig;
 pub use error::StoreError;
+pub use postgres::PgStore;
 pub use runner::{
     AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateError,
     TerminateOutcome,
@@ -216,6 +218,13 @@ pub struct EventRecord {
     pub end_ms: Option<i64>,
     /// When a `RETRYING` event may run next.
     pub next_attempt_ms: Option<i64>,
+    /// With a shared store: the host that claimed it (and, once it ended,
+    /// the host that ran it last).
+    pub owner_host: Option<String>,
+    /// With a shared store: the token of the owner's claim. Every write
+    /// about the event carries it and applies only while it is still the
+    /// event's, so a host that lost its claim cannot overwrite the event.
+    pub lease_token: Option<i64>,
 }
 
 /// A log line of an event.
@@ -261,6 +270,9 @@ pub enum WriteOp {
         next_attempt_ms: Option<i64>,
         /// Log lines to append in the same transaction.
         lines: Vec<EventLogLine>,
+        /// The writer's lease token (see [`EventRecord::lease_token`]);
+        /// a store shared by hosts applies the update only while it holds.
+        lease_token: Option<i64>,
     },
     /// Lines to append to an event's log.
     Log {
@@ -340,8 +352,8 @@ pub struct ListPage {
 
 /// Durable storage of events. Implementations apply a batch of writes in
 /// one transaction (the caller batches to share one fsync) and answer reads
-/// concurrently with writes. [`SqliteStore`] is the only implementation;
-/// the trait is the seam a store shared by several hosts would plug into.
+/// concurrently with writes. [`SqliteStore`] serves one host;
+/// [`PgStore`] is shared by several, which claim ready events from it.
 pub trait EventStore: Send + Sync + 'static {
     /// Applies `batch` atomically; one outcome per op, in order.
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError>;
@@ -365,6 +377,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// oldest queued event's sequence number, or the newest sequence number
     /// when none is queued.
     fn queue_start(&self) -> Result<i64, StoreError>;
+    /// Shared by several hosts: `queued` claims events (other hosts' accepts
+    /// included) rather than reading this host's own, so an accept is not
+    /// handed to this host's runner directly; the runner claims it.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

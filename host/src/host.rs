@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AppConfig;
 use crate::dispatcher::{Command, Dispatcher, HttpDispatch};
-use crate::events::{AsyncEvents, EventLog, SqliteStore};
+use crate::events::postgres::Cluster;
+use crate::events::{AsyncEvents, EventLog, EventStore, PgStore, SqliteStore};
 use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
     CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput, InvocationResult,
@@ -38,6 +39,87 @@ pub struct HostOptions {
     /// SecretId/SecretKey pair for the SCF-compatible action API on `POST /`
     /// (TC3-HMAC-SHA256); `None` turns that API off.
     pub scf_credentials: Option<ScfCredentials>,
+    /// Where async events are stored.
+    pub event_store: EventStoreLocation,
+}
+
+/// Where async events are stored (`--event-store`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EventStoreLocation {
+    /// `events.db` in the data directory.
+    #[default]
+    DataDir,
+    /// `sqlite:PATH`: an SQLite file of this host's own.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database shared with other hosts (a `postgres://` URL
+    /// or libpq's `key=value` form).
+    Postgres(String),
+}
+
+impl EventStoreLocation {
+    /// Parses `--event-store`: `sqlite:PATH`, `postgres://...`,
+    /// `postgresql://...`, or `key=value ...` (libpq's form).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("`sqlite:` needs a path, e.g. sqlite:/var/lib/fnhost/events.db".into());
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        let is_url = s.starts_with("postgres://") || s.starts_with("postgresql://");
+        let is_pairs = !s.contains("://") && s.contains('=');
+        if is_url || is_pairs {
+            crate::events::postgres::parse_url(s).map_err(|e| e.to_string())?;
+            return Ok(Self::Postgres(s.to_string()));
+        }
+        Err(format!(
+            "unknown event store \"{}\": use sqlite:PATH, postgres://..., or libpq's key=value form",
+            redact(s)
+        ))
+    }
+
+    /// How the store is named in messages: a path, or a URL without its
+    /// password.
+    pub fn describe(&self, data_dir: &std::path::Path) -> String {
+        match self {
+            Self::DataDir => data_dir.join("events.db").display().to_string(),
+            Self::Sqlite(p) => p.display().to_string(),
+            Self::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((user_pass, host)) = auth.rsplit_once('@') {
+            if let Some((user, _)) = user_pass.split_once(':') {
+                return redact_pairs(&format!("{scheme}://{user}:***@{host}{tail}"));
+            }
+        }
+        return redact_pairs(url);
+    }
+    redact_pairs(url)
+}
+
+/// `password=...` (in a key=value string or a URL query) replaced.
+fn redact_pairs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("password=") {
+        let (head, tail) = rest.split_at(i + "password=".len());
+        out.push_str(head);
+        out.push_str("***");
+        let end = tail.find([' ', '&']).unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.
@@ -68,6 +150,7 @@ impl HostOptions {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_key: admin_key.into(),
+            event_store: EventStoreLocation::DataDir,
         }
     }
 }
@@ -92,10 +175,11 @@ pub enum StartError {
     #[error("key store: {0}")]
     Keys(String),
     /// The async event store could not be opened or recovered.
-    #[error("cannot open the async event store {}: {source}", path.display())]
+    #[error("cannot open the async event store {store}: {source}")]
     Store {
-        /// The store's file (`<data dir>/events.db`).
-        path: std::path::PathBuf,
+        /// The store: its file (by default `<data dir>/events.db`), or its
+        /// URL without a password.
+        store: String,
         /// What failed.
         source: crate::events::StoreError,
     },
@@ -301,14 +385,28 @@ impl Host {
             .collect();
         let keys = crate::keys::KeyStore::open(&opts.data_dir, opts.admin_key, &http_functions)
             .map_err(StartError::Keys)?;
-        let store_path = opts.data_dir.join("events.db");
+        let store_name = opts.event_store.describe(&opts.data_dir);
         let store_err = |source| StartError::Store {
-            path: store_path.clone(),
+            store: store_name.clone(),
             source,
         };
         // First, before any listener or worker: a store that cannot be
         // opened stops the start with nothing to undo.
-        let store = SqliteStore::open(&store_path).map_err(store_err)?;
+        let (store, pg): (Arc<dyn EventStore>, _) = match &opts.event_store {
+            EventStoreLocation::DataDir => {
+                let path = opts.data_dir.join("events.db");
+                (Arc::new(SqliteStore::open(&path).map_err(store_err)?), None)
+            }
+            EventStoreLocation::Sqlite(path) => {
+                (Arc::new(SqliteStore::open(path).map_err(store_err)?), None)
+            }
+            EventStoreLocation::Postgres(url) => {
+                let host_id = format!("host-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+                let store = PgStore::connect(url, &host_id).await.map_err(store_err)?;
+                let pool = store.pool().clone();
+                (Arc::new(store), Some((url.clone(), host_id, pool)))
+            }
+        };
         let grpc_listener =
             TcpListener::bind(opts.grpc_addr)
                 .await
@@ -400,12 +498,25 @@ impl Host {
         dispatcher.catalog = Some(catalog.clone());
         let dispatcher_task = tokio::spawn(dispatcher.run(commands_rx));
 
-        let log = EventLog::start(Arc::new(store));
+        let log = EventLog::start(store);
+        let cluster = match pg {
+            Some((url, host_id, pool)) => {
+                let address = format!("http://{http_addr}");
+                let dead_after = app.host.async_events.host_dead_after;
+                let cluster = Cluster::join(pool, &url, &host_id, &address, dead_after)
+                    .await
+                    .map_err(store_err)?;
+                tracing::info!(host = %host_id, store = %store_name, "joined the hosts sharing the event store");
+                Some(cluster)
+            }
+            None => None,
+        };
         let events = AsyncEvents::start(
             log,
             handle.clone(),
             app.host.async_events.clone(),
             catalog.clone(),
+            cluster,
         )
         .await
         .map_err(store_err)?;

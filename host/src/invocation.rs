@@ -80,6 +80,9 @@ pub enum CancelReason {
     HostShutdown,
     /// A caller asked for it through the library API (e.g. terminate).
     Requested,
+    /// The event's claim passed to another host (this host was presumed
+    /// dead), which runs it instead.
+    LeaseLost,
 }
 
 impl fmt::Display for CancelReason {
@@ -89,6 +92,7 @@ impl fmt::Display for CancelReason {
             Self::ClientDisconnected => "HTTP client disconnected",
             Self::HostShutdown => "host shutdown",
             Self::Requested => "cancel requested",
+            Self::LeaseLost => "lease lost to another host",
         })
     }
 }

@@ -21,7 +21,10 @@ mod process;
 mod registry;
 pub mod status;
 
-pub use host::{Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials, StartError};
+pub use host::{
+    EventStoreLocation, Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials,
+    StartError,
+};
 pub use invocation::{
     CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
     InvokeError, LogLine, Outcome,

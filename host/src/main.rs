@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod cli;
 use fnhost::admin_key::{self, KeySource};
 use fnhost::config::{AppConfig, LoadOptions};
-use fnhost::{Host, HostOptions, ScfCredentials, StartError};
+use fnhost::{EventStoreLocation, Host, HostOptions, ScfCredentials, StartError};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +66,14 @@ enum Command {
         /// Where the host keeps its state (default: APP_DIR/.fnhost-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Where async events are stored: sqlite:PATH (default: the data
+        /// dir's events.db), or a PostgreSQL database shared with other
+        /// hosts, as a postgres:// URL or libpq's key=value form
+        /// (host=/socket/dir dbname=...). Keep a password out of the
+        /// command line: use FNHOST_EVENT_STORE or PGPASSFILE.
+        #[arg(long, env = "FNHOST_EVENT_STORE", hide_env_values = true, value_name = "URL",
+              value_parser = EventStoreLocation::parse)]
+        event_store: Option<EventStoreLocation>,
         /// The admin key for /admin routes (else stored in the data dir).
         /// On the command line it is visible to every local user: prefer
         /// FNHOST_ADMIN_KEY or --admin-key-file.
@@ -162,6 +170,7 @@ fn main() -> ExitCode {
             port,
             grpc_port,
             data_dir,
+            event_store,
             admin_key,
             admin_key_file,
             scf_secret_id,
@@ -192,11 +201,21 @@ fn main() -> ExitCode {
                     .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                     .collect(),
             };
+            let storage = Storage {
+                data_dir,
+                event_store: event_store.unwrap_or_default(),
+            };
             runtime.block_on(start(
-                app_dir, load, port, grpc_port, data_dir, admin_key, scf,
+                app_dir, load, port, grpc_port, storage, admin_key, scf,
             ))
         }
     }
+}
+
+/// Where the host keeps its state and its async events.
+struct Storage {
+    data_dir: Option<PathBuf>,
+    event_store: EventStoreLocation,
 }
 
 async fn start(
@@ -204,7 +223,7 @@ async fn start(
     load: LoadOptions,
     port: u16,
     grpc_port: u16,
-    data_dir: Option<PathBuf>,
+    storage: Storage,
     admin_key: Option<String>,
     scf_credentials: Option<ScfCredentials>,
 ) -> ExitCode {
@@ -222,7 +241,9 @@ async fn start(
             return ExitCode::from(2);
         }
     };
-    let data_dir = data_dir.unwrap_or_else(|| app.app_dir.join(".fnhost-data"));
+    let data_dir = storage
+        .data_dir
+        .unwrap_or_else(|| app.app_dir.join(".fnhost-data"));
     if let Err(e) = fnhost::data_dir::prepare(&data_dir) {
         eprintln!("fnhost: {e}");
         return ExitCode::from(2);
@@ -254,6 +275,7 @@ async fn start(
         admin_key,
         data_dir: data_dir.clone(),
         scf_credentials,
+        event_store: storage.event_store,
     };
     let host = match Host::start(opts).await {
         Ok(h) => h,

@@ -27,6 +27,18 @@ pub struct AsyncConfig {
     /// `queueMemoryLimit`: queued events held in memory (default 10,000);
     /// more wait only in the store and are loaded in order as room frees.
     pub queue_memory_limit: usize,
+    /// `hostHeartbeat`: with a shared store, how often a host heartbeats,
+    /// reads terminates recorded for it, and tries a rescue pass
+    /// (default 3 s).
+    pub host_heartbeat: Duration,
+    /// `hostDeadAfter`: with a shared store, a host whose last heartbeat
+    /// is older is dead, and its events are rescued (default 30 s; at
+    /// least three heartbeats).
+    pub host_dead_after: Duration,
+    /// `pollInterval`: with a shared store, how often an idle host looks
+    /// for ready events accepted by its peers (default 250 ms, with up to
+    /// as much again of random jitter).
+    pub poll_interval: Duration,
 }
 
 impl Default for AsyncConfig {
@@ -40,6 +52,9 @@ impl Default for AsyncConfig {
             on_failure: None,
             max_concurrency: 64,
             queue_memory_limit: 10_000,
+            host_heartbeat: Duration::from_secs(3),
+            host_dead_after: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -55,6 +70,9 @@ struct Section {
     on_failure: Option<String>,
     max_concurrency: Option<u32>,
     queue_memory_limit: Option<u32>,
+    host_heartbeat: Option<String>,
+    host_dead_after: Option<String>,
+    poll_interval: Option<String>,
 }
 
 impl AsyncConfig {
@@ -97,6 +115,26 @@ impl AsyncConfig {
                 1,
                 1_000_000,
             )? as usize;
+        }
+        if let Some(t) = &s.host_heartbeat {
+            c.host_heartbeat = positive_timespan(path, "asyncEvents.hostHeartbeat", t)?;
+        }
+        if let Some(t) = &s.host_dead_after {
+            c.host_dead_after = positive_timespan(path, "asyncEvents.hostDeadAfter", t)?;
+        }
+        if let Some(t) = &s.poll_interval {
+            c.poll_interval = positive_timespan(path, "asyncEvents.pollInterval", t)?;
+        }
+        if c.host_dead_after < c.host_heartbeat * 3 {
+            return Err(ConfigError::field(
+                path,
+                "asyncEvents.hostDeadAfter",
+                format!(
+                    "{:?} must be at least three heartbeats (hostHeartbeat is {:?}), \
+                     or a host that misses one heartbeat is presumed dead",
+                    c.host_dead_after, c.host_heartbeat
+                ),
+            ));
         }
         c.on_failure = s.on_failure.filter(|f| !f.is_empty());
         Ok(c)

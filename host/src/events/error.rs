@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The event writer has stopped (the host is shutting down), so the
     /// write may not be stored.
     WriterStopped,
+    /// A stored value this host cannot read (written by a newer host, or
+    /// changed by hand).
+    Corrupt(String),
     /// The store holds the event unfinished but the runner does not know
     /// it.
     Inconsistent {
@@ -61,6 +64,7 @@ impl fmt::Display for StoreError {
             Self::Poisoned(holder) => write!(f, "{holder} panicked"),
             Self::Task { context, source } => write!(f, "{context}: {source}"),
             Self::WriterStopped => f.write_str("the event writer has stopped"),
+            Self::Corrupt(what) => write!(f, "unreadable stored value: {what}"),
             Self::Inconsistent { request_id, status } => write!(
                 f,
                 "event {request_id} is {status} in the store but unknown to the runner"

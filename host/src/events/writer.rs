@@ -38,6 +38,11 @@ impl EventLog {
         Self { store, writes }
     }
 
+    /// The store is shared by several hosts (see [`EventStore::is_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
     /// Applies `op` durably (committed before this returns).
     pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();

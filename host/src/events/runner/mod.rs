@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +18,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 use tokio_util::time::{delay_queue, DelayQueue};
 
+use super::postgres::{Cluster, ClusterHost, Delivery};
 use super::time::now_ms;
 use super::{
     AsyncConfig, EventLog, EventRecord, EventStatus, InvokeType, StatusCode, StoreError, WriteOp,
     WriteOutcome,
 };
 use crate::host::HostHandle;
+use crate::invocation::CancelReason;
 
 mod attempt;
 mod backlog;
+mod membership;
 mod policy;
 mod protocol;
 mod state;
@@ -132,22 +136,60 @@ pub struct AsyncEvents {
     log: EventLog,
     catalog: crate::catalog::Catalog,
     tasks: TaskTracker,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl AsyncEvents {
     /// Starts the runner over `log`, recovering events left unfinished by a
     /// previous run (queued ones run; running ones are retried or failed).
+    /// With a shared store, `cluster` is this host's membership: the runner
+    /// claims events, heartbeats, rescues dead hosts' events and carries
+    /// out terminates other hosts record.
     pub async fn start(
         log: EventLog,
         host: HostHandle,
         config: AsyncConfig,
         catalog: crate::catalog::Catalog,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Self, StoreError> {
         let (cmds, rx) = mpsc::channel(4096);
         let config = Arc::new(config);
         let tasks = TaskTracker::new();
+        let mut core = Core::new(config.clone(), || uuid::Uuid::new_v4().to_string());
+        if cluster.is_some() {
+            core = core.shared(config.max_concurrency);
+        }
+        let draining = Arc::new(AtomicBool::new(false));
+        if let Some(cluster) = &cluster {
+            let (deliveries, mut delivered) = mpsc::channel(256);
+            tasks.spawn(cluster.clone().listen(deliveries));
+            let forward = cmds.clone();
+            tasks.spawn(async move {
+                while let Some(Delivery::Terminate {
+                    request_id,
+                    termination,
+                }) = delivered.recv().await
+                {
+                    let cmd = Cmd::DeliverTerminate {
+                        id: request_id,
+                        termination: termination.into(),
+                    };
+                    if forward.send(Msg::Core(cmd)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tasks.spawn(membership::keep(
+                cluster.clone(),
+                cmds.clone(),
+                config.clone(),
+                draining.clone(),
+            ));
+        }
         let mut runner = Runner {
-            core: Core::new(config.clone(), || uuid::Uuid::new_v4().to_string()),
+            core,
+            cluster: cluster.clone(),
+            draining,
             log: log.clone(),
             host,
             config,
@@ -166,6 +208,7 @@ impl AsyncEvents {
             log,
             catalog,
             tasks,
+            cluster,
         })
     }
 
@@ -200,6 +243,8 @@ impl AsyncEvents {
             start_ms: now_ms(),
             end_ms: None,
             next_attempt_ms: None,
+            owner_host: None,
+            lease_token: None,
         };
         let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
         let insert =
@@ -261,8 +306,25 @@ impl AsyncEvents {
     }
 
     /// Stops the runner; the store closes once the last handle is dropped.
+    /// With a shared store the host leaves the cluster: its unstarted
+    /// events go back in line for its peers.
     pub async fn close(&self) {
         let _ = self.cmds.send(Msg::Close).await;
+        if let Some(cluster) = &self.cluster {
+            if let Err(e) = cluster.leave().await {
+                tracing::warn!("cannot leave the cluster cleanly ({e}); peers rescue this host's events after the dead time");
+            }
+        }
+    }
+
+    /// With a shared store: the hosts sharing it.
+    pub async fn cluster_hosts(&self) -> Option<Result<Vec<ClusterHost>, StoreError>> {
+        Some(self.cluster.as_ref()?.hosts().await)
+    }
+
+    /// With a shared store: this host's id.
+    pub fn host_id(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.id())
     }
 
     /// Waits until no attempt is running (after the host cancelled them).
@@ -284,6 +346,10 @@ struct Runner {
     tasks: TaskTracker,
     timers: DelayQueue<(String, TimerId)>,
     timer_keys: HashMap<TimerId, delay_queue::Key>,
+    /// With a shared store: this host's membership.
+    cluster: Option<Arc<Cluster>>,
+    /// Attempts no longer start here (told to peers by the heartbeat).
+    draining: Arc<AtomicBool>,
     /// Each running attempt's end of its termination channel.
     attempts: HashMap<String, watch::Sender<Option<Termination>>>,
     idle_waiters: Vec<oneshot::Sender<()>>,
@@ -331,8 +397,15 @@ impl Runner {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut prune = tokio::time::interval(self.config.prune_interval);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shared = self.cluster.is_some();
+        let poll = tokio::time::sleep(membership::poll_delay(&self.config));
+        tokio::pin!(poll);
         loop {
             tokio::select! {
+                () = &mut poll, if shared => {
+                    poll.as_mut().reset(tokio::time::Instant::now() + membership::poll_delay(&self.config));
+                    self.handle(Cmd::Poll);
+                }
                 msg = rx.recv() => match msg {
                     Some(Msg::Core(cmd)) => self.handle(cmd),
                     Some(Msg::Stats(reply)) => drop(reply.send(self.core.stats())),
@@ -365,6 +438,18 @@ impl Runner {
         if let Cmd::Settled { id, .. } = &cmd {
             self.attempts.remove(id);
         }
+        if let (Cmd::StopStartingAttempts, Some(cluster)) = (&cmd, &self.cluster) {
+            // Peers run what this host claimed and will not start.
+            self.draining.store(true, Ordering::SeqCst);
+            let cluster = cluster.clone();
+            self.tasks.spawn(async move {
+                match cluster.release_unstarted().await {
+                    Ok(n) if n > 0 => tracing::info!("released {n} claimed async events to other hosts"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("cannot release claimed async events ({e}); peers rescue them after the dead time"),
+                }
+            });
+        }
         for effect in self.core.handle(cmd, now_ms()) {
             self.execute(effect);
         }
@@ -393,8 +478,33 @@ impl Runner {
                     tx.send_replace(Some(termination));
                 }
                 let (host, cmds) = (self.host.clone(), self.cmds.clone());
+                self.tasks.spawn(signal(
+                    host,
+                    cmds,
+                    id,
+                    invocation_id,
+                    termination,
+                    Some(reply),
+                ));
+            }
+            Effect::Relay {
+                id,
+                invocation_id,
+                termination,
+            } => {
+                if let Some(tx) = self.attempts.get(&id) {
+                    tx.send_replace(Some(termination));
+                }
+                let (host, cmds) = (self.host.clone(), self.cmds.clone());
                 self.tasks
-                    .spawn(signal(host, cmds, id, invocation_id, termination, reply));
+                    .spawn(signal(host, cmds, id, invocation_id, termination, None));
+            }
+            Effect::Abandon { id, invocation_id } => {
+                let host = self.host.clone();
+                self.tasks.spawn(async move {
+                    let r = host.cancel(&invocation_id, CancelReason::LeaseLost).await;
+                    tracing::warn!(request = %id, invocation = %invocation_id, response = ?r, "async event attempt abandoned: another host took the event over");
+                });
             }
             Effect::LookUp {
                 id,
@@ -402,7 +512,9 @@ impl Runner {
                 reply,
             } => {
                 let (log, cmds) = (self.log.clone(), self.cmds.clone());
-                self.tasks.spawn(look_up(log, cmds, id, termination, reply));
+                let cluster = self.cluster.clone();
+                self.tasks
+                    .spawn(look_up(log, cluster, cmds, id, termination, reply));
             }
             Effect::WriteAbort { event, replies } => {
                 let (log, cmds) = (self.log.clone(), self.cmds.clone());

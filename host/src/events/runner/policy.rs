@@ -189,6 +189,8 @@ mod tests {
             start_ms,
             end_ms: None,
             next_attempt_ms: None,
+            owner_host: None,
+            lease_token: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The core's vocabulary: the commands it is told ([`Cmd`]) and the
 //! effects it asks the shell for ([`Effect`]).
 
+use crate::events::postgres::RemoteTermination;
 use crate::events::EventRecord;
 
 /// How a user asked to end a running event.
@@ -10,6 +11,24 @@ pub enum Termination {
     Graceful,
     /// Kill its worker instance at once.
     Forced,
+}
+
+impl From<Termination> for RemoteTermination {
+    fn from(t: Termination) -> Self {
+        match t {
+            Termination::Graceful => Self::Graceful,
+            Termination::Forced => Self::Forced,
+        }
+    }
+}
+
+impl From<RemoteTermination> for Termination {
+    fn from(t: RemoteTermination) -> Self {
+        match t {
+            RemoteTermination::Graceful => Self::Graceful,
+            RemoteTermination::Forced => Self::Forced,
+        }
+    }
 }
 
 /// A timer of a waiting event; a timer that fires for an event that no
@@ -96,6 +115,21 @@ pub(super) enum Cmd<R> {
     /// Stop starting attempts (a drain or a shutdown); queued events stay
     /// queued, durably.
     StopStartingAttempts,
+    /// A shared store may hold ready events (an accept, or a poll): claim
+    /// some when there is room.
+    Poll,
+    /// A terminate another host recorded for an event this host runs.
+    DeliverTerminate {
+        id: String,
+        termination: Termination,
+    },
+    /// Peers presumed this host dead and took its events over: drop every
+    /// event held, and abandon the running attempts (their late writes are
+    /// fenced off).
+    LeaseLost,
+    /// Events that failed for good elsewhere (rescued from a dead host),
+    /// for the `onFailure` function.
+    FailedElsewhere(Vec<EventRecord>),
 }
 
 /// What the shell is asked to do.
@@ -118,6 +152,19 @@ pub(super) enum Effect<R> {
         invocation_id: String,
         termination: Termination,
         reply: R,
+    },
+    /// Tell a running attempt about a terminate recorded by another host,
+    /// and cancel or kill its invocation; nobody waits for an answer here.
+    Relay {
+        id: String,
+        invocation_id: String,
+        termination: Termination,
+    },
+    /// Cancel the invocation of an attempt whose event this host no longer
+    /// owns.
+    Abandon {
+        id: String,
+        invocation_id: String,
     },
     /// Look up an event memory does not hold, for a terminate.
     LookUp {

@@ -81,6 +81,13 @@ pub(super) struct Core<R> {
     /// Set by a drain or a shutdown: no attempt starts and no backlog is
     /// read; a requeued event waits in the store for the next start.
     starting_stopped: bool,
+    /// With a shared store: at most this many claimed events wait in
+    /// memory, so a host claims what it can start soon and leaves the rest
+    /// to its peers.
+    claim_limit: Option<usize>,
+    /// A poll came while a read was under way; the read may have missed
+    /// what it announced.
+    polled_during_read: bool,
     effects: Vec<Effect<R>>,
 }
 
@@ -104,8 +111,17 @@ impl<R> Core<R> {
             max_left_in_store: 0,
             retries: Backlog::marked(),
             starting_stopped: false,
+            claim_limit: None,
+            polled_during_read: false,
             effects: Vec::new(),
         }
+    }
+
+    /// A core over a shared store: it claims at most `limit` events ahead
+    /// of what runs.
+    pub(super) fn shared(mut self, limit: usize) -> Self {
+        self.claim_limit = Some(limit.max(1));
+        self
     }
 
     /// Applies `cmd` at time `now_ms` (ms since the Unix epoch), starts what
@@ -156,6 +172,19 @@ impl<R> Core<R> {
                 }
             }
             Cmd::StopStartingAttempts => self.starting_stopped = true,
+            Cmd::Poll => {
+                if !self.queued.can_read() && self.queued.in_store {
+                    self.polled_during_read = true;
+                }
+                self.queued.leave_in_store();
+            }
+            Cmd::DeliverTerminate { id, termination } => self.relay(id, termination),
+            Cmd::LeaseLost => self.lease_lost(),
+            Cmd::FailedElsewhere(failed) => {
+                for e in failed {
+                    self.on_failure(e);
+                }
+            }
         }
         self.start_attempts(now_ms);
         std::mem::take(&mut self.effects)
@@ -244,7 +273,7 @@ impl<R> Core<R> {
     /// Loads queued events from the store once memory has room for a good
     /// share of them (half the limit), so refills are few and large.
     fn maybe_refill(&mut self) {
-        let limit = self.config.queue_memory_limit;
+        let limit = self.claim_limit.unwrap_or(self.config.queue_memory_limit);
         if !self.queued.can_read() || self.starting_stopped || self.ready.len() > limit / 2 {
             return;
         }
@@ -259,6 +288,7 @@ impl<R> Core<R> {
 
     fn refilled(&mut self, events: Vec<(i64, EventRecord)>, complete: bool, horizon: i64) {
         let read = self.queued.end_read();
+        let polled = std::mem::take(&mut self.polled_during_read);
         let mut loaded = 0usize;
         for (seq, e) in events {
             self.cursor = self.cursor.max(seq);
@@ -277,7 +307,7 @@ impl<R> Core<R> {
             // cursor; the backlog ends only once the cursor has passed them
             // (more precise than `read.left_in_store`: the page may hold
             // them).
-            if self.max_left_in_store <= self.cursor {
+            if self.max_left_in_store <= self.cursor && !polled {
                 self.queued.in_store = false;
             }
         }
@@ -374,6 +404,52 @@ impl<R> Core<R> {
                 reply,
             }),
         }
+    }
+
+    /// A terminate another host recorded: carried out if this host runs
+    /// the event, and once (a repeat of the same kind changes nothing).
+    fn relay(&mut self, id: String, termination: Termination) {
+        if let Some(Held::Running {
+            invocation_id,
+            termination: t,
+            ..
+        }) = self.held.get_mut(&id)
+        {
+            if *t == Some(termination) || *t == Some(Termination::Forced) {
+                return;
+            }
+            *t = Some(termination);
+            let invocation_id = invocation_id.clone();
+            self.effects.push(Effect::Relay {
+                id,
+                invocation_id,
+                termination,
+            });
+        }
+    }
+
+    /// Peers took this host's events over: nothing held runs here any
+    /// more. Running attempts are abandoned (they settle later, and their
+    /// writes find the claim gone); reads start again from the store.
+    fn lease_lost(&mut self) {
+        let ids: Vec<String> = self.held.keys().cloned().collect();
+        for id in ids {
+            match self.held.get(&id) {
+                Some(Held::Running { invocation_id, .. }) => {
+                    let invocation_id = invocation_id.clone();
+                    self.effects.push(Effect::Abandon { id, invocation_id });
+                }
+                Some(Held::Ready(_) | Held::Waiting { .. }) => {
+                    if let Some(Held::Waiting { timer, .. }) = self.remove(&id) {
+                        self.effects.push(Effect::CancelTimer(timer));
+                    }
+                }
+                Some(Held::Aborting { .. }) | None => {}
+            }
+        }
+        self.ready.clear();
+        self.queued.leave_in_store();
+        self.retries.leave_in_store();
     }
 
     /// Terminates a queued or retrying event that was only in the store

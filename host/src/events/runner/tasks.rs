@@ -2,6 +2,8 @@
 //! each handing its answer back as a command; and the helpers that build
 //! the runner's writes.
 
+use std::sync::Arc;
+
 use fnhost_proto::rpc::TypedData;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -9,6 +11,7 @@ use tokio::sync::mpsc;
 use super::policy;
 use super::state::{Cmd, Termination};
 use super::{Msg, TerminateOutcome, TerminateReply};
+use crate::events::postgres::Cluster;
 use crate::events::time::now_ms;
 use crate::events::{
     EventLog, EventLogLine, EventRecord, EventStatus, InvokeType, StoreError, WriteOp,
@@ -36,6 +39,7 @@ pub(super) fn update_with(e: &EventRecord, lines: Vec<EventLogLine>) -> WriteOp 
         error: e.error.clone(),
         end_ms: e.end_ms,
         next_attempt_ms: e.next_attempt_ms,
+        lease_token: e.lease_token,
     }
 }
 
@@ -60,9 +64,19 @@ pub(super) async fn insert_and_hand_over(
     let outcome = log.write(op).await;
     if let Ok(WriteOutcome::Inserted(seq)) = outcome {
         shed_large_input(&mut event);
-        let _ = cmds.send(Msg::Core(Cmd::Accepted { event, seq })).await;
+        let _ = cmds.send(Msg::Core(hand_over(&log, event, seq))).await;
     }
     outcome
+}
+
+/// How a stored event reaches this host's runner: directly, or, with a
+/// shared store, as a reason to claim (peers may claim it first).
+fn hand_over(log: &EventLog, event: EventRecord, seq: i64) -> Cmd<TerminateReply> {
+    if log.is_shared() {
+        Cmd::Poll
+    } else {
+        Cmd::Accepted { event, seq }
+    }
 }
 
 /// Cancels or kills a running event's invocation and answers its
@@ -75,7 +89,7 @@ pub(super) async fn signal(
     id: String,
     inv: String,
     termination: Termination,
-    reply: TerminateReply,
+    reply: Option<TerminateReply>,
 ) {
     let r = match termination {
         Termination::Graceful => host.cancel(&inv, CancelReason::Requested).await,
@@ -83,6 +97,10 @@ pub(super) async fn signal(
     };
     let graceful = termination == Termination::Graceful;
     tracing::info!(request = %id, invocation = %inv, graceful, response = ?r, "async event terminate");
+    let Some(reply) = reply else {
+        // Relayed from another host, which answered its caller.
+        return;
+    };
     if matches!(
         r,
         CancelResponse::AlreadyCompleted | CancelResponse::NotFound
@@ -100,12 +118,34 @@ pub(super) async fn signal(
 /// as a refill or load may have brought it in meanwhile.
 pub(super) async fn look_up(
     log: EventLog,
+    cluster: Option<Arc<Cluster>>,
     cmds: mpsc::Sender<Msg>,
     id: String,
     termination: Termination,
     reply: TerminateReply,
 ) {
-    let answer = match log.get(&id).await {
+    let mut found = log.get(&id).await;
+    if let Some(cluster) = &cluster {
+        // Running on a host: recorded on its row for the owner. If it
+        // stopped running meanwhile, look again (a few times: each miss
+        // means the event moved on).
+        for _ in 0..3 {
+            let Ok(Some(e)) = &found else { break };
+            if e.status != EventStatus::Running {
+                break;
+            }
+            match cluster.request_terminate(&id, termination.into()).await {
+                Ok(Some(owner)) => {
+                    tracing::info!(request = %id, owner = %owner, ?termination, "async event terminate sent to its owner");
+                    let _ = reply.send(Ok(TerminateOutcome::Done));
+                    return;
+                }
+                Ok(None) => found = log.get(&id).await,
+                Err(e) => found = Err(e),
+            }
+        }
+    }
+    let answer = match found {
         Ok(Some(e)) if e.status.is_final() => Ok(TerminateOutcome::AlreadyCompleted(e.status)),
         Ok(Some(event)) if matches!(event.status, EventStatus::Queued | EventStatus::Retrying) => {
             let cmd = Cmd::TerminateStored {
@@ -193,6 +233,8 @@ pub(super) async fn send_to_on_failure(
         start_ms: now_ms(),
         end_ms: None,
         next_attempt_ms: None,
+        owner_host: None,
+        lease_token: None,
     };
     let id = record.request_id.clone();
     let op = WriteOp::Insert {
@@ -210,7 +252,7 @@ pub(super) async fn send_to_on_failure(
             if let WriteOutcome::Inserted(seq) = outcome {
                 let mut event = record;
                 shed_large_input(&mut event);
-                let _ = cmds.send(Msg::Core(Cmd::Accepted { event, seq })).await;
+                let _ = cmds.send(Msg::Core(hand_over(&log, event, seq))).await;
             }
         }
         Err(e) => {

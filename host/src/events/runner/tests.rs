@@ -176,6 +176,8 @@ fn event(id: &str) -> EventRecord {
         start_ms: NOW,
         end_ms: None,
         next_attempt_ms: None,
+        owner_host: None,
+        lease_token: None,
     }
 }
 

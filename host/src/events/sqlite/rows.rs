@@ -26,6 +26,8 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         start_ms: row.get(10)?,
         end_ms: row.get(11)?,
         next_attempt_ms: row.get(12)?,
+        owner_host: None,
+        lease_token: None,
     })
 }
 

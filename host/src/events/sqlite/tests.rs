@@ -24,6 +24,8 @@ fn event(id: &str, function: &str, start: i64, status: EventStatus) -> EventReco
         start_ms: start,
         end_ms: status.is_final().then_some(start + 10),
         next_attempt_ms: None,
+        owner_host: None,
+        lease_token: None,
     }
 }
 
@@ -186,6 +188,7 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
             error: None,
             end_ms: Some(5),
             next_attempt_ms: None,
+            lease_token: None,
             lines: Vec::new(),
         };
         s.apply(&[op]).unwrap();
@@ -346,6 +349,7 @@ fn updates_never_change_an_ended_event() {
         error: None,
         end_ms: status.is_final().then_some(2),
         next_attempt_ms: None,
+        lease_token: None,
         lines: vec![EventLogLine {
             time_ms: 1,
             line: line.into(),

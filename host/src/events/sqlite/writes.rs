@@ -128,6 +128,8 @@ pub(super) fn apply_one(
             end_ms,
             next_attempt_ms,
             lines,
+            // One host owns every event of an embedded store.
+            lease_token: _,
         } => {
             let before: Option<(String, String, String, String)> = tx
                 .prepare_cached(

@@ -87,6 +87,8 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
         start_ms,
         end_ms: Some(end_ms),
         next_attempt_ms: None,
+        owner_host: None,
+        lease_token: None,
     }
 }
 

@@ -1,0 +1,383 @@
+//! The shared event store: PostgreSQL, for several hosts that run one
+//! app's asynchronous invocations together. Every host is an equal peer:
+//! it accepts events into the database, claims ready ones from a small hot
+//! table (`FOR UPDATE SKIP LOCKED`), runs them under a lease token that
+//! fences every later write about the attempt, heartbeats, and rescues the
+//! events of hosts that stopped heartbeating (`cluster.rs`).
+//!
+//! The [`EventStore`] trait is synchronous (the batching writer calls it
+//! from its own thread, reads run on the blocking pool), so each call here
+//! runs its queries on the runtime and blocks its caller until they end.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::runtime::Handle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    EventLogLine, EventRecord, EventStatus, EventStore, InvokeType, ListPage, ListQuery,
+    StatusCode, StoreError, WriteOp, WriteOutcome, INLINE_INPUT_LIMIT,
+};
+
+mod cluster;
+mod schema;
+mod writes;
+
+pub use cluster::{Beat, Cluster, ClusterHost, Delivery, RemoteTermination, Rescued};
+
+/// Connections kept by each host.
+const POOL_SIZE: usize = 16;
+
+/// How long a call waits for a connection (the database may be down).
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Maps a database error to the store's, saying what the store was doing.
+pub(super) fn failed(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+fn pool_failed(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::backend("cannot get a database connection", e)
+}
+
+const COLUMNS: &str = "request_id, function, qualifier, invoke_type, status, status_code, \
+    attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host, lease_token";
+
+/// [`COLUMNS`] with inputs over [`INLINE_INPUT_LIMIT`] left out (read back
+/// when the event runs), so loading a backlog does not load its payloads.
+fn small_input_columns(table: &str) -> String {
+    let inline = format!(
+        "CASE WHEN length({table}input) <= {INLINE_INPUT_LIMIT} THEN {table}input ELSE ''::bytea END AS input"
+    );
+    COLUMNS
+        .split(", ")
+        .map(|c| {
+            if c == "input" {
+                inline.clone()
+            } else {
+                format!("{table}{c}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn record(row: &Row) -> Result<EventRecord, StoreError> {
+    record_at(row, 0)
+}
+
+/// PostgreSQL-backed [`EventStore`], shared by every host on the database.
+pub struct PgStore {
+    pool: Pool,
+    rt: Handle,
+    /// This host's id: claims make it the owner.
+    host_id: String,
+}
+
+/// A connection URL that could not be used.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| {
+        StoreError::backend(
+            "the event store URL is not a valid PostgreSQL connection string",
+            e,
+        )
+    })
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a `postgres://` URL or libpq's
+    /// `key=value` form, `host=/socket/dir` included), migrates it, and
+    /// makes `host_id` the owner of what this store claims.
+    pub async fn connect(url: &str, host_id: &str) -> Result<Self, StoreError> {
+        let mut config = parse_url(url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_WAIT);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_WAIT))
+            .create_timeout(Some(CONNECT_WAIT))
+            .build()
+            .map_err(|e| StoreError::backend("cannot create the connection pool", e))?;
+        let mut client = pool.get().await.map_err(pool_failed)?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        Ok(Self {
+            pool,
+            rt: Handle::current(),
+            host_id: host_id.to_string(),
+        })
+    }
+
+    /// The pool, for the cluster's own queries.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn block<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.rt.block_on(f)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(pool_failed)
+    }
+
+    async fn records(
+        &self,
+        sql: &str,
+        args: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let c = self.client().await?;
+        let rows = c.query(sql, args).await.map_err(failed("read failed"))?;
+        rows.iter().map(record).collect()
+    }
+}
+
+impl EventStore for PgStore {
+    fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.block(async {
+            let mut c = self.client().await?;
+            writes::apply(&mut c, batch).await
+        })
+    }
+
+    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.block(async {
+            let sql = format!("SELECT {COLUMNS} FROM fnhost_events WHERE request_id = $1");
+            Ok(self.records(&sql, &[&request_id]).await?.pop())
+        })
+    }
+
+    fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
+        let mut w = Where::default();
+        if let Some(f) = &q.function {
+            w.with("function = ?", Box::new(f.clone()));
+        }
+        if let Some(v) = &q.qualifier {
+            w.with("qualifier = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &q.request_id {
+            w.with("request_id = ?", Box::new(v.clone()));
+        }
+        if !q.statuses.is_empty() {
+            let names: Vec<String> = q.statuses.iter().map(|s| s.as_str().to_string()).collect();
+            w.with("status = ANY(?)", Box::new(names));
+        }
+        if !q.invoke_types.is_empty() {
+            w.with("invoke_type = ANY(?)", Box::new(q.invoke_types.clone()));
+        }
+        if let Some(v) = q.start_from {
+            w.with("start_ms >= ?", Box::new(v));
+        }
+        if let Some(v) = q.start_to {
+            w.with("start_ms < ?", Box::new(v));
+        }
+        if let Some(v) = q.end_from {
+            w.with("end_ms >= ?", Box::new(v));
+        }
+        if let Some(v) = q.end_to {
+            w.with("end_ms < ?", Box::new(v));
+        }
+        let filter = w.clause();
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        // Ties (same millisecond) follow the order events were accepted in.
+        let order = if q.order_by_end {
+            format!("end_ms IS NULL, end_ms {dir}, seq {dir}")
+        } else {
+            format!("start_ms {dir}, seq {dir}")
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM fnhost_events {filter}");
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM fnhost_events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            q.limit, q.offset
+        );
+        self.block(async {
+            let c = self.client().await?;
+            let args = w.args();
+            let total: i64 = c
+                .query_one(&count_sql, &args)
+                .await
+                .map_err(failed("read failed"))?
+                .get(0);
+            let events = if q.limit == 0 {
+                Vec::new()
+            } else {
+                let rows = c
+                    .query(&page_sql, &args)
+                    .await
+                    .map_err(failed("read failed"))?;
+                rows.iter().map(record).collect::<Result<_, _>>()?
+            };
+            Ok(ListPage {
+                total: total as u64,
+                events,
+            })
+        })
+    }
+
+    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+        self.block(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT time_ms, line FROM fnhost_event_logs WHERE request_id = $1 ORDER BY id",
+                    &[&request_id],
+                )
+                .await
+                .map_err(failed("read failed"))?;
+            Ok(rows
+                .iter()
+                .map(|r| EventLogLine {
+                    time_ms: r.get(0),
+                    line: r.get(1),
+                })
+                .collect())
+        })
+    }
+
+    /// Nothing: a host that stopped while attempts ran is rescued by its
+    /// peers (or by itself, once restarted), as any dead host is.
+    fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// This host's own `RETRYING` events that did not fit in memory.
+    fn retrying(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.block(async {
+            let sql = format!(
+                "SELECT {} FROM fnhost_events WHERE owner_host = $1 AND status = 'RETRYING'
+                 ORDER BY next_attempt_ms, seq LIMIT $2",
+                small_input_columns("")
+            );
+            self.records(&sql, &[&self.host_id, &limit]).await
+        })
+    }
+
+    /// Claims up to `limit` ready events, oldest ready first: each leaves
+    /// the hot table and gets this host as its owner and a fresh lease
+    /// token, in one statement, so no two hosts claim one event. `after`
+    /// does not apply: claimed events leave the table.
+    fn queued(&self, _after: i64, limit: usize) -> Result<Vec<(i64, EventRecord)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = super::time::now_ms();
+        self.block(async {
+            let sql = format!(
+                "WITH picked AS (
+                     SELECT request_id FROM fnhost_ready WHERE ready_at <= $1
+                     ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 gone AS (
+                     DELETE FROM fnhost_ready r USING picked p
+                     WHERE r.request_id = p.request_id RETURNING r.request_id)
+                 UPDATE fnhost_events e
+                 SET owner_host = $3, lease_token = nextval('fnhost_lease_tokens')
+                 FROM gone g
+                 WHERE e.request_id = g.request_id AND e.status IN ('QUEUED', 'RETRYING')
+                 RETURNING e.seq, {}",
+                small_input_columns("e.")
+            );
+            let c = self.client().await?;
+            let rows = c
+                .query(&sql, &[&now, &limit, &self.host_id])
+                .await
+                .map_err(failed("cannot claim ready events"))?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let seq: i64 = row.get(0);
+                // The record's columns follow the sequence number.
+                let e = record_at(row, 1)?;
+                claimed.push((seq, e));
+            }
+            claimed.sort_by_key(|(seq, e)| (e.next_attempt_ms.unwrap_or(e.start_ms), *seq));
+            Ok(claimed)
+        })
+    }
+
+    fn queue_start(&self) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+/// [`record`] for a row whose record columns start at `offset`.
+fn record_at(row: &Row, offset: usize) -> Result<EventRecord, StoreError> {
+    let bad = |what: String| StoreError::Corrupt(what);
+    let i = |n: usize| n + offset;
+    let status: String = row.get(i(4));
+    let invoke_type: String = row.get(i(3));
+    let code: Option<i64> = row.get(i(5));
+    Ok(EventRecord {
+        request_id: row.get(i(0)),
+        function: row.get(i(1)),
+        qualifier: row.get(i(2)),
+        invoke_type: InvokeType::parse(&invoke_type)
+            .ok_or_else(|| bad(format!("unknown invoke type \"{invoke_type}\"")))?,
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| bad(format!("unknown status \"{status}\"")))?,
+        status_code: match code {
+            Some(n) => Some(
+                StatusCode::from_i64(n).ok_or_else(|| bad(format!("unknown status code {n}")))?,
+            ),
+            None => None,
+        },
+        attempts: row.get(i(6)),
+        input: row.get(i(7)),
+        result: row.get(i(8)),
+        error: row.get(i(9)),
+        start_ms: row.get(i(10)),
+        end_ms: row.get(i(11)),
+        next_attempt_ms: row.get(i(12)),
+        owner_host: row.get(i(13)),
+        lease_token: row.get(i(14)),
+    })
+}
+
+/// A `WHERE` clause under construction; each condition numbers its own
+/// placeholder, in the order of its argument.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    values: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Where {
+    /// `condition` with its one `?` bound to `value`.
+    fn with(&mut self, condition: &str, value: Box<dyn ToSql + Sync + Send>) {
+        self.values.push(value);
+        let mark = format!("${}", self.values.len());
+        self.conditions.push(condition.replace('?', &mark));
+    }
+
+    fn args(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.values
+            .iter()
+            .map(|v| &**v as &(dyn ToSql + Sync))
+            .collect()
+    }
+
+    /// `WHERE ...`, or nothing without conditions.
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
