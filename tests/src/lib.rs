@@ -1,6 +1,9 @@
 //! Support for fnhost's end-to-end tests and benchmarks: function apps in
 //! temporary directories, locating the built binaries, and a small HTTP
-//! client for the host's API.
+//! client for the host's API; [`postgres`] runs a throwaway PostgreSQL
+//! server for the event store's tests.
+
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

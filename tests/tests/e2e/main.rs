@@ -11,6 +11,7 @@ mod languages;
 mod lifecycle;
 mod limits;
 mod node_sdk;
+mod postgres_harness;
 mod published_python;
 mod python_sdk;
 mod rogue;
