@@ -381,6 +381,59 @@ where
         .try_init();
 }
 
+/// A started `fnhost` process, killed on drop if a test fails before it
+/// exits.
+pub struct HostProcess(pub std::process::Child);
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `cmd start APP_DIR --port 0 EXTRA...` and reads its HTTP address
+/// from stdout; returns the process, the address and the lines it printed
+/// up to it. Its stderr goes to `stderr`.
+pub fn start_host(
+    mut cmd: std::process::Command,
+    app_dir: &Path,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let child = cmd
+        .arg("start")
+        .arg(app_dir)
+        .args(["--port", "0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("fnhost starts");
+    let mut child = HostProcess(child);
+    let mut lines = BufReader::new(child.0.stdout.take().expect("piped stdout")).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("fnhost printed its address")
+            .expect("readable stdout");
+        if let Some(rest) = line.strip_prefix("fnhost: listening on http://") {
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("an address after `listening on`");
+            seen.push(line);
+            return (child, addr, seen);
+        }
+        seen.push(line);
+    }
+}
+
 /// Whether process `pid` is running: it exists and is not a zombie that
 /// waits to be reaped (an orphan in a container whose init does not reap).
 pub fn process_running(pid: u64) -> bool {

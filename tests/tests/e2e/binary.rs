@@ -1,10 +1,10 @@
 //! The `fnhost` binary: configuration errors, the admin key, signals.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fnhost_e2e::{binary, process_running, Api, TestApp, ADMIN_KEY};
+use fnhost_e2e::{binary, process_running, start_host, Api, HostProcess, TestApp, ADMIN_KEY};
 use serde_json::json;
 
 fn fnhost() -> Command {
@@ -13,51 +13,18 @@ fn fnhost() -> Command {
     cmd
 }
 
-/// A started `fnhost` process, killed on drop if a test fails before it exits.
-struct HostProcess(Child);
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Starts `fnhost start` and reads its HTTP address from stdout.
 fn start(app: &TestApp, extra: &[&str]) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
     start_with(fnhost(), app, extra)
 }
 
-/// Like [`start`], with `fnhost` run by `cmd`.
 /// [`start`] with a prepared command (e.g. one under a shell's `ulimit`).
 fn start_with(
-    mut cmd: Command,
+    cmd: Command,
     app: &TestApp,
     extra: &[&str],
 ) -> (HostProcess, std::net::SocketAddr, Vec<String>) {
-    let child = cmd
-        .arg("start")
-        .arg(app.dir())
-        .args(["--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = HostProcess(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines.next().expect("fnhost printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("fnhost: listening on http://") {
-            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            seen.push(line);
-            return (child, addr, seen);
-        }
-        seen.push(line);
-    }
+    start_host(cmd, app.dir(), extra, Stdio::null())
 }
 
 /// The process ids of the host's workers, from its status.
