@@ -489,13 +489,18 @@ impl Host {
                 self.shutdown_bound
             );
         }
-        if tokio::time::timeout(Duration::from_millis(800), self.events.wait_idle())
+        // One 0.8 s budget for the attempts to record their end and for the
+        // runner's other tasks to finish, so the bound above holds.
+        let events_deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+        if tokio::time::timeout_at(events_deadline, self.events.wait_idle())
             .await
             .is_err()
         {
             tracing::error!("async event attempts did not record their end within 0.8 s");
         }
-        self.events.close().await;
+        self.events
+            .close(events_deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
         // In-flight HTTP requests have their outcomes now; give them a moment to be written.
         let mut http_task = self.http_task;
         if tokio::time::timeout(Duration::from_millis(800), &mut http_task)

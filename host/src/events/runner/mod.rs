@@ -260,9 +260,22 @@ impl AsyncEvents {
         let _ = self.cmds.send(Msg::Core(Cmd::StopStartingAttempts)).await;
     }
 
-    /// Stops the runner; the store closes once the last handle is dropped.
-    pub async fn close(&self) {
+    /// Stops the runner and waits up to `deadline` for its tasks (attempts
+    /// recording their end, store writes and reads) to finish; the store
+    /// closes once the last handle is dropped. Tasks still running at the
+    /// deadline are left to end on their own, with a warning.
+    pub async fn close(&self, deadline: Duration) {
         let _ = self.cmds.send(Msg::Close).await;
+        // The runner closes the tracker too once its loop ends; closing it
+        // here as well lets the wait end without waiting for that.
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            let running = self.tasks.len();
+            tracing::warn!("async runner closed with {running} tasks still running after {deadline:?}; they end on their own");
+        }
     }
 
     /// Waits until no attempt is running (after the host cancelled them).
