@@ -133,7 +133,7 @@ impl HostHandle {
         let id = input
             .invocation_id
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(InvocationId::random);
         let (reply, rx) = oneshot::channel();
         let ev = Command::Invoke {
             function: function.to_string(),
@@ -158,7 +158,7 @@ impl HostHandle {
         input: InvocationInput,
         body_deferred: bool,
     ) -> Result<(PendingInvocation, oneshot::Receiver<Dispatched>), InvokeError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = InvocationId::random();
         let (reply, rx) = oneshot::channel();
         let (notify, dispatched) = oneshot::channel();
         let ev = Command::Invoke {
@@ -203,10 +203,10 @@ impl HostHandle {
     }
 
     /// Cancels an invocation: graceful first, forced after the grace.
-    pub async fn cancel(&self, id: &str, reason: CancelReason) -> CancelResponse {
+    pub async fn cancel(&self, id: &InvocationId, reason: CancelReason) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
         let ev = Command::Cancel {
-            id: id.to_string(),
+            id: id.clone(),
             reason,
             reply: Some(reply),
         };
@@ -218,10 +218,10 @@ impl HostHandle {
 
     /// Forced termination: kills the invocation's worker instance at once
     /// (a replacement starts; other invocations on it end `killed`).
-    pub async fn kill(&self, id: &str) -> CancelResponse {
+    pub async fn kill(&self, id: &InvocationId) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
         let ev = Command::Kill {
-            id: id.to_string(),
+            id: id.clone(),
             reply,
         };
         if self.commands.send(ev).await.is_err() {

@@ -43,7 +43,7 @@ pub enum StoreError {
     /// it.
     Inconsistent {
         /// The event.
-        request_id: String,
+        request_id: crate::ids::RequestId,
         /// Its status in the store.
         status: EventStatus,
     },

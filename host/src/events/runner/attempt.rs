@@ -18,6 +18,7 @@ use crate::events::time::now_ms;
 use crate::events::{AsyncConfig, EventLog, EventLogLine, EventRecord, EventStatus, StoreError};
 use crate::events::{StatusCode, WriteOutcome};
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 use crate::invocation::{
     CancelDelivery, CancelReason, InvocationInput, InvocationResult, InvokeError,
 };
@@ -35,7 +36,7 @@ pub(super) struct Attempt {
 
 impl Attempt {
     /// Runs `e` as invocation `invocation_id`.
-    pub(super) async fn run(self, mut e: EventRecord, invocation_id: String) {
+    pub(super) async fn run(self, mut e: EventRecord, invocation_id: InvocationId) {
         let next = match self.execute(&mut e, &invocation_id).await {
             Ok(next) => next,
             Err(err) => {
@@ -64,7 +65,7 @@ impl Attempt {
         *self.termination.borrow()
     }
 
-    async fn settle(self, id: String, next: Next) {
+    async fn settle(self, id: RequestId, next: Next) {
         let next = match next {
             Next::Retry(mut e, at) => {
                 shed_large_input(&mut e);
@@ -114,7 +115,11 @@ impl Attempt {
         }
     }
 
-    async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
+    async fn execute(
+        &self,
+        e: &mut EventRecord,
+        invocation_id: &InvocationId,
+    ) -> Result<Next, StoreError> {
         // Counted first: a store failure below gives the attempt back
         // (`Attempt::run`), so each failure path must have taken it.
         e.attempts += 1;

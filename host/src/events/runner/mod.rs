@@ -23,6 +23,7 @@ use super::{
     WriteOutcome,
 };
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 
 mod attempt;
 mod backlog;
@@ -60,9 +61,9 @@ pub struct EnqueueRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new event, durably stored.
-    New(String),
+    New(RequestId),
     /// A repeat of an earlier request with the same idempotency key and body.
-    Existing(String),
+    Existing(RequestId),
 }
 
 /// Why an async invoke was not accepted.
@@ -79,7 +80,7 @@ pub enum EnqueueError {
         /// The key.
         key: String,
         /// The request id it belongs to.
-        existing: String,
+        existing: RequestId,
     },
     /// The store failed; nothing was accepted.
     #[error(transparent)]
@@ -147,7 +148,7 @@ impl AsyncEvents {
         let config = Arc::new(config);
         let tasks = TaskTracker::new();
         let mut runner = Runner {
-            core: Core::new(config.clone(), || uuid::Uuid::new_v4().to_string()),
+            core: Core::new(config.clone(), InvocationId::random),
             log: log.clone(),
             host,
             config,
@@ -185,7 +186,7 @@ impl AsyncEvents {
             },
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = RequestId::random();
         let record = EventRecord {
             request_id: id.clone(),
             function: req.function,
@@ -225,7 +226,7 @@ impl AsyncEvents {
     /// escalated to forced after the grace).
     pub async fn terminate(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         graceful: bool,
     ) -> Result<TerminateOutcome, TerminateError> {
         let (reply, rx) = oneshot::channel();
@@ -235,7 +236,7 @@ impl AsyncEvents {
             Termination::Forced
         };
         let cmd = Cmd::Terminate {
-            id: request_id.to_string(),
+            id: request_id.clone(),
             termination,
             reply,
         };
@@ -295,10 +296,10 @@ struct Runner {
     config: Arc<AsyncConfig>,
     cmds: mpsc::Sender<Msg>,
     tasks: TaskTracker,
-    timers: DelayQueue<(String, TimerId)>,
+    timers: DelayQueue<(RequestId, TimerId)>,
     timer_keys: HashMap<TimerId, delay_queue::Key>,
     /// Each running attempt's end of its termination channel.
-    attempts: HashMap<String, watch::Sender<Option<Termination>>>,
+    attempts: HashMap<RequestId, watch::Sender<Option<Termination>>>,
     idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -478,9 +479,9 @@ impl Runner {
     }
 
     /// An attempt task's parts, with a fresh termination channel.
-    fn attempt(&mut self, id: &str) -> Attempt {
+    fn attempt(&mut self, id: &RequestId) -> Attempt {
         let (tx, termination) = watch::channel(None);
-        self.attempts.insert(id.to_string(), tx);
+        self.attempts.insert(id.clone(), tx);
         Attempt {
             log: self.log.clone(),
             host: self.host.clone(),

@@ -15,6 +15,7 @@ use crate::events::{
     WriteOutcome, INLINE_INPUT_LIMIT,
 };
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 use crate::invocation::{CancelReason, CancelResponse};
 
 pub(super) fn platform(line: impl Into<String>) -> EventLogLine {
@@ -72,8 +73,8 @@ pub(super) async fn insert_and_hand_over(
 pub(super) async fn signal(
     host: HostHandle,
     cmds: mpsc::Sender<Msg>,
-    id: String,
-    inv: String,
+    id: RequestId,
+    inv: InvocationId,
     termination: Termination,
     reply: TerminateReply,
 ) {
@@ -101,7 +102,7 @@ pub(super) async fn signal(
 pub(super) async fn look_up(
     log: EventLog,
     cmds: mpsc::Sender<Msg>,
-    id: String,
+    id: RequestId,
     termination: Termination,
     reply: TerminateReply,
 ) {
@@ -156,7 +157,7 @@ pub(super) async fn write_abort(
 /// Answers terminates of an event whose attempt has settled, from its
 /// stored record: an event that ended on its own is `already-completed`; one
 /// the terminate ended (it raced the attempt's close) is `done`.
-pub(super) async fn answer_from_store(log: EventLog, id: String, replies: Vec<TerminateReply>) {
+pub(super) async fn answer_from_store(log: EventLog, id: RequestId, replies: Vec<TerminateReply>) {
     let answer = match log.get(&id).await {
         Ok(Some(e)) if e.status.is_final() && e.status != EventStatus::Aborted => {
             Ok(TerminateOutcome::AlreadyCompleted(e.status))
@@ -180,7 +181,7 @@ pub(super) async fn send_to_on_failure(
 ) {
     let input = TypedData::json(policy::failure_payload(&failed).to_string());
     let record = EventRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: RequestId::random(),
         function: target,
         qualifier: failed.qualifier.clone(),
         invoke_type: InvokeType::OnFailure,
