@@ -124,6 +124,17 @@ impl PendingInvocation {
 }
 
 impl HostHandle {
+    /// A handle whose commands go to `commands`, for tests that play the
+    /// dispatcher.
+    #[cfg(test)]
+    pub(crate) fn with_commands(commands: mpsc::Sender<Command>) -> Self {
+        Self {
+            commands,
+            results: broadcast::channel(1).0,
+            ready: watch::channel(0).1,
+        }
+    }
+
     /// Submits an invocation and returns at once with its id.
     pub async fn submit(
         &self,
