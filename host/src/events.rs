@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::ids::RequestId;
+
 mod config;
 mod error;
 pub mod postgres;
@@ -193,7 +195,7 @@ impl fmt::Display for InvokeType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
     /// The request id (returned to the caller at accept time).
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The function.
     pub function: String,
     /// The qualifier (version or alias); `$LATEST` by default.
@@ -253,7 +255,7 @@ pub enum WriteOp {
     /// ended, however the two raced (`WriteOutcome::Unchanged` then).
     Update {
         /// The event.
-        request_id: String,
+        request_id: RequestId,
         /// Its new status.
         status: EventStatus,
         /// Status code, if any.
@@ -277,7 +279,7 @@ pub enum WriteOp {
     /// Lines to append to an event's log.
     Log {
         /// The event.
-        request_id: String,
+        request_id: RequestId,
         /// The lines.
         lines: Vec<EventLogLine>,
     },
@@ -299,9 +301,9 @@ pub enum WriteOutcome {
     Inserted(i64),
     /// An insert whose idempotency key was seen with the same body: the
     /// existing request id.
-    Duplicate(String),
+    Duplicate(RequestId),
     /// An insert whose idempotency key was seen with a different body.
-    Conflict(String),
+    Conflict(RequestId),
     /// Rows pruned.
     Pruned(usize),
     /// An update found the event ended (or gone) and changed nothing.
@@ -322,7 +324,7 @@ pub struct ListQuery {
     /// them: one that is no [`InvokeType`] matches no event.
     pub invoke_types: Vec<String>,
     /// Only this request id.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// `startTime >= from`.
     pub start_from: Option<i64>,
     /// `startTime < to`.
@@ -358,11 +360,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Applies `batch` atomically; one outcome per op, in order.
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError>;
     /// One event.
-    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError>;
+    fn get(&self, request_id: &RequestId) -> Result<Option<EventRecord>, StoreError>;
     /// A filtered, ordered page.
     fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
     /// An event's log, in order.
-    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError>;
+    fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError>;
     /// Events an earlier run left `RUNNING` (for recovery at start).
     /// Inputs over 4 KiB are left out (`input` is empty; `get` reads it).
     fn interrupted(&self) -> Result<Vec<EventRecord>, StoreError>;

@@ -208,6 +208,17 @@ impl PendingInvocation {
 }
 
 impl HostHandle {
+    /// A handle whose commands go to `commands`, for tests that play the
+    /// dispatcher.
+    #[cfg(test)]
+    pub(crate) fn with_commands(commands: mpsc::Sender<Command>) -> Self {
+        Self {
+            commands,
+            results: broadcast::channel(1).0,
+            ready: watch::channel(0).1,
+        }
+    }
+
     /// Submits an invocation and returns at once with its id.
     pub async fn submit(
         &self,
@@ -217,7 +228,7 @@ impl HostHandle {
         let id = input
             .invocation_id
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(InvocationId::random);
         let (reply, rx) = oneshot::channel();
         let ev = Command::Invoke {
             function: function.to_string(),
@@ -242,7 +253,7 @@ impl HostHandle {
         input: InvocationInput,
         body_deferred: bool,
     ) -> Result<(PendingInvocation, oneshot::Receiver<Dispatched>), InvokeError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = InvocationId::random();
         let (reply, rx) = oneshot::channel();
         let (notify, dispatched) = oneshot::channel();
         let ev = Command::Invoke {
@@ -287,10 +298,10 @@ impl HostHandle {
     }
 
     /// Cancels an invocation: graceful first, forced after the grace.
-    pub async fn cancel(&self, id: &str, reason: CancelReason) -> CancelResponse {
+    pub async fn cancel(&self, id: &InvocationId, reason: CancelReason) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
         let ev = Command::Cancel {
-            id: id.to_string(),
+            id: id.clone(),
             reason,
             reply: Some(reply),
         };
@@ -302,10 +313,10 @@ impl HostHandle {
 
     /// Forced termination: kills the invocation's worker instance at once
     /// (a replacement starts; other invocations on it end `killed`).
-    pub async fn kill(&self, id: &str) -> CancelResponse {
+    pub async fn kill(&self, id: &InvocationId) -> CancelResponse {
         let (reply, rx) = oneshot::channel();
         let ev = Command::Kill {
-            id: id.to_string(),
+            id: id.clone(),
             reply,
         };
         if self.commands.send(ev).await.is_err() {
@@ -600,13 +611,18 @@ impl Host {
                 self.shutdown_bound
             );
         }
-        if tokio::time::timeout(Duration::from_millis(800), self.events.wait_idle())
+        // One 0.8 s budget for the attempts to record their end and for the
+        // runner's other tasks to finish, so the bound above holds.
+        let events_deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+        if tokio::time::timeout_at(events_deadline, self.events.wait_idle())
             .await
             .is_err()
         {
             tracing::error!("async event attempts did not record their end within 0.8 s");
         }
-        self.events.close().await;
+        self.events
+            .close(events_deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
         // In-flight HTTP requests have their outcomes now; give them a moment to be written.
         let mut http_task = self.http_task;
         if tokio::time::timeout(Duration::from_millis(800), &mut http_task)

@@ -7,8 +7,7 @@ use std::time::Duration;
 use fnhost_proto::rpc::{RpcHttp, TypedData};
 use serde::Serialize;
 
-/// Identifier of one invocation (a UUID in text form).
-pub type InvocationId = String;
+pub use crate::ids::{InvocationId, WorkerId};
 
 /// What a caller hands the host to run.
 #[derive(Debug, Clone)]
@@ -63,7 +62,7 @@ impl InvocationInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispatched {
     /// The worker instance.
-    pub worker: String,
+    pub worker: WorkerId,
     /// Its `HttpUri` capability, when it advertises one.
     pub http_uri: Option<String>,
 }
@@ -163,7 +162,7 @@ pub struct InvocationResult {
     /// The function's return value (or its HTTP output binding).
     pub output: Option<TypedData>,
     /// The worker instance that ran it last, if any.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Log lines the worker sent for this invocation (bounded).
     pub logs: Vec<LogLine>,
     /// Log lines dropped beyond the bound.
@@ -264,5 +263,5 @@ pub enum InvokeError {
     },
     /// An invocation with that id is already running.
     #[error("an invocation with id '{0}' is already in progress")]
-    DuplicateId(String),
+    DuplicateId(InvocationId),
 }

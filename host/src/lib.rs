@@ -13,6 +13,7 @@ pub mod events;
 mod grpc;
 mod host;
 pub mod http;
+mod ids;
 pub mod invocation;
 pub mod keys;
 mod listen;
@@ -25,7 +26,8 @@ pub use host::{
     EventStoreLocation, Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials,
     StartError,
 };
+pub use ids::{InvocationId, RequestId, WorkerId};
 pub use invocation::{
-    CancelDelivery, CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult,
-    InvokeError, LogLine, Outcome,
+    CancelDelivery, CancelReason, CancelResponse, InvocationInput, InvocationResult, InvokeError,
+    LogLine, Outcome,
 };

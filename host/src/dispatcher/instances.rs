@@ -12,7 +12,7 @@ use fnhost_proto::{has_capability, CAP_HANDLES_INVOCATION_CANCEL};
 use super::invocations::Ending;
 use super::{restart_backoff, Dispatcher, InvState, Timer};
 use crate::grpc::Outbound;
-use crate::invocation::Outcome;
+use crate::invocation::{InvocationId, Outcome};
 use crate::process::{short_id, spawn_worker, LaunchSpec, WorkerExit, WorkerProcess};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub(crate) struct Instance {
     pub capabilities: HashMap<String, String>,
     /// Load result per function name.
     pub loaded: HashMap<String, Result<(), String>>,
-    pub in_flight: HashSet<String>,
+    pub in_flight: HashSet<InvocationId>,
     pub served: u64,
     pub started: Instant,
     pub startup_key: Option<tokio_util::time::delay_queue::Key>,
@@ -87,7 +87,7 @@ pub(crate) struct Instance {
     pub stream_error: Option<String>,
     pub last_error: Option<String>,
     /// The running hook invocation (initializer or pre-stop), if any.
-    pub hook: Option<String>,
+    pub hook: Option<InvocationId>,
     /// Since when it has had nothing in flight.
     pub idle_since: Option<Instant>,
     /// The unanswered `WorkerStatusRequest`, by sequence number.
@@ -210,7 +210,12 @@ impl Dispatcher {
 
     /// Kills `worker` to end `target`; every other invocation on it ends
     /// `Killed` with an error naming the instance. A replacement starts now.
-    pub(crate) fn kill_instance(&mut self, worker_id: &str, target: &str, target_error: String) {
+    pub(crate) fn kill_instance(
+        &mut self,
+        worker_id: &str,
+        target: &InvocationId,
+        target_error: String,
+    ) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
@@ -220,7 +225,7 @@ impl Dispatcher {
         inst.kill_process();
         inst.last_error = Some(target_error.clone());
         let slot = inst.slot;
-        let mut others: Vec<String> = inst
+        let mut others: Vec<InvocationId> = inst
             .in_flight
             .iter()
             .filter(|i| *i != target)
@@ -335,7 +340,7 @@ impl Dispatcher {
             }
         }
         self.publish_ready_count();
-        let mut ids: Vec<String> = inst.in_flight.drain().collect();
+        let mut ids: Vec<InvocationId> = inst.in_flight.drain().collect();
         ids.sort();
         for id in &ids {
             let still_here = matches!(

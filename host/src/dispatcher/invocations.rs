@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::{Dispatcher, HttpDispatch, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
 use crate::invocation::{
     CancelDelivery, CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput,
-    InvocationResult, InvokeError, LogLine, Outcome,
+    InvocationResult, InvokeError, LogLine, Outcome, WorkerId,
 };
 
 /// Where an invocation can go now.
@@ -214,7 +214,7 @@ impl Dispatcher {
         Placement::Never(reason)
     }
 
-    fn dispatch(&mut self, id: &str, worker: &str) {
+    fn dispatch(&mut self, id: &InvocationId, worker: &str) {
         let Some(inv) = self.invocations.get_mut(id) else {
             return;
         };
@@ -298,18 +298,18 @@ impl Dispatcher {
         }
         inv.timeout_key = Some(
             self.timers
-                .insert(Timer::Timeout(id.to_string()), entry.timeout),
+                .insert(Timer::Timeout(id.clone()), entry.timeout),
         );
         inv.state = InvState::Running {
             worker: worker.to_string(),
         };
-        inst.in_flight.insert(id.to_string());
+        inst.in_flight.insert(id.clone());
         inst.idle_since = None;
         tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
         inst.send(message);
         if let Some(http) = inv.http.take() {
             let _ = http.notify.send(Dispatched {
-                worker: worker.to_string(),
+                worker: worker.into(),
                 http_uri,
             });
         }
@@ -349,7 +349,11 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) fn handle_cancel(&mut self, id: &str, reason: CancelReason) -> CancelResponse {
+    pub(crate) fn handle_cancel(
+        &mut self,
+        id: &InvocationId,
+        reason: CancelReason,
+    ) -> CancelResponse {
         let Some(inv) = self.invocations.get_mut(id) else {
             return if self.finished_set.contains(id) {
                 CancelResponse::AlreadyCompleted
@@ -385,12 +389,9 @@ impl Dispatcher {
                         worker: worker.clone(),
                         since: Instant::now(),
                     };
-                    inv.grace_key = Some(
-                        self.timers
-                            .insert(Timer::CancelGrace(id.to_string()), grace),
-                    );
+                    inv.grace_key = Some(self.timers.insert(Timer::CancelGrace(id.clone()), grace));
                     if let Some(inst) = self.instances.get_mut(&worker) {
-                        inst.send_urgent(StreamingMessage::invocation_cancel(id, grace));
+                        inst.send_urgent(StreamingMessage::invocation_cancel(id.as_str(), grace));
                     }
                     tracing::info!(invocation = %id, worker = %worker, %reason, "cancel sent");
                     CancelResponse::Done
@@ -417,7 +418,7 @@ impl Dispatcher {
     }
 
     /// Forced termination: kills the invocation's instance without asking.
-    pub(crate) fn handle_kill(&mut self, id: &str) -> CancelResponse {
+    pub(crate) fn handle_kill(&mut self, id: &InvocationId) -> CancelResponse {
         let Some(inv) = self.invocations.get_mut(id) else {
             return if self.finished_set.contains(id) {
                 CancelResponse::AlreadyCompleted
@@ -439,7 +440,8 @@ impl Dispatcher {
     }
 
     pub(super) fn handle_invocation_response(&mut self, worker: &str, resp: InvocationResponse) {
-        let id = resp.invocation_id.clone();
+        // The worker's word for which invocation; checked against ours below.
+        let id = InvocationId::from(resp.invocation_id.clone());
         let runs_here = match self.invocations.get(&id).map(|i| &i.state) {
             Some(InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. }) => {
                 w == worker
@@ -518,7 +520,7 @@ impl Dispatcher {
 
     pub(super) fn handle_log(&mut self, worker: &str, log: RpcLog) {
         let level = rpc_log::Level::try_from(log.level).unwrap_or(rpc_log::Level::Information);
-        let attached = self.invocations.get_mut(&log.invocation_id).filter(|inv| {
+        let attached = self.invocations.get_mut(log.invocation_id.as_str()).filter(|inv| {
             matches!(&inv.state, InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. } if w == worker)
         });
         match attached {
@@ -541,7 +543,7 @@ impl Dispatcher {
     }
 
     /// Ends an invocation with exactly one outcome and frees its capacity.
-    pub(crate) fn finish(&mut self, id: &str, ending: Ending) {
+    pub(crate) fn finish(&mut self, id: &InvocationId, ending: Ending) {
         let Some(mut inv) = self.invocations.remove(id) else {
             return;
         };
@@ -586,7 +588,7 @@ impl Dispatcher {
             error: ending.error,
             stack_trace: ending.stack_trace,
             output: ending.output,
-            worker_id: worker.clone(),
+            worker_id: worker.clone().map(WorkerId::from),
             logs: std::mem::take(&mut inv.logs),
             logs_dropped: inv.logs_dropped,
             elapsed: inv.submitted.elapsed(),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::invocations::Ending;
 use super::{Dispatcher, InstanceState, InvState, Invocation, Timer};
 use crate::config::HookConfig;
-use crate::invocation::Outcome;
+use crate::invocation::{InvocationId, Outcome};
 
 /// Which hook an internal invocation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +107,9 @@ impl Dispatcher {
         let Some(entry) = self.registry.get(&hook.function) else {
             return;
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = InvocationId::random();
         let request = InvocationRequest {
-            invocation_id: id.clone(),
+            invocation_id: id.to_string(),
             function_id: entry.function_id.clone(),
             input_data: vec![ParameterBinding {
                 name: entry.config.trigger().name.clone(),
@@ -162,10 +162,13 @@ impl Dispatcher {
 
     /// A hook ran out of time: ask the worker to stop it, and move on
     /// without waiting (a hung hook must never block the instance's fate).
-    pub(super) fn hook_timed_out(&mut self, id: &str, worker: &str) {
+    pub(super) fn hook_timed_out(&mut self, id: &InvocationId, worker: &str) {
         if let Some(inst) = self.instances.get(worker) {
             if inst.handles_cancel() {
-                inst.send_urgent(StreamingMessage::invocation_cancel(id, Duration::ZERO));
+                inst.send_urgent(StreamingMessage::invocation_cancel(
+                    id.as_str(),
+                    Duration::ZERO,
+                ));
             }
         }
         let msg = format!("hook invocation {id} on worker instance {worker} timed out");
@@ -176,7 +179,7 @@ impl Dispatcher {
         &mut self,
         worker: &str,
         kind: HookKind,
-        id: &str,
+        id: &InvocationId,
         ending: &Ending,
     ) {
         let ok = ending.outcome == Outcome::Succeeded;
@@ -185,7 +188,7 @@ impl Dispatcher {
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
         };
-        if inst.hook.as_deref() == Some(id) {
+        if inst.hook.as_ref() == Some(id) {
             inst.hook = None;
         }
         match (kind, inst.state.clone()) {
@@ -250,7 +253,7 @@ impl Dispatcher {
 
     /// Ends every queued invocation with `msg` (nothing can serve them now).
     fn fail_queue(&mut self, msg: &str) {
-        let ids: Vec<String> = self.queue.drain(..).collect();
+        let ids: Vec<InvocationId> = self.queue.drain(..).collect();
         for id in ids {
             let m = format!("invocation {id} cannot run: {msg}");
             self.finish(&id, Ending::error(Outcome::Failed, m));

@@ -191,7 +191,7 @@ async fn cancel_after_completion_is_a_no_op() {
     respond(&mut f, &w, "a", StatusResult::success());
     assert_eq!(rx.try_recv().unwrap().unwrap().outcome, Outcome::Succeeded);
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::Requested),
+        f.d.handle_cancel(&"a".into(), CancelReason::Requested),
         CancelResponse::AlreadyCompleted
     );
     assert_eq!(cancels(&mut f), 0);
@@ -202,11 +202,11 @@ async fn a_second_cancel_sends_nothing_more() {
     let mut f = ready(true);
     let _rx = invoke(&mut f, "a");
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::Requested),
+        f.d.handle_cancel(&"a".into(), CancelReason::Requested),
         CancelResponse::Done
     );
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::Timeout),
+        f.d.handle_cancel(&"a".into(), CancelReason::Timeout),
         CancelResponse::AlreadyCancelling
     );
     assert_eq!(cancels(&mut f), 1);
@@ -217,7 +217,7 @@ async fn a_result_after_a_kill_is_a_logged_no_op() {
     let mut f = ready(true);
     let mut rx = invoke(&mut f, "a");
     let mut neighbour = invoke(&mut f, "b");
-    f.d.handle_cancel("a", CancelReason::Timeout);
+    f.d.handle_cancel(&"a".into(), CancelReason::Timeout);
     // The grace period ends without an answer: the instance is killed.
     f.d.handle_timer(Timer::CancelGrace("a".into()));
     let killed = rx.try_recv().unwrap().unwrap();
@@ -257,7 +257,7 @@ async fn cancel_during_shutdown_is_answered_and_workers_are_terminated_after() {
     f.d.handle_command(Command::Shutdown { reply: done });
     assert_eq!(cancels(&mut f), 1);
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::Requested),
+        f.d.handle_cancel(&"a".into(), CancelReason::Requested),
         CancelResponse::AlreadyCancelling
     );
     // No new work is taken.
@@ -287,7 +287,7 @@ async fn a_worker_without_the_capability_is_killed_instead_of_signalled() {
     let mut f = ready(false);
     let mut rx = invoke(&mut f, "a");
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::Requested),
+        f.d.handle_cancel(&"a".into(), CancelReason::Requested),
         CancelResponse::Forced
     );
     assert_eq!(cancels(&mut f), 0);
@@ -306,7 +306,7 @@ async fn a_queued_invocation_cancelled_never_reaches_a_worker() {
     let mut rx = invoke(&mut f, "q");
     assert_eq!(f.d.queue.len(), 1);
     assert_eq!(
-        f.d.handle_cancel("q", CancelReason::Requested),
+        f.d.handle_cancel(&"q".into(), CancelReason::Requested),
         CancelResponse::Done
     );
     assert_eq!(rx.try_recv().unwrap().unwrap().outcome, Outcome::Cancelled);
@@ -367,7 +367,7 @@ async fn a_client_leaving_a_worker_that_cannot_be_signalled_abandons_only_its_in
     let mut left = invoke(&mut f, "a");
     let mut neighbour = invoke(&mut f, "b");
     assert_eq!(
-        f.d.handle_cancel("a", CancelReason::ClientDisconnected),
+        f.d.handle_cancel(&"a".into(), CancelReason::ClientDisconnected),
         CancelResponse::Abandoned
     );
     let w = f.worker.clone();
@@ -397,7 +397,7 @@ async fn an_abandoned_invocation_is_still_ended_by_its_timeout() {
     let mut f = ready(false);
     let _left = invoke(&mut f, "a");
     let mut neighbour = invoke(&mut f, "b");
-    f.d.handle_cancel("a", CancelReason::ClientDisconnected);
+    f.d.handle_cancel(&"a".into(), CancelReason::ClientDisconnected);
     let w = f.worker.clone();
     f.d.handle_timer(Timer::Timeout("a".into()));
     // The timeout may kill: the instance goes, and its neighbour with it.
@@ -603,7 +603,7 @@ async fn an_http_uri_instance_gets_route_values_as_metadata_and_no_body() {
     let d = dispatched.try_recv().unwrap();
     assert_eq!(
         (d.worker, d.http_uri.as_deref()),
-        (f.worker.clone(), Some(uri))
+        (f.worker.as_str().into(), Some(uri))
     );
     let req = sent_request(&mut f).expect("the InvocationRequest is sent as usual");
     let meta = &req.trigger_metadata;

@@ -46,7 +46,7 @@ pub enum StoreError {
     /// it.
     Inconsistent {
         /// The event.
-        request_id: String,
+        request_id: crate::ids::RequestId,
         /// Its status in the store.
         status: EventStatus,
     },
@@ -73,19 +73,33 @@ impl fmt::Display for StoreError {
     }
 }
 
-/// By hand rather than derived: the source is the error inside the `Arc`,
-/// so callers can downcast it (to a `rusqlite::Error`, say).
+/// By hand rather than derived. The message already ends with the text of
+/// the error underneath (the server's logs and HTTP bodies print just
+/// this one), so `source()` goes on from the error under *that* one: a
+/// chain printer (`{:#}` of anyhow) prints each part once. The wrapped
+/// error itself, to downcast (to a `rusqlite::Error`, say), is
+/// [`StoreError::cause`].
 impl Error for StoreError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Backend { source, .. } => Some(&**source),
-            Self::Task { source, .. } => Some(&**source),
+            Self::Backend { source, .. } => source.source(),
+            Self::Task { source, .. } => source.source(),
             _ => None,
         }
     }
 }
 
 impl StoreError {
+    /// The database's, file system's or task's error this one wraps (its
+    /// text is already the end of this one's message).
+    pub fn cause(&self) -> Option<&(dyn Error + Send + Sync + 'static)> {
+        match self {
+            Self::Backend { source, .. } => Some(&**source),
+            Self::Task { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+
     /// The database or file system failed while the store was doing
     /// `context`.
     pub fn backend(
@@ -112,15 +126,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_backend_error_says_what_failed_and_keeps_its_source() {
+    fn a_backend_error_says_what_failed_and_keeps_its_cause() {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
         let e = StoreError::backend("cannot open /data/events.db", io);
         assert_eq!(
             e.to_string(),
             "event store: cannot open /data/events.db: permission denied"
         );
-        let source = e.source().expect("the io error is the source");
-        let io = source.downcast_ref::<std::io::Error>().unwrap();
+        let cause = e.cause().expect("the io error is kept");
+        let io = cause.downcast_ref::<std::io::Error>().unwrap();
         assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+    }
+
+    /// An error with a source of its own, as a database error wrapping an
+    /// io error is.
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk I/O error")]
+    struct Nested(#[source] std::io::Error);
+
+    /// Every part of a chain, as anyhow's `{:#}` joins them.
+    fn chain(e: &dyn Error) -> String {
+        let mut parts = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            parts.push(s.to_string());
+            next = s.source();
+        }
+        parts.join(": ")
+    }
+
+    #[test]
+    fn an_error_chain_prints_each_part_once() {
+        let io = std::io::Error::other("permission denied");
+        let e = StoreError::backend("cannot open /data/events.db", io);
+        assert_eq!(
+            chain(&e),
+            "event store: cannot open /data/events.db: permission denied"
+        );
+
+        let nested = Nested(std::io::Error::other("no space left on device"));
+        let e = StoreError::backend("cannot write a batch", nested);
+        assert_eq!(
+            chain(&e),
+            "event store: cannot write a batch: disk I/O error: no space left on device"
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "event store: cannot write a batch: disk I/O error: no space left on device"
+        );
     }
 }

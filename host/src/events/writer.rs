@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ids::RequestId;
+
 use super::{
     EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
 };
@@ -64,8 +66,8 @@ impl EventLog {
     }
 
     /// One event.
-    pub async fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let id = request_id.to_string();
+    pub async fn get(&self, request_id: &RequestId) -> Result<Option<EventRecord>, StoreError> {
+        let id = request_id.clone();
         self.read(move |s| s.get(&id)).await
     }
 
@@ -75,8 +77,8 @@ impl EventLog {
     }
 
     /// An event's log lines.
-    pub async fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
-        let id = request_id.to_string();
+    pub async fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError> {
+        let id = request_id.clone();
         self.read(move |s| s.logs(&id)).await
     }
 

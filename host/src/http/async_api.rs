@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{error_body, trigger_for, AppState};
 use crate::events::{
     time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus, InvokeType, ListQuery,
-    TerminateOutcome,
+    RequestId, TerminateOutcome,
 };
 
 /// Largest page a list request may ask for.
@@ -99,7 +99,7 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, String
         match name.as_str() {
             "function" => q.function = Some(v.clone()),
             "qualifier" => q.qualifier = Some(v.clone()),
-            "requestId" => q.request_id = Some(v.clone()),
+            "requestId" => q.request_id = Some(v.as_str().into()),
             "status" => {
                 for s in v.split(',').filter(|s| !s.is_empty()) {
                     let st = EventStatus::parse(s).ok_or_else(|| {
@@ -190,7 +190,7 @@ pub(super) async fn list(
     }
 }
 
-fn not_found(id: &str) -> Response {
+fn not_found(id: &RequestId) -> Response {
     error_body(
         StatusCode::NOT_FOUND,
         format!(
@@ -199,7 +199,7 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-pub(super) async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn status(State(state): State<AppState>, Path(id): Path<RequestId>) -> Response {
     match state.events.log().get(&id).await {
         Ok(Some(e)) => {
             let mut v = summary(&e);
@@ -216,7 +216,7 @@ pub(super) async fn status(State(state): State<AppState>, Path(id): Path<String>
 
 pub(super) async fn terminate(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<RequestId>,
     body: Bytes,
 ) -> Response {
     let graceful = if body.iter().all(u8::is_ascii_whitespace) {
@@ -254,7 +254,7 @@ pub(super) async fn terminate(
     }
 }
 
-pub(super) async fn logs(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn logs(State(state): State<AppState>, Path(id): Path<RequestId>) -> Response {
     match state.events.log().get(&id).await {
         Ok(Some(_)) => {}
         Ok(None) => return not_found(&id),

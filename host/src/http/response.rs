@@ -82,7 +82,7 @@ pub(super) fn invocation_response(r: InvocationResult, caller: Caller) -> Respon
     };
     let h = resp.headers_mut();
     h.insert(OUTCOME_HEADER, HeaderValue::from_static(r.outcome.as_str()));
-    if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {
+    if let Ok(v) = HeaderValue::from_str(r.invocation_id.as_str()) {
         h.insert(INVOCATION_ID_HEADER, v);
     }
     resp

@@ -35,7 +35,7 @@ use super::signatures::{Admission, SignatureCache, MAX_SIGNATURES};
 use super::{tc3, trigger_for, AppState};
 use crate::config::FunctionConfig;
 use crate::events::{time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus};
-use crate::events::{InvokeType, ListQuery, StatusCode, TerminateOutcome};
+use crate::events::{InvokeType, ListQuery, RequestId, StatusCode, TerminateOutcome};
 use crate::host::ScfCredentials;
 use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeError};
 
@@ -499,7 +499,7 @@ async fn list(state: &AppState, p: &Params<'_>) -> ApiResult {
         function: Some(p.function(state)?.name.clone()),
         qualifier: p.str("Qualifier")?.map(str::to_string),
         invoke_types: p.strings("InvokeType")?,
-        request_id: p.str("InvokeRequestId")?.map(str::to_string),
+        request_id: p.str("InvokeRequestId")?.map(RequestId::from),
         offset: p.uint("Offset")?.unwrap_or(0),
         limit: p.uint("Limit")?.unwrap_or(20),
         ascending: p.choice("Order", &["DESC", "ASC"])? == Some(1),
@@ -554,7 +554,7 @@ async fn list(state: &AppState, p: &Params<'_>) -> ApiResult {
     Ok(json!({ "EventList": events, "TotalCount": page.total }))
 }
 
-fn event_not_found(id: &str) -> ApiError {
+fn event_not_found(id: &RequestId) -> ApiError {
     err(
         "ResourceNotFound.AsyncEvent",
         format!("no async event with InvokeRequestId \"{id}\" (unknown, or pruned after the retention window)"),
@@ -562,7 +562,7 @@ fn event_not_found(id: &str) -> ApiError {
 }
 
 async fn get_status(state: &AppState, p: &Params<'_>) -> ApiResult {
-    let id = p.required("InvokeRequestId")?;
+    let id = &RequestId::from(p.required("InvokeRequestId")?);
     let e = state
         .events
         .log()
@@ -584,7 +584,7 @@ async fn get_status(state: &AppState, p: &Params<'_>) -> ApiResult {
 async fn terminate(state: &AppState, p: &Params<'_>) -> ApiResult {
     p.namespace()?;
     let name = &p.function(state)?.name;
-    let id = p.required("InvokeRequestId")?;
+    let id = &RequestId::from(p.required("InvokeRequestId")?);
     let graceful = match p.get("GraceShutdown") {
         None => false,
         Some(Value::Bool(b)) => *b,

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::guard::CancelOnDrop;
 use super::{without_key_param, ADMIN_KEY_HEADER, INVOCATION_ID_HEADER};
-use crate::invocation::{InvocationResult, InvokeError};
+use crate::invocation::{InvocationId, InvocationResult, InvokeError};
 
 /// The header that tells a worker's HTTP server which invocation a
 /// forwarded request belongs to.
@@ -57,7 +57,7 @@ pub(crate) type ResultFuture =
 /// without the host's key and hop-by-hop headers, and `body` as it comes.
 pub(crate) fn forwarded_request(
     base: &str,
-    invocation_id: &str,
+    invocation_id: &InvocationId,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -87,7 +87,7 @@ pub(crate) fn forwarded_request(
         .unwrap_or(HeaderValue::from_static("127.0.0.1"));
     h.insert("x-forwarded-host", host);
     h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let id = HeaderValue::from_str(invocation_id).map_err(|e| e.to_string())?;
+    let id = HeaderValue::from_str(invocation_id.as_str()).map_err(|e| e.to_string())?;
     h.insert(WORKER_INVOCATION_HEADER, id);
     Ok(request)
 }
@@ -96,7 +96,7 @@ pub(crate) fn forwarded_request(
 /// body, which ends early (an aborted response) when the invocation fails.
 pub(crate) fn streamed_response(
     worker_response: hyper::Response<hyper::body::Incoming>,
-    invocation_id: &str,
+    invocation_id: &InvocationId,
     result: Option<ResultFuture>,
     guard: CancelOnDrop,
 ) -> Response {
@@ -113,7 +113,7 @@ pub(crate) fn streamed_response(
             h.append(name.clone(), value.clone());
         }
     }
-    if let Ok(v) = HeaderValue::from_str(invocation_id) {
+    if let Ok(v) = HeaderValue::from_str(invocation_id.as_str()) {
         h.insert(HeaderName::from_static(INVOCATION_ID_HEADER), v);
     }
     response
@@ -124,7 +124,7 @@ pub(crate) fn streamed_response(
 enum StreamEnded {
     #[error("invocation {id} ended {outcome} while its response streamed: {error}")]
     Failed {
-        id: String,
+        id: InvocationId,
         outcome: crate::invocation::Outcome,
         error: String,
     },
@@ -201,7 +201,7 @@ mod tests {
         headers.insert("x-other", HeaderValue::from_static("v"));
         let r = forwarded_request(
             "http://localhost:55000/",
-            "inv-1",
+            &"inv-1".into(),
             &Method::PUT,
             &uri,
             &headers,

@@ -52,8 +52,8 @@ async fn timeout_on_spin_kills_and_replaces_the_instance_and_ends_its_neighbour_
     let err = neighbour.error.unwrap();
     assert!(
         err.contains(&first_worker)
-            && err.contains(&spin.invocation_id)
-            && err.contains(&neighbour.invocation_id),
+            && err.contains(spin.invocation_id.as_str())
+            && err.contains(neighbour.invocation_id.as_str()),
         "the neighbour's error names the instance and both invocations: {err}"
     );
 
@@ -68,7 +68,8 @@ async fn an_explicit_cancel_is_sent_once_and_answers_every_later_cancel() {
     let host = app.start(1).await;
     let h = host.handle().clone();
     assert_eq!(
-        h.cancel("no-such-id", CancelReason::Requested).await,
+        h.cancel(&"no-such-id".into(), CancelReason::Requested)
+            .await,
         CancelResponse::NotFound
     );
 
@@ -157,19 +158,22 @@ async fn cancel_and_kill_tell_a_stopped_host_from_an_unknown_id() {
     let host = app.start(1).await;
     let h = host.handle().clone();
     assert_eq!(
-        h.cancel("no-such-invocation", CancelReason::Requested)
+        h.cancel(&"no-such-invocation".into(), CancelReason::Requested)
             .await,
         CancelResponse::NotFound
     );
-    assert_eq!(h.kill("no-such-invocation").await, CancelResponse::NotFound);
+    assert_eq!(
+        h.kill(&"no-such-invocation".into()).await,
+        CancelResponse::NotFound
+    );
     host.shutdown().await;
     assert_eq!(
-        h.cancel("no-such-invocation", CancelReason::Requested)
+        h.cancel(&"no-such-invocation".into(), CancelReason::Requested)
             .await,
         CancelResponse::HostStopped
     );
     assert_eq!(
-        h.kill("no-such-invocation").await,
+        h.kill(&"no-such-invocation".into()).await,
         CancelResponse::HostStopped
     );
 }

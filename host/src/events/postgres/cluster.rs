@@ -29,6 +29,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::{failed, pool_failed, record_at, COLUMNS};
 use crate::events::time::now_ms;
 use crate::events::{EventLogLine, EventRecord, EventStatus, StatusCode, StoreError};
+use crate::ids::RequestId;
 
 /// Advisory lock key of the rescue pass ("rescue" in ASCII).
 const RESCUE_LOCK: i64 = 0x7265_7363_7565;
@@ -71,7 +72,7 @@ pub enum Delivery {
     /// Terminate an event this host runs.
     Terminate {
         /// The event.
-        request_id: String,
+        request_id: RequestId,
         /// How.
         termination: RemoteTermination,
     },
@@ -202,7 +203,7 @@ impl Cluster {
             .filter_map(|r| {
                 let mode: String = r.get(1);
                 Some(Delivery::Terminate {
-                    request_id: r.get(0),
+                    request_id: r.get::<_, RequestId>(0),
                     termination: RemoteTermination::parse(&mode)?,
                 })
             })
@@ -215,7 +216,7 @@ impl Cluster {
     /// went back to waiting): the caller looks again.
     pub async fn request_terminate(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         termination: RemoteTermination,
     ) -> Result<Option<String>, StoreError> {
         let c = self.client().await?;
@@ -298,7 +299,7 @@ impl Cluster {
                 continue;
             }
             let d = Delivery::Terminate {
-                request_id: id.to_string(),
+                request_id: RequestId::from(id),
                 termination,
             };
             if deliveries.send(d).await.is_err() {

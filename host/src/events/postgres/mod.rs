@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::Handle;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
     EventLogLine, EventRecord, EventStatus, EventStore, InvokeType, ListPage, ListQuery,
     StatusCode, StoreError, WriteOp, WriteOutcome, INLINE_INPUT_LIMIT,
 };
+use crate::ids::RequestId;
 
 mod cluster;
 mod schema;
@@ -67,6 +68,36 @@ fn small_input_columns(table: &str) -> String {
 
 fn record(row: &Row) -> Result<EventRecord, StoreError> {
     record_at(row, 0)
+}
+
+/// Stored as text.
+impl ToSql for RequestId {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for RequestId {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        String::from_sql(ty, raw).map(Self::from)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <String as FromSql>::accepts(ty)
+    }
 }
 
 /// PostgreSQL-backed [`EventStore`], shared by every host on the database.
@@ -155,7 +186,7 @@ impl EventStore for PgStore {
         })
     }
 
-    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+    fn get(&self, request_id: &RequestId) -> Result<Option<EventRecord>, StoreError> {
         self.block(async {
             let sql = format!("SELECT {COLUMNS} FROM fnhost_events WHERE request_id = $1");
             Ok(self.records(&sql, &[&request_id]).await?.pop())
@@ -229,7 +260,7 @@ impl EventStore for PgStore {
         })
     }
 
-    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+    fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError> {
         self.block(async {
             let c = self.client().await?;
             let rows = c

@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 use super::failed;
 use crate::events::time::now_ms;
 use crate::events::{EventLogLine, StoreError, WriteOp, WriteOutcome};
+use crate::ids::RequestId;
 
 /// An insert and its ready marker, in one statement. With an idempotency
 /// key seen before, it inserts nothing and returns no row.
@@ -196,7 +197,7 @@ pub(super) async fn apply(
             )
             .await
             .map_err(failed("cannot read an idempotency key"))?;
-        let (id, seen): (String, Vec<u8>) = (row.get(0), row.get(1));
+        let (id, seen): (RequestId, Vec<u8>) = (row.get(0), row.get(1));
         *outcome = if &seen == digest {
             WriteOutcome::Duplicate(id)
         } else {

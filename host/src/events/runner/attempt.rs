@@ -18,6 +18,7 @@ use crate::events::time::now_ms;
 use crate::events::{AsyncConfig, EventLog, EventLogLine, EventRecord, EventStatus, StoreError};
 use crate::events::{StatusCode, WriteOutcome};
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 use crate::invocation::{
     CancelDelivery, CancelReason, InvocationInput, InvocationResult, InvokeError,
 };
@@ -35,7 +36,7 @@ pub(super) struct Attempt {
 
 impl Attempt {
     /// Runs `e` as invocation `invocation_id`.
-    pub(super) async fn run(self, mut e: EventRecord, invocation_id: String) {
+    pub(super) async fn run(self, mut e: EventRecord, invocation_id: InvocationId) {
         let next = match self.execute(&mut e, &invocation_id).await {
             Ok(next) => next,
             Err(err) => {
@@ -64,7 +65,7 @@ impl Attempt {
         *self.termination.borrow()
     }
 
-    async fn settle(self, id: String, next: Next) {
+    async fn settle(self, id: RequestId, next: Next) {
         let next = match next {
             Next::Retry(mut e, at) => {
                 shed_large_input(&mut e);
@@ -114,7 +115,11 @@ impl Attempt {
         }
     }
 
-    async fn execute(&self, e: &mut EventRecord, invocation_id: &str) -> Result<Next, StoreError> {
+    async fn execute(
+        &self,
+        e: &mut EventRecord,
+        invocation_id: &InvocationId,
+    ) -> Result<Next, StoreError> {
         // Counted first: a store failure below gives the attempt back
         // (`Attempt::run`), so each failure path must have taken it.
         e.attempts += 1;
@@ -290,4 +295,77 @@ const MAX_RESULT_BYTES: usize = 64 * 1024;
 fn bounded(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes.truncate(MAX_RESULT_BYTES);
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dispatcher::Command;
+    use crate::events::{InvokeType, SqliteStore, WriteOp};
+
+    fn queued(id: &str) -> EventRecord {
+        EventRecord {
+            request_id: id.into(),
+            function: "f".into(),
+            qualifier: "$LATEST".into(),
+            invoke_type: InvokeType::Api,
+            status: EventStatus::Queued,
+            status_code: None,
+            attempts: 0,
+            input: Vec::new(),
+            result: None,
+            error: None,
+            start_ms: now_ms(),
+            end_ms: None,
+            next_attempt_ms: None,
+            owner_host: None,
+            lease_token: None,
+        }
+    }
+
+    /// A terminate that reached the attempt after its RUNNING write but
+    /// before the dispatcher held its invocation found nothing to cancel
+    /// there: the attempt repeats it once its submission is in.
+    #[tokio::test]
+    async fn a_terminate_before_the_submission_is_repeated_to_the_dispatcher() {
+        let dir = std::env::temp_dir().join(format!("fnhost-attempt-{}", uuid::Uuid::new_v4()));
+        let store = SqliteStore::open(&dir.join("events.db")).unwrap();
+        let log = EventLog::start(Arc::new(store));
+        let e = queued("r1");
+        log.write(WriteOp::Insert {
+            event: e.clone(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+        let (commands, mut dispatcher) = mpsc::channel(8);
+        let (cmds, _settled) = mpsc::channel(8);
+        let (terminate, termination) = watch::channel(None);
+        let attempt = Attempt {
+            log,
+            host: HostHandle::with_commands(commands),
+            config: Arc::new(AsyncConfig::default()),
+            cmds,
+            termination,
+        };
+        // Signalled before the dispatcher knows the invocation.
+        terminate.send_replace(Some(Termination::Graceful));
+        tokio::spawn(attempt.run(e, "inv-1".into()));
+
+        let wait = Duration::from_secs(5);
+        let Some(Command::Invoke { id, .. }) =
+            tokio::time::timeout(wait, dispatcher.recv()).await.unwrap()
+        else {
+            panic!("the attempt submits its invocation first");
+        };
+        assert_eq!(id, "inv-1");
+        match tokio::time::timeout(wait, dispatcher.recv()).await {
+            Ok(Some(Command::Cancel { id, reason, .. })) => {
+                assert_eq!((id.as_str(), reason), ("inv-1", CancelReason::Requested));
+            }
+            _ => panic!("the terminate is repeated once the invocation is submitted"),
+        }
+    }
 }

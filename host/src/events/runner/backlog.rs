@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use crate::ids::RequestId;
+
 /// Events of one kind (queued, or retrying) that may wait in the store
 /// only, and the read that loads them.
 #[derive(Debug, Default)]
@@ -18,7 +20,7 @@ pub(super) struct Backlog {
 pub(super) struct Read {
     /// Events whose attempt settled while the read ran: it may hold a
     /// stale copy of them.
-    pub(super) settled: HashSet<String>,
+    pub(super) settled: HashSet<RequestId>,
     pub(super) left_in_store: bool,
 }
 
@@ -49,9 +51,9 @@ impl Backlog {
         }
     }
 
-    pub(super) fn settled(&mut self, id: &str) {
+    pub(super) fn settled(&mut self, id: &RequestId) {
         if let Some(read) = &mut self.read {
-            read.settled.insert(id.to_string());
+            read.settled.insert(id.clone());
         }
     }
 }

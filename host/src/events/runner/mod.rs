@@ -25,6 +25,7 @@ use super::{
     WriteOutcome,
 };
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 use crate::invocation::CancelReason;
 
 mod attempt;
@@ -64,9 +65,9 @@ pub struct EnqueueRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new event, durably stored.
-    New(String),
+    New(RequestId),
     /// A repeat of an earlier request with the same idempotency key and body.
-    Existing(String),
+    Existing(RequestId),
 }
 
 /// Why an async invoke was not accepted.
@@ -83,7 +84,7 @@ pub enum EnqueueError {
         /// The key.
         key: String,
         /// The request id it belongs to.
-        existing: String,
+        existing: RequestId,
     },
     /// The store failed; nothing was accepted.
     #[error(transparent)]
@@ -137,6 +138,7 @@ pub struct AsyncEvents {
     catalog: crate::catalog::Catalog,
     tasks: TaskTracker,
     cluster: Option<Arc<Cluster>>,
+    cluster_tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl AsyncEvents {
@@ -155,16 +157,19 @@ impl AsyncEvents {
         let (cmds, rx) = mpsc::channel(4096);
         let config = Arc::new(config);
         let tasks = TaskTracker::new();
-        let mut core = Core::new(config.clone(), || uuid::Uuid::new_v4().to_string());
+        let mut core = Core::new(config.clone(), InvocationId::random);
         if cluster.is_some() {
             core = core.shared(config.max_concurrency);
         }
         let draining = Arc::new(AtomicBool::new(false));
+        // Until `close`, which aborts them: they loop for as long as the
+        // host is a member.
+        let mut cluster_tasks = Vec::new();
         if let Some(cluster) = &cluster {
             let (deliveries, mut delivered) = mpsc::channel(256);
-            tasks.spawn(cluster.clone().listen(deliveries));
+            cluster_tasks.push(tokio::spawn(cluster.clone().listen(deliveries)));
             let forward = cmds.clone();
-            tasks.spawn(async move {
+            cluster_tasks.push(tokio::spawn(async move {
                 while let Some(Delivery::Terminate {
                     request_id,
                     termination,
@@ -178,13 +183,13 @@ impl AsyncEvents {
                         break;
                     }
                 }
-            });
-            tasks.spawn(membership::keep(
+            }));
+            cluster_tasks.push(tokio::spawn(membership::keep(
                 cluster.clone(),
                 cmds.clone(),
                 config.clone(),
                 draining.clone(),
-            ));
+            )));
         }
         let mut runner = Runner {
             core,
@@ -209,6 +214,7 @@ impl AsyncEvents {
             catalog,
             tasks,
             cluster,
+            cluster_tasks: Arc::new(std::sync::Mutex::new(cluster_tasks)),
         })
     }
 
@@ -228,7 +234,7 @@ impl AsyncEvents {
             },
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = RequestId::random();
         let record = EventRecord {
             request_id: id.clone(),
             function: req.function,
@@ -270,7 +276,7 @@ impl AsyncEvents {
     /// escalated to forced after the grace).
     pub async fn terminate(
         &self,
-        request_id: &str,
+        request_id: &RequestId,
         graceful: bool,
     ) -> Result<TerminateOutcome, TerminateError> {
         let (reply, rx) = oneshot::channel();
@@ -280,7 +286,7 @@ impl AsyncEvents {
             Termination::Forced
         };
         let cmd = Cmd::Terminate {
-            id: request_id.to_string(),
+            id: request_id.clone(),
             termination,
             reply,
         };
@@ -305,11 +311,29 @@ impl AsyncEvents {
         let _ = self.cmds.send(Msg::Core(Cmd::StopStartingAttempts)).await;
     }
 
-    /// Stops the runner; the store closes once the last handle is dropped.
-    /// With a shared store the host leaves the cluster: its unstarted
-    /// events go back in line for its peers.
-    pub async fn close(&self) {
+    /// Stops the runner and waits up to `deadline` for its tasks (attempts
+    /// recording their end, store writes and reads) to finish; the store
+    /// closes once the last handle is dropped. Tasks still running at the
+    /// deadline are left to end on their own, with a warning. With a shared
+    /// store the host then leaves the cluster: its unstarted events go back
+    /// in line for its peers.
+    pub async fn close(&self, deadline: Duration) {
         let _ = self.cmds.send(Msg::Close).await;
+        if let Ok(mut tasks) = self.cluster_tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+        // The runner closes the tracker too once its loop ends; closing it
+        // here as well lets the wait end without waiting for that.
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            let running = self.tasks.len();
+            tracing::warn!("async runner closed with {running} tasks still running after {deadline:?}; they end on their own");
+        }
         if let Some(cluster) = &self.cluster {
             if let Err(e) = cluster.leave().await {
                 tracing::warn!("cannot leave the cluster cleanly ({e}); peers rescue this host's events after the dead time");
@@ -344,14 +368,14 @@ struct Runner {
     config: Arc<AsyncConfig>,
     cmds: mpsc::Sender<Msg>,
     tasks: TaskTracker,
-    timers: DelayQueue<(String, TimerId)>,
+    timers: DelayQueue<(RequestId, TimerId)>,
     timer_keys: HashMap<TimerId, delay_queue::Key>,
     /// With a shared store: this host's membership.
     cluster: Option<Arc<Cluster>>,
     /// Attempts no longer start here (told to peers by the heartbeat).
     draining: Arc<AtomicBool>,
     /// Each running attempt's end of its termination channel.
-    attempts: HashMap<String, watch::Sender<Option<Termination>>>,
+    attempts: HashMap<RequestId, watch::Sender<Option<Termination>>>,
     idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -577,9 +601,9 @@ impl Runner {
     }
 
     /// An attempt task's parts, with a fresh termination channel.
-    fn attempt(&mut self, id: &str) -> Attempt {
+    fn attempt(&mut self, id: &RequestId) -> Attempt {
         let (tx, termination) = watch::channel(None);
-        self.attempts.insert(id.to_string(), tx);
+        self.attempts.insert(id.clone(), tx);
         Attempt {
             log: self.log.clone(),
             host: self.host.clone(),

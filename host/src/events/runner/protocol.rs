@@ -3,6 +3,7 @@
 
 use crate::events::postgres::RemoteTermination;
 use crate::events::EventRecord;
+use crate::ids::{InvocationId, RequestId};
 
 /// How a user asked to end a running event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub(super) enum Cmd<R> {
         seq: i64,
     },
     Terminate {
-        id: String,
+        id: RequestId,
         termination: Termination,
         reply: R,
     },
@@ -82,17 +83,17 @@ pub(super) enum Cmd<R> {
     /// invocation ended, or was not submitted, before the terminate
     /// reached it).
     AnswerAfterSettle {
-        id: String,
+        id: RequestId,
         reply: R,
     },
     /// A terminate's abort write is done; `failed` holds the event when it
     /// could not be recorded.
     AbortWritten {
-        id: String,
+        id: RequestId,
         failed: Option<EventRecord>,
     },
     Settled {
-        id: String,
+        id: RequestId,
         next: Next,
     },
     /// A refill's answer: queued events past the cursor with their sequence
@@ -109,7 +110,7 @@ pub(super) enum Cmd<R> {
         complete: bool,
     },
     TimerFired {
-        id: String,
+        id: RequestId,
         timer: TimerId,
     },
     /// Stop starting attempts (a drain or a shutdown); queued events stay
@@ -120,7 +121,7 @@ pub(super) enum Cmd<R> {
     Poll,
     /// A terminate another host recorded for an event this host runs.
     DeliverTerminate {
-        id: String,
+        id: RequestId,
         termination: Termination,
     },
     /// Peers presumed this host dead and took its events over: drop every
@@ -138,7 +139,7 @@ pub(super) enum Effect<R> {
     /// Run an attempt of `event` as invocation `invocation_id`.
     StartAttempt {
         event: EventRecord,
-        invocation_id: String,
+        invocation_id: InvocationId,
     },
     /// Record that `event` is past `maxEventAge` instead of running it. It
     /// counts as running until it settles, so a terminate still reaches it.
@@ -148,27 +149,27 @@ pub(super) enum Effect<R> {
     /// Tell a running attempt about its terminate and cancel or kill its
     /// invocation.
     Signal {
-        id: String,
-        invocation_id: String,
+        id: RequestId,
+        invocation_id: InvocationId,
         termination: Termination,
         reply: R,
     },
     /// Tell a running attempt about a terminate recorded by another host,
     /// and cancel or kill its invocation; nobody waits for an answer here.
     Relay {
-        id: String,
-        invocation_id: String,
+        id: RequestId,
+        invocation_id: InvocationId,
         termination: Termination,
     },
     /// Cancel the invocation of an attempt whose event this host no longer
     /// owns.
     Abandon {
-        id: String,
-        invocation_id: String,
+        id: RequestId,
+        invocation_id: InvocationId,
     },
     /// Look up an event memory does not hold, for a terminate.
     LookUp {
-        id: String,
+        id: RequestId,
         termination: Termination,
         reply: R,
     },
@@ -179,12 +180,12 @@ pub(super) enum Effect<R> {
     },
     /// Answer terminates from the event's stored record.
     AnswerFromStore {
-        id: String,
+        id: RequestId,
         replies: Vec<R>,
     },
     StartTimer {
         timer: TimerId,
-        id: String,
+        id: RequestId,
         at_ms: i64,
     },
     CancelTimer(TimerId),

@@ -12,6 +12,7 @@ use super::backlog::Backlog;
 use super::policy;
 pub(super) use super::protocol::{Cmd, Effect, Next, Termination, TimerId};
 use crate::events::{AsyncConfig, EventRecord, InvokeType};
+use crate::ids::{InvocationId, RequestId};
 
 /// Where one event the runner holds stands.
 enum Held<R> {
@@ -20,7 +21,7 @@ enum Held<R> {
     /// Waiting for its timer (a retry, or a re-run after a drain).
     Waiting { event: EventRecord, timer: TimerId },
     Running {
-        invocation_id: String,
+        invocation_id: InvocationId,
         termination: Option<Termination>,
         /// Terminates to answer when the attempt settles.
         settle_waiters: Vec<R>,
@@ -59,11 +60,11 @@ const SHORTLY_MS: i64 = 1000;
 /// The runner's state and decisions.
 pub(super) struct Core<R> {
     config: Arc<AsyncConfig>,
-    new_invocation_id: Box<dyn FnMut() -> String + Send>,
-    held: HashMap<String, Held<R>>,
+    new_invocation_id: Box<dyn FnMut() -> InvocationId + Send>,
+    held: HashMap<RequestId, Held<R>>,
     /// The `Ready` events, oldest first: always the oldest of all queued
     /// events, at most `queueMemoryLimit` of them.
-    ready: VecDeque<String>,
+    ready: VecDeque<RequestId>,
     waiting: usize,
     running: usize,
     next_timer: u64,
@@ -96,7 +97,7 @@ impl<R> Core<R> {
     /// in the store; `Cmd::Recovered` says where queued ones start.
     pub(super) fn new(
         config: Arc<AsyncConfig>,
-        new_invocation_id: impl FnMut() -> String + Send + 'static,
+        new_invocation_id: impl FnMut() -> InvocationId + Send + 'static,
     ) -> Self {
         Self {
             config,
@@ -201,7 +202,7 @@ impl<R> Core<R> {
         }
     }
 
-    fn insert(&mut self, id: String, h: Held<R>) {
+    fn insert(&mut self, id: RequestId, h: Held<R>) {
         self.count(&h, 1);
         let replaced = self.held.insert(id.clone(), h);
         if let Some(old) = replaced {
@@ -215,7 +216,7 @@ impl<R> Core<R> {
         }
     }
 
-    fn remove(&mut self, id: &str) -> Option<Held<R>> {
+    fn remove(&mut self, id: &RequestId) -> Option<Held<R>> {
         let h = self.held.remove(id)?;
         self.count(&h, -1);
         Some(h)
@@ -366,7 +367,7 @@ impl<R> Core<R> {
         }
     }
 
-    fn terminate(&mut self, id: String, termination: Termination, reply: R) {
+    fn terminate(&mut self, id: RequestId, termination: Termination, reply: R) {
         match self.held.get_mut(&id) {
             Some(Held::Running {
                 invocation_id,
@@ -408,7 +409,7 @@ impl<R> Core<R> {
 
     /// A terminate another host recorded: carried out if this host runs
     /// the event, and once (a repeat of the same kind changes nothing).
-    fn relay(&mut self, id: String, termination: Termination) {
+    fn relay(&mut self, id: RequestId, termination: Termination) {
         if let Some(Held::Running {
             invocation_id,
             termination: t,
@@ -432,7 +433,7 @@ impl<R> Core<R> {
     /// more. Running attempts are abandoned (they settle later, and their
     /// writes find the claim gone); reads start again from the store.
     fn lease_lost(&mut self) {
-        let ids: Vec<String> = self.held.keys().cloned().collect();
+        let ids: Vec<RequestId> = self.held.keys().cloned().collect();
         for id in ids {
             match self.held.get(&id) {
                 Some(Held::Running { invocation_id, .. }) => {
@@ -482,7 +483,7 @@ impl<R> Core<R> {
         self.effects.push(Effect::WriteAbort { event: e, replies });
     }
 
-    fn abort_written(&mut self, id: String, failed: Option<EventRecord>, now_ms: i64) {
+    fn abort_written(&mut self, id: RequestId, failed: Option<EventRecord>, now_ms: i64) {
         let Some(Held::Aborting {
             writes,
             failed: kept,
@@ -507,7 +508,7 @@ impl<R> Core<R> {
         }
     }
 
-    fn settled(&mut self, id: String, next: Next, now_ms: i64) {
+    fn settled(&mut self, id: RequestId, next: Next, now_ms: i64) {
         // A read under way may hold a copy of it from before.
         self.queued.settled(&id);
         self.retries.settled(&id);

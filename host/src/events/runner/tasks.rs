@@ -18,6 +18,7 @@ use crate::events::{
     WriteOutcome, INLINE_INPUT_LIMIT,
 };
 use crate::host::HostHandle;
+use crate::ids::{InvocationId, RequestId};
 use crate::invocation::{CancelReason, CancelResponse};
 
 pub(super) fn platform(line: impl Into<String>) -> EventLogLine {
@@ -86,8 +87,8 @@ fn hand_over(log: &EventLog, event: EventRecord, seq: i64) -> Cmd<TerminateReply
 pub(super) async fn signal(
     host: HostHandle,
     cmds: mpsc::Sender<Msg>,
-    id: String,
-    inv: String,
+    id: RequestId,
+    inv: InvocationId,
     termination: Termination,
     reply: Option<TerminateReply>,
 ) {
@@ -120,7 +121,7 @@ pub(super) async fn look_up(
     log: EventLog,
     cluster: Option<Arc<Cluster>>,
     cmds: mpsc::Sender<Msg>,
-    id: String,
+    id: RequestId,
     termination: Termination,
     reply: TerminateReply,
 ) {
@@ -196,7 +197,7 @@ pub(super) async fn write_abort(
 /// Answers terminates of an event whose attempt has settled, from its
 /// stored record: an event that ended on its own is `already-completed`; one
 /// the terminate ended (it raced the attempt's close) is `done`.
-pub(super) async fn answer_from_store(log: EventLog, id: String, replies: Vec<TerminateReply>) {
+pub(super) async fn answer_from_store(log: EventLog, id: RequestId, replies: Vec<TerminateReply>) {
     let answer = match log.get(&id).await {
         Ok(Some(e)) if e.status.is_final() && e.status != EventStatus::Aborted => {
             Ok(TerminateOutcome::AlreadyCompleted(e.status))
@@ -220,7 +221,7 @@ pub(super) async fn send_to_on_failure(
 ) {
     let input = TypedData::json(policy::failure_payload(&failed).to_string());
     let record = EventRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: RequestId::random(),
         function: target,
         qualifier: failed.qualifier.clone(),
         invoke_type: InvokeType::OnFailure,

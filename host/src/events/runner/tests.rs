@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::state::{Cmd, Core, Effect, Next, Termination, TimerId};
 use crate::events::{AsyncConfig, EventRecord, EventStatus, InvokeType};
+use crate::ids::InvocationId;
 
 /// A terminate's reply, as the test sees it.
 type Reply = u32;
@@ -47,7 +48,7 @@ impl Runner {
         let mut n = 0;
         let core = Core::new(Arc::new(config), move || {
             n += 1;
-            format!("invocation-{n}")
+            InvocationId::from(format!("invocation-{n}"))
         });
         let mut r = Self {
             core,

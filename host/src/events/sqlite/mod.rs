@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
 
+use crate::ids::RequestId;
+
 use super::{
     EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
 };
@@ -147,7 +149,7 @@ impl EventStore for SqliteStore {
         Ok(out)
     }
 
-    fn get(&self, request_id: &str) -> Result<Option<EventRecord>, StoreError> {
+    fn get(&self, request_id: &RequestId) -> Result<Option<EventRecord>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events WHERE request_id = ?1"
@@ -235,7 +237,7 @@ impl EventStore for SqliteStore {
         })
     }
 
-    fn logs(&self, request_id: &str) -> Result<Vec<EventLogLine>, StoreError> {
+    fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT time_ms, line FROM event_log_lines WHERE request_id = ?1 ORDER BY id",
@@ -349,5 +351,18 @@ impl Where {
         } else {
             format!("WHERE {}", self.conditions.join(" AND "))
         }
+    }
+}
+
+/// A request id is its text in the store.
+impl ToSql for RequestId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.as_str().to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for RequestId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(v).map(Self::from)
     }
 }

@@ -78,7 +78,7 @@ fn filters_order_and_pages() {
         .unwrap()
         .events
         .into_iter()
-        .map(|e| e.request_id)
+        .map(|e| e.request_id.into_string())
         .collect();
     assert_eq!(ids, ["e03", "e06"], "start inclusive, end exclusive");
     let q = ListQuery {
@@ -100,7 +100,10 @@ fn events_of_the_same_millisecond_list_in_the_order_they_were_accepted() {
     }
     let ids = |q: ListQuery| -> Vec<String> {
         let page = s.list(&ListQuery { limit: 10, ..q }).unwrap();
-        page.events.into_iter().map(|e| e.request_id).collect()
+        page.events
+            .into_iter()
+            .map(|e| e.request_id.into_string())
+            .collect()
     };
     let asc = ListQuery {
         ascending: true,
@@ -130,7 +133,7 @@ fn queued_pages_in_acceptance_order_and_interrupted_is_only_running() {
     big.input = vec![7; INLINE_INPUT_LIMIT + 1];
     insert(&s, big);
     let ids = |v: &[(i64, EventRecord)]| -> Vec<String> {
-        v.iter().map(|(_, e)| e.request_id.clone()).collect()
+        v.iter().map(|(_, e)| e.request_id.to_string()).collect()
     };
     // Acceptance order is insertion order.
     let start = s.queue_start().unwrap();
@@ -148,7 +151,7 @@ fn queued_pages_in_acceptance_order_and_interrupted_is_only_running() {
         .interrupted()
         .unwrap()
         .into_iter()
-        .map(|e| e.request_id)
+        .map(|e| e.request_id.into_string())
         .collect();
     assert_eq!(interrupted, ["r"]);
     std::fs::remove_dir_all(dir).unwrap();
@@ -180,7 +183,7 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
     // Status changes, an update that changes nothing, and a prune.
     for i in (1..60).step_by(3) {
         let op = WriteOp::Update {
-            request_id: format!("e{i}"),
+            request_id: format!("e{i}").into(),
             status: EventStatus::Failed,
             status_code: Some(StatusCode::FunctionError),
             attempts: 1,
@@ -304,7 +307,7 @@ fn retrying_events_come_earliest_due_first() {
         .retrying(2)
         .unwrap()
         .into_iter()
-        .map(|e| e.request_id)
+        .map(|e| e.request_id.into_string())
         .collect();
     assert_eq!(ids, ["soon", "mid"]);
     assert_eq!(s.retrying(10).unwrap().len(), 3);
@@ -369,9 +372,14 @@ fn updates_never_change_an_ended_event() {
         apply(update(EventStatus::Finished, "end")),
         WriteOutcome::Unchanged
     );
-    let e = s.get("q").unwrap().unwrap();
+    let e = s.get(&"q".into()).unwrap().unwrap();
     assert_eq!(e.status, EventStatus::Aborted);
-    let lines: Vec<_> = s.logs("q").unwrap().into_iter().map(|l| l.line).collect();
+    let lines: Vec<_> = s
+        .logs(&"q".into())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
     assert_eq!(lines, ["aborted"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -408,12 +416,12 @@ fn prune_removes_old_ended_events_and_their_logs() {
         lines: vec![line.clone(), line],
     }])
     .unwrap();
-    assert_eq!(s.logs("old").unwrap().len(), 2);
+    assert_eq!(s.logs(&"old".into()).unwrap().len(), 2);
     let out = s.apply(&[WriteOp::Prune { before_ms: 5000 }]).unwrap();
     assert_eq!(out, [WriteOutcome::Pruned(1)]);
-    assert!(s.get("old").unwrap().is_none());
-    assert!(s.logs("old").unwrap().is_empty());
-    assert!(s.get("new").unwrap().is_some() && s.get("live").unwrap().is_some());
+    assert!(s.get(&"old".into()).unwrap().is_none());
+    assert!(s.logs(&"old".into()).unwrap().is_empty());
+    assert!(s.get(&"new".into()).unwrap().is_some() && s.get(&"live".into()).unwrap().is_some());
     assert_eq!(s.queued(0, 10).unwrap().len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -433,6 +441,6 @@ fn invoke_types_and_status_codes_are_stored_as_their_names_and_numbers() {
         })
         .unwrap();
     assert_eq!(stored, ("onFailure".to_string(), 433));
-    assert_eq!(s.get("x").unwrap(), Some(e));
+    assert_eq!(s.get(&"x".into()).unwrap(), Some(e));
     std::fs::remove_dir_all(dir).unwrap();
 }

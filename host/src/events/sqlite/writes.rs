@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::events::{EventLogLine, WriteOp, WriteOutcome};
+use crate::events::{EventLogLine, RequestId, WriteOp, WriteOutcome};
 
 fn append_lines(
     tx: &rusqlite::Transaction<'_>,
-    request_id: &str,
+    request_id: &RequestId,
     lines: &[EventLogLine],
 ) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
@@ -65,7 +65,7 @@ pub(super) fn apply_one(
             idempotency,
         } => {
             if let Some((key, digest)) = idempotency {
-                let seen: Option<(String, Vec<u8>)> = tx
+                let seen: Option<(RequestId, Vec<u8>)> = tx
                     .query_row(
                         "SELECT request_id, idem_digest FROM events WHERE function = ?1 AND idem_key = ?2",
                         params![e.function, key],

@@ -74,7 +74,7 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
         ),
     };
     EventRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: fnhost::RequestId::random(),
         function,
         qualifier: "$LATEST".into(),
         invoke_type: InvokeType::Api,
@@ -106,7 +106,7 @@ pub fn populate(dir: &Path, rows: usize, now_ms: i64) -> Result<Vec<String>> {
             .map(|i| {
                 let event = populated_event(&mut rng, now_ms, written + i, rows);
                 if (written + i) % keep_every == 0 {
-                    sample.push(event.request_id.clone());
+                    sample.push(event.request_id.to_string());
                 }
                 WriteOp::Insert {
                     event,

@@ -1,0 +1,135 @@
+//! Identifiers as their own types, so an invocation's id cannot be passed
+//! where a worker's or an async event's is meant. Each is text on the wire
+//! (JSON, SQL, proto) and converts there: `From<String>` in, `as_str()` or
+//! `Display` out.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id (a v4 UUID in text form).
+            pub fn random() -> Self {
+                Self(uuid::Uuid::new_v4().to_string())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The id's text, owned.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_string())
+            }
+        }
+
+        impl From<&$name> for $name {
+            fn from(id: &$name) -> Self {
+                id.clone()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        /// Read as text where text is wanted (`as_deref()` on an
+        /// `Option` of it, `str` methods).
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Maps keyed by the id are looked up by `&str` at the edges.
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifier of one invocation (a UUID in text form).
+    InvocationId
+);
+id_type!(
+    /// Identifier of one worker instance (the host's launch id).
+    WorkerId
+);
+id_type!(
+    /// Identifier of one async event (its `requestId`).
+    RequestId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_plain_text_in_json_and_looks_up_by_str() {
+        let id = RequestId::from("91c0");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"91c0\"");
+        let back: RequestId = serde_json::from_str("\"91c0\"").unwrap();
+        assert_eq!(back, id);
+        assert_eq!(format!("{id} {id:?}"), "91c0 \"91c0\"");
+        let map = std::collections::HashMap::from([(id.clone(), 1)]);
+        assert_eq!(map.get("91c0"), Some(&1));
+    }
+}
