@@ -180,6 +180,19 @@ async fn host_status(State(state): State<AppState>) -> Response {
             if let Some(stats) = state.events.stats().await {
                 body["asyncEvents"] = serde_json::to_value(stats).unwrap_or_default();
             }
+            // With a shared store: this host's id and every host's heartbeat.
+            if let Some(hosts) = state.events.cluster_hosts().await {
+                body["cluster"] = match hosts {
+                    Ok(hosts) => json!({
+                        "hostId": state.events.host_id(),
+                        "hosts": hosts,
+                    }),
+                    Err(e) => json!({
+                        "hostId": state.events.host_id(),
+                        "error": e.to_string(),
+                    }),
+                };
+            }
             Json(body).into_response()
         }
         None => error_body(StatusCode::SERVICE_UNAVAILABLE, "the host is shutting down"),

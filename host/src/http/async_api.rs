@@ -160,7 +160,7 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, String
 }
 
 fn summary(e: &EventRecord) -> Value {
-    json!({
+    let mut v = json!({
         "requestId": e.request_id,
         "function": e.function,
         "qualifier": e.qualifier,
@@ -169,7 +169,12 @@ fn summary(e: &EventRecord) -> Value {
         "statusCode": e.status_code,
         "startTime": time::rfc3339(e.start_ms),
         "endTime": e.end_ms.map(time::rfc3339),
-    })
+    });
+    // With a store shared by several hosts: the host that claimed it.
+    if let Some(owner) = &e.owner_host {
+        v["ownerHost"] = json!(owner);
+    }
+    v
 }
 
 pub(super) async fn list(

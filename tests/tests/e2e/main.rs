@@ -4,6 +4,7 @@
 mod async_events;
 mod binary;
 mod cancel;
+mod cluster;
 mod faults;
 mod http_stream;
 mod invoke;
