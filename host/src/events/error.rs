@@ -39,6 +39,12 @@ pub enum StoreError {
     /// The event writer has stopped (the host is shutting down), so the
     /// write may not be stored.
     WriterStopped,
+    /// The database cannot be reached (a shared store that is down or
+    /// restarting); nothing was written.
+    Unavailable {
+        /// Why no connection could be had.
+        source: Arc<dyn Error + Send + Sync>,
+    },
     /// A stored value this host cannot read (written by a newer host, or
     /// changed by hand).
     Corrupt(String),
@@ -65,6 +71,7 @@ impl fmt::Display for StoreError {
             Self::Task { context, source } => write!(f, "{context}: {source}"),
             Self::WriterStopped => f.write_str("the event writer has stopped"),
             Self::Corrupt(what) => write!(f, "unreadable stored value: {what}"),
+            Self::Unavailable { source } => write!(f, "the database is unreachable: {source}"),
             Self::Inconsistent { request_id, status } => write!(
                 f,
                 "event {request_id} is {status} in the store but unknown to the runner"
@@ -82,7 +89,7 @@ impl fmt::Display for StoreError {
 impl Error for StoreError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Backend { source, .. } => source.source(),
+            Self::Backend { source, .. } | Self::Unavailable { source } => source.source(),
             Self::Task { source, .. } => source.source(),
             _ => None,
         }
@@ -94,7 +101,7 @@ impl StoreError {
     /// text is already the end of this one's message).
     pub fn cause(&self) -> Option<&(dyn Error + Send + Sync + 'static)> {
         match self {
-            Self::Backend { source, .. } => Some(&**source),
+            Self::Backend { source, .. } | Self::Unavailable { source } => Some(&**source),
             Self::Task { source, .. } => Some(&**source),
             _ => None,
         }

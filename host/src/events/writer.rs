@@ -125,6 +125,13 @@ fn writer(store: Arc<dyn EventStore>, mut rx: mpsc::Receiver<Pending>) {
                     let _ = reply.send(Ok(o));
                 }
             }
+            Err(e @ StoreError::Unavailable { .. }) => {
+                // No write of the batch can get through either.
+                tracing::error!("event store batch of {} failed: {e}", ops.len());
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
             Err(e) => {
                 // One bad write must not fail its neighbours: retry each alone.
                 tracing::warn!(

@@ -41,7 +41,9 @@ pub(super) fn failed(context: &'static str) -> impl FnOnce(tokio_postgres::Error
 }
 
 fn pool_failed(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::backend("cannot get a database connection", e)
+    StoreError::Unavailable {
+        source: std::sync::Arc::new(e),
+    }
 }
 
 const COLUMNS: &str = "request_id, function, qualifier, invoke_type, status, status_code, \
