@@ -270,6 +270,14 @@ impl Api {
         }
     }
 
+    /// The host's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an Api is made from an address")
+    }
+
     /// `http://<addr>` of the host.
     pub fn base(&self) -> &str {
         &self.base

@@ -212,6 +212,13 @@ impl Postgres {
         self.spawn()
     }
 
+    /// Starts a stopped server again on its data directory and socket;
+    /// returns once it accepts connections.
+    pub fn start_again(&mut self) -> Result<()> {
+        ensure!(self.postmaster.is_none(), "the server is running");
+        self.spawn()
+    }
+
     fn initdb(&self) -> Result<()> {
         let out = self
             .command("initdb")

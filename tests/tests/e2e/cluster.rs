@@ -68,9 +68,13 @@ struct Setup {
 
 impl Setup {
     fn new(test: &str) -> Option<Self> {
+        Self::with_host_json(test, cluster_host_json())
+    }
+
+    fn with_host_json(test: &str, host_json: Value) -> Option<Self> {
         let pg = postgres(test)?;
         let url = pg.create_database("fnhost").unwrap();
-        let app = TestApp::sample(cluster_host_json());
+        let app = TestApp::sample(host_json);
         let dirs = TempDir::new("fnhost-cluster").unwrap();
         Some(Self { pg, url, app, dirs })
     }
@@ -80,7 +84,9 @@ impl Setup {
         let mut cmd = Command::new(binary("fnhost"));
         cmd.env("FNHOST_ADMIN_KEY", ADMIN_KEY)
             .env("FNHOST_LOG", "info")
-            .env("FNHOST_EVENT_STORE", &self.url);
+            .env("FNHOST_EVENT_STORE", &self.url)
+            .env("FNHOST_SCF_SECRET_ID", super::scf::SECRET_ID)
+            .env("FNHOST_SCF_SECRET_KEY", super::scf::SECRET_KEY);
         let data_dir = self.dirs.path().join(name);
         let data_dir = data_dir.to_str().unwrap();
         let stderr = Stdio::from(File::create(&log).unwrap());
@@ -405,19 +411,15 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
     wait_running_on(&setup, &[graceful.clone(), forced.clone()], &a.id).await;
     let b = setup.node("b").await;
 
-    let (status, body) = terminate(&b.api, &graceful, true).await;
-    assert_eq!(
-        (status, body["outcome"].as_str()),
-        (200, Some("done")),
-        "{body}"
-    );
-    let (status, body) = terminate(&b.api, &forced, false).await;
-    assert_eq!(
-        (status, body["outcome"].as_str()),
-        (200, Some("done")),
-        "{body}"
-    );
-    for (id, code) in [(&graceful, 438), (&forced, 439)] {
+    // One at a time: both run on one worker instance, which the forced
+    // terminate kills.
+    for (id, graceful, code) in [(&graceful, true, 438), (&forced, false, 439)] {
+        let (status, body) = terminate(&b.api, id, graceful).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some("done")),
+            "{body}"
+        );
         wait_until(
             "the terminated event to end",
             Duration::from_secs(15),
@@ -434,8 +436,20 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
     );
 
     // With the listeners' connections cut, the heartbeat carries it.
+    // Either host may claim it now; the other one is sent the terminate.
     let late = accepted(&a.api, "sleep", r#"{"ms": 30000}"#).await;
-    wait_running_on(&setup, std::slice::from_ref(&late), &a.id).await;
+    let owner_of = format!(
+        "SELECT COALESCE(owner_host, '') FROM fnhost_events WHERE request_id = '{late}' AND status = 'RUNNING'"
+    );
+    wait_until("the event to run", Duration::from_secs(20), || async {
+        !setup.sql(&owner_of).is_empty()
+    })
+    .await;
+    let (owner, other) = if setup.sql(&owner_of) == a.id {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     let cut = setup.sql(
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
     );
@@ -484,4 +498,125 @@ async fn an_idempotency_key_sent_to_two_hosts_gives_one_event() {
         assert_eq!(status, 409, "{body}");
     }
     assert_eq!(setup.count("true"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accepts_during_a_database_restart_get_503_and_every_202_finishes() {
+    // A dead time longer than the outage: no host is presumed dead.
+    let mut host_json = cluster_host_json();
+    host_json["asyncEvents"]["hostDeadAfter"] = json!("00:00:20");
+    let Some(mut setup) = Setup::with_host_json("accepts_during_a_database_restart", host_json)
+    else {
+        return;
+    };
+    let a = setup.node("a").await;
+    let b = setup.node("b").await;
+    let apis = [a.api.clone(), b.api.clone()];
+    let submitter = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        let until = Instant::now() + Duration::from_secs(7);
+        let mut i = 0usize;
+        while Instant::now() < until {
+            let (status, body) = submit(&apis[i % 2], "echo", &format!("e{i}"), None).await;
+            answers.push((Instant::now(), status, body));
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        answers
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let down = Instant::now();
+    setup.pg.stop().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.pg.start_again().unwrap();
+    let up = Instant::now();
+    let answers = submitter.await.unwrap();
+    let accepted: Vec<String> = answers
+        .iter()
+        .filter(|(_, s, _)| *s == 202)
+        .map(|(_, _, b)| b["requestId"].as_str().unwrap().to_string())
+        .collect();
+    let refused = answers.iter().filter(|(_, s, _)| *s == 503).count();
+    for (_, status, body) in &answers {
+        assert!(
+            *status == 202 || *status == 503,
+            "an accept answers 202 or 503: {status} {body}"
+        );
+    }
+    assert!(refused > 0, "accepts while the database was down got 503");
+    assert!(
+        answers.iter().any(|(t, s, _)| *t > up && *s == 202),
+        "accepts resumed after the restart"
+    );
+    eprintln!(
+        "{} accepted, {refused} refused with 503 over a {:?} outage",
+        accepted.len(),
+        up - down
+    );
+    let list = accepted
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_until(
+        "every accepted event to finish",
+        Duration::from_secs(60),
+        || async {
+            setup.count(&format!("request_id IN ({list}) AND status = 'FINISHED'"))
+                == accepted.len()
+        },
+    )
+    .await;
+    // Both hosts are members again.
+    for n in [&a, &b] {
+        let status = n.api.status().await.unwrap();
+        let hosts = status["cluster"]["hosts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(hosts.len(), 2, "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scf_api_and_the_cli_work_against_any_host() {
+    let mut host_json = cluster_host_json();
+    host_json["asyncEvents"]["maxRetryAttempts"] = json!(0);
+    host_json["workers"]["cancelGracePeriod"] = json!("00:00:00.500");
+    let Some(setup) =
+        Setup::with_host_json("the_scf_api_and_the_cli_work_against_any_host", host_json)
+    else {
+        return;
+    };
+    let a = setup.node("a").await;
+    let b = setup.node("b").await;
+    // The official SDK's scenario against one host; its events may run on
+    // either.
+    let o = super::scf::drive_at(b.api.addr()).await;
+    assert_eq!(o["event_final"]["Result"]["Status"], "FINISHED", "{o}");
+    assert_eq!(o["forced_final"]["Result"]["Status"], "ABORTED");
+    assert_eq!(o["forced_final"]["Result"]["StatusCode"], 439);
+    assert_eq!(o["graceful_final"]["Result"]["Status"], "ABORTED");
+    assert_eq!(o["graceful_final"]["Result"]["StatusCode"], 438);
+    assert_eq!(o["list_sleep"]["TotalCount"], 2, "{}", o["list_sleep"]);
+
+    // The CLI, pointed at the other host, sees an event it did not accept.
+    let id = accepted(&b.api, "echo", "from b").await;
+    wait_until("the event to finish", Duration::from_secs(15), || async {
+        event(&a.api, &id).await["status"] == "FINISHED"
+    })
+    .await;
+    let out = Command::new(binary("fnhost"))
+        .env("FNHOST_ADMIN_KEY", ADMIN_KEY)
+        .args(["events", "status", &id, "--json", "--url", a.api.base()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requestId"], id.as_str(), "{v}");
+    assert_eq!(v["status"], "FINISHED", "{v}");
 }

@@ -14,8 +14,8 @@ use fnhost::{Host, HostOptions, ScfCredentials};
 use fnhost_e2e::{init_logs, Api, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
 
-const SECRET_ID: &str = "AKIDfnhostE2E";
-const SECRET_KEY: &str = "fnhost-e2e-secret-key";
+pub(super) const SECRET_ID: &str = "AKIDfnhostE2E";
+pub(super) const SECRET_KEY: &str = "fnhost-e2e-secret-key";
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scf-sdk")
@@ -52,9 +52,15 @@ async fn start(app: &TestApp, scf: bool) -> Host {
 
 /// Runs drive.py against `host`; its JSON output.
 async fn drive(host: &Host) -> Value {
+    drive_at(host.http_addr()).await
+}
+
+/// Runs drive.py against the host at `addr` (with the SCF credentials
+/// above and the tests' admin key); what it saw.
+pub(super) async fn drive_at(addr: SocketAddr) -> Value {
     let out = tokio::process::Command::new(venv_python())
         .arg(sdk_dir().join("drive.py"))
-        .args(["--endpoint", &host.http_addr().to_string()])
+        .args(["--endpoint", &addr.to_string()])
         .args(["--secret-id", SECRET_ID, "--secret-key", SECRET_KEY])
         .args(["--admin-key", ADMIN_KEY])
         .kill_on_drop(true)
