@@ -554,3 +554,106 @@ fn a_stale_timer_never_starts_an_event() {
     });
     assert_eq!(r.starts("a"), 1, "a stale timer started the event early");
 }
+
+/// A core over a store shared with other hosts: nothing is handed over at
+/// accept; it claims when polled.
+fn shared(concurrency: usize) -> Runner {
+    let config = AsyncConfig {
+        max_concurrency: concurrency,
+        max_event_age: Duration::from_secs(3600),
+        ..AsyncConfig::default()
+    };
+    let mut n = 0;
+    let core = Core::new(Arc::new(config), move || {
+        n += 1;
+        InvocationId::from(format!("invocation-{n}"))
+    })
+    .shared(concurrency);
+    let mut r = Runner {
+        core,
+        now: NOW,
+        log: Vec::new(),
+    };
+    r.send(Cmd::Recovered {
+        cursor: 0,
+        failed: Vec::new(),
+    });
+    r.refilled(&[], true, 0);
+    r.send(Cmd::RetriesLoaded {
+        events: Vec::new(),
+        complete: true,
+    });
+    r
+}
+
+#[test]
+fn a_shared_core_claims_only_what_it_can_start_soon() {
+    let mut r = shared(4);
+    let effects = r.send(Cmd::Poll);
+    assert_eq!(read_queued(&effects).map(|(_, want, _)| want), Some(4));
+}
+
+#[test]
+fn a_poll_during_a_claim_keeps_the_backlog_marked() {
+    let mut r = shared(4);
+    assert!(read_queued(&r.send(Cmd::Poll)).is_some());
+    // An accept (on this host or a peer) lands while the claim runs; the
+    // claim may have missed it.
+    assert!(read_queued(&r.send(Cmd::Poll)).is_none(), "one claim at a time");
+    let next = r.refilled(&[], true, 0);
+    assert!(
+        next.is_some(),
+        "the poll that came during the claim was lost: no claim follows"
+    );
+    // Without a poll meanwhile, a short page ends the backlog.
+    assert!(r.refilled(&[], true, 0).is_none());
+    assert!(!r.core.stats().backlog_in_store);
+}
+
+#[test]
+fn a_lost_lease_drops_held_events_and_abandons_running_ones() {
+    let mut r = shared(1);
+    r.send(Cmd::Poll);
+    r.refilled(&[(1, "a"), (2, "b")], true, 0);
+    assert_eq!((r.starts("a"), r.core.stats().queued_in_memory), (1, 1));
+    let effects = r.send(Cmd::LeaseLost);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Abandon { id, .. } if id == "a")),
+        "{effects:?}"
+    );
+    assert!(
+        read_queued(&effects).is_some(),
+        "claims start again from the store"
+    );
+    assert_eq!(r.core.stats().queued_in_memory, 0, "b was dropped");
+    // A's attempt settles later; its write was fenced off.
+    r.settle("a", Next::Done { failed: None });
+    r.refilled(&[], true, 0);
+    assert_eq!(r.starts("b"), 0, "a dropped event never starts here");
+    assert_eq!(r.core.stats().running, 0);
+}
+
+#[test]
+fn a_relayed_terminate_is_carried_out_once_and_only_on_a_running_event() {
+    let mut r = shared(1);
+    r.send(Cmd::Poll);
+    r.refilled(&[(1, "a"), (2, "b")], true, 0);
+    let relay = |r: &mut Runner, id: &str, termination| {
+        let effects = r.send(Cmd::DeliverTerminate {
+            id: id.into(),
+            termination,
+        });
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Relay { .. }))
+            .count()
+    };
+    assert_eq!(relay(&mut r, "a", Termination::Graceful), 1);
+    assert_eq!(relay(&mut r, "a", Termination::Graceful), 0, "a repeat");
+    assert_eq!(relay(&mut r, "a", Termination::Forced), 1, "escalated");
+    assert_eq!(relay(&mut r, "a", Termination::Graceful), 0, "never weakened");
+    assert_eq!(relay(&mut r, "b", Termination::Forced), 0, "not running here");
+    assert_eq!(relay(&mut r, "z", Termination::Forced), 0, "unknown here");
+}
