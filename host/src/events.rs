@@ -10,6 +10,7 @@ pub use crate::ids::RequestId;
 
 mod config;
 mod error;
+mod location;
 pub mod postgres;
 mod runner;
 mod sqlite;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use config::AsyncConfig;
 pub use error::StoreError;
+pub use location::EventStoreLocation;
 pub use postgres::PgStore;
 pub use runner::{
     AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateError,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AppConfig;
 use crate::dispatcher::{Command, Dispatcher, HttpDispatch};
 use crate::events::postgres::Cluster;
+pub use crate::events::EventStoreLocation;
 use crate::events::{AsyncEvents, EventLog, EventStore, PgStore, SqliteStore};
 use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
@@ -41,85 +42,6 @@ pub struct HostOptions {
     pub scf_credentials: Option<ScfCredentials>,
     /// Where async events are stored.
     pub event_store: EventStoreLocation,
-}
-
-/// Where async events are stored (`--event-store`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum EventStoreLocation {
-    /// `events.db` in the data directory.
-    #[default]
-    DataDir,
-    /// `sqlite:PATH`: an SQLite file of this host's own.
-    Sqlite(std::path::PathBuf),
-    /// A PostgreSQL database shared with other hosts (a `postgres://` URL
-    /// or libpq's `key=value` form).
-    Postgres(String),
-}
-
-impl EventStoreLocation {
-    /// Parses `--event-store`: `sqlite:PATH`, `postgres://...`,
-    /// `postgresql://...`, or `key=value ...` (libpq's form).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if let Some(path) = s.strip_prefix("sqlite:") {
-            if path.is_empty() {
-                return Err("`sqlite:` needs a path, e.g. sqlite:/var/lib/fnhost/events.db".into());
-            }
-            return Ok(Self::Sqlite(path.into()));
-        }
-        let is_url = s.starts_with("postgres://") || s.starts_with("postgresql://");
-        let is_pairs = !s.contains("://") && s.contains('=');
-        if is_url || is_pairs {
-            crate::events::postgres::parse_url(s).map_err(|e| e.to_string())?;
-            return Ok(Self::Postgres(s.to_string()));
-        }
-        Err(format!(
-            "unknown event store \"{}\": use sqlite:PATH, postgres://..., or libpq's key=value form",
-            redact(s)
-        ))
-    }
-
-    /// How the store is named in messages: a path, or a URL without its
-    /// password.
-    pub fn describe(&self, data_dir: &std::path::Path) -> String {
-        match self {
-            Self::DataDir => data_dir.join("events.db").display().to_string(),
-            Self::Sqlite(p) => p.display().to_string(),
-            Self::Postgres(url) => redact(url),
-        }
-    }
-}
-
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (auth, tail) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((user_pass, host)) = auth.rsplit_once('@') {
-            if let Some((user, _)) = user_pass.split_once(':') {
-                return redact_pairs(&format!("{scheme}://{user}:***@{host}{tail}"));
-            }
-        }
-        return redact_pairs(url);
-    }
-    redact_pairs(url)
-}
-
-/// `password=...` (in a key=value string or a URL query) replaced.
-fn redact_pairs(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("password=") {
-        let (head, tail) = rest.split_at(i + "password=".len());
-        out.push_str(head);
-        out.push_str("***");
-        let end = tail.find([' ', '&']).unwrap_or(tail.len());
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.

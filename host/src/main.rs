@@ -150,6 +150,19 @@ fn main() -> ExitCode {
     for flag in secrets_on_argv {
         tracing::warn!("{flag}: a secret on the command line is readable by every local user");
     }
+    if let Some(start) = matches.subcommand_matches("start") {
+        let on_argv =
+            start.value_source("event_store") == Some(clap::parser::ValueSource::CommandLine);
+        let with_password = start
+            .get_one::<EventStoreLocation>("event_store")
+            .is_some_and(EventStoreLocation::has_password);
+        if on_argv && with_password {
+            tracing::warn!(
+                "--event-store: a database password on the command line is readable by every local user \
+                 (use FNHOST_EVENT_STORE or a PGPASSFILE)"
+            );
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

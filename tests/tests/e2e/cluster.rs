@@ -454,7 +454,7 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
     );
     assert_ne!(cut, "0", "the listeners were found");
-    let (status, body) = terminate(&b.api, &late, false).await;
+    let (status, body) = terminate(&other.api, &late, false).await;
     assert_eq!(
         (status, body["outcome"].as_str()),
         (200, Some("done")),
@@ -463,11 +463,23 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
     wait_until(
         "the terminated event to end",
         Duration::from_secs(15),
-        || async { event(&b.api, &late).await["status"] == "ABORTED" },
+        || async { event(&other.api, &late).await["status"] == "ABORTED" },
+    )
+    .await;
+    wait_until(
+        "the owner to notice its listener's connection ended",
+        Duration::from_secs(5),
+        || async {
+            owner
+                .log_text()
+                .contains("control channel listener stopped")
+        },
     )
     .await;
     assert!(
-        a.log_text().contains("control channel listener stopped"),
+        owner
+            .log_text()
+            .contains("control channel listener stopped"),
         "the owner noticed its listener's connection ended"
     );
 }

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fnhost_proto::rpc::TypedData;
 use futures_util::StreamExt;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,13 +20,13 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use super::postgres::{Cluster, ClusterHost, Delivery};
 use super::time::now_ms;
 use super::{
-    AsyncConfig, EventLog, EventRecord, EventStatus, InvokeType, StatusCode, StoreError, WriteOp,
-    WriteOutcome,
+    AsyncConfig, EventLog, EventRecord, EventStatus, StatusCode, StoreError, WriteOp, WriteOutcome,
 };
 use crate::host::HostHandle;
 use crate::ids::{InvocationId, RequestId};
 use crate::invocation::CancelReason;
 
+mod api;
 mod attempt;
 mod backlog;
 mod membership;
@@ -38,6 +37,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+pub use api::{EnqueueError, EnqueueRequest, Enqueued, TerminateError, TerminateOutcome};
 use attempt::Attempt;
 pub use state::AsyncStats;
 use state::{Cmd, Core, Effect, Termination, TimerId};
@@ -45,74 +45,6 @@ use tasks::{
     answer_from_store, insert_and_hand_over, look_up, send_to_on_failure, signal, write_abort,
 };
 use tasks::{platform, update_with};
-
-/// An async invoke as the API received it.
-#[derive(Debug, Clone)]
-pub struct EnqueueRequest {
-    /// The function.
-    pub function: String,
-    /// Qualifier; `$LATEST` when `None`.
-    pub qualifier: Option<String>,
-    /// How it was invoked.
-    pub invoke_type: InvokeType,
-    /// The trigger input.
-    pub input: TypedData,
-    /// `Idempotency-Key` and a digest of the request body.
-    pub idempotency: Option<(String, Vec<u8>)>,
-}
-
-/// An accepted invoke.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enqueued {
-    /// A new event, durably stored.
-    New(RequestId),
-    /// A repeat of an earlier request with the same idempotency key and body.
-    Existing(RequestId),
-}
-
-/// Why an async invoke was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    /// No such function.
-    #[error("function '{0}' does not exist")]
-    UnknownFunction(String),
-    /// The idempotency key was used with a different body.
-    #[error(
-        "idempotency key '{key}' was already used for request {existing} with a different body"
-    )]
-    Conflict {
-        /// The key.
-        key: String,
-        /// The request id it belongs to.
-        existing: RequestId,
-    },
-    /// The store failed; nothing was accepted.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Why a terminate request got no answer.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TerminateError {
-    /// The async runner has stopped (the host is shutting down, or the
-    /// runner ended), so nothing can be terminated.
-    #[error("the async runner has stopped")]
-    RunnerStopped,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// What a terminate request found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TerminateOutcome {
-    /// The terminate was carried out (or is under way for a running event).
-    Done,
-    /// The event had already ended with this status.
-    AlreadyCompleted(EventStatus),
-    /// No such event (or pruned).
-    NotFound,
-}
 
 /// Type of a terminate's answer channel.
 type TerminateReply = oneshot::Sender<Result<TerminateOutcome, StoreError>>;

@@ -599,7 +599,10 @@ fn a_poll_during_a_claim_keeps_the_backlog_marked() {
     assert!(read_queued(&r.send(Cmd::Poll)).is_some());
     // An accept (on this host or a peer) lands while the claim runs; the
     // claim may have missed it.
-    assert!(read_queued(&r.send(Cmd::Poll)).is_none(), "one claim at a time");
+    assert!(
+        read_queued(&r.send(Cmd::Poll)).is_none(),
+        "one claim at a time"
+    );
     let next = r.refilled(&[], true, 0);
     assert!(
         next.is_some(),
@@ -653,7 +656,15 @@ fn a_relayed_terminate_is_carried_out_once_and_only_on_a_running_event() {
     assert_eq!(relay(&mut r, "a", Termination::Graceful), 1);
     assert_eq!(relay(&mut r, "a", Termination::Graceful), 0, "a repeat");
     assert_eq!(relay(&mut r, "a", Termination::Forced), 1, "escalated");
-    assert_eq!(relay(&mut r, "a", Termination::Graceful), 0, "never weakened");
-    assert_eq!(relay(&mut r, "b", Termination::Forced), 0, "not running here");
+    assert_eq!(
+        relay(&mut r, "a", Termination::Graceful),
+        0,
+        "never weakened"
+    );
+    assert_eq!(
+        relay(&mut r, "b", Termination::Forced),
+        0,
+        "not running here"
+    );
     assert_eq!(relay(&mut r, "z", Termination::Forced), 0, "unknown here");
 }
