@@ -632,3 +632,32 @@ async fn the_scf_api_and_the_cli_work_against_any_host() {
     assert_eq!(v["requestId"], id.as_str(), "{v}");
     assert_eq!(v["status"], "FINISHED", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
+    let Some(setup) = Setup::new("a_database_with_a_newer_schema_is_refused") else {
+        return;
+    };
+    // The first host creates the schema and leaves the hosts table on
+    // SIGTERM.
+    let mut a = setup.node("a").await;
+    a.signal("-TERM");
+    a.process.0.wait().unwrap();
+    assert_eq!(setup.sql("SELECT COUNT(*) FROM fnhost_hosts"), "0");
+    setup.sql("UPDATE fnhost_schema SET version = 99");
+    let out = Command::new(binary("fnhost"))
+        .env("FNHOST_ADMIN_KEY", ADMIN_KEY)
+        .env("FNHOST_EVENT_STORE", &setup.url)
+        .arg("start")
+        .arg(setup.app.dir())
+        .args(["--port", "0", "--data-dir"])
+        .arg(setup.dirs.path().join("b"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 99, newer than this host's 1"),
+        "{err}"
+    );
+}
