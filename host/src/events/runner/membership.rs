@@ -32,6 +32,11 @@ pub(super) async fn keep(
 ) {
     let mut tick = tokio::time::interval(config.host_heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When this host last could not heartbeat. Its peers most likely
+    // could not either (the database was down or unreachable), so their
+    // heartbeats are as old as its own: it rescues nothing until they have
+    // had a dead time to heartbeat again.
+    let mut cut_off: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         if cmds.is_closed() {
@@ -70,7 +75,14 @@ pub(super) async fn keep(
                     ),
                 }
             }
-            Err(e) => tracing::warn!("heartbeat failed ({e})"),
+            Err(e) => {
+                tracing::warn!("heartbeat failed ({e})");
+                cut_off = Some(tokio::time::Instant::now());
+                continue;
+            }
+        }
+        if cut_off.is_some_and(|t| t.elapsed() < config.host_dead_after) {
+            continue;
         }
         let decide = |e: &mut _, note: &str| {
             policy::decide_retry(&config, e, StatusCode::UserProcessExit, note, now_ms())
