@@ -29,7 +29,7 @@ const COMPLETION_POLL: Duration = Duration::from_millis(20);
 /// `host.json` for the async scenarios: async events and worker slots both
 /// `concurrency`, and a retention longer than the populated 3 days so the
 /// pruner (which runs at start) leaves the store alone.
-fn async_host_json(concurrency: usize) -> Value {
+pub fn async_host_json(concurrency: usize) -> Value {
     let mut v = host_json(concurrency);
     v["asyncEvents"] = json!({
         "maxConcurrency": concurrency,
@@ -87,7 +87,7 @@ pub async fn run(worker: &Path, p: &Params) -> Result<Vec<Row>> {
 }
 
 /// `POST /admin/functions/echo/invoke-async`; true on 202.
-async fn invoke_async(api: &Api) -> bool {
+pub async fn invoke_async(api: &Api) -> bool {
     matches!(
         api.request(
             "POST",
@@ -130,7 +130,7 @@ impl Completion {
 }
 
 /// `totalCount` of `GET /admin/async-events?<query>`.
-async fn total_count(api: &Api, query: &str) -> Result<u64> {
+pub async fn total_count(api: &Api, query: &str) -> Result<u64> {
     let r = api
         .admin_get(&format!("/admin/async-events?{query}"))
         .await?;
@@ -206,15 +206,15 @@ async fn async_completion(worker: &Path, n: usize) -> Result<Completion> {
 
 // ---------------------------------------------------------------- 8./9. reads
 
-struct ListSeries {
+pub struct ListSeries {
     /// The query with the time window written as `T` and `T+1h`.
-    label: String,
-    stats: Stats,
+    pub label: String,
+    pub stats: Stats,
     /// `totalCount` of the last answer.
-    total: u64,
+    pub total: u64,
     /// Events on the last page.
-    page_len: usize,
-    errors: u64,
+    pub page_len: usize,
+    pub errors: u64,
 }
 
 struct StoreReads {
@@ -256,7 +256,7 @@ async fn timed_gets(
 }
 
 /// Times `n` sequential `GET /admin/async-events?<query>` after a warm-up.
-async fn time_list(api: &Api, query: String, label: String, n: usize) -> ListSeries {
+pub async fn time_list(api: &Api, query: String, label: String, n: usize) -> ListSeries {
     let path = format!("/admin/async-events?{query}");
     let (mut total, mut page_len) = (0, 0);
     let (stats, errors) = timed_gets(

@@ -9,11 +9,14 @@
 //! cargo run --release -p fnhost-e2e --bin bench -- --only async # 6.-9. only
 //! cargo run --release -p fnhost-e2e --bin bench -- --only lifecycle # 10.-11.
 //! cargo run --release -p fnhost-e2e --bin bench -- --only workers   # 12.
+//! cargo run --release -p fnhost-e2e --bin bench -- --only cluster   # 13.-16.
 //! ```
 //!
 //! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.,
 //! `--only lifecycle` runs 10.-11., `--only workers` runs 12.; by default
-//! (`--only all`) all of them run, in that order. Core scenarios, in the order they run (memory first so
+//! (`--only all`) all of them run, in that order. `--only cluster` (13.-16.)
+//! needs PostgreSQL and runs only when asked for, so the default run does
+//! not depend on it. Core scenarios, in the order they run (memory first so
 //! the host-RSS delta is not hidden by heap the allocator kept from earlier
 //! scenarios):
 //!
@@ -53,6 +56,29 @@
 //!     the Node SDK sample and the published Python worker. A worker whose
 //!     setup script has not run is skipped with a line naming the script.
 //!
+//! The PostgreSQL event store (`--only cluster`; one throwaway server from
+//! `fnhost_e2e::postgres`, `fsync=on`, a fresh database per scenario,
+//! release `fnhost` processes; skipped with a line where PostgreSQL is not
+//! installed). The machine's cores are shared by every host, the database
+//! and the load generator:
+//!
+//! 13. durable `invoke-async` accepts/s and completions/s (first submit →
+//!     all `FINISHED`, counted with psql) of a fixed count of `echo` events
+//!     from 64 keep-alive callers spread over 1, 2 and 3 hosts on one
+//!     database, next to the same driver against one host on the default
+//!     SQLite store (the ratio column: PostgreSQL / SQLite);
+//! 14. `GET /admin/async-events` p50/p99 (the query shapes of 8.) over
+//!     1,000,000 ended events seeded with `generate_series` after a host
+//!     has migrated the schema, with `EXPLAIN ANALYZE` of the host's COUNT
+//!     and page statements;
+//! 15. rescue: 2 hosts (heartbeat 250 ms, `hostDeadAfter` 2 s), `sleep`
+//!     events running on the first, which is killed with SIGKILL; time
+//!     until the second has re-dispatched and finished them all;
+//! 16. graphile-worker (`tests/pg-peer/bench.js` after `setup.sh`, on a
+//!     database of its own on the same server, right after 13.'s 1-host
+//!     run): adds/s and completions/s next to fnhost's 1-host figures;
+//!     skipped with a line when node or the setup is missing.
+//!
 //! `FNHOST_BENCH_STORE_DIR=<dir>` populates the store of 8./9. in `<dir>`
 //! (which must not exist) and keeps it afterwards, for inspection with
 //! `sqlite3 <dir>/events.db`.
@@ -61,13 +87,17 @@
 //!
 //! One module per scenario group: `sync_invoke` (0.-5.), `baseline` (the
 //! echo stream of 0.), `async_events` and `populate` (6.-9.), `lifecycle`
-//! (10.-11.), `workers` (12.); `harness` holds what several groups share
+//! (10.-11.), `workers` (12.), `cluster` and `cluster_list` (13.-16.;
+//! `nodes` starts their `fnhost` processes); `harness` holds what several groups share
 //! and `report` the tables.
 
 mod async_events;
 mod baseline;
+mod cluster;
+mod cluster_list;
 mod harness;
 mod lifecycle;
+mod nodes;
 mod populate;
 mod report;
 mod sync_invoke;
@@ -96,6 +126,14 @@ pub struct Params {
     pub status_requests: usize,
     /// Timed runs of each lifecycle scenario (10a, 10b, 11).
     pub lifecycle_runs: usize,
+    /// Events submitted per run in scenario 13 (and graphile-worker's jobs
+    /// in 16).
+    pub cluster_events: usize,
+    /// Timed requests per list query shape in scenario 14 (which seeds
+    /// `store_rows` events).
+    pub cluster_list_requests: usize,
+    /// Sleep events running on the killed host in scenario 15.
+    pub rescue_events: usize,
 }
 
 impl Params {
@@ -111,6 +149,9 @@ impl Params {
             list_requests: 500,
             status_requests: 2_000,
             lifecycle_runs: 10,
+            cluster_events: 10_000,
+            cluster_list_requests: 200,
+            rescue_events: 20,
         }
     }
 
@@ -126,11 +167,14 @@ impl Params {
             list_requests: 100,
             status_requests: 500,
             lifecycle_runs: 3,
+            cluster_events: 2_000,
+            cluster_list_requests: 50,
+            rescue_events: 10,
         }
     }
 }
 
-const USAGE: &str = "usage: bench [--quick] [--only core|async|lifecycle|workers|all]";
+const USAGE: &str = "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|all]";
 
 /// Which scenarios run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -140,6 +184,8 @@ enum Only {
     Async,
     Lifecycle,
     Workers,
+    /// Not part of `All`: it needs PostgreSQL.
+    Cluster,
 }
 
 #[tokio::main]
@@ -155,9 +201,10 @@ async fn main() -> Result<()> {
                 Some("async") => Only::Async,
                 Some("lifecycle") => Only::Lifecycle,
                 Some("workers") => Only::Workers,
+                Some("cluster") => Only::Cluster,
                 Some("all") => Only::All,
                 other => bail!(
-                    "--only takes core, async, lifecycle, workers or all, not {:?}; {USAGE}",
+                    "--only takes core, async, lifecycle, workers, cluster or all, not {:?}; {USAGE}",
                     other.unwrap_or("")
                 ),
             };
@@ -202,6 +249,12 @@ async fn main() -> Result<()> {
     }
     if runs(Only::Workers) {
         groups.push((workers::run(&worker, &p).await?, "Ratio to Rust SDK"));
+    }
+    if only == Only::Cluster {
+        groups.push((
+            cluster::run(&worker, &p).await?,
+            "Ratio (13: to SQLite, accepts / completions; 16: fnhost / graphile)",
+        ));
     }
     for (rows, ratio_header) in &groups {
         if rows.is_empty() {
