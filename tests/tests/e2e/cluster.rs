@@ -131,6 +131,19 @@ impl Setup {
             .collect()
     }
 
+    /// The kept counts (what list totals come from) agree with the events.
+    fn assert_counts_match(&self) {
+        let kept = self.sql(
+            "SELECT function, qualifier, invoke_type, status, SUM(n) FROM fnhost_event_counts
+             GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4",
+        );
+        let real = self.sql(
+            "SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_events
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        );
+        assert_eq!(kept, real, "kept counts against the events");
+    }
+
     fn count(&self, condition: &str) -> usize {
         self.sql(&format!(
             "SELECT COUNT(*) FROM fnhost_events WHERE {condition}"
@@ -278,6 +291,7 @@ async fn events_accepted_across_three_hosts_all_finish_once_each_spread_over_the
         .map(|e| e["ownerHost"].as_str().unwrap().to_string())
         .collect();
     assert!(!owners.is_empty());
+    setup.assert_counts_match();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -332,6 +346,7 @@ async fn a_killed_owners_running_events_are_rescued_by_another_host() {
         )),
         "0"
     );
+    setup.assert_counts_match();
     drop(a);
 }
 
@@ -398,6 +413,7 @@ async fn a_paused_owner_is_fenced_off_and_each_event_ends_once() {
     // The paused host registered again and serves on.
     let status = a.api.status().await.unwrap();
     assert_eq!(status["cluster"]["hostId"], a.id.as_str());
+    setup.assert_counts_match();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -510,6 +526,7 @@ async fn an_idempotency_key_sent_to_two_hosts_gives_one_event() {
         assert_eq!(status, 409, "{body}");
     }
     assert_eq!(setup.count("true"), 20);
+    setup.assert_counts_match();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -588,6 +605,7 @@ async fn accepts_during_a_database_restart_get_503_and_every_202_finishes() {
             .unwrap_or_default();
         assert_eq!(hosts.len(), 2, "{status}");
     }
+    setup.assert_counts_match();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -657,7 +675,7 @@ async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("schema version 99, newer than this host's 1"),
+        err.contains("schema version 99, newer than this host's 2"),
         "{err}"
     );
 }

@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::counts::{compact, CountDeltas};
 use super::{failed, pool_failed, record_at, COLUMNS};
 use crate::events::time::now_ms;
 use crate::events::{EventLogLine, EventRecord, EventStatus, StatusCode, StoreError};
@@ -354,9 +355,11 @@ impl Cluster {
             .await
             .map_err(failed("cannot read dead hosts' events"))?;
         let mut rescued = Vec::new();
+        let mut counts = CountDeltas::default();
         for row in &rows {
             let terminate: Option<String> = row.get(0);
             let mut e = record_at(row, 1)?;
+            let was = e.status;
             let owner = e.owner_host.clone().unwrap_or_default();
             let now = now_ms();
             let (line, ready_at, failed_for_good) = match e.status {
@@ -408,6 +411,13 @@ impl Cluster {
             )
             .await
             .map_err(failed("cannot rescue an event"))?;
+            counts.moved(
+                &e.function,
+                &e.qualifier,
+                e.invoke_type.as_str(),
+                was.as_str(),
+                e.status.as_str(),
+            );
             if let Some(at) = ready_at {
                 tx.execute(
                     "INSERT INTO fnhost_ready (request_id, seq, ready_at)
@@ -447,6 +457,14 @@ impl Cluster {
         if gone > 0 {
             tracing::warn!(hosts = gone, "removed hosts that stopped heartbeating");
         }
+        counts
+            .write(&tx)
+            .await
+            .map_err(failed("cannot record the event counts"))?;
+        // The lock holder also folds the count deltas together.
+        compact(&tx)
+            .await
+            .map_err(failed("cannot fold the event counts"))?;
         tx.commit()
             .await
             .map_err(failed("cannot commit a rescue"))?;

@@ -24,6 +24,7 @@ use super::{
 use crate::ids::RequestId;
 
 mod cluster;
+mod counts;
 mod schema;
 mod writes;
 
@@ -233,7 +234,18 @@ impl EventStore for PgStore {
         } else {
             format!("start_ms {dir}, seq {dir}")
         };
-        let count_sql = format!("SELECT COUNT(*) FROM fnhost_events {filter}");
+        // Without time bounds or a request id, every filter is a column of
+        // `fnhost_event_counts` (same names), which holds the total.
+        let by_columns_only = q.request_id.is_none()
+            && q.start_from.is_none()
+            && q.start_to.is_none()
+            && q.end_from.is_none()
+            && q.end_to.is_none();
+        let count_sql = if by_columns_only {
+            format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {filter}")
+        } else {
+            format!("SELECT COUNT(*) FROM fnhost_events {filter}")
+        };
         let page_sql = format!(
             "SELECT {COLUMNS} FROM fnhost_events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
             q.limit, q.offset

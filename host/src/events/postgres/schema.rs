@@ -72,6 +72,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX fnhost_event_logs_request ON fnhost_event_logs (request_id, id);
     CREATE SEQUENCE fnhost_lease_tokens;",
+    // 2: event counts per group as appended deltas (see `counts.rs`), for
+    // list totals without a count over the events.
+    "CREATE TABLE fnhost_event_counts (
+        function    TEXT NOT NULL,
+        qualifier   TEXT NOT NULL,
+        invoke_type TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        n           BIGINT NOT NULL
+    );
+    CREATE INDEX fnhost_event_counts_group ON fnhost_event_counts (function, status);
+    INSERT INTO fnhost_event_counts (function, qualifier, invoke_type, status, n)
+        SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_events
+        GROUP BY function, qualifier, invoke_type, status;",
 ];
 
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
+use super::counts::CountDeltas;
 use super::failed;
 use crate::events::time::now_ms;
 use crate::events::{EventLogLine, StoreError, WriteOp, WriteOutcome};
@@ -29,14 +30,19 @@ const INSERT: &str = "WITH ins AS (
 /// An event put back to `QUEUED` loses its owner and joins the ready
 /// table; an ended one leaves it. Log lines come in the same statement,
 /// and only if the change applied.
-const UPDATE: &str = "WITH u AS (
-        UPDATE fnhost_events SET status = $2, status_code = $3, attempts = $4, result = $5,
-            error = $6, end_ms = $7, next_attempt_ms = $8,
-            owner_host = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE owner_host END,
-            lease_token = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE lease_token END
+const UPDATE: &str = "WITH old AS (
+        SELECT request_id, status FROM fnhost_events
         WHERE request_id = $1 AND status IN ('QUEUED', 'RUNNING', 'RETRYING')
             AND lease_token IS NOT DISTINCT FROM $9
-        RETURNING request_id, seq, status)
+        FOR UPDATE)
+    , u AS (
+        UPDATE fnhost_events e SET status = $2, status_code = $3, attempts = $4, result = $5,
+            error = $6, end_ms = $7, next_attempt_ms = $8,
+            owner_host = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE e.owner_host END,
+            lease_token = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE e.lease_token END
+        FROM old WHERE e.request_id = old.request_id
+        RETURNING e.request_id, e.seq, e.status, e.function, e.qualifier, e.invoke_type,
+            old.status AS old_status)
     , back AS (
         INSERT INTO fnhost_ready (request_id, seq, ready_at)
         SELECT request_id, seq, $10 FROM u WHERE status = 'QUEUED'
@@ -48,7 +54,7 @@ const UPDATE: &str = "WITH u AS (
         INSERT INTO fnhost_event_logs (request_id, time_ms, line)
         SELECT $1, t, l FROM unnest($11::BIGINT[], $12::TEXT[]) AS z(t, l)
         WHERE EXISTS (SELECT 1 FROM u))
-    SELECT COUNT(*) FROM u";
+    SELECT function, qualifier, invoke_type, old_status FROM u";
 
 const LOG: &str = "INSERT INTO fnhost_event_logs (request_id, time_ms, line)
     SELECT $1, t, l FROM unnest($2::BIGINT[], $3::TEXT[]) AS z(t, l)";
@@ -75,9 +81,12 @@ pub(super) async fn apply(
         .await
         .map_err(failed("write failed"))?;
     let now = now_ms();
+    // Shared by the pipelined statements, which run one after another on
+    // the connection but are awaited together.
+    let moves = std::sync::Mutex::new(CountDeltas::default());
     // Every op's statement is sent before any answer is awaited.
     let first = batch.iter().map(|op| {
-        let (tx, insert, update) = (&tx, &insert, &update);
+        let (tx, insert, update, moves) = (&tx, &insert, &update, &moves);
         async move {
             match op {
                 WriteOp::Insert {
@@ -109,7 +118,17 @@ pub(super) async fn apply(
                     ];
                     let row = tx.query_opt(insert, &args).await?;
                     Ok(match row {
-                        Some(r) => WriteOutcome::Inserted(r.get(0)),
+                        Some(r) => {
+                            let t = e.invoke_type.as_str();
+                            moves.lock().expect("counts").add(
+                                &e.function,
+                                &e.qualifier,
+                                t,
+                                status,
+                                1,
+                            );
+                            WriteOutcome::Inserted(r.get(0))
+                        }
                         // Decided below, once the whole batch is sent.
                         None => WriteOutcome::Unchanged,
                     })
@@ -144,11 +163,17 @@ pub(super) async fn apply(
                         &times,
                         &texts,
                     ];
-                    let n: i64 = tx.query_one(update, &args).await?.get(0);
-                    Ok(if n == 0 {
-                        WriteOutcome::Unchanged
-                    } else {
-                        WriteOutcome::Done
+                    Ok(match tx.query_opt(update, &args).await? {
+                        Some(row) => {
+                            let (f, q, t, old): (String, String, String, String) =
+                                (row.get(0), row.get(1), row.get(2), row.get(3));
+                            moves
+                                .lock()
+                                .expect("counts")
+                                .moved(&f, &q, &t, &old, status);
+                            WriteOutcome::Done
+                        }
+                        None => WriteOutcome::Unchanged,
                     })
                 }
                 WriteOp::Log { request_id, lines } => {
@@ -164,12 +189,21 @@ pub(super) async fn apply(
                         &[before_ms],
                     )
                     .await?;
-                    let n = tx
-                        .execute(
-                            "DELETE FROM fnhost_events WHERE end_ms IS NOT NULL AND end_ms < $1",
+                    let n: i64 = tx
+                        .query_one(
+                            "WITH gone AS (
+                                 DELETE FROM fnhost_events WHERE end_ms IS NOT NULL AND end_ms < $1
+                                 RETURNING function, qualifier, invoke_type, status)
+                             , counted AS (
+                                 INSERT INTO fnhost_event_counts
+                                     (function, qualifier, invoke_type, status, n)
+                                 SELECT function, qualifier, invoke_type, status, -COUNT(*)
+                                 FROM gone GROUP BY function, qualifier, invoke_type, status)
+                             SELECT COUNT(*) FROM gone",
                             &[before_ms],
                         )
-                        .await?;
+                        .await?
+                        .get(0);
                     Ok(WriteOutcome::Pruned(n as usize))
                 }
             }
@@ -204,6 +238,12 @@ pub(super) async fn apply(
             WriteOutcome::Conflict(id)
         };
     }
+    moves
+        .into_inner()
+        .unwrap_or_default()
+        .write(&tx)
+        .await
+        .map_err(failed("cannot record the event counts"))?;
     tx.commit().await.map_err(failed("commit failed"))?;
     Ok(out)
 }
