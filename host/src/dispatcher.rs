@@ -21,7 +21,7 @@ use crate::config::AppConfig;
 use crate::grpc::Outbound;
 use crate::invocation::{
     CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
-    LogLine, Outcome,
+    LogLine, Outcome, WorkerId,
 };
 use crate::registry::Registry;
 use crate::status::HostStatus;
@@ -74,29 +74,29 @@ pub(crate) enum Command {
     Shutdown { reply: oneshot::Sender<()> },
     /// A stream opened with `StartStream{worker_id}`: what must it prove?
     Claim {
-        worker_id: String,
+        worker_id: WorkerId,
         reply: oneshot::Sender<Result<LaunchIdentity, String>>,
     },
     /// A stream failed to prove it is the worker it claims to be.
     Refused,
     /// A stream proven to come from the launched process.
     Attach {
-        worker_id: String,
+        worker_id: WorkerId,
         outbound: Outbound,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// A message from an attached worker.
     FromWorker {
-        worker_id: String,
+        worker_id: WorkerId,
         msg: StreamingMessage,
     },
     /// A worker's stream ended (`error` when it broke).
     StreamClosed {
-        worker_id: String,
+        worker_id: WorkerId,
         error: Option<String>,
     },
     /// A worker process exited (or was killed).
-    WorkerExited { worker_id: String, status: String },
+    WorkerExited { worker_id: WorkerId, status: String },
 }
 
 /// Deadlines the dispatcher waits on.
@@ -107,21 +107,21 @@ pub(crate) enum Timer {
     /// The grace period after a cancel was sent.
     CancelGrace(InvocationId),
     /// A launched instance must be ready by now.
-    Startup(String),
+    Startup(WorkerId),
     /// Restart a slot's instance (after backoff, or after the budget window).
     Restart(usize),
     /// Workers had their `WorkerTerminate` grace; kill what remains.
     TerminateDeadline,
     /// Run the initializer of an instance again.
-    HookRetry(String),
+    HookRetry(WorkerId),
     /// A terminated instance had its grace; kill it if it still runs.
-    KillAfter(String),
+    KillAfter(WorkerId),
     /// Look for idle instances to retire.
     IdleCheck,
     /// Ask an instance `WorkerStatusRequest`.
-    StatusProbe(String),
+    StatusProbe(WorkerId),
     /// The answer to status request `seq` is due.
-    StatusDeadline(String, u64),
+    StatusDeadline(WorkerId, u64),
 }
 
 /// Lines kept per invocation; more are counted, not kept.
@@ -135,9 +135,9 @@ pub(crate) enum InvState {
     /// Waiting for a free instance.
     Queued,
     /// Sent to `worker`.
-    Running { worker: String },
+    Running { worker: WorkerId },
     /// A cancel was sent to `worker`; waiting up to the grace for its answer.
-    Cancelling { worker: String, since: Instant },
+    Cancelling { worker: WorkerId, since: Instant },
 }
 
 pub(crate) struct Invocation {
@@ -176,7 +176,7 @@ pub(crate) struct HttpDispatch {
 /// restart history.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    pub current: Option<String>,
+    pub current: Option<WorkerId>,
     pub restarts: VecDeque<Instant>,
     pub consecutive_failures: u32,
     pub exhausted_since: Option<Instant>,
@@ -198,7 +198,7 @@ pub(crate) struct Dispatcher {
     pub invocations: HashMap<InvocationId, Invocation>,
     pub queue: VecDeque<InvocationId>,
     pub slots: Vec<Slot>,
-    pub instances: HashMap<String, Instance>,
+    pub instances: HashMap<WorkerId, Instance>,
     pub timers: DelayQueue<Timer>,
     pub shutdown: Option<Shutdown>,
     pub finished_recently: VecDeque<InvocationId>,
@@ -379,7 +379,7 @@ impl Dispatcher {
             Timer::StatusProbe(worker) => self.probe_status(&worker),
             Timer::StatusDeadline(worker, seq) => self.status_deadline(&worker, seq),
             Timer::TerminateDeadline => {
-                let remaining: Vec<String> = self.instances.keys().cloned().collect();
+                let remaining: Vec<WorkerId> = self.instances.keys().cloned().collect();
                 for w in remaining {
                     tracing::warn!(worker = %w, "worker did not exit within the terminate grace; killing it");
                     if let Some(inst) = self.instances.get_mut(&w) {
@@ -433,7 +433,7 @@ impl Dispatcher {
             .as_ref()
             .map_or(Duration::ZERO, |h| h.timeout);
         let bound = pre_stop + self.app.host.terminate_grace + Duration::from_millis(500);
-        let workers: Vec<String> = self.instances.keys().cloned().collect();
+        let workers: Vec<WorkerId> = self.instances.keys().cloned().collect();
         for w in workers {
             self.retire(&w, "host shutdown");
         }

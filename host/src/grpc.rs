@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::dispatcher::{Command, LaunchIdentity};
+use crate::ids::WorkerId;
 use crate::listen::WorkerConnInfo;
 use crate::peer::{self, PeerCheck};
 
@@ -109,7 +110,7 @@ impl RpcService {
     async fn start_stream(
         &self,
         inbound: &mut Streaming<StreamingMessage>,
-    ) -> Result<String, String> {
+    ) -> Result<WorkerId, String> {
         let first = match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => return Err("stream closed before StartStream".into()),
@@ -119,7 +120,9 @@ impl RpcService {
         match first.content {
             // Ids this host issues are UUIDs; anything else is refused
             // without being echoed into logs or answers.
-            Some(Content::StartStream(s)) if is_issued_id_shape(&s.worker_id) => Ok(s.worker_id),
+            Some(Content::StartStream(s)) if is_issued_id_shape(&s.worker_id) => {
+                Ok(WorkerId::from(s.worker_id))
+            }
             Some(Content::StartStream(s)) if !s.worker_id.is_empty() => Err(format!(
                 "StartStream carries a worker_id ({} bytes) this host never issues",
                 s.worker_id.len()
@@ -141,7 +144,7 @@ impl RpcService {
         server: SocketAddr,
         presented: Option<Vec<u8>>,
         identity: &LaunchIdentity,
-        worker_id: &str,
+        worker_id: &WorkerId,
     ) -> Result<&'static str, String> {
         if let Some(given) = presented {
             return if crate::keys::constant_time_eq(&given, identity.secret.expose().as_bytes()) {
@@ -213,7 +216,7 @@ fn reject(peer: Option<SocketAddr>, why: &str) -> Status {
 /// Forwards a worker's messages; the channel's bound pushes back on a
 /// worker that floods the host.
 async fn read_worker(
-    worker_id: String,
+    worker_id: WorkerId,
     mut inbound: Streaming<StreamingMessage>,
     commands: mpsc::Sender<Command>,
 ) {
@@ -277,7 +280,7 @@ pub(crate) fn outbound_channel() -> (
 
 /// Used by the gRPC layer to learn what a stream claiming `worker_id` must prove.
 pub(crate) fn claim_request(
-    worker_id: String,
+    worker_id: WorkerId,
 ) -> (Command, oneshot::Receiver<Result<LaunchIdentity, String>>) {
     let (reply, rx) = oneshot::channel();
     (Command::Claim { worker_id, reply }, rx)
@@ -285,7 +288,7 @@ pub(crate) fn claim_request(
 
 /// Used by the gRPC layer to ask the dispatcher to accept a stream.
 pub(crate) fn attach_request(
-    worker_id: String,
+    worker_id: WorkerId,
     outbound: Outbound,
 ) -> (Command, oneshot::Receiver<Result<(), String>>) {
     let (reply, rx) = oneshot::channel();

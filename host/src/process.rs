@@ -11,6 +11,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use crate::config::{ArgumentStyle, WorkerLaunchConfig};
+use crate::ids::WorkerId;
 
 /// Variables that switch published workers into cloud-platform code paths;
 /// a local host must not pass them on.
@@ -39,7 +40,7 @@ pub(crate) fn is_withheld(name: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct WorkerExit {
     /// The worker id it was launched with.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// "exit code 3" or "killed by signal 9".
     pub status: String,
 }
@@ -58,7 +59,7 @@ pub(crate) struct LaunchSpec<'a> {
     pub config: &'a WorkerLaunchConfig,
     pub app_dir: &'a Path,
     pub grpc_addr: SocketAddr,
-    pub worker_id: &'a str,
+    pub worker_id: &'a WorkerId,
     pub request_id: &'a str,
     pub launch_secret: &'a str,
     pub max_message_bytes: usize,
@@ -85,7 +86,7 @@ pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
         for (k, v) in [
             ("--host", host.as_str()),
             ("--port", port.as_str()),
-            ("--workerId", spec.worker_id),
+            ("--workerId", spec.worker_id.as_str()),
             ("--requestId", spec.request_id),
             ("--grpcMaxMessageLength", max.as_str()),
         ] {
@@ -97,7 +98,7 @@ pub(crate) fn command_line(spec: &LaunchSpec<'_>) -> Vec<String> {
         let uri = format!("http://{}:{}/", host, port);
         for (k, v) in [
             ("--functions-uri", uri.as_str()),
-            ("--functions-worker-id", spec.worker_id),
+            ("--functions-worker-id", spec.worker_id.as_str()),
             ("--functions-request-id", spec.request_id),
             ("--functions-grpc-max-message-length", max.as_str()),
         ] {
@@ -135,7 +136,7 @@ where
         }
     }
     cmd.envs(&spec.config.environment);
-    cmd.env("FUNCTIONS_WORKER_ID", spec.worker_id);
+    cmd.env("FUNCTIONS_WORKER_ID", spec.worker_id.as_str());
     cmd.env(LAUNCH_SECRET_ENV, spec.launch_secret);
     let mut child = cmd.spawn()?;
     let pid = child.id();
@@ -147,7 +148,7 @@ where
         tokio::spawn(forward_output(err, short, "stderr"));
     }
     let (kill, kill_rx) = oneshot::channel::<()>();
-    let worker_id = spec.worker_id.to_string();
+    let worker_id = spec.worker_id.clone();
     tokio::spawn(async move {
         // A fired or dropped kill handle both mean: end the process now.
         let status = tokio::select! {
@@ -232,7 +233,7 @@ mod tests {
             config: &c,
             app_dir: Path::new("/app"),
             grpc_addr: "127.0.0.1:5000".parse().unwrap(),
-            worker_id: "w1",
+            worker_id: &WorkerId::from("w1"),
             request_id: "r1",
             launch_secret: "s3cret",
             max_message_bytes: 1024,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::dispatcher::{Dispatcher, InstanceState};
+use crate::ids::WorkerId;
 
 /// Where the host as a whole stands (serialised in lower case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +72,7 @@ impl HostStatus {
 #[serde(rename_all = "camelCase")]
 pub struct WorkerStatus {
     /// The worker id given at launch.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// Its pool slot.
     pub slot: usize,
     /// OS process id, while the process runs.
@@ -104,7 +105,7 @@ pub struct SlotStatus {
     /// Slot index.
     pub slot: usize,
     /// Its current instance.
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Restarts within the current budget window.
     pub recent_restarts: usize,
     /// True when the restart budget is exhausted.

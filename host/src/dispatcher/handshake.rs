@@ -11,12 +11,13 @@ use fnhost_proto::{has_capability, CAP_WORKER_INDEXING};
 use super::instances::LaunchIdentity;
 use super::{Dispatcher, InstanceState};
 use crate::grpc::Outbound;
+use crate::invocation::WorkerId;
 
 impl Dispatcher {
     /// What a new stream must prove to attach as `worker_id`: the process
     /// launched for it and its launch secret. Refusals here are counted as
     /// refused streams, not protocol violations: anyone can dial the port.
-    pub(super) fn handle_claim(&mut self, worker_id: &str) -> Result<LaunchIdentity, String> {
+    pub(super) fn handle_claim(&mut self, worker_id: &WorkerId) -> Result<LaunchIdentity, String> {
         let Some(inst) = self.instances.get(worker_id) else {
             self.refused_streams += 1;
             return Err(format!(
@@ -36,7 +37,7 @@ impl Dispatcher {
     /// Attaches a stream whose peer was proven to be the launched process.
     pub(super) fn handle_attach(
         &mut self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         outbound: Outbound,
     ) -> Result<(), String> {
         let Some(inst) = self.instances.get_mut(worker_id) else {
@@ -67,7 +68,7 @@ impl Dispatcher {
         Ok(())
     }
 
-    pub(super) fn handle_worker_message(&mut self, worker_id: &str, msg: StreamingMessage) {
+    pub(super) fn handle_worker_message(&mut self, worker_id: &WorkerId, msg: StreamingMessage) {
         let Some(content) = msg.content else {
             tracing::warn!(worker = %worker_id, "worker sent a message without content; ignored");
             return;
@@ -92,7 +93,11 @@ impl Dispatcher {
         }
     }
 
-    fn handle_init_response(&mut self, worker_id: &str, r: fnhost_proto::rpc::WorkerInitResponse) {
+    fn handle_init_response(
+        &mut self,
+        worker_id: &WorkerId,
+        r: fnhost_proto::rpc::WorkerInitResponse,
+    ) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
@@ -131,7 +136,7 @@ impl Dispatcher {
 
     fn handle_metadata_response(
         &mut self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         r: fnhost_proto::rpc::FunctionMetadataResponse,
     ) {
         let indexing = matches!(
@@ -157,7 +162,11 @@ impl Dispatcher {
     /// One function a worker indexed: registered with the dispatcher and
     /// published in the catalog, unless a function of that name is known
     /// already (function.json wins; another instance indexed it first).
-    fn register_indexed(&mut self, worker_id: &str, meta: &fnhost_proto::rpc::RpcFunctionMetadata) {
+    fn register_indexed(
+        &mut self,
+        worker_id: &WorkerId,
+        meta: &fnhost_proto::rpc::RpcFunctionMetadata,
+    ) {
         if self.registry.get(&meta.name).is_some() {
             return;
         }
@@ -181,7 +190,7 @@ impl Dispatcher {
         self.registry.insert_indexed(config, &meta.function_id);
     }
 
-    fn send_loads(&mut self, worker_id: &str) {
+    fn send_loads(&mut self, worker_id: &WorkerId) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
@@ -208,7 +217,7 @@ impl Dispatcher {
 
     fn handle_load_response(
         &mut self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         r: fnhost_proto::rpc::FunctionLoadResponse,
     ) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
@@ -248,7 +257,7 @@ impl Dispatcher {
         }
     }
 
-    pub(super) fn handle_startup_deadline(&mut self, worker_id: &str) {
+    pub(super) fn handle_startup_deadline(&mut self, worker_id: &WorkerId) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };

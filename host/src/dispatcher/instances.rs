@@ -12,7 +12,7 @@ use fnhost_proto::{has_capability, CAP_HANDLES_INVOCATION_CANCEL};
 use super::invocations::Ending;
 use super::{restart_backoff, Dispatcher, InvState, Timer};
 use crate::grpc::Outbound;
-use crate::invocation::{InvocationId, Outcome};
+use crate::invocation::{InvocationId, Outcome, WorkerId};
 use crate::process::{short_id, spawn_worker, LaunchSpec, WorkerExit, WorkerProcess};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl InstanceState {
 /// One worker process and its stream.
 #[derive(Debug)]
 pub(crate) struct Instance {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub request_id: String,
     /// Given to the process in its environment (never argv); fnhost's SDKs
     /// present it as gRPC metadata to prove they are this launch.
@@ -102,7 +102,7 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn new(worker_id: String, slot: usize) -> Self {
+    pub(crate) fn new(worker_id: WorkerId, slot: usize) -> Self {
         Self {
             worker_id,
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -162,7 +162,7 @@ impl Instance {
 impl Dispatcher {
     /// Starts a fresh instance in `slot`.
     pub(crate) fn launch(&mut self, slot: usize) {
-        let worker_id = uuid::Uuid::new_v4().to_string();
+        let worker_id = WorkerId::random();
         let mut inst = Instance::new(worker_id.clone(), slot);
         if self.launch_processes {
             let spec = LaunchSpec {
@@ -212,7 +212,7 @@ impl Dispatcher {
     /// `Killed` with an error naming the instance. A replacement starts now.
     pub(crate) fn kill_instance(
         &mut self,
-        worker_id: &str,
+        worker_id: &WorkerId,
         target: &InvocationId,
         target_error: String,
     ) {
@@ -237,7 +237,7 @@ impl Dispatcher {
         // The replacement starts before anything ends, so that queued work
         // sees an instance coming instead of an empty pool.
         // A platform-initiated recycle, not a crash: no budget charge.
-        if self.slots[slot].current.as_deref() == Some(worker_id) {
+        if self.slots[slot].current.as_ref() == Some(worker_id) {
             self.slots[slot].current = None;
             if self.shutdown.is_none() && !self.draining {
                 self.launch(slot);
@@ -257,7 +257,7 @@ impl Dispatcher {
 
     /// A fault (failed handshake, broken stream, missed deadline): stop the
     /// process; its in-flight invocations fail when its exit is seen.
-    pub(super) fn fault(&mut self, worker_id: &str, error: String) {
+    pub(super) fn fault(&mut self, worker_id: &WorkerId, error: String) {
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
@@ -275,7 +275,7 @@ impl Dispatcher {
         }
     }
 
-    pub(super) fn handle_stream_closed(&mut self, worker_id: &str, error: Option<String>) {
+    pub(super) fn handle_stream_closed(&mut self, worker_id: &WorkerId, error: Option<String>) {
         let Some(inst) = self.instances.get(worker_id) else {
             return;
         };
@@ -305,7 +305,7 @@ impl Dispatcher {
         self.fault(worker_id, err);
     }
 
-    pub(super) fn handle_worker_exited(&mut self, worker_id: &str, status: &str) {
+    pub(super) fn handle_worker_exited(&mut self, worker_id: &WorkerId, status: &str) {
         let Some(mut inst) = self.instances.remove(worker_id) else {
             return;
         };
@@ -322,7 +322,7 @@ impl Dispatcher {
         // Restart (or mark the slot exhausted) before failing in-flight
         // work, so queued invocations wait for the replacement.
         let slot = inst.slot;
-        let owned_slot = self.slots[slot].current.as_deref() == Some(worker_id);
+        let owned_slot = self.slots[slot].current.as_ref() == Some(worker_id);
         if owned_slot {
             self.slots[slot].current = None;
         }

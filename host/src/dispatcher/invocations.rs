@@ -24,7 +24,7 @@ use crate::invocation::{
 /// Where an invocation can go now.
 enum Placement {
     /// To this instance.
-    Instance(String),
+    Instance(WorkerId),
     /// Nowhere yet; an instance may free up or become ready.
     Wait,
     /// Nowhere, and none will come soon.
@@ -171,7 +171,7 @@ impl Dispatcher {
 
     fn place(&self, function: &str) -> Placement {
         let limit = self.app.host.max_concurrency_per_instance;
-        let mut best: Option<(&String, usize)> = None;
+        let mut best: Option<(&WorkerId, usize)> = None;
         let mut coming = false;
         let mut load_errors = Vec::new();
         for (id, inst) in &self.instances {
@@ -214,7 +214,7 @@ impl Dispatcher {
         Placement::Never(reason)
     }
 
-    fn dispatch(&mut self, id: &InvocationId, worker: &str) {
+    fn dispatch(&mut self, id: &InvocationId, worker: &WorkerId) {
         let Some(inv) = self.invocations.get_mut(id) else {
             return;
         };
@@ -301,7 +301,7 @@ impl Dispatcher {
                 .insert(Timer::Timeout(id.clone()), entry.timeout),
         );
         inv.state = InvState::Running {
-            worker: worker.to_string(),
+            worker: worker.clone(),
         };
         inst.in_flight.insert(id.clone());
         inst.idle_since = None;
@@ -309,7 +309,7 @@ impl Dispatcher {
         inst.send(message);
         if let Some(http) = inv.http.take() {
             let _ = http.notify.send(Dispatched {
-                worker: worker.into(),
+                worker: worker.clone(),
                 http_uri,
             });
         }
@@ -439,7 +439,11 @@ impl Dispatcher {
         }
     }
 
-    pub(super) fn handle_invocation_response(&mut self, worker: &str, resp: InvocationResponse) {
+    pub(super) fn handle_invocation_response(
+        &mut self,
+        worker: &WorkerId,
+        resp: InvocationResponse,
+    ) {
         // The worker's word for which invocation; checked against ours below.
         let id = InvocationId::from(resp.invocation_id.clone());
         let runs_here = match self.invocations.get(&id).map(|i| &i.state) {
@@ -518,7 +522,7 @@ impl Dispatcher {
         self.finish(&id, ending);
     }
 
-    pub(super) fn handle_log(&mut self, worker: &str, log: RpcLog) {
+    pub(super) fn handle_log(&mut self, worker: &WorkerId, log: RpcLog) {
         let level = rpc_log::Level::try_from(log.level).unwrap_or(rpc_log::Level::Information);
         let attached = self.invocations.get_mut(log.invocation_id.as_str()).filter(|inv| {
             matches!(&inv.state, InvState::Running { worker: w } | InvState::Cancelling { worker: w, .. } if w == worker)
@@ -588,7 +592,7 @@ impl Dispatcher {
             error: ending.error,
             stack_trace: ending.stack_trace,
             output: ending.output,
-            worker_id: worker.clone().map(WorkerId::from),
+            worker_id: worker.clone(),
             logs: std::mem::take(&mut inv.logs),
             logs_dropped: inv.logs_dropped,
             elapsed: inv.submitted.elapsed(),

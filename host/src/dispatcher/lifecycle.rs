@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::invocations::Ending;
 use super::{Dispatcher, InstanceState, InvState, Invocation, Timer};
 use crate::config::HookConfig;
-use crate::invocation::{InvocationId, Outcome};
+use crate::invocation::{InvocationId, Outcome, WorkerId};
 
 /// Which hook an internal invocation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Dispatcher {
     }
 
     /// Functions are loaded: run the initializer, or take work at once.
-    pub(super) fn after_load(&mut self, worker: &str) {
+    pub(super) fn after_load(&mut self, worker: &WorkerId) {
         if self.hook_config(HookKind::Initializer).is_some() {
             if let Some(inst) = self.instances.get_mut(worker) {
                 inst.state = InstanceState::Initializer { attempt: 1 };
@@ -75,7 +75,7 @@ impl Dispatcher {
         }
     }
 
-    fn become_ready(&mut self, worker: &str) {
+    fn become_ready(&mut self, worker: &WorkerId) {
         let interval = self.app.host.status_interval;
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
@@ -93,14 +93,14 @@ impl Dispatcher {
         s.exhausted_since = None;
         if probe {
             self.timers
-                .insert(Timer::StatusProbe(worker.to_string()), interval);
+                .insert(Timer::StatusProbe(worker.clone()), interval);
         }
         self.publish_ready_count();
         self.pump_queue();
     }
 
     /// Sends the hook's invocation to `worker` (pinned, outside the queue).
-    fn start_hook(&mut self, worker: &str, kind: HookKind) {
+    fn start_hook(&mut self, worker: &WorkerId, kind: HookKind) {
         let Some(hook) = self.hook_config(kind).cloned() else {
             return;
         };
@@ -143,7 +143,7 @@ impl Dispatcher {
                 function: name,
                 input: None,
                 state: InvState::Running {
-                    worker: worker.to_string(),
+                    worker: worker.clone(),
                 },
                 cancel_reason: None,
                 cancel_delivery: None,
@@ -162,7 +162,7 @@ impl Dispatcher {
 
     /// A hook ran out of time: ask the worker to stop it, and move on
     /// without waiting (a hung hook must never block the instance's fate).
-    pub(super) fn hook_timed_out(&mut self, id: &InvocationId, worker: &str) {
+    pub(super) fn hook_timed_out(&mut self, id: &InvocationId, worker: &WorkerId) {
         if let Some(inst) = self.instances.get(worker) {
             if inst.handles_cancel() {
                 inst.send_urgent(StreamingMessage::invocation_cancel(
@@ -177,7 +177,7 @@ impl Dispatcher {
 
     pub(super) fn on_hook_ended(
         &mut self,
-        worker: &str,
+        worker: &WorkerId,
         kind: HookKind,
         id: &InvocationId,
         ending: &Ending,
@@ -213,8 +213,7 @@ impl Dispatcher {
                     let delay = hook
                         .retry_backoff
                         .saturating_mul(1 << (attempt - 1).min(10));
-                    self.timers
-                        .insert(Timer::HookRetry(worker.to_string()), delay);
+                    self.timers.insert(Timer::HookRetry(worker.clone()), delay);
                     return;
                 }
                 let msg = format!(
@@ -242,7 +241,7 @@ impl Dispatcher {
     }
 
     /// A retry timer of the initializer fired.
-    pub(super) fn retry_initializer(&mut self, worker: &str) {
+    pub(super) fn retry_initializer(&mut self, worker: &WorkerId) {
         if matches!(
             self.instances.get(worker).map(|i| &i.state),
             Some(InstanceState::Initializer { .. })
@@ -262,7 +261,7 @@ impl Dispatcher {
 
     /// Takes the instance out of service for a planned reason: it finishes
     /// its in-flight work, runs pre-stop, then stops.
-    pub(crate) fn retire(&mut self, worker: &str, reason: &str) {
+    pub(crate) fn retire(&mut self, worker: &WorkerId, reason: &str) {
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
         };
@@ -275,7 +274,7 @@ impl Dispatcher {
         tracing::info!(worker = %worker, in_flight = inst.in_flight.len(), "retiring worker instance: {reason}");
         let slot = inst.slot;
         inst.state = InstanceState::Retiring;
-        if self.slots[slot].current.as_deref() == Some(worker) {
+        if self.slots[slot].current.as_ref() == Some(worker) {
             self.slots[slot].current = None;
         }
         self.publish_ready_count();
@@ -283,7 +282,7 @@ impl Dispatcher {
     }
 
     /// Moves a retiring instance on once its in-flight work is done.
-    pub(super) fn continue_retiring(&mut self, worker: &str) {
+    pub(super) fn continue_retiring(&mut self, worker: &WorkerId) {
         let pre_stop = self.hook_config(HookKind::PreStop).is_some();
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
@@ -310,7 +309,7 @@ impl Dispatcher {
     }
 
     /// `WorkerTerminate`, close our side, kill after the terminate grace.
-    pub(crate) fn terminate_instance(&mut self, worker: &str) {
+    pub(crate) fn terminate_instance(&mut self, worker: &WorkerId) {
         let grace = self.app.host.terminate_grace;
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
@@ -319,8 +318,7 @@ impl Dispatcher {
         inst.send(StreamingMessage::worker_terminate(grace));
         // Closing our side lets workers that wait for the stream's end exit too.
         inst.outbound = None;
-        self.timers
-            .insert(Timer::KillAfter(worker.to_string()), grace);
+        self.timers.insert(Timer::KillAfter(worker.clone()), grace);
         self.publish_ready_count();
     }
 
@@ -366,7 +364,7 @@ impl Dispatcher {
             .values()
             .filter(|i| i.state.is_active())
             .count();
-        let mut idle_ones: Vec<(Instant, String)> = self
+        let mut idle_ones: Vec<(Instant, WorkerId)> = self
             .instances
             .values()
             .filter(|i| i.state == InstanceState::Ready && i.in_flight.is_empty())
@@ -388,7 +386,7 @@ impl Dispatcher {
     }
 
     /// Sends `WorkerStatusRequest`; no answer by the deadline recycles the instance.
-    pub(super) fn probe_status(&mut self, worker: &str) {
+    pub(super) fn probe_status(&mut self, worker: &WorkerId) {
         let (interval, timeout) = (self.app.host.status_interval, self.app.host.status_timeout);
         let Some(inst) = self.instances.get_mut(worker) else {
             return;
@@ -404,19 +402,19 @@ impl Dispatcher {
             ));
             let seq = inst.status_seq;
             self.timers
-                .insert(Timer::StatusDeadline(worker.to_string(), seq), timeout);
+                .insert(Timer::StatusDeadline(worker.clone(), seq), timeout);
         }
         self.timers
-            .insert(Timer::StatusProbe(worker.to_string()), interval);
+            .insert(Timer::StatusProbe(worker.clone()), interval);
     }
 
-    pub(super) fn status_answered(&mut self, worker: &str) {
+    pub(super) fn status_answered(&mut self, worker: &WorkerId) {
         if let Some(inst) = self.instances.get_mut(worker) {
             inst.status_pending = None;
         }
     }
 
-    pub(super) fn status_deadline(&mut self, worker: &str, seq: u64) {
+    pub(super) fn status_deadline(&mut self, worker: &WorkerId, seq: u64) {
         let timeout = self.app.host.status_timeout;
         let Some(inst) = self.instances.get(worker) else {
             return;
@@ -441,7 +439,7 @@ impl Dispatcher {
             "draining: no new invocations"
         );
         self.draining = true;
-        let workers: Vec<String> = self.instances.keys().cloned().collect();
+        let workers: Vec<WorkerId> = self.instances.keys().cloned().collect();
         for w in workers {
             self.retire(&w, "drain");
         }

@@ -21,7 +21,7 @@ use crate::invocation::Dispatched;
 
 struct Fake {
     d: Dispatcher,
-    worker: String,
+    worker: WorkerId,
     urgent: mpsc::UnboundedReceiver<StreamingMessage>,
     normal: mpsc::UnboundedReceiver<StreamingMessage>,
 }
@@ -115,7 +115,7 @@ type Receivers = (
 
 /// Attaches a fake stream to the launched `worker`, answers its handshake
 /// and loads every function.
-fn attach_loaded(d: &mut Dispatcher, worker: &str, handles_cancel: bool) -> Receivers {
+fn attach_loaded(d: &mut Dispatcher, worker: &WorkerId, handles_cancel: bool) -> Receivers {
     let (outbound, urgent, mut normal) = outbound_channel();
     d.handle_attach(worker, outbound).unwrap();
     let mut caps = std::collections::HashMap::new();
@@ -164,7 +164,7 @@ fn invoke(f: &mut Fake, id: &str) -> Reply {
     rx
 }
 
-fn respond(f: &mut Fake, worker: &str, id: &str, result: StatusResult) {
+fn respond(f: &mut Fake, worker: &WorkerId, id: &str, result: StatusResult) {
     let resp = InvocationResponse {
         invocation_id: id.into(),
         result: Some(result),
@@ -225,7 +225,7 @@ async fn a_result_after_a_kill_is_a_logged_no_op() {
     let n = neighbour.try_recv().unwrap().unwrap();
     assert_eq!(n.outcome, Outcome::Killed);
     assert!(
-        n.error.unwrap().contains(&f.worker),
+        n.error.unwrap().contains(f.worker.as_str()),
         "the neighbour's error names the instance"
     );
     // A late answer from the killed instance changes nothing.
@@ -236,14 +236,14 @@ async fn a_result_after_a_kill_is_a_logged_no_op() {
     assert_eq!(f.d.outcome_counts[&Outcome::Killed], 2);
     assert!(!f.d.outcome_counts.contains_key(&Outcome::Succeeded));
     // A replacement was launched in the slot.
-    assert_ne!(f.d.slots[0].current.as_deref(), Some(w.as_str()));
+    assert_ne!(f.d.slots[0].current.as_ref(), Some(&w));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_result_from_another_worker_is_ignored() {
     let mut f = ready(true);
     let mut rx = invoke(&mut f, "a");
-    respond(&mut f, "someone-else", "a", StatusResult::success());
+    respond(&mut f, &"someone-else".into(), "a", StatusResult::success());
     assert!(rx.try_recv().is_err(), "still running");
     assert_eq!(f.d.protocol_violations, 1);
 }
@@ -353,7 +353,7 @@ fn long_stack_traces_keep_their_head_and_say_how_much_was_cut() {
 async fn claims_by_strangers_count_as_refused_not_as_violations() {
     let mut f = ready(true);
     let w = f.worker.clone();
-    assert!(f.d.handle_claim("not-launched").is_err());
+    assert!(f.d.handle_claim(&"not-launched".into()).is_err());
     // The live instance already has its stream.
     assert!(f.d.handle_claim(&w).is_err());
     f.d.handle_command(Command::Refused);
@@ -401,7 +401,7 @@ async fn an_abandoned_invocation_is_still_ended_by_its_timeout() {
     let w = f.worker.clone();
     f.d.handle_timer(Timer::Timeout("a".into()));
     // The timeout may kill: the instance goes, and its neighbour with it.
-    assert_ne!(f.d.slots[0].current.as_deref(), Some(w.as_str()));
+    assert_ne!(f.d.slots[0].current.as_ref(), Some(&w));
     assert_eq!(
         neighbour.try_recv().unwrap().unwrap().outcome,
         Outcome::Killed
@@ -409,7 +409,7 @@ async fn an_abandoned_invocation_is_still_ended_by_its_timeout() {
 }
 
 /// Crashes the slot's current instance and runs the restart timer.
-fn crash_and_restart(f: &mut Fake) -> String {
+fn crash_and_restart(f: &mut Fake) -> WorkerId {
     let w = f.d.slots[0].current.clone().unwrap();
     f.d.handle_worker_exited(&w, "exit code 1");
     f.d.handle_timer(Timer::Restart(0));
@@ -449,7 +449,7 @@ async fn the_restart_budget_window_moves_with_the_clock() {
 /// Fails the hook invocation the worker was sent last.
 fn fail_hook(
     d: &mut Dispatcher,
-    worker: &str,
+    worker: &WorkerId,
     normal: &mut mpsc::UnboundedReceiver<StreamingMessage>,
 ) {
     let id = drain(normal)
@@ -603,7 +603,7 @@ async fn an_http_uri_instance_gets_route_values_as_metadata_and_no_body() {
     let d = dispatched.try_recv().unwrap();
     assert_eq!(
         (d.worker, d.http_uri.as_deref()),
-        (f.worker.as_str().into(), Some(uri))
+        (f.worker.clone(), Some(uri))
     );
     let req = sent_request(&mut f).expect("the InvocationRequest is sent as usual");
     let meta = &req.trigger_metadata;
@@ -647,4 +647,13 @@ async fn a_deferred_body_never_goes_to_an_instance_without_http_uri() {
         format!("{req:?}").contains("[97, 98, 99]"),
         "the body: {req:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_status_json_shows_worker_ids_as_plain_strings() {
+    let f = ready(true);
+    let json = serde_json::to_value(f.d.status()).unwrap();
+    let id = serde_json::Value::String(f.worker.to_string());
+    assert_eq!(json["workers"][0]["workerId"], id, "{json}");
+    assert_eq!(json["slots"][0]["workerId"], id, "{json}");
 }

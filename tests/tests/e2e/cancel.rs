@@ -43,7 +43,7 @@ async fn timeout_on_spin_kills_and_replaces_the_instance_and_ends_its_neighbour_
     assert_eq!(spin.cancel_reason, Some(CancelReason::Timeout));
     let err = spin.error.unwrap();
     assert!(
-        err.contains("did not stop within") && err.contains(&first_worker),
+        err.contains("did not stop within") && err.contains(first_worker.as_str()),
         "{err}"
     );
 
@@ -51,7 +51,7 @@ async fn timeout_on_spin_kills_and_replaces_the_instance_and_ends_its_neighbour_
     assert_eq!(neighbour.outcome, Outcome::Killed);
     let err = neighbour.error.unwrap();
     assert!(
-        err.contains(&first_worker)
+        err.contains(first_worker.as_str())
             && err.contains(spin.invocation_id.as_str())
             && err.contains(neighbour.invocation_id.as_str()),
         "the neighbour's error names the instance and both invocations: {err}"

@@ -21,7 +21,10 @@ async fn a_crash_fails_its_invocation_naming_the_worker_and_exit_status_and_the_
         .unwrap();
     assert_eq!(r.outcome, Outcome::Failed);
     let err = r.error.unwrap();
-    assert!(err.contains(&first) && err.contains("exit code 3"), "{err}");
+    assert!(
+        err.contains(first.as_str()) && err.contains("exit code 3"),
+        "{err}"
+    );
 
     // The next invocation waits for the restarted instance and succeeds.
     let next = h

@@ -184,7 +184,7 @@ pub async fn spin_is_killed_after_the_grace_and_replaced(host: &Host) {
     assert_eq!(spin.cancel_reason, Some(CancelReason::Timeout));
     let err = spin.error.unwrap();
     assert!(
-        err.contains("did not stop within") && err.contains(&first),
+        err.contains("did not stop within") && err.contains(first.as_str()),
         "{err}"
     );
     assert!(
@@ -203,7 +203,10 @@ pub async fn crash_fails_its_invocation_and_the_worker_restarts(host: &Host) {
     let r = h.invoke("crash", text("x")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     let err = r.error.unwrap();
-    assert!(err.contains(&first) && err.contains("exit code 3"), "{err}");
+    assert!(
+        err.contains(first.as_str()) && err.contains("exit code 3"),
+        "{err}"
+    );
     a_replacement_serves_after(host, &first).await;
     assert_eq!(h.status().await.unwrap().slots[0].recent_restarts, 1);
 }

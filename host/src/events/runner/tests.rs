@@ -668,3 +668,82 @@ fn a_relayed_terminate_is_carried_out_once_and_only_on_a_running_event() {
     );
     assert_eq!(relay(&mut r, "z", Termination::Forced), 0, "unknown here");
 }
+
+/// The replies of every `AnswerFromStore` among `effects`, with their ids.
+fn answered_from_store<'a>(
+    effects: impl IntoIterator<Item = &'a Effect<Reply>>,
+) -> Vec<(String, Reply)> {
+    effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::AnswerFromStore { id, replies } => Some((id, replies)),
+            _ => None,
+        })
+        .flat_map(|(id, replies)| replies.iter().map(move |r| (id.to_string(), *r)))
+        .collect()
+}
+
+/// The dispatcher says AlreadyCompleted or NotFound when a terminate
+/// reaches an invocation that has just ended; the attempt may not have
+/// written the event's final record yet. The answer waits for the settle,
+/// whichever of the two the core hears first.
+#[test]
+fn a_terminate_that_finds_the_invocation_ended_is_answered_once_the_attempt_settles() {
+    let mut r = Runner::fresh(10, 10);
+    r.accept("a", 1);
+    r.accept("b", 2);
+    assert_eq!((r.starts("a"), r.starts("b")), (1, 1));
+    for (id, reply) in [("a", 1), ("b", 2)] {
+        let effects = r.send(Cmd::Terminate {
+            id: id.into(),
+            termination: Termination::Forced,
+            reply,
+        });
+        assert!(
+            matches!(effects[..], [Effect::Signal { reply: sent, .. }] if *sent == reply),
+            "{effects:?}"
+        );
+    }
+    // A: the shell's word comes while the attempt is still closing; its
+    // record may still say RUNNING, so an answer now would be wrong.
+    let effects = r.send(Cmd::AnswerAfterSettle {
+        id: "a".into(),
+        reply: 1,
+    });
+    assert!(
+        effects.is_empty(),
+        "answered before the attempt settled: {effects:?}"
+    );
+    let effects = r.send(Cmd::Settled {
+        id: "a".into(),
+        next: Next::Done { failed: None },
+    });
+    assert_eq!(
+        answered_from_store(effects),
+        [("a".to_string(), 1)],
+        "the settle answers the waiting terminate"
+    );
+    // B: the attempt settles first; the shell's word then finds its final
+    // record written and is answered from it at once.
+    let effects = r.send(Cmd::Settled {
+        id: "b".into(),
+        next: Next::Done { failed: None },
+    });
+    assert!(answered_from_store(effects).is_empty(), "no one waits yet");
+    let effects = r.send(Cmd::AnswerAfterSettle {
+        id: "b".into(),
+        reply: 2,
+    });
+    assert_eq!(answered_from_store(effects), [("b".to_string(), 2)]);
+    // Each terminate was answered once, and neither event ran again.
+    assert_eq!(
+        answered_from_store(&r.log),
+        [("a".to_string(), 1), ("b".to_string(), 2)]
+    );
+    assert!(
+        !r.log.iter().any(|e| matches!(e, Effect::WriteAbort { .. })),
+        "an ended event is not aborted"
+    );
+    assert_eq!((r.starts("a"), r.starts("b")), (1, 1));
+    assert_eq!(r.core.stats().running, 0);
+}
