@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod location;
 pub mod postgres;
+mod query;
 mod runner;
 mod sqlite;
 pub mod time;

@@ -19,7 +19,7 @@ async fn submit(api: &Api, function: &str, body: &str) -> String {
     r.json()["requestId"].as_str().unwrap().to_string()
 }
 
-async fn event(api: &Api, id: &str) -> Value {
+pub(super) async fn event(api: &Api, id: &str) -> Value {
     let r = api
         .admin_get(&format!("/admin/async-events/{id}"))
         .await
@@ -49,7 +49,7 @@ async fn wait_on_worker(api: &Api, id: &str) {
     .await;
 }
 
-async fn logs(api: &Api, id: &str) -> Vec<String> {
+pub(super) async fn logs(api: &Api, id: &str) -> Vec<String> {
     let r = api
         .admin_get(&format!("/admin/async-events/{id}/logs"))
         .await
@@ -80,7 +80,7 @@ async fn list(api: &Api, q: &str) -> fnhost_e2e::HttpReply {
         .unwrap()
 }
 
-async fn terminate(api: &Api, id: &str, graceful: bool) -> (u16, Value) {
+pub(super) async fn terminate(api: &Api, id: &str, graceful: bool) -> (u16, Value) {
     let body = json!({ "graceShutdown": graceful }).to_string();
     let r = api
         .request(

@@ -14,6 +14,7 @@ use fnhost_e2e::postgres::Postgres;
 use fnhost_e2e::{binary, start_host, wait_until, Api, HostProcess, TempDir, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
 
+use super::async_events::{event, logs, terminate};
 use super::postgres_harness::postgres;
 
 /// Heartbeats and polls fast, and a host is dead after 2 s, so rescues
@@ -171,45 +172,17 @@ async fn accepted(api: &Api, function: &str, body: &str) -> String {
     body["requestId"].as_str().unwrap().to_string()
 }
 
-async fn event(api: &Api, id: &str) -> Value {
-    let r = api
-        .admin_get(&format!("/admin/async-events/{id}"))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-async fn logs(api: &Api, id: &str) -> Vec<String> {
-    let r = api
-        .admin_get(&format!("/admin/async-events/{id}/logs"))
-        .await
-        .unwrap();
-    r.json()["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["line"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn terminate(api: &Api, id: &str, graceful: bool) -> (u16, Value) {
-    let body = json!({ "graceShutdown": graceful }).to_string();
-    let path = format!("/admin/async-events/{id}/terminate");
-    let r = api
-        .request("POST", &path, body, Some(ADMIN_KEY))
-        .await
-        .unwrap();
-    (r.status, r.json())
+/// `'id1','id2',...` for an SQL `IN (...)`.
+fn sql_list(ids: &[String]) -> String {
+    ids.iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Waits until every event in `ids` is RUNNING and owned by `owner`.
 async fn wait_running_on(setup: &Setup, ids: &[String], owner: &str) {
-    let list = ids
-        .iter()
-        .map(|i| format!("'{i}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = sql_list(ids);
     let condition =
         format!("request_id IN ({list}) AND status = 'RUNNING' AND owner_host = '{owner}'");
     wait_until(
@@ -313,11 +286,8 @@ async fn a_killed_owners_running_events_are_rescued_by_another_host() {
         "the killed host's events to finish elsewhere",
         Duration::from_secs(30),
         || async {
-            let list = ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>();
-            setup.count(&format!(
-                "request_id IN ({}) AND status = 'FINISHED'",
-                list.join(",")
-            )) == ids.len()
+            let list = sql_list(&ids);
+            setup.count(&format!("request_id IN ({list}) AND status = 'FINISHED'")) == ids.len()
         },
     )
     .await;
@@ -364,11 +334,7 @@ async fn a_paused_owner_is_fenced_off_and_each_event_ends_once() {
     let b = setup.node("b").await;
     a.signal("-STOP");
     // Presumed dead, rescued, and running again on the other host.
-    let list = ids
-        .iter()
-        .map(|i| format!("'{i}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = sql_list(&ids);
     wait_until(
         "the paused host's events to run on the other host",
         Duration::from_secs(20),
@@ -582,11 +548,7 @@ async fn accepts_during_a_database_restart_get_503_and_every_202_finishes() {
         accepted.len(),
         up - down
     );
-    let list = accepted
-        .iter()
-        .map(|i| format!("'{i}'"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = sql_list(&accepted);
     wait_until(
         "every accepted event to finish",
         Duration::from_secs(60),

@@ -17,6 +17,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
+use super::query::Operand;
 use super::{
     EventLogLine, EventRecord, EventStatus, EventStore, InvokeType, ListPage, ListQuery,
     StatusCode, StoreError, WriteOp, WriteOutcome, INLINE_INPUT_LIMIT,
@@ -198,50 +199,20 @@ impl EventStore for PgStore {
 
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         let mut w = Where::default();
-        if let Some(f) = &q.function {
-            w.with("function = ?", Box::new(f.clone()));
-        }
-        if let Some(v) = &q.qualifier {
-            w.with("qualifier = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &q.request_id {
-            w.with("request_id = ?", Box::new(v.clone()));
-        }
-        if !q.statuses.is_empty() {
-            let names: Vec<String> = q.statuses.iter().map(|s| s.as_str().to_string()).collect();
-            w.with("status = ANY(?)", Box::new(names));
-        }
-        if !q.invoke_types.is_empty() {
-            w.with("invoke_type = ANY(?)", Box::new(q.invoke_types.clone()));
-        }
-        if let Some(v) = q.start_from {
-            w.with("start_ms >= ?", Box::new(v));
-        }
-        if let Some(v) = q.start_to {
-            w.with("start_ms < ?", Box::new(v));
-        }
-        if let Some(v) = q.end_from {
-            w.with("end_ms >= ?", Box::new(v));
-        }
-        if let Some(v) = q.end_to {
-            w.with("end_ms < ?", Box::new(v));
+        for c in q.conditions() {
+            let condition = format!("{} {} ?", c.column, c.op);
+            match c.operand {
+                Operand::Text(v) => w.with(&condition, Box::new(v.to_string())),
+                Operand::Int(v) => w.with(&condition, Box::new(v)),
+                Operand::AnyText(vs) => {
+                    let vs: Vec<String> = vs.into_iter().map(str::to_string).collect();
+                    w.with(&format!("{} = ANY(?)", c.column), Box::new(vs))
+                }
+            }
         }
         let filter = w.clause();
-        let dir = if q.ascending { "ASC" } else { "DESC" };
-        // Ties (same millisecond) follow the order events were accepted in.
-        let order = if q.order_by_end {
-            format!("end_ms IS NULL, end_ms {dir}, seq {dir}")
-        } else {
-            format!("start_ms {dir}, seq {dir}")
-        };
-        // Without time bounds or a request id, every filter is a column of
-        // `fnhost_event_counts` (same names), which holds the total.
-        let by_columns_only = q.request_id.is_none()
-            && q.start_from.is_none()
-            && q.start_to.is_none()
-            && q.end_from.is_none()
-            && q.end_to.is_none();
-        let count_sql = if by_columns_only {
+        let order = q.order_by("seq");
+        let count_sql = if q.counts_by_columns() {
             format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {filter}")
         } else {
             format!("SELECT COUNT(*) FROM fnhost_events {filter}")

@@ -39,6 +39,12 @@ impl Runner {
     /// A core just after recovery: its first refill and retry load are
     /// under way.
     fn recovered(limit: usize, concurrency: usize) -> Self {
+        Self::recovered_with(limit, concurrency, None)
+    }
+
+    /// [`Runner::recovered`]; with `shared`, over a store shared with other
+    /// hosts, claiming at most that many events ahead.
+    fn recovered_with(limit: usize, concurrency: usize, shared: Option<usize>) -> Self {
         let config = AsyncConfig {
             queue_memory_limit: limit,
             max_concurrency: concurrency,
@@ -46,10 +52,13 @@ impl Runner {
             ..AsyncConfig::default()
         };
         let mut n = 0;
-        let core = Core::new(Arc::new(config), move || {
+        let mut core = Core::new(Arc::new(config), move || {
             n += 1;
             InvocationId::from(format!("invocation-{n}"))
         });
+        if let Some(limit) = shared {
+            core = core.shared(limit);
+        }
         let mut r = Self {
             core,
             now: NOW,
@@ -558,26 +567,11 @@ fn a_stale_timer_never_starts_an_event() {
 /// A core over a store shared with other hosts: nothing is handed over at
 /// accept; it claims when polled.
 fn shared(concurrency: usize) -> Runner {
-    let config = AsyncConfig {
-        max_concurrency: concurrency,
-        max_event_age: Duration::from_secs(3600),
-        ..AsyncConfig::default()
-    };
-    let mut n = 0;
-    let core = Core::new(Arc::new(config), move || {
-        n += 1;
-        InvocationId::from(format!("invocation-{n}"))
-    })
-    .shared(concurrency);
-    let mut r = Runner {
-        core,
-        now: NOW,
-        log: Vec::new(),
-    };
-    r.send(Cmd::Recovered {
-        cursor: 0,
-        failed: Vec::new(),
-    });
+    let mut r = Runner::recovered_with(
+        AsyncConfig::default().queue_memory_limit,
+        concurrency,
+        Some(concurrency),
+    );
     r.refilled(&[], true, 0);
     r.send(Cmd::RetriesLoaded {
         events: Vec::new(),

@@ -9,6 +9,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
 
 use crate::ids::RequestId;
 
+use super::query::Operand;
 use super::{
     EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
 };
@@ -161,56 +162,24 @@ impl EventStore for SqliteStore {
 
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         let mut w = Where::default();
-        if let Some(f) = &q.function {
-            w.with("function = ?", Box::new(f.clone()));
-        }
-        if let Some(v) = &q.qualifier {
-            w.with("qualifier = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &q.request_id {
-            w.with("request_id = ?", Box::new(v.clone()));
-        }
-        w.any_of(
-            "status",
-            q.statuses.iter().map(|s| Box::new(s.as_str()) as _),
-        );
-        w.any_of(
-            "invoke_type",
-            q.invoke_types.iter().map(|t| Box::new(t.clone()) as _),
-        );
-        if let Some(v) = q.start_from {
-            w.with("start_ms >= ?", Box::new(v));
-        }
-        if let Some(v) = q.start_to {
-            w.with("start_ms < ?", Box::new(v));
-        }
-        if let Some(v) = q.end_from {
-            w.with("end_ms >= ?", Box::new(v));
-        }
-        if let Some(v) = q.end_to {
-            w.with("end_ms < ?", Box::new(v));
+        for c in q.conditions() {
+            match c.operand {
+                Operand::Text(v) => {
+                    w.with(&format!("{} {} ?", c.column, c.op), Box::new(v.to_string()))
+                }
+                Operand::Int(v) => w.with(&format!("{} {} ?", c.column, c.op), Box::new(v)),
+                Operand::AnyText(vs) => w.any_of(
+                    c.column,
+                    vs.into_iter().map(|v| Box::new(v.to_string()) as _),
+                ),
+            }
         }
         let filter = w.clause();
         let args = w.args;
-        let column = if q.order_by_end { "end_ms" } else { "start_ms" };
-        let dir = if q.ascending { "ASC" } else { "DESC" };
-        // Events without an end time sort last whatever the direction. Ties
-        // (same millisecond) follow the order the events were accepted in:
-        // the implicit rowid grows with every insert, and each index on
+        // The implicit rowid grows with every insert, and each index on
         // `events` already ends with it, so the tie-break costs no sort.
-        let order = if q.order_by_end {
-            format!("end_ms IS NULL, {column} {dir}, rowid {dir}")
-        } else {
-            format!("{column} {dir}, rowid {dir}")
-        };
-        // Without time bounds or a request id, every filter is a column of
-        // `event_counts` (same names), which holds the total in a few rows.
-        let by_columns_only = q.request_id.is_none()
-            && q.start_from.is_none()
-            && q.start_to.is_none()
-            && q.end_from.is_none()
-            && q.end_to.is_none();
-        let count_sql = if by_columns_only {
+        let order = q.order_by("rowid");
+        let count_sql = if q.counts_by_columns() {
             format!("SELECT COALESCE(SUM(n), 0) FROM event_counts {filter}")
         } else {
             format!("SELECT COUNT(*) FROM events {filter}")
