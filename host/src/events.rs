@@ -232,6 +232,36 @@ pub struct EventRecord {
     pub lease_token: Option<i64>,
 }
 
+impl EventRecord {
+    /// A new event, just accepted: queued, no attempt yet, `start_ms` now.
+    pub fn queued(
+        request_id: RequestId,
+        function: String,
+        qualifier: String,
+        invoke_type: InvokeType,
+        input: Vec<u8>,
+        start_ms: i64,
+    ) -> Self {
+        Self {
+            request_id,
+            function,
+            qualifier,
+            invoke_type,
+            status: EventStatus::Queued,
+            status_code: None,
+            attempts: 0,
+            input,
+            result: None,
+            error: None,
+            start_ms,
+            end_ms: None,
+            next_attempt_ms: None,
+            owner_host: None,
+            lease_token: None,
+        }
+    }
+}
+
 /// A log line of an event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -306,23 +306,15 @@ mod tests {
     use crate::events::{InvokeType, SqliteStore, WriteOp};
 
     fn queued(id: &str) -> EventRecord {
-        EventRecord {
-            request_id: id.into(),
-            function: "f".into(),
-            qualifier: "$LATEST".into(),
-            invoke_type: InvokeType::Api,
-            status: EventStatus::Queued,
-            status_code: None,
-            attempts: 0,
-            input: Vec::new(),
-            result: None,
-            error: None,
-            start_ms: now_ms(),
-            end_ms: None,
-            next_attempt_ms: None,
-            owner_host: None,
-            lease_token: None,
-        }
+        let f = "f".to_string();
+        EventRecord::queued(
+            id.into(),
+            f,
+            "$LATEST".into(),
+            InvokeType::Api,
+            Vec::new(),
+            now_ms(),
+        )
     }
 
     /// A terminate that reached the attempt after its RUNNING write but

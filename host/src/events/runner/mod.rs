@@ -19,9 +19,7 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::postgres::{Cluster, ClusterHost, Delivery};
 use super::time::now_ms;
-use super::{
-    AsyncConfig, EventLog, EventRecord, EventStatus, StatusCode, StoreError, WriteOp, WriteOutcome,
-};
+use super::{AsyncConfig, EventLog, EventRecord, StatusCode, StoreError, WriteOp, WriteOutcome};
 use crate::host::HostHandle;
 use crate::ids::{InvocationId, RequestId};
 use crate::invocation::CancelReason;
@@ -167,23 +165,14 @@ impl AsyncEvents {
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
         let id = RequestId::random();
-        let record = EventRecord {
-            request_id: id.clone(),
-            function: req.function,
-            qualifier: req.qualifier.unwrap_or_else(|| "$LATEST".into()),
-            invoke_type: req.invoke_type,
-            status: EventStatus::Queued,
-            status_code: None,
-            attempts: 0,
-            input: req.input.encode_to_vec(),
-            result: None,
-            error: None,
-            start_ms: now_ms(),
-            end_ms: None,
-            next_attempt_ms: None,
-            owner_host: None,
-            lease_token: None,
-        };
+        let record = EventRecord::queued(
+            id.clone(),
+            req.function,
+            req.qualifier.unwrap_or_else(|| "$LATEST".into()),
+            req.invoke_type,
+            req.input.encode_to_vec(),
+            now_ms(),
+        );
         let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
         let insert =
             insert_and_hand_over(self.log.clone(), self.cmds.clone(), record, req.idempotency);

@@ -220,23 +220,14 @@ pub(super) async fn send_to_on_failure(
     failed: EventRecord,
 ) {
     let input = TypedData::json(policy::failure_payload(&failed).to_string());
-    let record = EventRecord {
-        request_id: RequestId::random(),
-        function: target,
-        qualifier: failed.qualifier.clone(),
-        invoke_type: InvokeType::OnFailure,
-        status: EventStatus::Queued,
-        status_code: None,
-        attempts: 0,
-        input: input.encode_to_vec(),
-        result: None,
-        error: None,
-        start_ms: now_ms(),
-        end_ms: None,
-        next_attempt_ms: None,
-        owner_host: None,
-        lease_token: None,
-    };
+    let record = EventRecord::queued(
+        RequestId::random(),
+        target,
+        failed.qualifier.clone(),
+        InvokeType::OnFailure,
+        input.encode_to_vec(),
+        now_ms(),
+    );
     let id = record.request_id.clone();
     let op = WriteOp::Insert {
         event: record.clone(),

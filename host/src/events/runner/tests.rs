@@ -172,23 +172,14 @@ impl Runner {
 }
 
 fn event(id: &str) -> EventRecord {
-    EventRecord {
-        request_id: id.into(),
-        function: "f".into(),
-        qualifier: "$LATEST".into(),
-        invoke_type: InvokeType::Api,
-        status: EventStatus::Queued,
-        status_code: None,
-        attempts: 0,
-        input: Vec::new(),
-        result: None,
-        error: None,
-        start_ms: NOW,
-        end_ms: None,
-        next_attempt_ms: None,
-        owner_host: None,
-        lease_token: None,
-    }
+    EventRecord::queued(
+        id.into(),
+        "f".into(),
+        "$LATEST".into(),
+        InvokeType::Api,
+        Vec::new(),
+        NOW,
+    )
 }
 
 fn retrying(id: &str, due_ms: i64) -> EventRecord {
