@@ -641,3 +641,53 @@ async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_event_past_retention_is_pruned_with_its_lines_key_and_count() {
+    let mut host_json = cluster_host_json();
+    host_json["asyncEvents"]["retention"] = json!("00:00:02");
+    host_json["asyncEvents"]["pruneInterval"] = json!("00:00:00.500");
+    let Some(setup) = Setup::with_host_json("an_ended_event_past_retention_is_pruned", host_json)
+    else {
+        return;
+    };
+    let a = setup.node("a").await;
+    let b = setup.node("b").await;
+    let (status, first) = submit(&a.api, "echo", "once", Some("order-7")).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["requestId"].as_str().unwrap().to_string();
+    wait_until("the event to finish", Duration::from_secs(15), || async {
+        event(&b.api, &id).await["status"] == "FINISHED"
+    })
+    .await;
+    wait_until(
+        "the event to be pruned",
+        Duration::from_secs(20),
+        || async { setup.count(&format!("request_id = '{id}'")) == 0 },
+    )
+    .await;
+    let r = b
+        .api
+        .admin_get(&format!("/admin/async-events/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        setup.sql(&format!(
+            "SELECT COUNT(*) FROM fnhost_event_logs WHERE request_id = '{id}'"
+        )),
+        "0",
+        "its lines went with it"
+    );
+    setup.assert_counts_match();
+    let r = b
+        .api
+        .admin_get("/admin/async-events?function=echo")
+        .await
+        .unwrap();
+    assert_eq!(r.json()["totalCount"], 0, "{}", r.text());
+    // Its idempotency key went with it too: the same key makes a new event.
+    let (status, again) = submit(&b.api, "echo", "once", Some("order-7")).await;
+    assert_eq!(status, 202, "{again}");
+    assert_ne!(again["requestId"], first["requestId"]);
+}

@@ -39,7 +39,34 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// Maps a database error to the store's, saying what the store was doing.
 pub(super) fn failed(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::backend(context, e)
+    move |e| StoreError::backend(context, DbError(e))
+}
+
+/// A database error whose text is the server's message (tokio-postgres
+/// prints only "db error" for those), with its detail and hint.
+#[derive(Debug)]
+pub(super) struct DbError(pub(super) tokio_postgres::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(db) = self.0.as_db_error() else {
+            return write!(f, "{}", self.0);
+        };
+        write!(f, "{} ({})", db.message(), db.code().code())?;
+        if let Some(detail) = db.detail() {
+            write!(f, "; {detail}")?;
+        }
+        if let Some(hint) = db.hint() {
+            write!(f, "; hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 fn pool_failed(e: deadpool_postgres::PoolError) -> StoreError {
@@ -296,13 +323,16 @@ impl EventStore for PgStore {
                 "WITH picked AS (
                      SELECT request_id FROM fnhost_ready WHERE ready_at <= $1
                      ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 -- `= ANY(ARRAY(...))` rather than joins, which the planner
+                 -- may turn into scans of the whole table.
                  gone AS (
-                     DELETE FROM fnhost_ready r USING picked p
-                     WHERE r.request_id = p.request_id RETURNING r.request_id)
+                     DELETE FROM fnhost_ready
+                     WHERE request_id = ANY(ARRAY(SELECT request_id FROM picked))
+                     RETURNING request_id)
                  UPDATE fnhost_events e
                  SET owner_host = $3, lease_token = nextval('fnhost_lease_tokens')
-                 FROM gone g
-                 WHERE e.request_id = g.request_id AND e.status IN ('QUEUED', 'RETRYING')
+                 WHERE e.request_id = ANY(ARRAY(SELECT request_id FROM gone))
+                     AND e.status IN ('QUEUED', 'RETRYING')
                  RETURNING e.seq, {}",
                 small_input_columns("e.")
             );

@@ -5,7 +5,7 @@
 
 use deadpool_postgres::Client;
 
-use super::failed;
+use super::{failed, DbError};
 use crate::events::StoreError;
 
 /// Advisory lock key the migration holds (an arbitrary constant, "fnhost"
@@ -112,7 +112,12 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let to = i + 1;
-        let failed = |e| StoreError::backend(format!("migration to schema version {to} failed"), e);
+        let failed = |e| {
+            StoreError::backend(
+                format!("migration to schema version {to} failed"),
+                DbError(e),
+            )
+        };
         tx.batch_execute(sql).await.map_err(failed)?;
         tx.execute("DELETE FROM fnhost_schema", &[])
             .await

@@ -40,7 +40,8 @@ const UPDATE: &str = "WITH old AS (
             error = $6, end_ms = $7, next_attempt_ms = $8,
             owner_host = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE e.owner_host END,
             lease_token = CASE WHEN $2 = 'QUEUED' THEN NULL ELSE e.lease_token END
-        FROM old WHERE e.request_id = old.request_id
+        -- `e.request_id = $1` too: a join alone may be planned as a scan.
+        FROM old WHERE e.request_id = $1 AND e.request_id = old.request_id
         RETURNING e.request_id, e.seq, e.status, e.function, e.qualifier, e.invoke_type,
             old.status AS old_status)
     , back AS (
