@@ -17,19 +17,28 @@ use serde_json::{json, Value};
 use super::async_events::{event, logs, terminate};
 use super::postgres_harness::postgres;
 
-/// Heartbeats and polls fast, and a host is dead after 2 s, so rescues
-/// happen within a test's patience.
+/// Heartbeats and polls fast. A host is dead after 10 s: a loaded machine
+/// can delay a heartbeat by seconds, and only the rescue tests want a
+/// short dead time ([`quick_rescue`]).
 fn cluster_host_json() -> Value {
     json!({
         "asyncEvents": {
             "hostHeartbeat": "00:00:00.250",
-            "hostDeadAfter": "00:00:02",
+            "hostDeadAfter": "00:00:10",
             "pollInterval": "00:00:00.050",
             "maxRetryAttempts": 2,
             "retryBackoff": "00:00:00.050"
         },
         "workers": {"cancelGracePeriod": "00:00:01"}
     })
+}
+
+/// [`cluster_host_json`] with a host dead after 2 s, so rescues happen
+/// within a test's patience.
+fn quick_rescue() -> Value {
+    let mut v = cluster_host_json();
+    v["asyncEvents"]["hostDeadAfter"] = json!("00:00:02");
+    v
 }
 
 /// One `fnhost` process on the shared database.
@@ -269,7 +278,9 @@ async fn events_accepted_across_three_hosts_all_finish_once_each_spread_over_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_owners_running_events_are_rescued_by_another_host() {
-    let Some(setup) = Setup::new("a_killed_owners_running_events_are_rescued") else {
+    let Some(setup) =
+        Setup::with_host_json("a_killed_owners_running_events_are_rescued", quick_rescue())
+    else {
         return;
     };
     let mut a = setup.node("a").await;
@@ -322,7 +333,7 @@ async fn a_killed_owners_running_events_are_rescued_by_another_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_owner_is_fenced_off_and_each_event_ends_once() {
-    let Some(setup) = Setup::new("a_paused_owner_is_fenced_off") else {
+    let Some(setup) = Setup::with_host_json("a_paused_owner_is_fenced_off", quick_rescue()) else {
         return;
     };
     let a = setup.node("a").await;
