@@ -648,7 +648,7 @@ async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("schema version 99, newer than this host's 2"),
+        err.contains("schema version 99, newer than this host's 3"),
         "{err}"
     );
 }
@@ -701,4 +701,43 @@ async fn an_ended_event_past_retention_is_pruned_with_its_lines_key_and_count() 
     let (status, again) = submit(&b.api, "echo", "once", Some("order-7")).await;
     assert_eq!(status, 202, "{again}");
     assert_ne!(again["requestId"], first["requestId"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accepting_host_claims_its_own_event_before_older_ones_of_others() {
+    // One at a time, and no idle poll within the test.
+    let mut host_json = cluster_host_json();
+    host_json["asyncEvents"]["maxConcurrency"] = json!(1);
+    host_json["asyncEvents"]["pollInterval"] = json!("00:01:00");
+    let Some(setup) = Setup::with_host_json("the_accepting_host_claims_its_own_event", host_json)
+    else {
+        return;
+    };
+    let a = setup.node("a").await;
+    // Older ready events that another host accepted (and then left).
+    setup.sql(
+        "INSERT INTO fnhost_events (request_id, function, qualifier, invoke_type, status,
+             attempts, input, start_ms)
+         SELECT 'other-' || i, 'echo', '$LATEST', 'api', 'QUEUED', 0, ''::bytea,
+             (extract(epoch FROM now()) * 1000)::BIGINT - 60000 + i
+         FROM generate_series(1, 3) AS i;
+         INSERT INTO fnhost_ready (request_id, seq, ready_at, accepted_by)
+         SELECT request_id, seq, start_ms, 'host-elsewhere' FROM fnhost_events;
+         INSERT INTO fnhost_event_counts VALUES ('echo', '$LATEST', 'api', 'QUEUED', 3);",
+    );
+    let id = accepted(&a.api, "echo", "mine").await;
+    wait_until("every event to finish", Duration::from_secs(20), || async {
+        setup.count("status = 'FINISHED'") == 4
+    })
+    .await;
+    // Its own started first: every other one's first line comes after its end.
+    let order = setup.sql(&format!(
+        "SELECT (SELECT end_ms FROM fnhost_events WHERE request_id = '{id}')
+              <= (SELECT MIN(time_ms) FROM fnhost_event_logs WHERE request_id LIKE 'other-%')"
+    ));
+    assert_eq!(
+        order, "t",
+        "an older event of another host ran before this host's own"
+    );
+    setup.assert_counts_match();
 }

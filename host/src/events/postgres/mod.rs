@@ -213,7 +213,7 @@ impl EventStore for PgStore {
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
         self.block(async {
             let mut c = self.client().await?;
-            writes::apply(&mut c, batch).await
+            writes::apply(&mut c, &self.host_id, batch).await
         })
     }
 
@@ -311,7 +311,8 @@ impl EventStore for PgStore {
         })
     }
 
-    /// Claims up to `limit` ready events, oldest ready first: each leaves
+    /// Claims up to `limit` ready events, the ones this host accepted
+    /// first, then anyone's, oldest ready first within each: each leaves
     /// the hot table and gets this host as its owner and a fresh lease
     /// token, in one statement, so no two hosts claim one event. `after`
     /// does not apply: claimed events leave the table.
@@ -320,9 +321,21 @@ impl EventStore for PgStore {
         let now = super::time::now_ms();
         self.block(async {
             let sql = format!(
-                "WITH picked AS (
-                     SELECT request_id FROM fnhost_ready WHERE ready_at <= $1
+                "WITH mine AS (
+                     SELECT request_id, ready_at, seq FROM fnhost_ready
+                     WHERE accepted_by = $3 AND ready_at <= $1
                      ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 anyone AS (
+                     SELECT request_id, ready_at, seq FROM fnhost_ready
+                     WHERE ready_at <= $1 AND request_id <> ALL(ARRAY(SELECT request_id FROM mine))
+                     ORDER BY ready_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 -- This host's own accepts first, then anyone's, oldest
+                 -- first within each.
+                 picked AS (
+                     SELECT request_id FROM (
+                         SELECT 0 AS rank, * FROM mine
+                         UNION ALL SELECT 1 AS rank, * FROM anyone) c
+                     ORDER BY rank, ready_at, seq LIMIT $2),
                  -- `= ANY(ARRAY(...))` rather than joins, which the planner
                  -- may turn into scans of the whole table.
                  gone AS (

@@ -85,6 +85,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     INSERT INTO fnhost_event_counts (function, qualifier, invoke_type, status, n)
         SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_events
         GROUP BY function, qualifier, invoke_type, status;",
+    // 3: which host accepted a ready event, so that host claims its own
+    // first.
+    "ALTER TABLE fnhost_ready ADD COLUMN accepted_by TEXT;
+    CREATE INDEX fnhost_ready_accepted ON fnhost_ready (accepted_by, ready_at, seq);",
 ];
 
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -21,8 +21,8 @@ const INSERT: &str = "WITH ins AS (
         ON CONFLICT (function, idem_key) WHERE idem_key IS NOT NULL DO NOTHING
         RETURNING request_id, seq, start_ms, status)
     , ready AS (
-        INSERT INTO fnhost_ready (request_id, seq, ready_at)
-        SELECT request_id, seq, start_ms FROM ins WHERE status = 'QUEUED')
+        INSERT INTO fnhost_ready (request_id, seq, ready_at, accepted_by)
+        SELECT request_id, seq, start_ms, $16 FROM ins WHERE status = 'QUEUED')
     SELECT seq FROM ins";
 
 /// A status change, fenced: it applies only to an unfinished event whose
@@ -67,6 +67,7 @@ fn columns(lines: &[EventLogLine]) -> (Vec<i64>, Vec<String>) {
 /// Applies `batch` in one transaction; one outcome per op, in order.
 pub(super) async fn apply(
     client: &mut deadpool_postgres::Client,
+    host_id: &str,
     batch: &[WriteOp],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = client
@@ -100,7 +101,7 @@ pub(super) async fn apply(
                     };
                     let status = e.status.as_str();
                     let code = e.status_code.map(|c| c.as_i64());
-                    let args: [&(dyn ToSql + Sync); 15] = [
+                    let args: [&(dyn ToSql + Sync); 16] = [
                         &e.request_id,
                         &e.function,
                         &e.qualifier,
@@ -116,6 +117,7 @@ pub(super) async fn apply(
                         &e.next_attempt_ms,
                         &key,
                         &digest,
+                        &host_id,
                     ];
                     let row = tx.query_opt(insert, &args).await?;
                     Ok(match row {
