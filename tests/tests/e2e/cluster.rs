@@ -181,6 +181,24 @@ async fn accepted(api: &Api, function: &str, body: &str) -> String {
     body["requestId"].as_str().unwrap().to_string()
 }
 
+/// Terminates `id` through `api`, which answers `done`, and waits until
+/// it is ABORTED; its record then.
+async fn terminate_until_aborted(api: &Api, id: &str, graceful: bool) -> Value {
+    let (status, body) = terminate(api, id, graceful).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("done")),
+        "{body}"
+    );
+    wait_until(
+        "the terminated event to end",
+        Duration::from_secs(15),
+        || async { event(api, id).await["status"] == "ABORTED" },
+    )
+    .await;
+    event(api, id).await
+}
+
 /// `'id1','id2',...` for an SQL `IN (...)`.
 fn sql_list(ids: &[String]) -> String {
     ids.iter()
@@ -407,19 +425,7 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
     // One at a time: both run on one worker instance, which the forced
     // terminate kills.
     for (id, graceful, code) in [(&graceful, true, 438), (&forced, false, 439)] {
-        let (status, body) = terminate(&b.api, id, graceful).await;
-        assert_eq!(
-            (status, body["outcome"].as_str()),
-            (200, Some("done")),
-            "{body}"
-        );
-        wait_until(
-            "the terminated event to end",
-            Duration::from_secs(15),
-            || async { event(&b.api, id).await["status"] == "ABORTED" },
-        )
-        .await;
-        let e = event(&b.api, id).await;
+        let e = terminate_until_aborted(&b.api, id, graceful).await;
         assert_eq!(e["statusCode"], code, "{e}");
     }
     let lines = logs(&b.api, &graceful).await;
@@ -447,18 +453,7 @@ async fn a_terminate_sent_to_another_host_reaches_the_owner_by_notification_or_h
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'",
     );
     assert_ne!(cut, "0", "the listeners were found");
-    let (status, body) = terminate(&other.api, &late, false).await;
-    assert_eq!(
-        (status, body["outcome"].as_str()),
-        (200, Some("done")),
-        "{body}"
-    );
-    wait_until(
-        "the terminated event to end",
-        Duration::from_secs(15),
-        || async { event(&other.api, &late).await["status"] == "ABORTED" },
-    )
-    .await;
+    terminate_until_aborted(&other.api, &late, false).await;
     wait_until(
         "the owner to notice its listener's connection ended",
         Duration::from_secs(5),

@@ -175,22 +175,18 @@ mod tests {
     }
 
     fn event(attempts: i64, start_ms: i64) -> EventRecord {
-        EventRecord {
-            request_id: "r".into(),
-            function: "f".into(),
-            qualifier: "$LATEST".into(),
-            invoke_type: InvokeType::Api,
-            status: EventStatus::Running,
-            status_code: None,
-            attempts,
-            input: Vec::new(),
-            result: None,
-            error: None,
+        let queued = EventRecord::queued(
+            "r".into(),
+            "f".into(),
+            "$LATEST".into(),
+            InvokeType::Api,
+            Vec::new(),
             start_ms,
-            end_ms: None,
-            next_attempt_ms: None,
-            owner_host: None,
-            lease_token: None,
+        );
+        EventRecord {
+            status: EventStatus::Running,
+            attempts,
+            ..queued
         }
     }
 
