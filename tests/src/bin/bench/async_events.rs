@@ -217,6 +217,36 @@ pub struct ListSeries {
     pub errors: u64,
 }
 
+impl ListSeries {
+    /// The report row of this series, named `name` (e.g. "8a. list"); a
+    /// `limit=0` series is a diagnostic of the count alone, with no target.
+    pub fn row(&self, name: &str) -> Row {
+        let diagnostic = self.label.ends_with("limit=0");
+        Row {
+            scenario: format!(
+                "{name} ?{} ({} sequential{})",
+                self.label,
+                self.stats.n,
+                if diagnostic { ", COUNT only" } else { "" }
+            ),
+            figure: format!(
+                "{} (totalCount {}, {} rows, {} errors)",
+                self.stats.spread(),
+                self.total,
+                self.page_len,
+                self.errors
+            ),
+            ratio: "-".into(),
+            target: if diagnostic { "-" } else { "p99 < 10 ms" }.into(),
+            verdict: if diagnostic {
+                "-"
+            } else {
+                verdict(self.stats.p99 < Duration::from_millis(10) && self.errors == 0)
+            },
+        }
+    }
+}
+
 struct StoreReads {
     rows: usize,
     populate: Duration,
@@ -422,30 +452,7 @@ fn table(
         },
     ];
     for (i, l) in reads.lists.iter().enumerate() {
-        let diagnostic = l.label.ends_with("limit=0");
-        rows.push(Row {
-            scenario: format!(
-                "8{}. list ?{} ({} sequential{})",
-                (b'a' + i as u8) as char,
-                l.label,
-                l.stats.n,
-                if diagnostic { ", COUNT only" } else { "" }
-            ),
-            figure: format!(
-                "{} (totalCount {}, {} rows, {} errors)",
-                l.stats.spread(),
-                l.total,
-                l.page_len,
-                l.errors
-            ),
-            ratio: "-".into(),
-            target: if diagnostic { "-" } else { "p99 < 10 ms" }.into(),
-            verdict: if diagnostic {
-                "-"
-            } else {
-                verdict(l.stats.p99 < Duration::from_millis(10) && l.errors == 0)
-            },
-        });
+        rows.push(l.row(&format!("8{}. list", (b'a' + i as u8) as char)));
     }
     rows.push(Row {
         scenario: format!(

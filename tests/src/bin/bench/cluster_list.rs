@@ -17,7 +17,7 @@ use tokio::task::block_in_place;
 use crate::async_events::{async_host_json, time_list, ListSeries};
 use crate::nodes::Nodes;
 use crate::populate::POPULATE_SPAN_MS;
-use crate::report::{verdict, Row};
+use crate::report::Row;
 use crate::Params;
 
 const DB: &str = "list";
@@ -217,30 +217,8 @@ impl Listing {
             verdict: "-",
         }];
         for (i, l) in self.lists.iter().enumerate() {
-            let diagnostic = l.label.ends_with("limit=0");
-            rows.push(Row {
-                scenario: format!(
-                    "14{}. PostgreSQL list ?{} ({} sequential{})",
-                    (b'a' + i as u8) as char,
-                    l.label,
-                    l.stats.n,
-                    if diagnostic { ", COUNT only" } else { "" }
-                ),
-                figure: format!(
-                    "{} (totalCount {}, {} rows, {} errors)",
-                    l.stats.spread(),
-                    l.total,
-                    l.page_len,
-                    l.errors
-                ),
-                ratio: "-".into(),
-                target: if diagnostic { "-" } else { "p99 < 10 ms" }.into(),
-                verdict: if diagnostic {
-                    "-"
-                } else {
-                    verdict(l.stats.p99 < Duration::from_millis(10) && l.errors == 0)
-                },
-            });
+            let name = format!("14{}. PostgreSQL list", (b'a' + i as u8) as char);
+            rows.push(l.row(&name));
         }
         rows
     }
