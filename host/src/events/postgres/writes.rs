@@ -57,6 +57,9 @@ const UPDATE: &str = "WITH old AS (
         WHERE EXISTS (SELECT 1 FROM u))
     SELECT function, qualifier, invoke_type, old_status FROM u";
 
+/// Advisory lock key of the prune ("prune" in ASCII).
+const PRUNE_LOCK: i64 = 0x70_7275_6e65;
+
 const LOG: &str = "INSERT INTO fnhost_event_logs (request_id, time_ms, line)
     SELECT $1, t, l FROM unnest($2::BIGINT[], $3::TEXT[]) AS z(t, l)";
 
@@ -185,6 +188,15 @@ pub(super) async fn apply(
                     Ok(WriteOutcome::Done)
                 }
                 WriteOp::Prune { before_ms } => {
+                    // Every host prunes on its own timer; one at a time
+                    // does the work, the others skip this round.
+                    let locked: bool = tx
+                        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+                        .await?
+                        .get(0);
+                    if !locked {
+                        return Ok(WriteOutcome::Pruned(0));
+                    }
                     tx.execute(
                         "DELETE FROM fnhost_event_logs WHERE request_id IN
                              (SELECT request_id FROM fnhost_events
