@@ -21,7 +21,7 @@ mod writer;
 pub use config::AsyncConfig;
 pub use error::StoreError;
 pub use location::EventStoreLocation;
-pub use postgres::PgStore;
+pub use postgres::{Partitioning, PgStore};
 pub use runner::{
     AsyncEvents, AsyncStats, EnqueueError, EnqueueRequest, Enqueued, TerminateError,
     TerminateOutcome,

@@ -15,7 +15,7 @@ use crate::config::AppConfig;
 use crate::dispatcher::{Command, Dispatcher, HttpDispatch};
 use crate::events::postgres::Cluster;
 pub use crate::events::EventStoreLocation;
-use crate::events::{AsyncEvents, EventLog, EventStore, PgStore, SqliteStore};
+use crate::events::{AsyncEvents, EventLog, EventStore, Partitioning, PgStore, SqliteStore};
 use crate::grpc::{expose_peer_addr, RpcService};
 use crate::invocation::{
     CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput, InvocationResult,
@@ -335,7 +335,11 @@ impl Host {
             }
             EventStoreLocation::Postgres(url) => {
                 let host_id = format!("host-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                let store = PgStore::connect(url, &host_id).await.map_err(store_err)?;
+                let events = &app.host.async_events;
+                let plan = Partitioning::for_retention(events.retention, events.prune_interval);
+                let store = PgStore::connect(url, &host_id, plan)
+                    .await
+                    .map_err(store_err)?;
                 let pool = store.pool().clone();
                 (Arc::new(store), Some((url.clone(), host_id, pool)))
             }

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use super::async_events::{event, logs, terminate};
 use super::postgres_harness::postgres;
 
+mod store;
+
 /// Heartbeats and polls fast. A host is dead after 10 s: a loaded machine
 /// can delay a heartbeat by seconds, and only the rescue tests want a
 /// short dead time ([`quick_rescue`]).
@@ -122,7 +124,7 @@ impl Setup {
     /// `function, status, attempts, owner` of every event, by request id.
     fn events(&self) -> HashMap<String, (String, String, i64, String)> {
         let out = self.sql(
-            "SELECT request_id, function, status, attempts, COALESCE(owner_host, '') FROM fnhost_events",
+            "SELECT request_id, function, status, attempts, COALESCE(owner_host, '') FROM fnhost_all_events",
         );
         out.lines()
             .filter(|l| !l.is_empty())
@@ -148,7 +150,7 @@ impl Setup {
              GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4",
         );
         let real = self.sql(
-            "SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_events
+            "SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_all_events
              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         );
         assert_eq!(kept, real, "kept counts against the events");
@@ -156,7 +158,7 @@ impl Setup {
 
     fn count(&self, condition: &str) -> usize {
         self.sql(&format!(
-            "SELECT COUNT(*) FROM fnhost_events WHERE {condition}"
+            "SELECT COUNT(*) FROM fnhost_all_events WHERE {condition}"
         ))
         .trim()
         .parse()
@@ -620,85 +622,6 @@ async fn the_scf_api_and_the_cli_work_against_any_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
-    let Some(setup) = Setup::new("a_database_with_a_newer_schema_is_refused") else {
-        return;
-    };
-    // The first host creates the schema and leaves the hosts table on
-    // SIGTERM.
-    let mut a = setup.node("a").await;
-    a.signal("-TERM");
-    a.process.0.wait().unwrap();
-    assert_eq!(setup.sql("SELECT COUNT(*) FROM fnhost_hosts"), "0");
-    setup.sql("UPDATE fnhost_schema SET version = 99");
-    let out = Command::new(binary("fnhost"))
-        .env("FNHOST_ADMIN_KEY", ADMIN_KEY)
-        .env("FNHOST_EVENT_STORE", &setup.url)
-        .arg("start")
-        .arg(setup.app.dir())
-        .args(["--port", "0", "--data-dir"])
-        .arg(setup.dirs.path().join("b"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("schema version 99, newer than this host's 3"),
-        "{err}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ended_event_past_retention_is_pruned_with_its_lines_key_and_count() {
-    let mut host_json = cluster_host_json();
-    host_json["asyncEvents"]["retention"] = json!("00:00:02");
-    host_json["asyncEvents"]["pruneInterval"] = json!("00:00:00.500");
-    let Some(setup) = Setup::with_host_json("an_ended_event_past_retention_is_pruned", host_json)
-    else {
-        return;
-    };
-    let a = setup.node("a").await;
-    let b = setup.node("b").await;
-    let (status, first) = submit(&a.api, "echo", "once", Some("order-7")).await;
-    assert_eq!(status, 202, "{first}");
-    let id = first["requestId"].as_str().unwrap().to_string();
-    wait_until("the event to finish", Duration::from_secs(15), || async {
-        event(&b.api, &id).await["status"] == "FINISHED"
-    })
-    .await;
-    wait_until(
-        "the event to be pruned",
-        Duration::from_secs(20),
-        || async { setup.count(&format!("request_id = '{id}'")) == 0 },
-    )
-    .await;
-    let r = b
-        .api
-        .admin_get(&format!("/admin/async-events/{id}"))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 404, "{}", r.text());
-    assert_eq!(
-        setup.sql(&format!(
-            "SELECT COUNT(*) FROM fnhost_event_logs WHERE request_id = '{id}'"
-        )),
-        "0",
-        "its lines went with it"
-    );
-    setup.assert_counts_match();
-    let r = b
-        .api
-        .admin_get("/admin/async-events?function=echo")
-        .await
-        .unwrap();
-    assert_eq!(r.json()["totalCount"], 0, "{}", r.text());
-    // Its idempotency key went with it too: the same key makes a new event.
-    let (status, again) = submit(&b.api, "echo", "once", Some("order-7")).await;
-    assert_eq!(status, 202, "{again}");
-    assert_ne!(again["requestId"], first["requestId"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_accepting_host_claims_its_own_event_before_older_ones_of_others() {
     // One at a time, and no idle poll within the test.
     let mut host_json = cluster_host_json();
@@ -727,7 +650,7 @@ async fn the_accepting_host_claims_its_own_event_before_older_ones_of_others() {
     .await;
     // Its own started first: every other one's first line comes after its end.
     let order = setup.sql(&format!(
-        "SELECT (SELECT end_ms FROM fnhost_events WHERE request_id = '{id}')
+        "SELECT (SELECT end_ms FROM fnhost_ended WHERE request_id = '{id}')
               <= (SELECT MIN(time_ms) FROM fnhost_event_logs WHERE request_id LIKE 'other-%')"
     ));
     assert_eq!(

@@ -24,12 +24,13 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::counts::{compact, CountDeltas};
-use super::{failed, pool_failed, record_at, COLUMNS};
+use super::{failed, pool_failed, record_at, writes, COLUMNS};
 use crate::events::time::now_ms;
-use crate::events::{EventLogLine, EventRecord, EventStatus, StatusCode, StoreError};
+use crate::events::{EventRecord, EventStatus, StatusCode, StoreError};
 use crate::ids::RequestId;
 
 /// Advisory lock key of the rescue pass ("rescue" in ASCII).
@@ -392,25 +393,51 @@ impl Cluster {
                     false,
                 ),
             };
-            let ended = e.status.is_final();
             let code = e.status_code.map(|c| c.as_i64());
-            tx.execute(
-                "UPDATE fnhost_events SET status = $2, status_code = $3, error = $4, end_ms = $5,
-                     next_attempt_ms = $6, lease_token = NULL, terminate_requested = NULL,
-                     owner_host = CASE WHEN $7 THEN owner_host ELSE NULL END
-                 WHERE request_id = $1",
-                &[
+            let line = format!("[PLATFORM] {line}");
+            if e.status.is_final() {
+                // Out of the live table, with its line, as any end is.
+                let (times, texts) = (vec![now], vec![line]);
+                let args: [&(dyn ToSql + Sync); 12] = [
                     &e.request_id,
                     &e.status.as_str(),
                     &code,
+                    &e.attempts,
+                    &e.result,
                     &e.error,
                     &e.end_ms,
                     &e.next_attempt_ms,
-                    &ended,
-                ],
-            )
-            .await
-            .map_err(failed("cannot rescue an event"))?;
+                    &e.lease_token,
+                    &now,
+                    &times,
+                    &texts,
+                ];
+                tx.execute(writes::END, &args)
+                    .await
+                    .map_err(failed("cannot end a rescued event"))?;
+            } else {
+                tx.execute(
+                    "UPDATE fnhost_events SET status = $2, status_code = $3, error = $4,
+                         next_attempt_ms = $5, lease_token = NULL, terminate_requested = NULL,
+                         owner_host = NULL
+                     WHERE request_id = $1",
+                    &[
+                        &e.request_id,
+                        &e.status.as_str(),
+                        &code,
+                        &e.error,
+                        &e.next_attempt_ms,
+                    ],
+                )
+                .await
+                .map_err(failed("cannot rescue an event"))?;
+                tx.execute(
+                    "INSERT INTO fnhost_event_logs (request_id, time_ms, line) VALUES ($1, $2, $3)",
+                    &[&e.request_id, &now, &line],
+                )
+                .await
+                .map_err(failed("cannot log a rescue"))?;
+            }
             counts.moved(
                 &e.function,
                 &e.qualifier,
@@ -428,16 +455,6 @@ impl Cluster {
                 .await
                 .map_err(failed("cannot put a rescued event back in line"))?;
             }
-            let line = EventLogLine {
-                time_ms: now,
-                line: format!("[PLATFORM] {line}"),
-            };
-            tx.execute(
-                "INSERT INTO fnhost_event_logs (request_id, time_ms, line) VALUES ($1, $2, $3)",
-                &[&e.request_id, &line.time_ms, &line.line],
-            )
-            .await
-            .map_err(failed("cannot log a rescue"))?;
             if e.status == EventStatus::Running {
                 continue;
             }

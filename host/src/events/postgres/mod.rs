@@ -26,10 +26,15 @@ use crate::ids::RequestId;
 
 mod cluster;
 mod counts;
+mod partitions;
 mod schema;
 mod writes;
 
 pub use cluster::{Beat, Cluster, ClusterHost, Delivery, RemoteTermination, Rescued};
+pub use partitions::Partitioning;
+/// The schema versions' SQL, for tests that build an older database.
+#[doc(hidden)]
+pub use schema::MIGRATIONS;
 
 /// Connections kept by each host.
 const POOL_SIZE: usize = 16;
@@ -137,6 +142,8 @@ pub struct PgStore {
     rt: Handle,
     /// This host's id: claims make it the owner.
     host_id: String,
+    /// How ended events and log lines are partitioned for retention.
+    plan: Partitioning,
 }
 
 /// A connection URL that could not be used.
@@ -151,9 +158,10 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 
 impl PgStore {
     /// Connects to the database at `url` (a `postgres://` URL or libpq's
-    /// `key=value` form, `host=/socket/dir` included), migrates it, and
-    /// makes `host_id` the owner of what this store claims.
-    pub async fn connect(url: &str, host_id: &str) -> Result<Self, StoreError> {
+    /// `key=value` form, `host=/socket/dir` included), migrates it, makes
+    /// the partitions `plan` calls for, and makes `host_id` the owner of
+    /// what this store claims.
+    pub async fn connect(url: &str, host_id: &str, plan: Partitioning) -> Result<Self, StoreError> {
         let mut config = parse_url(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_WAIT);
@@ -174,11 +182,13 @@ impl PgStore {
             .map_err(|e| StoreError::backend("cannot create the connection pool", e))?;
         let mut client = pool.get().await.map_err(pool_failed)?;
         schema::migrate(&mut client).await?;
+        partitions::prepare(&mut client, plan, super::time::now_ms()).await?;
         drop(client);
         Ok(Self {
             pool,
             rt: Handle::current(),
             host_id: host_id.to_string(),
+            plan,
         })
     }
 
@@ -213,41 +223,97 @@ impl EventStore for PgStore {
     fn apply(&self, batch: &[WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
         self.block(async {
             let mut c = self.client().await?;
-            writes::apply(&mut c, &self.host_id, batch).await
+            writes::apply(&mut c, &self.host_id, self.plan, batch).await
         })
     }
 
     fn get(&self, request_id: &RequestId) -> Result<Option<EventRecord>, StoreError> {
         self.block(async {
-            let sql = format!("SELECT {COLUMNS} FROM fnhost_events WHERE request_id = $1");
+            // One statement, one snapshot: an event moving from the live
+            // table to the ended one is seen in exactly one of them.
+            let sql = format!(
+                "SELECT {COLUMNS} FROM fnhost_events WHERE request_id = $1
+                 UNION ALL SELECT {COLUMNS} FROM fnhost_ended WHERE request_id = $1"
+            );
             Ok(self.records(&sql, &[&request_id]).await?.pop())
         })
     }
 
+    /// A page over the live table and the ended one, each read in the
+    /// page's order up to its end and merged; a status filter or an end
+    /// time bound leaves out the table that cannot match. Totals come from
+    /// the kept counts when the filters allow.
     fn list(&self, q: &ListQuery) -> Result<ListPage, StoreError> {
         let mut w = Where::default();
+        // The ended table's rows end after they start, which lets a start
+        // bound skip its older partitions.
+        let mut ended_extra = None;
         for c in q.conditions() {
             let condition = format!("{} {} ?", c.column, c.op);
             match c.operand {
                 Operand::Text(v) => w.with(&condition, Box::new(v.to_string())),
-                Operand::Int(v) => w.with(&condition, Box::new(v)),
+                Operand::Int(v) => {
+                    w.with(&condition, Box::new(v));
+                    if (c.column, c.op) == ("start_ms", ">=") {
+                        ended_extra = Some(format!("end_ms >= ${}", w.values.len()));
+                    }
+                }
                 Operand::AnyText(vs) => {
                     let vs: Vec<String> = vs.into_iter().map(str::to_string).collect();
                     w.with(&format!("{} = ANY(?)", c.column), Box::new(vs))
                 }
             }
         }
-        let filter = w.clause();
+        let statuses = &q.statuses;
+        let live = (statuses.is_empty() || statuses.iter().any(|s| !s.is_final()))
+            && q.end_from.is_none()
+            && q.end_to.is_none();
+        let ended = statuses.is_empty() || statuses.iter().any(|s| s.is_final());
+        let live_filter = w.clause(None);
+        let ended_filter = w.clause(ended_extra.as_deref());
         let order = q.order_by("seq");
+        let mut branches = Vec::new();
+        if live {
+            branches.push(("fnhost_events", &live_filter));
+        }
+        if ended {
+            branches.push(("fnhost_ended", &ended_filter));
+        }
         let count_sql = if q.counts_by_columns() {
-            format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {filter}")
+            format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {live_filter}")
+        } else if branches.is_empty() {
+            "SELECT 0::BIGINT".to_string()
         } else {
-            format!("SELECT COUNT(*) FROM fnhost_events {filter}")
+            let parts: Vec<String> = branches
+                .iter()
+                .map(|(t, f)| format!("(SELECT COUNT(*) FROM {t} {f})"))
+                .collect();
+            format!("SELECT {}", parts.join(" + "))
         };
-        let page_sql = format!(
-            "SELECT {COLUMNS} FROM fnhost_events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
-            q.limit, q.offset
-        );
+        let page_sql = match branches.as_slice() {
+            [] => None,
+            [(table, filter)] => Some(format!(
+                "SELECT {COLUMNS} FROM {table} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+                q.limit, q.offset
+            )),
+            _ => {
+                let depth = q.offset.saturating_add(q.limit);
+                let parts: Vec<String> = branches
+                    .iter()
+                    .map(|(t, f)| {
+                        format!(
+                            "(SELECT {COLUMNS}, seq FROM {t} {f} ORDER BY {order} LIMIT {depth})"
+                        )
+                    })
+                    .collect();
+                Some(format!(
+                    "SELECT {COLUMNS} FROM ({}) u ORDER BY {order} LIMIT {} OFFSET {}",
+                    parts.join(" UNION ALL "),
+                    q.limit,
+                    q.offset
+                ))
+            }
+        };
         self.block(async {
             let c = self.client().await?;
             let args = w.args();
@@ -256,14 +322,12 @@ impl EventStore for PgStore {
                 .await
                 .map_err(failed("read failed"))?
                 .get(0);
-            let events = if q.limit == 0 {
-                Vec::new()
-            } else {
-                let rows = c
-                    .query(&page_sql, &args)
-                    .await
-                    .map_err(failed("read failed"))?;
-                rows.iter().map(record).collect::<Result<_, _>>()?
+            let events = match page_sql {
+                Some(sql) if q.limit > 0 => {
+                    let rows = c.query(&sql, &args).await.map_err(failed("read failed"))?;
+                    rows.iter().map(record).collect::<Result<_, _>>()?
+                }
+                _ => Vec::new(),
             };
             Ok(ListPage {
                 total: total as u64,
@@ -431,12 +495,18 @@ impl Where {
             .collect()
     }
 
-    /// `WHERE ...`, or nothing without conditions.
-    fn clause(&self) -> String {
-        if self.conditions.is_empty() {
+    /// `WHERE ...` with `extra` too, or nothing without conditions.
+    fn clause(&self, extra: Option<&str>) -> String {
+        let all: Vec<&str> = self
+            .conditions
+            .iter()
+            .map(String::as_str)
+            .chain(extra)
+            .collect();
+        if all.is_empty() {
             String::new()
         } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
+            format!("WHERE {}", all.join(" AND "))
         }
     }
 }

@@ -14,7 +14,7 @@ const MIGRATION_LOCK: i64 = 0x666e_686f_7374;
 
 /// Schema versions, applied in order; `fnhost_schema.version` records the
 /// last.
-pub(super) const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     // 1: hosts, events, the hot table of ready events, log lines, and an
     // index for every list filter.
     "CREATE TABLE fnhost_hosts (
@@ -89,6 +89,86 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // first.
     "ALTER TABLE fnhost_ready ADD COLUMN accepted_by TEXT;
     CREATE INDEX fnhost_ready_accepted ON fnhost_ready (accepted_by, ready_at, seq);",
+    // 4: live events stay in `fnhost_events`; ended ones move to
+    // `fnhost_ended`, partitioned by end time, and log lines are
+    // partitioned by line time, so retention drops whole partitions (see
+    // `partitions.rs`). Idempotency keys get their own table, unique
+    // across both. Rows already there go to the default partitions.
+    "CREATE TABLE fnhost_idempotency (
+        function   TEXT NOT NULL,
+        idem_key   TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        digest     BYTEA NOT NULL,
+        PRIMARY KEY (function, idem_key)
+    );
+    CREATE INDEX fnhost_idempotency_request ON fnhost_idempotency (request_id);
+    INSERT INTO fnhost_idempotency (function, idem_key, request_id, digest)
+        SELECT function, idem_key, request_id, COALESCE(idem_digest, ''::bytea)
+        FROM fnhost_events WHERE idem_key IS NOT NULL;
+    CREATE TABLE fnhost_ended (
+        seq             BIGINT NOT NULL,
+        request_id      TEXT NOT NULL,
+        function        TEXT NOT NULL,
+        qualifier       TEXT NOT NULL,
+        invoke_type     TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        status_code     BIGINT,
+        attempts        BIGINT NOT NULL,
+        input           BYTEA NOT NULL,
+        result          BYTEA,
+        error           TEXT,
+        start_ms        BIGINT NOT NULL,
+        end_ms          BIGINT NOT NULL,
+        next_attempt_ms BIGINT,
+        owner_host      TEXT,
+        lease_token     BIGINT
+    ) PARTITION BY RANGE (end_ms);
+    CREATE TABLE fnhost_ended_default PARTITION OF fnhost_ended DEFAULT;
+    CREATE INDEX fnhost_ended_request ON fnhost_ended (request_id);
+    CREATE INDEX fnhost_ended_start ON fnhost_ended (start_ms, seq);
+    CREATE INDEX fnhost_ended_end ON fnhost_ended (end_ms, seq);
+    CREATE INDEX fnhost_ended_function_start ON fnhost_ended (function, start_ms, seq);
+    CREATE INDEX fnhost_ended_function_end ON fnhost_ended (function, end_ms, seq);
+    CREATE INDEX fnhost_ended_status_start ON fnhost_ended (status, start_ms, seq);
+    CREATE INDEX fnhost_ended_function_status_start
+        ON fnhost_ended (function, status, start_ms, seq);
+    INSERT INTO fnhost_ended (seq, request_id, function, qualifier, invoke_type, status,
+            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms,
+            owner_host, lease_token)
+        SELECT seq, request_id, function, qualifier, invoke_type, status, status_code,
+            attempts, input, result, error, start_ms, COALESCE(end_ms, start_ms),
+            next_attempt_ms, owner_host, lease_token
+        FROM fnhost_events WHERE status IN ('FINISHED', 'FAILED', 'ABORTED');
+    DELETE FROM fnhost_ready WHERE request_id IN
+        (SELECT request_id FROM fnhost_events WHERE status IN ('FINISHED', 'FAILED', 'ABORTED'));
+    DELETE FROM fnhost_events WHERE status IN ('FINISHED', 'FAILED', 'ABORTED');
+    DROP INDEX fnhost_events_end, fnhost_events_function_end, fnhost_events_idempotency,
+        fnhost_events_function_start, fnhost_events_status_start;
+    ALTER TABLE fnhost_events DROP COLUMN idem_key, DROP COLUMN idem_digest;
+    ALTER TABLE fnhost_event_logs RENAME TO fnhost_event_logs_v3;
+    ALTER SEQUENCE fnhost_event_logs_id_seq RENAME TO fnhost_event_logs_v3_id_seq;
+    CREATE TABLE fnhost_event_logs (
+        id         BIGSERIAL NOT NULL,
+        request_id TEXT NOT NULL,
+        time_ms    BIGINT NOT NULL,
+        line       TEXT NOT NULL
+    ) PARTITION BY RANGE (time_ms);
+    CREATE TABLE fnhost_event_logs_default PARTITION OF fnhost_event_logs DEFAULT;
+    INSERT INTO fnhost_event_logs (id, request_id, time_ms, line)
+        SELECT id, request_id, time_ms, line FROM fnhost_event_logs_v3;
+    SELECT setval('fnhost_event_logs_id_seq',
+        GREATEST((SELECT MAX(id) FROM fnhost_event_logs_v3), 1));
+    DROP TABLE fnhost_event_logs_v3;
+    CREATE INDEX fnhost_event_logs_request ON fnhost_event_logs (request_id, id);
+    -- Every event, live or ended, for operators' own queries.
+    CREATE VIEW fnhost_all_events AS
+        SELECT seq, request_id, function, qualifier, invoke_type, status, status_code,
+            attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host,
+            lease_token FROM fnhost_events
+        UNION ALL
+        SELECT seq, request_id, function, qualifier, invoke_type, status, status_code,
+            attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host,
+            lease_token FROM fnhost_ended;",
 ];
 
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

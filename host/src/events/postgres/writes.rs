@@ -7,33 +7,44 @@ use tokio_postgres::types::ToSql;
 
 use super::counts::CountDeltas;
 use super::failed;
+use super::partitions::{self, Partitioning};
 use crate::events::time::now_ms;
 use crate::events::{EventLogLine, StoreError, WriteOp, WriteOutcome};
 use crate::ids::RequestId;
 
 /// An insert and its ready marker, in one statement. With an idempotency
-/// key seen before, it inserts nothing and returns no row.
-const INSERT: &str = "WITH ins AS (
-        INSERT INTO fnhost_events (request_id, function, qualifier, invoke_type, status,
-            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms,
-            idem_key, idem_digest)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-        ON CONFLICT (function, idem_key) WHERE idem_key IS NOT NULL DO NOTHING
+/// key seen before, it inserts nothing and returns no row. `{table}` is
+/// the live table, or the ended one for an event stored already ended.
+const INSERT: &str = "WITH key AS (
+        INSERT INTO fnhost_idempotency (function, idem_key, request_id, digest)
+        SELECT $2::TEXT, $14::TEXT, $1::TEXT, $15::BYTEA WHERE $14::TEXT IS NOT NULL
+        ON CONFLICT (function, idem_key) DO NOTHING
+        RETURNING 1)
+    , ins AS (
+        INSERT INTO {table} (request_id, function, qualifier, invoke_type, status,
+            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms, seq)
+        SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, $5::TEXT, $6::BIGINT, $7::BIGINT,
+            $8::BYTEA, $9::BYTEA, $10::TEXT, $11::BIGINT, $12::BIGINT, $13::BIGINT,
+            nextval('fnhost_events_seq_seq')
+        WHERE $14::TEXT IS NULL OR EXISTS (SELECT 1 FROM key)
         RETURNING request_id, seq, start_ms, status)
     , ready AS (
         INSERT INTO fnhost_ready (request_id, seq, ready_at, accepted_by)
-        SELECT request_id, seq, start_ms, $16 FROM ins WHERE status = 'QUEUED')
+        SELECT request_id, seq, start_ms, $16::TEXT FROM ins WHERE status = 'QUEUED')
     SELECT seq FROM ins";
 
-/// A status change, fenced: it applies only to an unfinished event whose
-/// lease token is the writer's (none, for an event no host has claimed).
-/// An event put back to `QUEUED` loses its owner and joins the ready
-/// table; an ended one leaves it. Log lines come in the same statement,
-/// and only if the change applied.
+fn insert_into(table: &str) -> String {
+    INSERT.replace("{table}", table)
+}
+
+/// A status change to a live status, fenced: it applies only to an event
+/// whose lease token is the writer's (none, for an event no host has
+/// claimed). An event put back to `QUEUED` loses its owner and joins the
+/// ready table. Log lines come in the same statement, and only if the
+/// change applied.
 const UPDATE: &str = "WITH old AS (
         SELECT request_id, status FROM fnhost_events
-        WHERE request_id = $1 AND status IN ('QUEUED', 'RUNNING', 'RETRYING')
-            AND lease_token IS NOT DISTINCT FROM $9
+        WHERE request_id = $1 AND lease_token IS NOT DISTINCT FROM $9
         FOR UPDATE)
     , u AS (
         UPDATE fnhost_events e SET status = $2, status_code = $3, attempts = $4, result = $5,
@@ -48,17 +59,35 @@ const UPDATE: &str = "WITH old AS (
         INSERT INTO fnhost_ready (request_id, seq, ready_at)
         SELECT request_id, seq, $10 FROM u WHERE status = 'QUEUED'
         ON CONFLICT (request_id) DO NOTHING)
-    , gone AS (
-        DELETE FROM fnhost_ready WHERE request_id IN
-            (SELECT request_id FROM u WHERE status IN ('FINISHED', 'FAILED', 'ABORTED')))
     , lines AS (
         INSERT INTO fnhost_event_logs (request_id, time_ms, line)
         SELECT $1, t, l FROM unnest($11::BIGINT[], $12::TEXT[]) AS z(t, l)
         WHERE EXISTS (SELECT 1 FROM u))
     SELECT function, qualifier, invoke_type, old_status FROM u";
 
-/// Advisory lock key of the prune ("prune" in ASCII).
-const PRUNE_LOCK: i64 = 0x70_7275_6e65;
+/// A status change to an ended status, fenced as [`UPDATE`] is: the event
+/// leaves the live table (and the ready one) for the ended table's
+/// partition of its end time, in one statement. `$10` is the end time
+/// when the write names none. Its parameters are [`UPDATE`]'s.
+pub(super) const END: &str = "WITH old AS (
+        DELETE FROM fnhost_events
+        WHERE request_id = $1 AND lease_token IS NOT DISTINCT FROM $9::BIGINT
+        RETURNING *)
+    , moved AS (
+        INSERT INTO fnhost_ended (seq, request_id, function, qualifier, invoke_type, status,
+            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms,
+            owner_host, lease_token)
+        SELECT seq, request_id, function, qualifier, invoke_type, $2::TEXT, $3::BIGINT,
+            $4::BIGINT, input, $5::BYTEA, $6::TEXT, start_ms, COALESCE($7::BIGINT, $10::BIGINT),
+            $8::BIGINT, owner_host, lease_token
+        FROM old)
+    , gone AS (
+        DELETE FROM fnhost_ready WHERE request_id = $1 AND EXISTS (SELECT 1 FROM old))
+    , lines AS (
+        INSERT INTO fnhost_event_logs (request_id, time_ms, line)
+        SELECT $1, t, l FROM unnest($11::BIGINT[], $12::TEXT[]) AS z(t, l)
+        WHERE EXISTS (SELECT 1 FROM old))
+    SELECT function, qualifier, invoke_type, status FROM old";
 
 const LOG: &str = "INSERT INTO fnhost_event_logs (request_id, time_ms, line)
     SELECT $1, t, l FROM unnest($2::BIGINT[], $3::TEXT[]) AS z(t, l)";
@@ -68,30 +97,35 @@ fn columns(lines: &[EventLogLine]) -> (Vec<i64>, Vec<String>) {
 }
 
 /// Applies `batch` in one transaction; one outcome per op, in order.
+/// A prune runs after the batch commits, in a transaction of its own (see
+/// `partitions.rs`).
 pub(super) async fn apply(
     client: &mut deadpool_postgres::Client,
     host_id: &str,
+    plan: Partitioning,
     batch: &[WriteOp],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = client
         .transaction()
         .await
         .map_err(failed("cannot begin a write"))?;
-    let insert = tx
-        .prepare_cached(INSERT)
-        .await
-        .map_err(failed("write failed"))?;
-    let update = tx
-        .prepare_cached(UPDATE)
-        .await
-        .map_err(failed("write failed"))?;
+    let txr = &tx;
+    let prepare = |sql: String| async move { txr.prepare_cached(&sql).await };
+    let (insert, insert_ended, update, end) = futures_util::try_join!(
+        prepare(insert_into("fnhost_events")),
+        prepare(insert_into("fnhost_ended")),
+        prepare(UPDATE.to_string()),
+        prepare(END.to_string()),
+    )
+    .map_err(failed("write failed"))?;
     let now = now_ms();
     // Shared by the pipelined statements, which run one after another on
     // the connection but are awaited together.
     let moves = std::sync::Mutex::new(CountDeltas::default());
     // Every op's statement is sent before any answer is awaited.
     let first = batch.iter().map(|op| {
-        let (tx, insert, update, moves) = (&tx, &insert, &update, &moves);
+        let (tx, moves) = (&tx, &moves);
+        let (insert, insert_ended, update, end) = (&insert, &insert_ended, &update, &end);
         async move {
             match op {
                 WriteOp::Insert {
@@ -122,7 +156,12 @@ pub(super) async fn apply(
                         &digest,
                         &host_id,
                     ];
-                    let row = tx.query_opt(insert, &args).await?;
+                    let statement = if e.status.is_final() {
+                        insert_ended
+                    } else {
+                        insert
+                    };
+                    let row = tx.query_opt(statement, &args).await?;
                     Ok(match row {
                         Some(r) => {
                             let t = e.invoke_type.as_str();
@@ -152,6 +191,7 @@ pub(super) async fn apply(
                     lease_token,
                 } => {
                     let (times, texts) = columns(lines);
+                    let statement = if status.is_final() { end } else { update };
                     let status = status.as_str();
                     let code = status_code.map(|c| c.as_i64());
                     let ready_at = next_attempt_ms.unwrap_or(now);
@@ -169,7 +209,7 @@ pub(super) async fn apply(
                         &times,
                         &texts,
                     ];
-                    Ok(match tx.query_opt(update, &args).await? {
+                    Ok(match tx.query_opt(statement, &args).await? {
                         Some(row) => {
                             let (f, q, t, old): (String, String, String, String) =
                                 (row.get(0), row.get(1), row.get(2), row.get(3));
@@ -187,40 +227,8 @@ pub(super) async fn apply(
                     tx.execute(LOG, &[request_id, &times, &texts]).await?;
                     Ok(WriteOutcome::Done)
                 }
-                WriteOp::Prune { before_ms } => {
-                    // Every host prunes on its own timer; one at a time
-                    // does the work, the others skip this round.
-                    let locked: bool = tx
-                        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
-                        .await?
-                        .get(0);
-                    if !locked {
-                        return Ok(WriteOutcome::Pruned(0));
-                    }
-                    tx.execute(
-                        "DELETE FROM fnhost_event_logs WHERE request_id IN
-                             (SELECT request_id FROM fnhost_events
-                              WHERE end_ms IS NOT NULL AND end_ms < $1)",
-                        &[before_ms],
-                    )
-                    .await?;
-                    let n: i64 = tx
-                        .query_one(
-                            "WITH gone AS (
-                                 DELETE FROM fnhost_events WHERE end_ms IS NOT NULL AND end_ms < $1
-                                 RETURNING function, qualifier, invoke_type, status)
-                             , counted AS (
-                                 INSERT INTO fnhost_event_counts
-                                     (function, qualifier, invoke_type, status, n)
-                                 SELECT function, qualifier, invoke_type, status, -COUNT(*)
-                                 FROM gone GROUP BY function, qualifier, invoke_type, status)
-                             SELECT COUNT(*) FROM gone",
-                            &[before_ms],
-                        )
-                        .await?
-                        .get(0);
-                    Ok(WriteOutcome::Pruned(n as usize))
-                }
+                // After the commit, below.
+                WriteOp::Prune { .. } => Ok(WriteOutcome::Pruned(0)),
             }
         }
     });
@@ -240,7 +248,7 @@ pub(super) async fn apply(
         }
         let row = tx
             .query_one(
-                "SELECT request_id, idem_digest FROM fnhost_events
+                "SELECT request_id, digest FROM fnhost_idempotency
                  WHERE function = $1 AND idem_key = $2",
                 &[&event.function, key],
             )
@@ -260,5 +268,20 @@ pub(super) async fn apply(
         .await
         .map_err(failed("cannot record the event counts"))?;
     tx.commit().await.map_err(failed("commit failed"))?;
+    for (op, outcome) in batch.iter().zip(out.iter_mut()) {
+        if let WriteOp::Prune { before_ms } = op {
+            // The batch's other writes are committed: a failed prune must
+            // not report them failed, so it is logged here and tried again
+            // next round. `None`: another host is pruning this round.
+            let n = match partitions::prune(client, plan, *before_ms, now_ms()).await {
+                Ok(n) => n.unwrap_or(0),
+                Err(e) => {
+                    tracing::error!("pruning async events failed ({e:#}); trying again next round");
+                    0
+                }
+            };
+            *outcome = WriteOutcome::Pruned(n);
+        }
+    }
     Ok(out)
 }

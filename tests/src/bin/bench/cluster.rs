@@ -44,7 +44,7 @@ const RESCUE_SLEEP: Duration = Duration::from_secs(4);
 /// Bound on graphile-worker's run.
 const PEER_LIMIT: Duration = Duration::from_secs(240);
 
-const FINISHED_SQL: &str = "SELECT count(*) FROM fnhost_events WHERE status = 'FINISHED'";
+const FINISHED_SQL: &str = "SELECT count(*) FROM fnhost_ended WHERE status = 'FINISHED'";
 
 /// Scenarios 13.-16.
 pub async fn run(worker: &Path, p: &Params) -> Result<Vec<Row>> {
@@ -336,7 +336,7 @@ async fn rescue(pg: &Postgres, worker: &Path, n: usize) -> Result<Rescue> {
         }
         a.kill();
         let killed = Instant::now();
-        let again = "SELECT count(*) FROM fnhost_events WHERE attempts >= 2";
+        let again = "SELECT count(*) FROM fnhost_all_events WHERE attempts >= 2";
         let mut redispatched = None;
         let limit = DEAD_AFTER + RESCUE_SLEEP + Duration::from_secs(20);
         loop {

@@ -48,7 +48,7 @@ pub async fn list_reads(pg: &Postgres, worker: &Path, p: &Params) -> Result<List
             pg.psql_in(
                 DB,
                 "INSERT INTO fnhost_event_counts (function, qualifier, invoke_type, status, n)
-                 SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_events
+                 SELECT function, qualifier, invoke_type, status, COUNT(*) FROM fnhost_ended
                  GROUP BY function, qualifier, invoke_type, status",
             )
         })?;
@@ -58,7 +58,7 @@ pub async fn list_reads(pg: &Postgres, worker: &Path, p: &Params) -> Result<List
         // and until the visibility map is set the COUNT's index-only scan
         // visits the heap for every row.
         let t0 = Instant::now();
-        block_in_place(|| pg.psql_in(DB, "VACUUM (ANALYZE) fnhost_events"))?;
+        block_in_place(|| pg.psql_in(DB, "VACUUM (ANALYZE) fnhost_ended"))?;
         let vacuum = t0.elapsed();
 
         let api = node.api.clone();
@@ -89,12 +89,12 @@ pub async fn list_reads(pg: &Postgres, worker: &Path, p: &Params) -> Result<List
             ),
             (
                 "a COUNT(*) over the events (the total with time bounds)",
-                format!("SELECT COUNT(*) FROM fnhost_events {filter}"),
+                format!("SELECT COUNT(*) FROM fnhost_ended {filter}"),
             ),
             (
                 "the host's page of 100",
                 format!(
-                    "SELECT * FROM fnhost_events {filter} ORDER BY start_ms DESC, seq DESC LIMIT 100"
+                    "SELECT * FROM fnhost_ended {filter} ORDER BY start_ms DESC, seq DESC LIMIT 100"
                 ),
             ),
             // The same page with `status = ` instead of `= ANY(...)`: does the
@@ -102,7 +102,7 @@ pub async fn list_reads(pg: &Postgres, worker: &Path, p: &Params) -> Result<List
             // giving the order?
             (
                 "page of 100, were it status = 'FINISHED'",
-                "SELECT * FROM fnhost_events WHERE function = 'echo' AND status = 'FINISHED'
+                "SELECT * FROM fnhost_ended WHERE function = 'echo' AND status = 'FINISHED'
                  ORDER BY start_ms DESC, seq DESC LIMIT 100"
                     .to_string(),
             ),
@@ -146,9 +146,9 @@ fn seed_sql(rows: usize, now_ms: i64) -> String {
     let api = InvokeType::Api.as_str();
     let span = POPULATE_SPAN_MS;
     format!(
-        "INSERT INTO fnhost_events (request_id, function, qualifier, invoke_type, status,
+        "INSERT INTO fnhost_ended (seq, request_id, function, qualifier, invoke_type, status,
              status_code, attempts, input, result, error, start_ms, end_ms)
-         SELECT md5('fnhost-bench-' || i)::uuid::text,
+         SELECT nextval('fnhost_events_seq_seq'), md5('fnhost-bench-' || i)::uuid::text,
              CASE WHEN f = 0 THEN 'echo' ELSE 'f' || f END,
              '$LATEST', '{api}',
              CASE WHEN s < 90 THEN '{finished}' WHEN s < 97 THEN '{failed}' ELSE '{aborted}' END,
