@@ -11,6 +11,7 @@ pub use crate::ids::RequestId;
 mod config;
 mod error;
 mod location;
+pub mod pages;
 pub mod postgres;
 mod query;
 mod runner;
@@ -370,10 +371,25 @@ pub struct ListQuery {
     pub ascending: bool,
     /// Order by end time instead of start time.
     pub order_by_end: bool,
-    /// Rows to skip.
+    /// Rows to skip (after `after`, when it is set).
     pub offset: u64,
     /// Rows to return (0–100).
     pub limit: u64,
+    /// Only events after this one in the query's order (keyset paging).
+    pub after: Option<PageKey>,
+}
+
+/// Where an event sits in a list's order: its start or end time (`None`:
+/// no end yet) and the store's acceptance sequence number, which breaks
+/// ties. Paging from a key reads on from it through an index instead of
+/// counting past an offset, and events accepted meanwhile do not shift the
+/// pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    /// The ordered time.
+    pub value: Option<i64>,
+    /// The tie-break.
+    pub tie: i64,
 }
 
 /// A page of events and the total matching the filters.
@@ -383,6 +399,8 @@ pub struct ListPage {
     pub total: u64,
     /// The page.
     pub events: Vec<EventRecord>,
+    /// The key of the page's last event, to read on from.
+    pub last: Option<PageKey>,
 }
 
 /// Durable storage of events. Implementations apply a batch of writes in

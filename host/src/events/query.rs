@@ -2,7 +2,7 @@
 //! whether kept counts can answer its total, and its order. Each store
 //! renders them in its own SQL dialect.
 
-use super::ListQuery;
+use super::{ListQuery, PageKey};
 
 /// What a condition compares its column with.
 pub(crate) enum Operand<'a> {
@@ -69,6 +69,36 @@ impl ListQuery {
             && self.start_to.is_none()
             && self.end_from.is_none()
             && self.end_to.is_none()
+    }
+
+    /// The condition that keeps only events after `after` in the order of
+    /// [`Self::order_by`], `?` standing for each of the values in turn.
+    /// Events without an end time sort after every event with one.
+    pub(crate) fn after_condition(&self, tie: &str) -> Option<(String, Vec<i64>)> {
+        let PageKey { value, tie: t } = self.after?;
+        let cmp = if self.ascending { ">" } else { "<" };
+        Some(match (self.order_by_end, value) {
+            (false, value) => (
+                format!("(start_ms, {tie}) {cmp} (?, ?)"),
+                vec![value.unwrap_or(0), t],
+            ),
+            (true, Some(v)) => (
+                format!("(end_ms IS NULL OR (end_ms, {tie}) {cmp} (?, ?))"),
+                vec![v, t],
+            ),
+            (true, None) => (format!("(end_ms IS NULL AND {tie} {cmp} ?)"), vec![t]),
+        })
+    }
+
+    /// The key of `e` in this query's order, `tie` being its sequence
+    /// number.
+    pub(crate) fn key_of(&self, e: &super::EventRecord, tie: i64) -> PageKey {
+        let value = if self.order_by_end {
+            e.end_ms
+        } else {
+            Some(e.start_ms)
+        };
+        PageKey { value, tie }
     }
 
     /// The `ORDER BY` list. Events without an end time sort last whatever

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::RequestId;
 
+use super::pages::{Continuations, Shape};
 use super::{
     EventLogLine, EventRecord, EventStore, ListPage, ListQuery, StoreError, WriteOp, WriteOutcome,
 };
@@ -26,6 +27,8 @@ struct Pending {
 pub struct EventLog {
     store: Arc<dyn EventStore>,
     writes: mpsc::Sender<Pending>,
+    /// Where served list pages ended (see `pages.rs`).
+    pages: Arc<Continuations>,
 }
 
 impl EventLog {
@@ -37,7 +40,11 @@ impl EventLog {
             .name("fnhost-event-writer".into())
             .spawn(move || writer(s, rx))
             .expect("spawn the event writer thread");
-        Self { store, writes }
+        Self {
+            store,
+            writes,
+            pages: Arc::default(),
+        }
     }
 
     /// The store is shared by several hosts (see [`EventStore::is_shared`]).
@@ -71,9 +78,19 @@ impl EventLog {
         self.read(move |s| s.get(&id)).await
     }
 
-    /// A page of events.
-    pub async fn list(&self, query: ListQuery) -> Result<ListPage, StoreError> {
-        self.read(move |s| s.list(&query)).await
+    /// A page of events. An offset where this host's last page of the
+    /// same query ended reads on from that page's last event instead.
+    pub async fn list(&self, mut query: ListQuery) -> Result<ListPage, StoreError> {
+        let shape = Shape::of(&query);
+        let offset = query.offset;
+        let own_key = query.after.is_some();
+        self.pages.resume(&shape, &mut query);
+        let page = self.read(move |s| s.list(&query)).await?;
+        if let (false, Some(last)) = (own_key, page.last) {
+            let end = offset.saturating_add(page.events.len() as u64);
+            self.pages.remember(shape, end, last);
+        }
+        Ok(page)
     }
 
     /// An event's log lines.

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::{error_body, trigger_for, AppState};
 use crate::events::{
-    time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus, InvokeType, ListQuery,
-    RequestId, TerminateOutcome,
+    pages, time, EnqueueError, EnqueueRequest, Enqueued, EventRecord, EventStatus, InvokeType,
+    ListQuery, RequestId, TerminateOutcome,
 };
 
 /// Largest page a list request may ask for.
@@ -95,8 +95,10 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, String
             format!("parameter `{name}`: \"{v}\" is not a time (RFC 3339 or ms since the epoch)")
         })
     };
+    let mut cursor = None;
     for (name, v) in params {
         match name.as_str() {
+            "cursor" => cursor = Some(v),
             "function" => q.function = Some(v.clone()),
             "qualifier" => q.qualifier = Some(v.clone()),
             "requestId" => q.request_id = Some(v.as_str().into()),
@@ -156,6 +158,11 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, String
             other => return Err(format!("parameter `{other}` is not known")),
         }
     }
+    // Read once the order is known, whichever came first.
+    if let Some(text) = cursor {
+        q.after =
+            Some(pages::parse_cursor(&q, text).map_err(|e| format!("parameter `cursor`: {e}"))?);
+    }
     Ok(q)
 }
 
@@ -185,12 +192,22 @@ pub(super) async fn list(
         Ok(q) => q,
         Err(msg) => return error_body(StatusCode::BAD_REQUEST, msg),
     };
+    let order = ListQuery {
+        after: None,
+        ..q.clone()
+    };
     match state.events.log().list(q).await {
-        Ok(page) => Json(json!({
-            "totalCount": page.total,
-            "events": page.events.iter().map(summary).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+        Ok(page) => {
+            // A full page may have more after it.
+            let full = order.limit > 0 && page.events.len() as u64 == order.limit;
+            let next = page.last.filter(|_| full);
+            Json(json!({
+                "totalCount": page.total,
+                "events": page.events.iter().map(summary).collect::<Vec<_>>(),
+                "nextCursor": next.map(|k| pages::cursor_text(&order, k)),
+            }))
+            .into_response()
+        }
         Err(e) => error_body(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -80,6 +80,9 @@ fn pool_failed(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// How many columns [`COLUMNS`] names.
+const RECORD_COLUMNS: usize = 15;
+
 const COLUMNS: &str = "request_id, function, qualifier, invoke_type, status, status_code, \
     attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host, lease_token";
 
@@ -264,50 +267,60 @@ impl EventStore for PgStore {
                 }
             }
         }
+        // The filters' values come first: the count takes only those.
+        let filter_args = w.values.len();
+        let after = q
+            .after_condition("seq")
+            .map(|(condition, values)| w.mark(&condition, values));
         let statuses = &q.statuses;
         let live = (statuses.is_empty() || statuses.iter().any(|s| !s.is_final()))
             && q.end_from.is_none()
             && q.end_to.is_none();
         let ended = statuses.is_empty() || statuses.iter().any(|s| s.is_final());
-        let live_filter = w.clause(None);
-        let ended_filter = w.clause(ended_extra.as_deref());
+        let ended_bound: Vec<&str> = ended_extra.as_deref().into_iter().collect();
+        let key: Vec<&str> = after.as_deref().into_iter().collect();
+        let live_filter = w.clause(&key);
+        let ended_filter = w.clause(&[ended_bound.as_slice(), &key].concat());
+        let live_count = w.clause(&[]);
+        let ended_count = w.clause(&ended_bound);
         let order = q.order_by("seq");
+        // (table, page filter, count filter)
         let mut branches = Vec::new();
         if live {
-            branches.push(("fnhost_events", &live_filter));
+            branches.push(("fnhost_events", &live_filter, &live_count));
         }
         if ended {
-            branches.push(("fnhost_ended", &ended_filter));
+            branches.push(("fnhost_ended", &ended_filter, &ended_count));
         }
         let count_sql = if q.counts_by_columns() {
-            format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {live_filter}")
+            format!("SELECT COALESCE(SUM(n), 0)::BIGINT FROM fnhost_event_counts {live_count}")
         } else if branches.is_empty() {
             "SELECT 0::BIGINT".to_string()
         } else {
             let parts: Vec<String> = branches
                 .iter()
-                .map(|(t, f)| format!("(SELECT COUNT(*) FROM {t} {f})"))
+                .map(|(t, _, f)| format!("(SELECT COUNT(*) FROM {t} {f})"))
                 .collect();
             format!("SELECT {}", parts.join(" + "))
         };
         let page_sql = match branches.as_slice() {
             [] => None,
-            [(table, filter)] => Some(format!(
-                "SELECT {COLUMNS} FROM {table} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            [(table, filter, _)] => Some(format!(
+                "SELECT {COLUMNS}, seq FROM {table} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
                 q.limit, q.offset
             )),
             _ => {
                 let depth = q.offset.saturating_add(q.limit);
                 let parts: Vec<String> = branches
                     .iter()
-                    .map(|(t, f)| {
+                    .map(|(t, f, _)| {
                         format!(
                             "(SELECT {COLUMNS}, seq FROM {t} {f} ORDER BY {order} LIMIT {depth})"
                         )
                     })
                     .collect();
                 Some(format!(
-                    "SELECT {COLUMNS} FROM ({}) u ORDER BY {order} LIMIT {} OFFSET {}",
+                    "SELECT {COLUMNS}, seq FROM ({}) u ORDER BY {order} LIMIT {} OFFSET {}",
                     parts.join(" UNION ALL "),
                     q.limit,
                     q.offset
@@ -318,20 +331,26 @@ impl EventStore for PgStore {
             let c = self.client().await?;
             let args = w.args();
             let total: i64 = c
-                .query_one(&count_sql, &args)
+                .query_one(&count_sql, &args[..filter_args])
                 .await
                 .map_err(failed("read failed"))?
                 .get(0);
-            let events = match page_sql {
+            let rows = match page_sql {
                 Some(sql) if q.limit > 0 => {
-                    let rows = c.query(&sql, &args).await.map_err(failed("read failed"))?;
-                    rows.iter().map(record).collect::<Result<_, _>>()?
+                    c.query(&sql, &args).await.map_err(failed("read failed"))?
                 }
                 _ => Vec::new(),
             };
+            let events = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+            // The sequence number follows the record's columns.
+            let last = rows
+                .last()
+                .zip(events.last())
+                .map(|(row, e)| q.key_of(e, row.get(RECORD_COLUMNS)));
             Ok(ListPage {
                 total: total as u64,
                 events,
+                last,
             })
         })
     }
@@ -488,6 +507,18 @@ impl Where {
         self.conditions.push(condition.replace('?', &mark));
     }
 
+    /// `condition` with its `?`s numbered for `values`, which are bound
+    /// (in order); the condition is the caller's to place.
+    fn mark(&mut self, condition: &str, values: Vec<i64>) -> String {
+        let mut parts = condition.split('?');
+        let mut out = parts.next().unwrap_or_default().to_string();
+        for (part, v) in parts.zip(values) {
+            self.values.push(Box::new(v));
+            out.push_str(&format!("${}{part}", self.values.len()));
+        }
+        out
+    }
+
     fn args(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.values
             .iter()
@@ -496,12 +527,12 @@ impl Where {
     }
 
     /// `WHERE ...` with `extra` too, or nothing without conditions.
-    fn clause(&self, extra: Option<&str>) -> String {
+    fn clause(&self, extra: &[&str]) -> String {
         let all: Vec<&str> = self
             .conditions
             .iter()
             .map(String::as_str)
-            .chain(extra)
+            .chain(extra.iter().copied())
             .collect();
         if all.is_empty() {
             String::new()

@@ -174,10 +174,22 @@ impl EventStore for SqliteStore {
                 ),
             }
         }
-        let filter = w.clause();
-        let args = w.args;
         // The implicit rowid grows with every insert, and each index on
         // `events` already ends with it, so the tie-break costs no sort.
+        let filter = w.clause();
+        // The count takes the filters' values, which come first.
+        let filter_args = w.args.len();
+        if let Some((condition, values)) = q.after_condition("rowid") {
+            let mut parts = condition.split('?');
+            let mut marked = parts.next().unwrap_or_default().to_string();
+            for (part, v) in parts.zip(values) {
+                w.args.push(Box::new(v));
+                marked.push_str(&format!("?{}{part}", w.args.len()));
+            }
+            w.conditions.push(marked);
+        }
+        let page_filter = w.clause();
+        let args = w.args;
         let order = q.order_by("rowid");
         let count_sql = if q.counts_by_columns() {
             format!("SELECT COALESCE(SUM(n), 0) FROM event_counts {filter}")
@@ -185,23 +197,29 @@ impl EventStore for SqliteStore {
             format!("SELECT COUNT(*) FROM events {filter}")
         };
         let page_sql = format!(
-            "SELECT {COLUMNS} FROM events {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            "SELECT {COLUMNS}, rowid FROM events {page_filter} ORDER BY {order} LIMIT {} OFFSET {}",
             q.limit, q.offset
         );
         self.read(|c| {
             let total: i64 = c
                 .prepare_cached(&count_sql)?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-            let events = if q.limit == 0 {
+                .query_row(params_from_iter(args[..filter_args].iter()), |r| r.get(0))?;
+            let rows = if q.limit == 0 {
                 Vec::new()
             } else {
+                // The rowid follows the record's columns.
+                let columns = COLUMNS.split(", ").count();
                 c.prepare_cached(&page_sql)?
-                    .query_map(params_from_iter(args.iter()), record)?
+                    .query_map(params_from_iter(args.iter()), |r| {
+                        Ok((record(r)?, r.get::<_, i64>(columns)?))
+                    })?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             };
+            let last = rows.last().map(|(e, rowid)| q.key_of(e, *rowid));
             Ok(ListPage {
                 total: total as u64,
-                events,
+                events: rows.into_iter().map(|(e, _)| e).collect(),
+                last,
             })
         })
     }

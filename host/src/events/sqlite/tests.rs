@@ -444,3 +444,54 @@ fn invoke_types_and_status_codes_are_stored_as_their_names_and_numbers() {
     assert_eq!(s.get(&"x".into()).unwrap(), Some(e));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn paging_from_the_last_key_walks_every_order_as_the_offset_does() {
+    let (s, dir) = store();
+    // Shared milliseconds, and live events (no end time) among ended ones.
+    for i in 0..17i64 {
+        let status = match i % 4 {
+            0 => EventStatus::Queued,
+            1 => EventStatus::Failed,
+            _ => EventStatus::Finished,
+        };
+        insert(&s, event(&format!("k{i:02}"), "a", 1000 + i / 3, status));
+    }
+    let ids = |page: &ListPage| -> Vec<String> {
+        page.events
+            .iter()
+            .map(|e| e.request_id.as_str().to_string())
+            .collect()
+    };
+    for (ascending, order_by_end) in [(false, false), (true, false), (true, true), (false, true)] {
+        let base = ListQuery {
+            ascending,
+            order_by_end,
+            limit: 100,
+            ..ListQuery::default()
+        };
+        let whole = ids(&s.list(&base).unwrap());
+        assert_eq!(whole.len(), 17);
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let q = ListQuery {
+                limit: 3,
+                after,
+                ..base.clone()
+            };
+            let page = s.list(&q).unwrap();
+            assert_eq!(page.total, 17, "the total ignores the key");
+            if page.events.is_empty() {
+                break;
+            }
+            walked.extend(ids(&page));
+            after = page.last;
+        }
+        assert_eq!(
+            walked, whole,
+            "ascending {ascending}, by end {order_by_end}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -257,6 +257,37 @@ async fn a_list_merges_live_and_ended_events_in_order_with_filters_and_totals() 
     assert_eq!(total, 10);
     assert_eq!(ids[..5], ["e0", "e2", "e4", "e6", "e8"], "{ids:?}");
     assert!(ids[5..].iter().all(|id| id.starts_with('l')), "{ids:?}");
+    // By cursor over both tables, in both orders by end time (live
+    // events, which have none, last).
+    for order in [
+        "orderBy=endTime&order=asc",
+        "orderBy=endTime&order=desc",
+        "order=desc",
+    ] {
+        let whole = page(format!("{order}&limit=100")).await.1;
+        let mut walked = Vec::new();
+        let mut q = format!("{order}&limit=3");
+        loop {
+            let r = a
+                .api
+                .admin_get(&format!("/admin/async-events?function=lister&{q}"))
+                .await
+                .unwrap();
+            let v = r.json();
+            walked.extend(
+                v["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["requestId"].as_str().unwrap().to_string()),
+            );
+            match v["nextCursor"].as_str() {
+                Some(c) => q = format!("{order}&limit=3&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(walked, whole, "{order}");
+    }
     // One event by id from either table.
     assert_eq!(event(&a.api, "e2").await["status"], "FINISHED");
     assert_eq!(event(&a.api, "l3").await["status"], "QUEUED");
