@@ -168,11 +168,14 @@ pub enum InvokeType {
     /// function.
     #[serde(rename = "onFailure")]
     OnFailure,
+    /// `timer`: a tick of a timer trigger.
+    #[serde(rename = "timer")]
+    Timer,
 }
 
 impl InvokeType {
     /// Every invoke type.
-    pub const ALL: [InvokeType; 3] = [Self::Api, Self::Scf, Self::OnFailure];
+    pub const ALL: [InvokeType; 4] = [Self::Api, Self::Scf, Self::OnFailure, Self::Timer];
 
     /// The stored and displayed name.
     pub fn as_str(self) -> &'static str {
@@ -180,6 +183,7 @@ impl InvokeType {
             Self::Api => "api",
             Self::Scf => "scf",
             Self::OnFailure => "onFailure",
+            Self::Timer => "timer",
         }
     }
 
@@ -322,6 +326,25 @@ pub enum WriteOp {
         /// Cut-off.
         before_ms: i64,
     },
+    /// Records a timer function's schedule status.
+    TimerStatus {
+        /// The timer function.
+        function: String,
+        /// Its status now.
+        status: TimerStatus,
+    },
+}
+
+/// A timer function's schedule status, kept in the store so a restarted
+/// (or another) host knows which tick came last: `TimerInfo.ScheduleStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerStatus {
+    /// The last tick accepted, ms since the epoch.
+    pub last_ms: i64,
+    /// The tick after it.
+    pub next_ms: i64,
+    /// When this status was written.
+    pub updated_ms: i64,
 }
 
 /// What a write produced.
@@ -430,6 +453,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// oldest queued event's sequence number, or the newest sequence number
     /// when none is queued.
     fn queue_start(&self) -> Result<i64, StoreError>;
+    /// A timer function's schedule status, if it ever ticked.
+    fn timer_status(&self, function: &str) -> Result<Option<TimerStatus>, StoreError>;
     /// Shared by several hosts: `queued` claims events (other hosts' accepts
     /// included) rather than reading this host's own, so an accept is not
     /// handed to this host's runner directly; the runner claims it.
@@ -456,7 +481,7 @@ mod tests {
     #[test]
     fn invoke_types_keep_their_names_in_json() {
         let names: Vec<&str> = InvokeType::ALL.iter().map(|t| t.as_str()).collect();
-        assert_eq!(names, ["api", "scf", "onFailure"]);
+        assert_eq!(names, ["api", "scf", "onFailure", "timer"]);
         for t in InvokeType::ALL {
             assert_eq!(InvokeType::parse(t.as_str()), Some(t));
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());

@@ -303,6 +303,10 @@ pub struct Host {
     dispatcher_task: JoinHandle<()>,
     shutdown_bound: Duration,
     events: AsyncEvents,
+    /// The timer scheduler: stopped first at shutdown, so no tick is
+    /// accepted while the host stops.
+    timers_stop: CancellationToken,
+    timers_task: JoinHandle<()>,
 }
 
 impl Host {
@@ -458,6 +462,9 @@ impl Host {
         .await
         .map_err(store_err)?;
 
+        let timers_stop = CancellationToken::new();
+        let timers_task =
+            crate::timers::spawn(events.clone(), catalog.clone(), timers_stop.clone());
         let http_stop = CancellationToken::new();
         let router = crate::http::router(
             handle.clone(),
@@ -491,6 +498,8 @@ impl Host {
             dispatcher_task,
             shutdown_bound,
             events,
+            timers_stop,
+            timers_task,
         })
     }
 
@@ -519,6 +528,13 @@ impl Host {
     /// Returns within the cancel grace + pre-stop timeout + terminate grace + 3 s.
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.shutdown_bound;
+        self.timers_stop.cancel();
+        if tokio::time::timeout_at(deadline, self.timers_task)
+            .await
+            .is_err()
+        {
+            tracing::error!("the timer scheduler did not stop in time");
+        }
         self.http_stop.cancel();
         // Queued async events stay queued (durably); running ones are
         // cancelled with the rest below and re-queued by their attempts.

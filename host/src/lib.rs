@@ -21,6 +21,7 @@ mod peer;
 mod process;
 mod registry;
 pub mod status;
+pub mod timers;
 
 pub use host::{
     EventStoreLocation, Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials,

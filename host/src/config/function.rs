@@ -105,10 +105,34 @@ impl FunctionConfig {
     /// through the admin API.
     pub fn unfired_trigger(&self) -> Option<&str> {
         let t = self.trigger().binding_type.as_str();
-        let fired = ["httpTrigger", "manualTrigger", "lifecycleTrigger"]
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(t));
+        let fired = [
+            "httpTrigger",
+            "manualTrigger",
+            "lifecycleTrigger",
+            "timerTrigger",
+        ]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(t));
         (!fired).then_some(t)
+    }
+
+    /// Its timer trigger: the schedule and whether it also runs at start
+    /// (`runOnStartup`). `None` for other triggers.
+    pub fn timer(&self) -> Option<crate::timers::TimerTrigger> {
+        let t = self.trigger();
+        if !t.binding_type.eq_ignore_ascii_case("timerTrigger") {
+            return None;
+        }
+        // Checked when the function loaded.
+        let schedule =
+            crate::timers::schedule::Schedule::parse(t.properties.get("schedule")?).ok()?;
+        Some(crate::timers::TimerTrigger {
+            schedule,
+            run_on_startup: t
+                .properties
+                .get("runOnStartup")
+                .is_some_and(|v| v == "true"),
+        })
     }
 
     /// True when the function is reachable on `/api/<name>`.
@@ -343,6 +367,33 @@ pub(crate) fn parse_binding(
                 field("authLevel"),
                 format!("{level} is not one of \"anonymous\", \"function\", \"admin\", \"system\""),
             ));
+        }
+    }
+    if binding_type.eq_ignore_ascii_case("timerTrigger") {
+        let schedule = match obj.get("schedule") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => {
+                return Err(ConfigError::field(
+                    file,
+                    field("schedule"),
+                    format!("must be a string, not {}", json_kind(other)),
+                ))
+            }
+            None => return Err(ConfigError::field(file, field("schedule"), "missing")),
+        };
+        crate::timers::schedule::Schedule::parse(schedule)
+            .map_err(|e| ConfigError::field(file, field("schedule"), e))?;
+        for flag in ["runOnStartup", "useMonitor"] {
+            match obj.get(flag) {
+                None | Some(serde_json::Value::Bool(_)) => {}
+                Some(_) => {
+                    return Err(ConfigError::field(
+                        file,
+                        field(flag),
+                        "expected true or false",
+                    ))
+                }
+            }
         }
     }
     Ok(Binding {

@@ -93,6 +93,15 @@ impl EventLog {
         Ok(page)
     }
 
+    /// A timer function's schedule status.
+    pub async fn timer_status(
+        &self,
+        function: &str,
+    ) -> Result<Option<super::TimerStatus>, StoreError> {
+        let function = function.to_string();
+        self.read(move |s| s.timer_status(&function)).await
+    }
+
     /// An event's log lines.
     pub async fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError> {
         let id = request_id.clone();

@@ -19,4 +19,5 @@ mod rogue;
 mod routes;
 mod scf;
 mod security;
+mod timers;
 mod workers_dir;

@@ -20,7 +20,7 @@ use tokio_postgres::{NoTls, Row};
 use super::query::Operand;
 use super::{
     EventLogLine, EventRecord, EventStatus, EventStore, InvokeType, ListPage, ListQuery,
-    StatusCode, StoreError, WriteOp, WriteOutcome, INLINE_INPUT_LIMIT,
+    StatusCode, StoreError, TimerStatus, WriteOp, WriteOutcome, INLINE_INPUT_LIMIT,
 };
 use crate::ids::RequestId;
 
@@ -451,6 +451,25 @@ impl EventStore for PgStore {
 
     fn queue_start(&self) -> Result<i64, StoreError> {
         Ok(0)
+    }
+
+    fn timer_status(&self, function: &str) -> Result<Option<TimerStatus>, StoreError> {
+        self.block(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT last_ms, next_ms, updated_ms FROM fnhost_timer_status
+                     WHERE function = $1",
+                    &[&function],
+                )
+                .await
+                .map_err(failed("read failed"))?;
+            Ok(row.map(|r| TimerStatus {
+                last_ms: r.get(0),
+                next_ms: r.get(1),
+                updated_ms: r.get(2),
+            }))
+        })
     }
 
     fn is_shared(&self) -> bool {

@@ -169,6 +169,13 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT seq, request_id, function, qualifier, invoke_type, status, status_code,
             attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host,
             lease_token FROM fnhost_ended;",
+    // 5: timer functions' schedule status (`TimerInfo.ScheduleStatus`).
+    "CREATE TABLE fnhost_timer_status (
+        function   TEXT PRIMARY KEY,
+        last_ms    BIGINT NOT NULL,
+        next_ms    BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );",
 ];
 
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

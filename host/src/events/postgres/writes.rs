@@ -123,115 +123,127 @@ pub(super) async fn apply(
     // the connection but are awaited together.
     let moves = std::sync::Mutex::new(CountDeltas::default());
     // Every op's statement is sent before any answer is awaited.
-    let first = batch.iter().map(|op| {
-        let (tx, moves) = (&tx, &moves);
-        let (insert, insert_ended, update, end) = (&insert, &insert_ended, &update, &end);
-        async move {
-            match op {
-                WriteOp::Insert {
-                    event: e,
-                    idempotency,
-                } => {
-                    let (key, digest) = match idempotency {
-                        Some((k, d)) => (Some(k.as_str()), Some(d.as_slice())),
-                        None => (None, None),
-                    };
-                    let status = e.status.as_str();
-                    let code = e.status_code.map(|c| c.as_i64());
-                    let args: [&(dyn ToSql + Sync); 16] = [
-                        &e.request_id,
-                        &e.function,
-                        &e.qualifier,
-                        &e.invoke_type.as_str(),
-                        &status,
-                        &code,
-                        &e.attempts,
-                        &e.input,
-                        &e.result,
-                        &e.error,
-                        &e.start_ms,
-                        &e.end_ms,
-                        &e.next_attempt_ms,
-                        &key,
-                        &digest,
-                        &host_id,
-                    ];
-                    let statement = if e.status.is_final() {
-                        insert_ended
-                    } else {
-                        insert
-                    };
-                    let row = tx.query_opt(statement, &args).await?;
-                    Ok(match row {
-                        Some(r) => {
-                            let t = e.invoke_type.as_str();
-                            moves.lock().expect("counts").add(
-                                &e.function,
-                                &e.qualifier,
-                                t,
-                                status,
-                                1,
-                            );
-                            WriteOutcome::Inserted(r.get(0))
-                        }
-                        // Decided below, once the whole batch is sent.
-                        None => WriteOutcome::Unchanged,
-                    })
-                }
-                WriteOp::Update {
-                    request_id,
-                    status,
-                    status_code,
-                    attempts,
-                    result,
-                    error,
-                    end_ms,
-                    next_attempt_ms,
-                    lines,
-                    lease_token,
-                } => {
-                    let (times, texts) = columns(lines);
-                    let statement = if status.is_final() { end } else { update };
-                    let status = status.as_str();
-                    let code = status_code.map(|c| c.as_i64());
-                    let ready_at = next_attempt_ms.unwrap_or(now);
-                    let args: [&(dyn ToSql + Sync); 12] = [
+    let first =
+        batch.iter().map(|op| {
+            let (tx, moves) = (&tx, &moves);
+            let (insert, insert_ended, update, end) = (&insert, &insert_ended, &update, &end);
+            async move {
+                match op {
+                    WriteOp::Insert {
+                        event: e,
+                        idempotency,
+                    } => {
+                        let (key, digest) = match idempotency {
+                            Some((k, d)) => (Some(k.as_str()), Some(d.as_slice())),
+                            None => (None, None),
+                        };
+                        let status = e.status.as_str();
+                        let code = e.status_code.map(|c| c.as_i64());
+                        let args: [&(dyn ToSql + Sync); 16] = [
+                            &e.request_id,
+                            &e.function,
+                            &e.qualifier,
+                            &e.invoke_type.as_str(),
+                            &status,
+                            &code,
+                            &e.attempts,
+                            &e.input,
+                            &e.result,
+                            &e.error,
+                            &e.start_ms,
+                            &e.end_ms,
+                            &e.next_attempt_ms,
+                            &key,
+                            &digest,
+                            &host_id,
+                        ];
+                        let statement = if e.status.is_final() {
+                            insert_ended
+                        } else {
+                            insert
+                        };
+                        let row = tx.query_opt(statement, &args).await?;
+                        Ok(match row {
+                            Some(r) => {
+                                let t = e.invoke_type.as_str();
+                                moves.lock().expect("counts").add(
+                                    &e.function,
+                                    &e.qualifier,
+                                    t,
+                                    status,
+                                    1,
+                                );
+                                WriteOutcome::Inserted(r.get(0))
+                            }
+                            // Decided below, once the whole batch is sent.
+                            None => WriteOutcome::Unchanged,
+                        })
+                    }
+                    WriteOp::Update {
                         request_id,
-                        &status,
-                        &code,
+                        status,
+                        status_code,
                         attempts,
                         result,
                         error,
                         end_ms,
                         next_attempt_ms,
+                        lines,
                         lease_token,
-                        &ready_at,
-                        &times,
-                        &texts,
-                    ];
-                    Ok(match tx.query_opt(statement, &args).await? {
-                        Some(row) => {
-                            let (f, q, t, old): (String, String, String, String) =
-                                (row.get(0), row.get(1), row.get(2), row.get(3));
-                            moves
-                                .lock()
-                                .expect("counts")
-                                .moved(&f, &q, &t, &old, status);
-                            WriteOutcome::Done
-                        }
-                        None => WriteOutcome::Unchanged,
-                    })
+                    } => {
+                        let (times, texts) = columns(lines);
+                        let statement = if status.is_final() { end } else { update };
+                        let status = status.as_str();
+                        let code = status_code.map(|c| c.as_i64());
+                        let ready_at = next_attempt_ms.unwrap_or(now);
+                        let args: [&(dyn ToSql + Sync); 12] = [
+                            request_id,
+                            &status,
+                            &code,
+                            attempts,
+                            result,
+                            error,
+                            end_ms,
+                            next_attempt_ms,
+                            lease_token,
+                            &ready_at,
+                            &times,
+                            &texts,
+                        ];
+                        Ok(match tx.query_opt(statement, &args).await? {
+                            Some(row) => {
+                                let (f, q, t, old): (String, String, String, String) =
+                                    (row.get(0), row.get(1), row.get(2), row.get(3));
+                                moves
+                                    .lock()
+                                    .expect("counts")
+                                    .moved(&f, &q, &t, &old, status);
+                                WriteOutcome::Done
+                            }
+                            None => WriteOutcome::Unchanged,
+                        })
+                    }
+                    WriteOp::Log { request_id, lines } => {
+                        let (times, texts) = columns(lines);
+                        tx.execute(LOG, &[request_id, &times, &texts]).await?;
+                        Ok(WriteOutcome::Done)
+                    }
+                    // After the commit, below.
+                    WriteOp::Prune { .. } => Ok(WriteOutcome::Pruned(0)),
+                    WriteOp::TimerStatus { function, status } => {
+                        tx.execute(
+                        "INSERT INTO fnhost_timer_status (function, last_ms, next_ms, updated_ms)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (function) DO UPDATE SET last_ms = excluded.last_ms,
+                             next_ms = excluded.next_ms, updated_ms = excluded.updated_ms",
+                        &[function, &status.last_ms, &status.next_ms, &status.updated_ms],
+                    )
+                    .await?;
+                        Ok(WriteOutcome::Done)
+                    }
                 }
-                WriteOp::Log { request_id, lines } => {
-                    let (times, texts) = columns(lines);
-                    tx.execute(LOG, &[request_id, &times, &texts]).await?;
-                    Ok(WriteOutcome::Done)
-                }
-                // After the commit, below.
-                WriteOp::Prune { .. } => Ok(WriteOutcome::Pruned(0)),
             }
-        }
-    });
+        });
     let mut out: Vec<WriteOutcome> = try_join_all(first).await.map_err(failed("write failed"))?;
     // Inserts that found their idempotency key taken: the first request's
     // id, and whether its body was the same.

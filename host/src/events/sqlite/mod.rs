@@ -300,6 +300,26 @@ impl EventStore for SqliteStore {
             }
         })
     }
+
+    fn timer_status(
+        &self,
+        function: &str,
+    ) -> Result<Option<crate::events::TimerStatus>, StoreError> {
+        let function = function.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT last_ms, next_ms, updated_ms FROM timer_status WHERE function = ?1",
+            )?
+            .query_row(params![function], |r| {
+                Ok(crate::events::TimerStatus {
+                    last_ms: r.get(0)?,
+                    next_ms: r.get(1)?,
+                    updated_ms: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+    }
 }
 
 /// A `WHERE` clause under construction; each condition numbers its own

@@ -80,6 +80,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // did not fit in memory. Partial: only events that failed and wait to
     // retry are in it, so the common path pays nothing for it.
     "CREATE INDEX events_retrying ON events (next_attempt_ms) WHERE status = 'RETRYING';",
+    // 6: timer functions' schedule status (`TimerInfo.ScheduleStatus`).
+    "CREATE TABLE timer_status (
+        function   TEXT PRIMARY KEY,
+        last_ms    INTEGER NOT NULL,
+        next_ms    INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

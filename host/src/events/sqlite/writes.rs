@@ -192,5 +192,20 @@ pub(super) fn apply_one(
             )?;
             Ok(WriteOutcome::Pruned(n))
         }
+        WriteOp::TimerStatus { function, status } => {
+            tx.prepare_cached(
+                "INSERT INTO timer_status (function, last_ms, next_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (function) DO UPDATE SET last_ms = excluded.last_ms,
+                     next_ms = excluded.next_ms, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![
+                function,
+                status.last_ms,
+                status.next_ms,
+                status.updated_ms
+            ])?;
+            Ok(WriteOutcome::Done)
+        }
     }
 }

@@ -37,7 +37,7 @@ async fn a_database_with_a_newer_schema_is_refused_with_exit_4() {
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("schema version 99, newer than this host's 4"),
+        err.contains("schema version 99, newer than this host's 5"),
         "{err}"
     );
 }
@@ -153,7 +153,7 @@ async fn a_schema_3_database_is_migrated_with_its_rows_in_their_partitions() {
              ('echo', '$LATEST', 'api', 'QUEUED', 1);"
     ));
     let a = setup.node("a").await;
-    assert_eq!(setup.sql("SELECT version FROM fnhost_schema"), "4");
+    assert_eq!(setup.sql("SELECT version FROM fnhost_schema"), "5");
     // The ended event and its line moved out of the default partitions
     // into partitions of their own, made as the host connected.
     let partition = setup

@@ -1,0 +1,206 @@
+//! Timer triggers: each tick of a function's schedule becomes an async
+//! event (`invokeType` `timer`) whose idempotency key is the tick's
+//! scheduled time, so a tick is accepted once however many hosts schedule
+//! it. The schedule status (`TimerInfo.ScheduleStatus`) lives in the event
+//! store; after downtime, the missed ticks run once, marked past due.
+//! Schedules are in UTC.
+
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fnhost_proto::rpc::TypedData;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::events::time::{now_ms, rfc3339};
+use crate::events::{
+    AsyncEvents, EnqueueError, EnqueueRequest, Enqueued, InvokeType, TimerStatus, WriteOp,
+};
+use schedule::Schedule;
+
+/// How often the scheduler looks for timer functions workers indexed.
+const RECONCILE: Duration = Duration::from_secs(1);
+
+/// A function's timer trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerTrigger {
+    /// When it ticks.
+    pub schedule: Schedule,
+    /// `runOnStartup`: it also runs once when the host starts.
+    pub run_on_startup: bool,
+}
+
+/// One scheduled function.
+struct Timer {
+    trigger: TimerTrigger,
+    /// The next tick, ms since the epoch; `None` when the schedule has no
+    /// further occurrence.
+    next_ms: Option<i64>,
+}
+
+/// One tick to accept.
+struct Tick {
+    /// The scheduled time (the idempotency key).
+    scheduled_ms: i64,
+    /// Later than scheduled: a tick missed while no host ran it.
+    past_due: bool,
+    /// Not a scheduled tick: `runOnStartup`.
+    startup: bool,
+}
+
+/// Starts the scheduler; it runs until `stop` is cancelled.
+pub(crate) fn spawn(
+    events: AsyncEvents,
+    catalog: Catalog,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut timers: HashMap<String, Timer> = HashMap::new();
+        loop {
+            let now = now_ms();
+            // New timer functions (function.json at start, worker-indexed
+            // ones as workers index them).
+            for f in catalog.current().iter() {
+                if f.disabled || timers.contains_key(&f.name) {
+                    continue;
+                }
+                let Some(trigger) = f.timer() else { continue };
+                let timer = begin(&events, &f.name, trigger, now).await;
+                timers.insert(f.name.clone(), timer);
+            }
+            // Ticks that are due.
+            for (name, timer) in timers.iter_mut() {
+                let Some(due) = timer.next_ms.filter(|n| *n <= now) else {
+                    continue;
+                };
+                let tick = Tick {
+                    scheduled_ms: due,
+                    past_due: false,
+                    startup: false,
+                };
+                let next = following(&timer.trigger.schedule, due, now);
+                accept(&events, name, &tick, next).await;
+                timer.next_ms = next;
+            }
+            let wake = timers
+                .values()
+                .filter_map(|t| t.next_ms)
+                .min()
+                .map_or(RECONCILE, |n| {
+                    Duration::from_millis(
+                        (n - now_ms()).clamp(0, RECONCILE.as_millis() as i64) as u64
+                    )
+                });
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wake) => {}
+            }
+        }
+    })
+}
+
+/// The tick after `scheduled`; when that is already past (the host was
+/// busy or paused past a whole period), the first one after `now`, so
+/// ticks are not replayed one by one.
+fn following(schedule: &Schedule, scheduled: i64, now: i64) -> Option<i64> {
+    let next = schedule.next_after(scheduled)?;
+    if next > now {
+        Some(next)
+    } else {
+        schedule.next_after(now)
+    }
+}
+
+/// Sets a timer going: a missed tick (the stored status says one was due
+/// while no host ran) runs once now, past due; `runOnStartup` runs once.
+async fn begin(events: &AsyncEvents, name: &str, trigger: TimerTrigger, now: i64) -> Timer {
+    let status = match events.log().timer_status(name).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(function = %name, "cannot read the timer's schedule status ({e}); starting it afresh");
+            None
+        }
+    };
+    let next = match (&trigger.schedule, status) {
+        // A TimeSpan counts from the last tick.
+        (Schedule::Every(d), Some(s)) => Some((s.last_ms + d.as_millis() as i64).max(now + 1)),
+        (schedule, _) => schedule.next_after(now),
+    };
+    if let Some(missed) = status.map(|s| s.next_ms).filter(|n| *n < now) {
+        tracing::info!(function = %name, missed = %rfc3339(missed), "a timer tick was missed while no host ran; running it once, past due");
+        let tick = Tick {
+            scheduled_ms: missed,
+            past_due: true,
+            startup: false,
+        };
+        accept(events, name, &tick, next).await;
+    } else if trigger.run_on_startup {
+        let tick = Tick {
+            scheduled_ms: now,
+            past_due: false,
+            startup: true,
+        };
+        accept(events, name, &tick, next).await;
+    }
+    Timer {
+        trigger,
+        next_ms: next,
+    }
+}
+
+/// Accepts `tick` as an async event, then records it as the last tick.
+/// The event's idempotency key is the scheduled time, so a tick another
+/// host (or this one, before a crash) accepted is not accepted again.
+async fn accept(events: &AsyncEvents, name: &str, tick: &Tick, next: Option<i64>) {
+    let now = now_ms();
+    let previous = events.log().timer_status(name).await.ok().flatten();
+    let info = json!({
+        "Schedule": {"AdjustForDST": true},
+        "ScheduleStatus": {
+            "Last": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.last_ms)),
+            "Next": rfc3339(tick.scheduled_ms),
+            "LastUpdated": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.updated_ms)),
+        },
+        "IsPastDue": tick.past_due,
+    });
+    let kind = if tick.startup { "startup" } else { "tick" };
+    let key = format!("timer:{kind}:{}", tick.scheduled_ms);
+    let req = EnqueueRequest {
+        function: name.to_string(),
+        qualifier: None,
+        invoke_type: InvokeType::Timer,
+        input: TypedData::json(info.to_string()),
+        idempotency: Some((key, tick.scheduled_ms.to_be_bytes().to_vec())),
+    };
+    match events.enqueue(req).await {
+        Ok(Enqueued::New(id)) => {
+            tracing::info!(function = %name, request = %id, scheduled = %rfc3339(tick.scheduled_ms), past_due = tick.past_due, "timer tick accepted")
+        }
+        Ok(Enqueued::Existing(id)) => {
+            tracing::debug!(function = %name, request = %id, "timer tick already accepted")
+        }
+        Err(EnqueueError::UnknownFunction(_)) => return,
+        Err(e) => {
+            // The status is left as it was: the tick counts as missed and
+            // runs, past due, when the scheduler next starts.
+            tracing::error!(function = %name, scheduled = %rfc3339(tick.scheduled_ms), "timer tick not accepted: {e}");
+            return;
+        }
+    }
+    let status = TimerStatus {
+        last_ms: tick.scheduled_ms,
+        next_ms: next.unwrap_or(i64::MAX),
+        updated_ms: now,
+    };
+    let op = WriteOp::TimerStatus {
+        function: name.to_string(),
+        status,
+    };
+    if let Err(e) = events.log().write(op).await {
+        tracing::error!(function = %name, "cannot record the timer's schedule status: {e}");
+    }
+}
