@@ -84,6 +84,19 @@ pub enum CancelReason {
     LeaseLost,
 }
 
+impl CancelReason {
+    /// The reason as `InvocationCancel.reason` carries it to the worker.
+    pub fn wire(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::ClientDisconnected => "client disconnect",
+            Self::HostShutdown => "host shutdown",
+            Self::Requested => "terminate",
+            Self::LeaseLost => "lease lost",
+        }
+    }
+}
+
 impl fmt::Display for CancelReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

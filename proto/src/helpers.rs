@@ -76,11 +76,22 @@ impl StreamingMessage {
         }))
     }
 
-    /// `InvocationCancel{invocation_id, grace_period}`.
+    /// `InvocationCancel{invocation_id, grace_period}`, without a reason.
     pub fn invocation_cancel(invocation_id: impl Into<String>, grace: Duration) -> Self {
+        Self::invocation_cancel_because(invocation_id, grace, "")
+    }
+
+    /// `InvocationCancel{invocation_id, grace_period, reason}` (`reason` is
+    /// fnhost's extension field).
+    pub fn invocation_cancel_because(
+        invocation_id: impl Into<String>,
+        grace: Duration,
+        reason: impl Into<String>,
+    ) -> Self {
         Self::from_content(Content::InvocationCancel(InvocationCancel {
             invocation_id: invocation_id.into(),
             grace_period: Some(duration_to_proto(grace)),
+            reason: reason.into(),
         }))
     }
 

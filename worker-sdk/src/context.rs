@@ -1,7 +1,7 @@
 //! Per-invocation [`Context`]: identity, cancellation and logging.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fnhost_proto::rpc::{rpc_log, RpcLog};
 use tokio::sync::mpsc::UnboundedSender;
@@ -37,6 +37,8 @@ struct Inner {
     invocation_id: String,
     function_name: String,
     token: CancellationToken,
+    /// Why the host cancelled, set before the token is cancelled.
+    reason: Arc<OnceLock<String>>,
     sink: Option<UnboundedSender<TaskEvent>>,
 }
 
@@ -45,6 +47,7 @@ impl Context {
         invocation_id: String,
         function_name: String,
         token: CancellationToken,
+        reason: Arc<OnceLock<String>>,
         sink: UnboundedSender<TaskEvent>,
     ) -> Self {
         Self {
@@ -52,6 +55,7 @@ impl Context {
                 invocation_id,
                 function_name,
                 token,
+                reason,
                 sink: Some(sink),
             }),
         }
@@ -73,6 +77,7 @@ impl Context {
                 invocation_id: invocation_id.into(),
                 function_name: "test".to_string(),
                 token: token.clone(),
+                reason: Arc::default(),
                 sink: None,
             }),
         };
@@ -108,6 +113,22 @@ impl Context {
     /// ```
     pub fn is_cancelled(&self) -> bool {
         self.inner.token.is_cancelled()
+    }
+
+    /// Why the host cancelled this invocation, once it did and said so:
+    /// `timeout`, `host shutdown`, `client disconnect`, `terminate`,
+    /// `lease lost` (another host took over the event or the timer's
+    /// schedule) or `duplicate run`. `None` before a cancel, for a worker
+    /// shutdown, and from hosts that send no reason.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: fnhost_worker::Context) {
+    /// ctx.cancelled().await;
+    /// if ctx.cancel_reason() == Some("lease lost") { /* another host runs it */ }
+    /// # }
+    /// ```
+    pub fn cancel_reason(&self) -> Option<&str> {
+        self.inner.reason.get().map(String::as_str)
     }
 
     /// Completes when this invocation is cancelled.
@@ -222,7 +243,13 @@ mod tests {
     #[test]
     fn logs_go_to_the_sink_with_category() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let ctx = Context::new("i".into(), "f".into(), CancellationToken::new(), tx);
+        let ctx = Context::new(
+            "i".into(),
+            "f".into(),
+            CancellationToken::new(),
+            Arc::default(),
+            tx,
+        );
         ctx.warn("w");
         match rx.try_recv().unwrap() {
             TaskEvent::Log(log) => {

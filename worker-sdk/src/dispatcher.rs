@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fnhost_proto::rpc::streaming_message::Content;
@@ -111,7 +111,9 @@ pub(crate) struct Dispatcher {
     /// function_id → (function name, handler).
     loaded: HashMap<String, (String, BoxHandler)>,
     /// invocation_id → token of every invocation whose result is not sent yet.
-    in_flight: HashMap<String, CancellationToken>,
+    /// Each running invocation's token and the cancel reason it shares
+    /// with the handler's [`Context`].
+    in_flight: HashMap<String, (CancellationToken, Arc<OnceLock<String>>)>,
     early_cancels: BoundedSet,
     finished: BoundedSet,
     root: CancellationToken,
@@ -184,7 +186,7 @@ impl Dispatcher {
                 None => Step::default(),
             },
             Content::InvocationCancel(c) => {
-                self.cancel(c.invocation_id);
+                self.cancel(c.invocation_id, c.reason);
                 Step::default()
             }
             Content::WorkerTerminate(t) => Step {
@@ -318,11 +320,18 @@ impl Dispatcher {
             ))));
         };
         let token = self.root.child_token();
-        let ctx = Context::new(id.clone(), name.clone(), token.clone(), self.events.clone());
+        let reason = Arc::new(OnceLock::new());
+        let ctx = Context::new(
+            id.clone(),
+            name.clone(),
+            token.clone(),
+            Arc::clone(&reason),
+            self.events.clone(),
+        );
         let input = Input::from_request(&mut req);
         let handler = Arc::clone(handler);
         let events = self.events.clone();
-        self.in_flight.insert(id.clone(), token.clone());
+        self.in_flight.insert(id.clone(), (token.clone(), reason));
         tokio::spawn(async move {
             let mut run = handler(ctx, input);
             // Before each poll: a panic record must come from this handler.
@@ -364,9 +373,13 @@ impl Dispatcher {
         None
     }
 
-    fn cancel(&mut self, id: String) {
-        if let Some(token) = self.in_flight.get(&id) {
-            tracing::debug!(invocation_id = %id, "cancelling");
+    fn cancel(&mut self, id: String, reason: String) {
+        if let Some((token, why)) = self.in_flight.get(&id) {
+            tracing::debug!(invocation_id = %id, %reason, "cancelling");
+            if !reason.is_empty() {
+                // The first reason stands (a second cancel changes nothing).
+                let _ = why.set(reason);
+            }
             token.cancel();
         } else if self.finished.contains(&id) {
             tracing::debug!(invocation_id = %id, "cancel for a finished invocation ignored");

@@ -66,6 +66,7 @@ fn cancel(invocation_id: &str) -> StreamingMessage {
     msg(Content::InvocationCancel(InvocationCancel {
         invocation_id: invocation_id.into(),
         grace_period: None,
+        reason: String::new(),
     }))
 }
 
@@ -172,7 +173,7 @@ async fn cancel_fires_token_and_cancelled_error_maps_to_cancelled() {
     assert_eq!(logs[0].invocation_id, "w1");
     // the sibling is untouched
     assert_eq!(d.in_flight(), 1);
-    assert!(!d.in_flight["w2"].is_cancelled());
+    assert!(!d.in_flight["w2"].0.is_cancelled());
     // a cancel for the finished invocation is a no-op, not remembered
     d.handle_message(cancel("w1"));
     assert_eq!(d.early_cancels.len(), 0);
@@ -364,4 +365,36 @@ fn bounded_set_evicts_oldest() {
     assert!(s.take("b"));
     assert!(!s.take("b"));
     assert_eq!(s.len(), 1);
+}
+
+#[tokio::test]
+async fn the_cancel_reason_reaches_the_handler_and_the_first_one_stands() {
+    let (mut d, mut rx) = dispatcher(crate::Worker::builder().function(
+        "wait",
+        |ctx: Context, _i| async move {
+            ctx.cancelled().await;
+            ctx.info(format!("reason: {:?}", ctx.cancel_reason()));
+            Err::<(), _>(HandlerError::cancelled())
+        },
+    ));
+    d.handle_message(invoke("r1", "id-wait", ""));
+    let with_reason = |reason: &str| {
+        msg(Content::InvocationCancel(InvocationCancel {
+            invocation_id: "r1".into(),
+            grace_period: None,
+            reason: reason.into(),
+        }))
+    };
+    d.handle_message(with_reason("lease lost"));
+    d.handle_message(with_reason("timeout"));
+    let mut logs = Vec::new();
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(r.result.as_ref().unwrap().status_kind(), Status::Cancelled);
+    assert_eq!(logs[0].message, "reason: Some(\"lease lost\")");
+    // A host that sends no reason: none.
+    d.handle_message(invoke("r2", "id-wait", ""));
+    d.handle_message(cancel("r2"));
+    let mut logs = Vec::new();
+    next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(logs[0].message, "reason: None");
 }

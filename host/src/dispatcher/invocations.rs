@@ -391,7 +391,11 @@ impl Dispatcher {
                     };
                     inv.grace_key = Some(self.timers.insert(Timer::CancelGrace(id.clone()), grace));
                     if let Some(inst) = self.instances.get_mut(&worker) {
-                        inst.send_urgent(StreamingMessage::invocation_cancel(id.as_str(), grace));
+                        inst.send_urgent(StreamingMessage::invocation_cancel_because(
+                            id.as_str(),
+                            grace,
+                            reason.wire(),
+                        ));
                     }
                     tracing::info!(invocation = %id, worker = %worker, %reason, "cancel sent");
                     CancelResponse::Done

@@ -92,7 +92,11 @@ async fn sleep(ctx: Context, input: Input) -> Result<String, HandlerError> {
     tokio::select! {
         () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(format!("slept {ms} ms")),
         () = ctx.cancelled() => {
-            ctx.info(format!("sleep cancelled after {} ms", started.elapsed().as_millis()));
+            let reason = ctx.cancel_reason().unwrap_or("no reason given");
+            ctx.info(format!(
+                "sleep cancelled after {} ms ({reason})",
+                started.elapsed().as_millis()
+            ));
             Err(HandlerError::cancelled())
         }
     }

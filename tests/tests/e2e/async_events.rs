@@ -252,8 +252,10 @@ async fn graceful_terminate_records_whether_the_signal_arrived() {
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("sleep cancelled")),
-        "the handler saw it: {lines:?}"
+        lines
+            .iter()
+            .any(|l| l.contains("sleep cancelled") && l.contains("(terminate)")),
+        "the handler saw it, and why: {lines:?}"
     );
 
     // A handler that ignores it is killed after the grace: ABORTED, 439.
