@@ -42,6 +42,67 @@ pub enum DataDirError {
         /// The host's effective uid.
         uid: u32,
     },
+    /// Another host holds it: two hosts on one data directory would run
+    /// the same async events and timer ticks twice.
+    #[error(
+        "data directory {path} is in use by another fnhost (pid {pid}); \
+         give each host its own --data-dir (hosts share async events through \
+         --event-store postgres://..., not a data directory)"
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+        /// The holder's process id, as it wrote it (`?` if unreadable).
+        pid: String,
+    },
+}
+
+/// This host's hold on its data directory: an exclusive `flock` on
+/// `host.lock` inside it. The kernel releases it when the process ends,
+/// however it ends, so a host killed with `SIGKILL` leaves nothing to
+/// clean up.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory for this host, or names the host that holds it.
+pub fn lock(dir: &Path) -> Result<DataDirLock, DataDirError> {
+    use std::io::{Read, Seek};
+    let path = dir.join("host.lock");
+    let io = |source| DataDirError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(DataDirError::InUse {
+                path: dir.to_path_buf(),
+                pid: if pid.is_empty() {
+                    "?".into()
+                } else {
+                    pid.into()
+                },
+            });
+        }
+        Err(e) => return Err(io(e.into())),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(DataDirLock { _file: file })
 }
 
 /// Creates `dir` (0700) or checks an existing one, tightening a readable

@@ -307,12 +307,15 @@ pub struct Host {
     /// accepted while the host stops.
     timers_stop: CancellationToken,
     timers_task: JoinHandle<()>,
+    /// Held until the host is dropped (after shutdown).
+    _data_lock: crate::data_dir::DataDirLock,
 }
 
 impl Host {
     /// Binds both listeners, launches the workers and serves.
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
         crate::data_dir::prepare(&opts.data_dir)?;
+        let data_lock = crate::data_dir::lock(&opts.data_dir)?;
         let app = Arc::new(opts.app);
         let http_functions: Vec<String> = app
             .functions
@@ -500,6 +503,7 @@ impl Host {
             events,
             timers_stop,
             timers_task,
+            _data_lock: data_lock,
         })
     }
 

@@ -70,7 +70,8 @@ function parseMs(text) {
 /**
  * Sleeps for the requested time unless cancelled first: the timer rejects
  * with an `AbortError` when `context.signal` aborts, which the SDK answers
- * `Cancelled`.
+ * `Cancelled`. Logs `sleep cancelled after N ms (<reason>)`, the reason being
+ * `context.cancelReason` or `no reason given`.
  *
  * @type {import('../node/lib/dispatcher').Handler}
  */
@@ -80,7 +81,10 @@ async function sleep(context, input) {
   try {
     await sleepFor(ms, undefined, { signal: context.signal });
   } catch (err) {
-    if (context.signal.aborted) context.info(`sleep cancelled after ${Date.now() - started} ms`);
+    if (context.signal.aborted) {
+      const reason = context.cancelReason ?? 'no reason given';
+      context.info(`sleep cancelled after ${Date.now() - started} ms (${reason})`);
+    }
     throw err;
   }
   return `slept ${ms} ms`;

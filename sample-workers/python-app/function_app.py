@@ -3,7 +3,8 @@
 
 - ``echo``  returns its input (HTTP: 200 with the same body and content type).
 - ``sleep`` waits for the requested milliseconds unless cancelled (async:
-  cancellation arrives as ``asyncio.CancelledError``).
+  cancellation arrives as ``asyncio.CancelledError``), then logs
+  ``sleep cancelled after N ms (<reason>)``.
 - ``nap``   the same as a sync handler that waits on ``ctx.cancel_event``.
 - ``spin``  busy-waits on a pool thread, ignoring cancellation entirely.
 - ``panic`` raises an exception.
@@ -88,7 +89,11 @@ async def sleep(ctx: Context, input: Input) -> str:
     try:
         await asyncio.sleep(ms / 1000)
     except asyncio.CancelledError:
-        log.info("sleep cancelled after %d ms", (time.monotonic() - started) * 1000)
+        log.info(
+            "sleep cancelled after %d ms (%s)",
+            (time.monotonic() - started) * 1000,
+            ctx.cancel_reason or "no reason given",
+        )
         raise
     return f"slept {ms} ms"
 

@@ -10,8 +10,9 @@
 const LOG_LEVELS = Object.freeze(['Trace', 'Debug', 'Information', 'Warning', 'Error', 'Critical']);
 
 /**
- * The `AbortSignal` reason used when the host cancels an invocation (or the
- * worker shuts down): a `DOMException` named `AbortError`.
+ * The `AbortSignal` reason used when the host cancels an invocation without
+ * saying why (or the worker shuts down): a `DOMException` named `AbortError`.
+ * When the host gives a reason, the signal is aborted with that string instead.
  *
  * @param {string} message
  * @returns {DOMException}
@@ -23,7 +24,9 @@ function abortReason(message) {
 /**
  * True when `err` reports an abort: an error named `AbortError` (what
  * `AbortSignal`-aware Node APIs reject with, and `signal.reason` for a host
- * cancel), directly or as its `cause`.
+ * cancel without a reason), directly or as its `cause`. A bare reason string
+ * (what `signal.throwIfAborted()` throws after a cancel with a reason) is not
+ * one: check `context.signal.aborted` for that.
  *
  * @param {*} err
  * @returns {boolean}
@@ -62,11 +65,29 @@ class InvocationContext {
     this._functionName = functionName;
     this._signal = signal;
     this._emitLog = emitLog ?? null;
+    /** @type {string|null} the host's reason, recorded by the dispatcher */
+    this._cancelReason = null;
+  }
+
+  /**
+   * Records the reason of a host cancel before the signal is aborted (called
+   * by the SDK's dispatcher). An empty reason changes nothing; otherwise the
+   * first one stands.
+   *
+   * @param {string} reason
+   * @package
+   */
+  _noteCancelReason(reason) {
+    if (this._cancelReason === null && typeof reason === 'string' && reason !== '') {
+      this._cancelReason = reason;
+    }
   }
 
   /**
    * A context for unit-testing a handler outside a worker. Abort the returned
-   * controller to simulate the host cancelling the invocation; log lines are
+   * controller to simulate the host cancelling the invocation
+   * (`controller.abort('lease lost')` for a cancel with a reason: a string
+   * reason is also {@link InvocationContext#cancelReason}); log lines are
    * collected in `logs`.
    *
    * @param {string} [invocationId='test-invocation']
@@ -97,8 +118,10 @@ class InvocationContext {
 
   /**
    * Aborted when the host cancels this invocation (or the worker is shutting
-   * down); `signal.reason` is then an `AbortError`. Pass it to APIs that take
-   * a signal, or check `signal.aborted` / call `signal.throwIfAborted()`.
+   * down); `signal.reason` is then the host's reason string when it gave one
+   * (see {@link InvocationContext#cancelReason}), else an `AbortError`. Pass
+   * it to APIs that take a signal, or check `signal.aborted` / call
+   * `signal.throwIfAborted()`.
    *
    * @type {AbortSignal}
    */
@@ -109,6 +132,24 @@ class InvocationContext {
   /** True once the invocation was cancelled. @type {boolean} */
   get isCancelled() {
     return this._signal.aborted;
+  }
+
+  /**
+   * Why the host cancelled this invocation, once it did and said so:
+   * `'timeout'`, `'host shutdown'`, `'client disconnect'`, `'terminate'`,
+   * `'lease lost'` (another host took over the event or the timer's schedule)
+   * or `'duplicate run'`. `null` before a cancel, for a worker shutdown, and
+   * from hosts that send no reason. The first reason stands: a later cancel
+   * does not change it. Set before `signal` aborts, so an `abort` listener
+   * sees it.
+   *
+   * @type {string|null}
+   */
+  get cancelReason() {
+    if (this._cancelReason !== null) return this._cancelReason;
+    // A context built around a signal aborted with a string (forTest).
+    const { aborted, reason } = this._signal;
+    return aborted && typeof reason === 'string' && reason !== '' ? reason : null;
   }
 
   /**

@@ -101,7 +101,7 @@ class Dispatcher {
     this._send = send;
     /** function_id → {name, handler} */
     this._loaded = new Map();
-    /** invocation_id → AbortController of every invocation whose result is not sent yet */
+    /** invocation_id → {controller, context} of every invocation whose result is not sent yet */
     this._inFlight = new Map();
     this._earlyCancels = new BoundedSet(rememberedIds);
     this._finished = new BoundedSet(rememberedIds);
@@ -126,7 +126,7 @@ class Dispatcher {
    */
   cancelAll() {
     this._shuttingDown = true;
-    for (const controller of this._inFlight.values()) {
+    for (const { controller } of this._inFlight.values()) {
       controller.abort(abortReason('the worker is shutting down'));
     }
   }
@@ -175,7 +175,7 @@ class Dispatcher {
         this._invoke(msg.invocation_request);
         return null;
       case 'invocation_cancel':
-        this._cancel(msg.invocation_cancel.invocation_id);
+        this._cancel(msg.invocation_cancel.invocation_id, msg.invocation_cancel.reason);
         return null;
       case 'worker_terminate':
         return { terminateGraceMs: durationToMs(msg.worker_terminate.grace_period, DEFAULT_GRACE_MS) };
@@ -250,13 +250,13 @@ class Dispatcher {
       return;
     }
     const controller = new AbortController();
-    this._inFlight.set(id, controller);
     const context = new InvocationContext({
       invocationId: id,
       functionName: fn.name,
       signal: controller.signal,
       emitLog: (log) => this._send({ rpc_log: log }),
     });
+    this._inFlight.set(id, { controller, context });
     let running;
     try {
       running = Promise.resolve(fn.handler(context, Input.fromRequest(req)));
@@ -285,10 +285,23 @@ class Dispatcher {
     }
   }
 
-  _cancel(id) {
-    const controller = this._inFlight.get(id);
-    if (controller) {
-      controller.abort(abortReason(`invocation ${id} was cancelled by the host`));
+  /**
+   * Aborts an invocation's signal: with the host's `reason` string when it
+   * gave one (also recorded as `context.cancelReason`), else with an
+   * `AbortError`. A later cancel never changes `signal.reason`, and sets
+   * `cancelReason` only when no earlier cancel gave a reason (the first
+   * reason stands, as in the Rust SDK).
+   *
+   * @param {string} id
+   * @param {string} [reason] `InvocationCancel.reason`; empty when none
+   */
+  _cancel(id, reason = '') {
+    const entry = this._inFlight.get(id);
+    if (entry) {
+      const { controller, context } = entry;
+      const why = typeof reason === 'string' ? reason : '';
+      context._noteCancelReason(why); // before abort: listeners see it
+      controller.abort(why !== '' ? why : abortReason(`invocation ${id} was cancelled by the host`));
     } else if (!this._finished.has(id)) {
       this._earlyCancels.add(id); // the request is still on its way
     }

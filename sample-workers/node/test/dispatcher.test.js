@@ -79,6 +79,94 @@ test('a cancel aborts context.signal and an AbortError rejection is answered Can
   assert.equal(h.dispatcher.inFlight, 0);
 });
 
+test('a cancel with a reason aborts context.signal with it and sets context.cancelReason', async () => {
+  const seen = {};
+  const h = harness({
+    sleep: async (ctx) => {
+      seen.before = ctx.cancelReason;
+      ctx.signal.addEventListener('abort', () => {
+        seen.inListener = ctx.cancelReason;
+      });
+      try {
+        await sleep(60000, undefined, { signal: ctx.signal, ref: false });
+      } catch (err) {
+        seen.err = err;
+        seen.signalReason = ctx.signal.reason;
+        seen.cancelReason = ctx.cancelReason;
+        throw err;
+      }
+    },
+  });
+  h.loadAll();
+  h.invoke('r1', 'sleep');
+  await sleep(10);
+  h.cancel('r1', 1000, 'lease lost');
+  const r = await h.response('r1');
+  assert.equal(r.result.status, 'Cancelled');
+  assert.equal(seen.before, null, 'no reason before the cancel');
+  assert.equal(seen.inListener, 'lease lost', 'set before the signal aborts');
+  assert.equal(seen.signalReason, 'lease lost');
+  assert.equal(seen.cancelReason, 'lease lost');
+  assert.ok(isAbortError(seen.err), 'the timer still rejects with an AbortError');
+  assert.equal(seen.err.cause, 'lease lost');
+});
+
+test('the first cancel reason stands: a second cancel with another reason changes nothing', async () => {
+  let release;
+  const gate = new Promise((resolve) => {
+    release = resolve;
+  });
+  const seen = [];
+  const h = harness({
+    wait: async (ctx) => {
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+      seen.push([ctx.signal.reason, ctx.cancelReason]);
+      await gate; // the later cancels arrive meanwhile
+      seen.push([ctx.signal.reason, ctx.cancelReason]);
+      ctx.signal.throwIfAborted();
+    },
+  });
+  h.loadAll();
+  h.invoke('f1', 'wait');
+  h.cancel('f1', 1000, 'lease lost');
+  await sleep(10);
+  h.cancel('f1', 1000, 'timeout');
+  h.cancel('f1'); // no reason: does not clear it either
+  release();
+  const r = await h.response('f1');
+  assert.equal(r.result.status, 'Cancelled', 'throwIfAborted() throws the reason string: still Cancelled');
+  assert.deepEqual(seen, [
+    ['lease lost', 'lease lost'],
+    ['lease lost', 'lease lost'],
+  ]);
+});
+
+test('a cancel without a reason leaves cancelReason null and still aborts the signal', async () => {
+  const seen = [];
+  const handler = async (ctx) => {
+    try {
+      await sleep(60000, undefined, { signal: ctx.signal, ref: false });
+    } finally {
+      seen.push([ctx.signal.aborted, isAbortError(ctx.signal.reason), ctx.cancelReason]);
+    }
+  };
+  const h = harness({ sleep: handler });
+  h.loadAll();
+  h.invoke('n1', 'sleep');
+  await sleep(10);
+  h.cancel('n1');
+  assert.equal((await h.response('n1')).result.status, 'Cancelled');
+  // A worker shutdown gives no reason either.
+  h.invoke('n2', 'sleep');
+  await sleep(10);
+  h.dispatcher.cancelAll();
+  assert.equal((await h.response('n2')).result.status, 'Cancelled');
+  assert.deepEqual(seen, [
+    [true, true, null],
+    [true, true, null],
+  ]);
+});
+
 test('any rejection after a cancel is answered Cancelled; an AbortError without one too', async () => {
   const h = harness({
     other: async (ctx) => {

@@ -58,10 +58,11 @@ function harness(handlers, options = {}) {
         },
       });
     },
-    cancel(invocationId, graceMs = 1000) {
-      return h.deliver({
-        invocation_cancel: { invocation_id: invocationId, grace_period: { seconds: 0, nanos: graceMs * 1e6 } },
-      });
+    /** Delivers an InvocationCancel; `reason` is its fnhost `reason` field (absent when empty). */
+    cancel(invocationId, graceMs = 1000, reason = '') {
+      const cancel = { invocation_id: invocationId, grace_period: { seconds: 0, nanos: graceMs * 1e6 } };
+      if (reason !== '') cancel.reason = reason;
+      return h.deliver({ invocation_cancel: cancel });
     },
     /** Resolves with the InvocationResponse for `invocationId` once it is sent. */
     async response(invocationId, timeoutMs = 2000) {

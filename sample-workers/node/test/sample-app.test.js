@@ -19,7 +19,17 @@ test('sleep observes the abort signal and logs it', async () => {
   const running = app.sleep(context, Input.of('60000'));
   controller.abort(new DOMException('cancelled', 'AbortError'));
   await assert.rejects(running, (err) => isAbortError(err));
-  assert.match(logs[0].message, /^sleep cancelled after \d+ ms$/);
+  assert.equal(context.cancelReason, null);
+  assert.match(logs[0].message, /^sleep cancelled after \d+ ms \(no reason given\)$/);
+});
+
+test('sleep logs the cancel reason', async () => {
+  const { context, controller, logs } = InvocationContext.forTest('i', 'sleep');
+  const running = app.sleep(context, Input.of('60000'));
+  controller.abort('lease lost'); // what the SDK does for a cancel with a reason
+  await assert.rejects(running, (err) => isAbortError(err));
+  assert.equal(context.cancelReason, 'lease lost');
+  assert.match(logs[0].message, /^sleep cancelled after \d+ ms \(lease lost\)$/);
 });
 
 test('spin ignores the abort signal', async () => {

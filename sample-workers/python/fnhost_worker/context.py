@@ -9,6 +9,7 @@ Cancellation reaches user code in the two ways Python code is written:
   then raises :class:`InvocationCancelled`.
 
 Either way the SDK answers the host with ``StatusResult.Cancelled``.
+:attr:`Context.cancel_reason` then says why the host cancelled, when it said.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Context:
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._cancel_event = threading.Event()
+        self._cancel_reason: Optional[str] = None
+        self._reason_lock = threading.Lock()
         #: A logger named after the function; its records reach the host as
         #: ``RpcLog`` lines of this invocation (so does any other logger used
         #: while the handler runs).
@@ -74,18 +77,39 @@ class Context:
         ``cancel_event.wait(timeout)`` instead of sleeping."""
         return self._cancel_event
 
+    @property
+    def cancel_reason(self) -> Optional[str]:
+        """Why the host cancelled this invocation, once it did and said so:
+        ``"timeout"``, ``"host shutdown"``, ``"client disconnect"``,
+        ``"terminate"``, ``"lease lost"`` (another host took over the event
+        or the timer's schedule) or ``"duplicate run"``. ``None`` before a
+        cancel, for a worker shutdown, and from hosts that send no reason.
+        The first reason stands: a later cancel does not change it.
+
+        It is set before :attr:`cancel_event` is set and before an
+        ``async def`` handler's task is cancelled, so a handler woken by the
+        cancel always sees it."""
+        return self._cancel_reason
+
     def raise_if_cancelled(self) -> None:
         """Raises :class:`InvocationCancelled` when the invocation was cancelled."""
         if self.cancelled:
             raise InvocationCancelled()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: Optional[str] = None) -> None:
         """Marks the invocation cancelled (the SDK calls this on
-        ``InvocationCancel``; tests may call it directly)."""
+        ``InvocationCancel`` with the host's reason; tests may call it
+        directly). An empty or missing ``reason`` leaves
+        :attr:`cancel_reason` as it is; otherwise the first one stands."""
+        if reason:
+            with self._reason_lock:
+                if self._cancel_reason is None:
+                    self._cancel_reason = reason
         self._cancel_event.set()
 
     def __repr__(self) -> str:
         return (
             f"Context(invocation_id={self._invocation_id!r}, "
-            f"function_name={self._function_name!r}, cancelled={self.cancelled})"
+            f"function_name={self._function_name!r}, cancelled={self.cancelled}, "
+            f"cancel_reason={self._cancel_reason!r})"
         )

@@ -199,7 +199,8 @@ class Dispatcher:
             response = self._invoke(msg.invocation_request)
             return _reply(invocation_response=response) if response is not None else Step()
         if kind == "invocation_cancel":
-            self._cancel(msg.invocation_cancel.invocation_id)
+            c = msg.invocation_cancel
+            self._cancel(c.invocation_id, c.reason)
             return Step()
         if kind == "worker_terminate":
             t = msg.worker_terminate
@@ -310,11 +311,13 @@ class Dispatcher:
         self._finished.add(inv_id)
         self.outbox.put_nowait(pb.StreamingMessage(invocation_response=response))
 
-    def _cancel(self, inv_id: str) -> None:
+    def _cancel(self, inv_id: str, reason: str = "") -> None:
+        """Cancels an invocation; a non-empty ``reason`` becomes its
+        :attr:`Context.cancel_reason` unless an earlier cancel gave one."""
         inv = self._in_flight.get(inv_id)
         if inv is not None:
-            _log.debug("cancelling %s", inv_id)
-            self._cancel_invocation(inv)
+            _log.debug("cancelling %s (reason %r)", inv_id, reason)
+            self._cancel_invocation(inv, reason)
         elif inv_id in self._finished:
             _log.debug("cancel for finished invocation %s ignored", inv_id)
         else:
@@ -322,8 +325,10 @@ class Dispatcher:
             self._early_cancels.add(inv_id)
 
     @staticmethod
-    def _cancel_invocation(inv: _Invocation) -> None:
-        inv.ctx.cancel()
+    def _cancel_invocation(inv: _Invocation, reason: str = "") -> None:
+        # The reason is recorded before the event is set and the task is
+        # cancelled, so a woken handler reads it.
+        inv.ctx.cancel(reason or None)
         if inv.handler_task is not None:
             inv.handler_task.cancel()
 

@@ -40,8 +40,8 @@ def invoke(inv_id: str, function: str, text: str = "") -> pb.StreamingMessage:
     )
 
 
-def cancel(inv_id: str) -> pb.StreamingMessage:
-    return pb.StreamingMessage(invocation_cancel=pb.InvocationCancel(invocation_id=inv_id))
+def cancel(inv_id: str, reason: str = "") -> pb.StreamingMessage:
+    return pb.StreamingMessage(invocation_cancel=pb.InvocationCancel(invocation_id=inv_id, reason=reason))
 
 
 async def next_response(d: Dispatcher, timeout: float = 5.0) -> pb.InvocationResponse:
@@ -138,6 +138,89 @@ async def test_sync_handler_observes_cancel_event_and_is_answered_cancelled(pool
     resp = await next_response(d)
     assert resp.result.status == Status.Cancelled
     assert observed == [True]
+
+
+async def test_cancel_reason_reaches_an_async_handler(pool: ThreadPoolExecutor) -> None:
+    seen: list[object] = []
+
+    async def sleeper(ctx: Context, _input: Input) -> str:
+        seen.append(ctx.cancel_reason)  # None before any cancel
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append(ctx.cancel_reason)
+            raise
+        return "slept"
+
+    d = await make({"sleep": sleeper}, pool)
+    d.handle_message(invoke("i1", "sleep"))
+    await asyncio.sleep(0.01)  # let the handler reach its await
+    d.handle_message(cancel("i1", "lease lost"))
+    resp = await next_response(d)
+    assert resp.result.status == Status.Cancelled
+    assert seen == [None, "lease lost"]
+
+
+async def test_the_first_cancel_reason_stands(pool: ThreadPoolExecutor) -> None:
+    running = threading.Event()
+    first_seen = threading.Event()
+    go_on = threading.Event()
+    seen: list[object] = []
+    contexts: list[Context] = []
+
+    def napper(ctx: Context, _input: Input) -> str:
+        contexts.append(ctx)
+        running.set()
+        ctx.cancel_event.wait(60)
+        seen.append(ctx.cancel_reason)
+        first_seen.set()
+        go_on.wait(10)  # the later cancels arrive meanwhile
+        seen.append(ctx.cancel_reason)
+        raise InvocationCancelled()
+
+    d = await make({"nap": napper}, pool)
+    d.handle_message(invoke("i1", "nap"))
+    await wait_for(running.is_set, "the handler to start")
+    d.handle_message(cancel("i1", "lease lost"))
+    await wait_for(first_seen.is_set, "the handler to see the cancel")
+    d.handle_message(cancel("i1", "timeout"))
+    d.handle_message(cancel("i1"))  # no reason: does not clear it either
+    go_on.set()
+    resp = await next_response(d)
+    assert resp.result.status == Status.Cancelled
+    assert seen == ["lease lost", "lease lost"]
+    assert contexts[0].cancel_reason == "lease lost"
+
+    # The same rule for a context made for a unit test.
+    ctx = Context.for_test()
+    assert ctx.cancel_reason is None
+    ctx.cancel("timeout")
+    ctx.cancel("duplicate run")
+    assert ctx.cancelled and ctx.cancel_reason == "timeout"
+
+
+async def test_a_cancel_without_a_reason_leaves_cancel_reason_none(pool: ThreadPoolExecutor) -> None:
+    running = threading.Event()
+    seen: list[tuple[bool, object]] = []
+
+    def napper(ctx: Context, _input: Input) -> str:
+        running.set()
+        ctx.cancel_event.wait(60)
+        seen.append((ctx.cancelled, ctx.cancel_reason))
+        raise InvocationCancelled()
+
+    d = await make({"nap": napper}, pool)
+    d.handle_message(invoke("i1", "nap"))
+    await wait_for(running.is_set, "the handler to start")
+    d.handle_message(cancel("i1"))
+    assert (await next_response(d)).result.status == Status.Cancelled
+    # A worker shutdown gives no reason either.
+    running.clear()
+    d.handle_message(invoke("i2", "nap"))
+    await wait_for(running.is_set, "the second handler to start")
+    d.cancel_all()
+    assert (await next_response(d)).result.status == Status.Cancelled
+    assert seen == [(True, None), (True, None)]
 
 
 async def test_any_exception_after_a_cancel_counts_as_cancelled(pool: ThreadPoolExecutor) -> None:

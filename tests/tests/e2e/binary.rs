@@ -790,3 +790,29 @@ fn bad_routes_and_missing_default_script_files_stop_the_start_with_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_host_on_one_data_directory_is_refused_until_the_first_is_gone() {
+    let app = TestApp::sample(json!({}));
+    let data = app.dir().join("data");
+    let data = data.to_str().unwrap();
+    let (mut first, _, _) = start(&app, &["--data-dir", data]);
+    let out = fnhost()
+        .arg("start")
+        .arg(app.dir())
+        .args(["--port", "0", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use by another fnhost")
+            && err.contains(&format!("pid {}", first.0.id())),
+        "{err}"
+    );
+    // However the first one ends (here SIGKILL), the directory is free.
+    signal(&first, "-KILL");
+    first.0.wait().unwrap();
+    let (second, _, _) = start(&app, &["--data-dir", data]);
+    drop(second);
+}
