@@ -3,6 +3,7 @@
 //! terminates, recovers and prunes them.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -455,6 +456,18 @@ pub trait EventStore: Send + Sync + 'static {
     fn queue_start(&self) -> Result<i64, StoreError>;
     /// A timer function's schedule status, if it ever ticked.
     fn timer_status(&self, function: &str) -> Result<Option<TimerStatus>, StoreError>;
+    /// Takes or renews this host's lease on scheduling `function`'s timer
+    /// for `ttl`: its token while this host holds it, `None` while another
+    /// host does. A store of one host (its data directory locked to it)
+    /// always grants it.
+    fn timer_lease(&self, _function: &str, _ttl: Duration) -> Result<Option<i64>, StoreError> {
+        Ok(Some(0))
+    }
+    /// Gives up every timer lease this host holds (at shutdown, so another
+    /// host takes the schedules over at once).
+    fn release_timer_leases(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Shared by several hosts: `queued` claims events (other hosts' accepts
     /// included) rather than reading this host's own, so an accept is not
     /// handed to this host's runner directly; the runner claims it.

@@ -466,8 +466,12 @@ impl Host {
         .map_err(store_err)?;
 
         let timers_stop = CancellationToken::new();
+        let lease = crate::timers::LeasePlan {
+            ttl: app.host.async_events.host_dead_after,
+            renew: app.host.async_events.host_heartbeat,
+        };
         let timers_task =
-            crate::timers::spawn(events.clone(), catalog.clone(), timers_stop.clone());
+            crate::timers::spawn(events.clone(), catalog.clone(), lease, timers_stop.clone());
         let http_stop = CancellationToken::new();
         let router = crate::http::router(
             handle.clone(),

@@ -102,6 +102,22 @@ impl EventLog {
         self.read(move |s| s.timer_status(&function)).await
     }
 
+    /// Takes or renews this host's lease on `function`'s schedule (see
+    /// [`EventStore::timer_lease`]).
+    pub async fn timer_lease(
+        &self,
+        function: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let function = function.to_string();
+        self.read(move |s| s.timer_lease(&function, ttl)).await
+    }
+
+    /// Gives up this host's timer leases.
+    pub async fn release_timer_leases(&self) -> Result<(), StoreError> {
+        self.read(|s| s.release_timer_leases()).await
+    }
+
     /// An event's log lines.
     pub async fn logs(&self, request_id: &RequestId) -> Result<Vec<EventLogLine>, StoreError> {
         let id = request_id.clone();

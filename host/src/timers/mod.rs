@@ -3,12 +3,15 @@
 //! scheduled time, so a tick is accepted once however many hosts schedule
 //! it. The schedule status (`TimerInfo.ScheduleStatus`) lives in the event
 //! store; after downtime, the missed ticks run once, marked past due.
+//! On a shared store one host at a time schedules each timer function: it
+//! holds a lease in the store, renewed every `hostHeartbeat` and lost after
+//! `hostDeadAfter` unrenewed, when another host takes the schedule over.
 //! Schedules are in UTC.
 
 pub mod schedule;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fnhost_proto::rpc::TypedData;
 use serde_json::json;
@@ -34,12 +37,28 @@ pub struct TimerTrigger {
     pub run_on_startup: bool,
 }
 
-/// One scheduled function.
+/// How long a host's hold on a schedule lasts unrenewed, and how often it
+/// renews it: the async settings' `hostDeadAfter` and `hostHeartbeat`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeasePlan {
+    /// The lease's life.
+    pub(crate) ttl: Duration,
+    /// Renewed this often.
+    pub(crate) renew: Duration,
+}
+
+/// One timer function.
 struct Timer {
     trigger: TimerTrigger,
-    /// The next tick, ms since the epoch; `None` when the schedule has no
-    /// further occurrence.
+    /// This host holds the function's schedule (on a shared store, one host
+    /// at a time does), and since when it last renewed that.
+    held: bool,
+    renewed: Option<Instant>,
+    /// The next tick, ms since the epoch, while held; `None` otherwise, or
+    /// when the schedule has no further occurrence.
     next_ms: Option<i64>,
+    /// `runOnStartup` is spent: it runs at the first hold of this process.
+    started: bool,
 }
 
 /// One tick to accept.
@@ -52,16 +71,17 @@ struct Tick {
     startup: bool,
 }
 
-/// Starts the scheduler; it runs until `stop` is cancelled.
+/// Starts the scheduler; it runs until `stop` is cancelled, then gives up
+/// its leases.
 pub(crate) fn spawn(
     events: AsyncEvents,
     catalog: Catalog,
+    lease: LeasePlan,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut timers: HashMap<String, Timer> = HashMap::new();
         loop {
-            let now = now_ms();
             // New timer functions (function.json at start, worker-indexed
             // ones as workers index them).
             for f in catalog.current().iter() {
@@ -69,10 +89,22 @@ pub(crate) fn spawn(
                     continue;
                 }
                 let Some(trigger) = f.timer() else { continue };
-                let timer = begin(&events, &f.name, trigger, now).await;
-                timers.insert(f.name.clone(), timer);
+                timers.insert(
+                    f.name.clone(),
+                    Timer {
+                        trigger,
+                        held: false,
+                        renewed: None,
+                        next_ms: None,
+                        started: false,
+                    },
+                );
+            }
+            for (name, timer) in timers.iter_mut() {
+                hold(&events, name, timer, lease).await;
             }
             // Ticks that are due.
+            let now = now_ms();
             for (name, timer) in timers.iter_mut() {
                 let Some(due) = timer.next_ms.filter(|n| *n <= now) else {
                     continue;
@@ -96,11 +128,55 @@ pub(crate) fn spawn(
                     )
                 });
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
                 () = tokio::time::sleep(wake) => {}
             }
         }
+        if let Err(e) = events.log().release_timer_leases().await {
+            tracing::warn!(
+                "cannot give up the timer leases ({e}); they expire in {:?}",
+                lease.ttl
+            );
+        }
     })
+}
+
+/// Takes, renews or loses `timer`'s lease as due. On taking it, the timer
+/// starts ([`begin`]); on losing it, it stops ticking here.
+async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeasePlan) {
+    if timer.renewed.is_some_and(|at| at.elapsed() < lease.renew) {
+        return;
+    }
+    match events.log().timer_lease(name, lease.ttl).await {
+        Ok(Some(_)) => {
+            timer.renewed = Some(Instant::now());
+            if !timer.held {
+                timer.held = true;
+                let startup = timer.trigger.run_on_startup && !timer.started;
+                timer.started = true;
+                timer.next_ms = begin(events, name, &timer.trigger, startup, now_ms()).await;
+            }
+        }
+        Ok(None) => {
+            timer.renewed = Some(Instant::now());
+            timer.started = true;
+            if timer.held {
+                tracing::warn!(function = %name, "another host holds this timer's schedule now; it no longer ticks here");
+                timer.held = false;
+                timer.next_ms = None;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(function = %name, "cannot renew the timer's lease: {e}");
+            // Unrenewed past its life, another host may hold it.
+            if timer.held && timer.renewed.is_none_or(|at| at.elapsed() >= lease.ttl) {
+                tracing::warn!(function = %name, "the timer's lease expired unrenewed; it no longer ticks here");
+                timer.held = false;
+                timer.next_ms = None;
+                timer.renewed = None;
+            }
+        }
+    }
 }
 
 /// The tick after `scheduled`; when that is already past (the host was
@@ -115,9 +191,17 @@ fn following(schedule: &Schedule, scheduled: i64, now: i64) -> Option<i64> {
     }
 }
 
-/// Sets a timer going: a missed tick (the stored status says one was due
-/// while no host ran) runs once now, past due; `runOnStartup` runs once.
-async fn begin(events: &AsyncEvents, name: &str, trigger: TimerTrigger, now: i64) -> Timer {
+/// Sets a timer going on this host, which now holds it: a missed tick
+/// (the stored status says one was due while no host ran it) runs once
+/// now, past due; otherwise `startup` runs it once (`runOnStartup`). The
+/// next tick.
+async fn begin(
+    events: &AsyncEvents,
+    name: &str,
+    trigger: &TimerTrigger,
+    startup: bool,
+    now: i64,
+) -> Option<i64> {
     let status = match events.log().timer_status(name).await {
         Ok(s) => s,
         Err(e) => {
@@ -131,14 +215,14 @@ async fn begin(events: &AsyncEvents, name: &str, trigger: TimerTrigger, now: i64
         (schedule, _) => schedule.next_after(now),
     };
     if let Some(missed) = status.map(|s| s.next_ms).filter(|n| *n < now) {
-        tracing::info!(function = %name, missed = %rfc3339(missed), "a timer tick was missed while no host ran; running it once, past due");
+        tracing::info!(function = %name, missed = %rfc3339(missed), "a timer tick was missed while no host ran it; running it once, past due");
         let tick = Tick {
             scheduled_ms: missed,
             past_due: true,
             startup: false,
         };
         accept(events, name, &tick, next).await;
-    } else if trigger.run_on_startup {
+    } else if startup {
         let tick = Tick {
             scheduled_ms: now,
             past_due: false,
@@ -146,10 +230,7 @@ async fn begin(events: &AsyncEvents, name: &str, trigger: TimerTrigger, now: i64
         };
         accept(events, name, &tick, next).await;
     }
-    Timer {
-        trigger,
-        next_ms: next,
-    }
+    next
 }
 
 /// Accepts `tick` as an async event, then records it as the last tick.

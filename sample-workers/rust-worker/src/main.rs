@@ -144,6 +144,32 @@ async fn log(ctx: Context, _input: Input) -> Result<&'static str, HandlerError> 
     Ok("logged")
 }
 
+/// A timer function: logs the tick it was given (Azure's `TimerInfo`). With
+/// `SAMPLE_TICK_WORK_MS` set, it then works that long, stopping early when
+/// cancelled and saying why (another host took the schedule over: `lease
+/// lost`).
+async fn tick(ctx: Context, input: Input) -> Result<String, HandlerError> {
+    let info: Value = input.json()?;
+    let scheduled = info["ScheduleStatus"]["Next"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let past_due = info["IsPastDue"].as_bool().unwrap_or(false);
+    ctx.info(format!("tick {scheduled} (past due: {past_due})"));
+    let ms = env_u64("SAMPLE_TICK_WORK_MS");
+    if ms > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            () = ctx.cancelled() => {
+                let reason = ctx.cancel_reason().unwrap_or("no reason given");
+                ctx.info(format!("tick {scheduled} cancelled ({reason})"));
+                return Err(HandlerError::cancelled());
+            }
+        }
+    }
+    Ok(format!("ticked {scheduled}"))
+}
+
 /// Calls of `flaky` this process has seen.
 static FLAKY_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -245,6 +271,7 @@ async fn main() {
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
+        .function("tick", tick)
         .http_with("request", http(), request)
         .initializer(initializer)
         .pre_stop(pre_stop)

@@ -18,6 +18,7 @@ use super::async_events::{event, logs, terminate};
 use super::postgres_harness::postgres;
 
 mod store;
+mod timers;
 
 /// Heartbeats and polls fast. A host is dead after 10 s: a loaded machine
 /// can delay a heartbeat by seconds, and only the rescue tests want a
@@ -84,9 +85,12 @@ impl Setup {
     }
 
     fn with_host_json(test: &str, host_json: Value) -> Option<Self> {
+        Self::with_app(test, TestApp::sample(host_json))
+    }
+
+    fn with_app(test: &str, app: TestApp) -> Option<Self> {
         let pg = postgres(test)?;
         let url = pg.create_database("fnhost").unwrap();
-        let app = TestApp::sample(host_json);
         let dirs = TempDir::new("fnhost-cluster").unwrap();
         Some(Self { pg, url, app, dirs })
     }

@@ -453,6 +453,45 @@ impl EventStore for PgStore {
         Ok(0)
     }
 
+    /// Held while this host's row has not expired (database clock); a
+    /// renewal keeps the token, a takeover gets a new one.
+    fn timer_lease(&self, function: &str, ttl: Duration) -> Result<Option<i64>, StoreError> {
+        let ttl = ttl.as_secs_f64();
+        self.block(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "INSERT INTO fnhost_timer_leases (function, owner, token, expires_at)
+                     VALUES ($1, $2, nextval('fnhost_lease_tokens'), now() + make_interval(secs => $3))
+                     ON CONFLICT (function) DO UPDATE SET
+                         owner = excluded.owner,
+                         token = CASE WHEN fnhost_timer_leases.owner = excluded.owner
+                             THEN fnhost_timer_leases.token ELSE excluded.token END,
+                         expires_at = excluded.expires_at
+                     WHERE fnhost_timer_leases.owner = excluded.owner
+                         OR fnhost_timer_leases.expires_at < now()
+                     RETURNING token",
+                    &[&function, &self.host_id, &ttl],
+                )
+                .await
+                .map_err(failed("cannot take a timer lease"))?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn release_timer_leases(&self) -> Result<(), StoreError> {
+        self.block(async {
+            let c = self.client().await?;
+            c.execute(
+                "DELETE FROM fnhost_timer_leases WHERE owner = $1",
+                &[&self.host_id],
+            )
+            .await
+            .map_err(failed("cannot release the timer leases"))?;
+            Ok(())
+        })
+    }
+
     fn timer_status(&self, function: &str) -> Result<Option<TimerStatus>, StoreError> {
         self.block(async {
             let c = self.client().await?;

@@ -169,12 +169,19 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT seq, request_id, function, qualifier, invoke_type, status, status_code,
             attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host,
             lease_token FROM fnhost_ended;",
-    // 5: timer functions' schedule status (`TimerInfo.ScheduleStatus`).
+    // 5: timer functions' schedule status (`TimerInfo.ScheduleStatus`),
+    // and the lease that lets one host at a time schedule each.
     "CREATE TABLE fnhost_timer_status (
         function   TEXT PRIMARY KEY,
         last_ms    BIGINT NOT NULL,
         next_ms    BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE fnhost_timer_leases (
+        function   TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        token      BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
     );",
 ];
 

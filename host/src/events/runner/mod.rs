@@ -19,7 +19,9 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::postgres::{Cluster, ClusterHost, Delivery};
 use super::time::now_ms;
-use super::{AsyncConfig, EventLog, EventRecord, StatusCode, StoreError, WriteOp, WriteOutcome};
+use super::{
+    AsyncConfig, EventLog, EventRecord, InvokeType, StatusCode, StoreError, WriteOp, WriteOutcome,
+};
 use crate::host::HostHandle;
 use crate::ids::{InvocationId, RequestId};
 use crate::invocation::CancelReason;
@@ -445,10 +447,21 @@ impl Runner {
                     .spawn(signal(host, cmds, id, invocation_id, termination, None));
             }
             Effect::Abandon { id, invocation_id } => {
-                let host = self.host.clone();
+                let (host, log) = (self.host.clone(), self.log.clone());
                 self.tasks.spawn(async move {
                     let r = host.cancel(&invocation_id, CancelReason::LeaseLost).await;
                     tracing::warn!(request = %id, invocation = %invocation_id, response = ?r, "async event attempt abandoned: another host took the event over");
+                    // Its own writes are fenced off; a log line is not.
+                    let timer = matches!(log.get(&id).await, Ok(Some(e)) if e.invoke_type == InvokeType::Timer);
+                    let holder = if timer { "the schedule" } else { "the event" };
+                    let line = platform(format!("Run cancelled: another host holds {holder}"));
+                    let op = WriteOp::Log {
+                        request_id: id.clone(),
+                        lines: vec![line],
+                    };
+                    if let Err(e) = log.write(op).await {
+                        tracing::warn!(request = %id, "cannot log the abandoned run: {e}");
+                    }
                 });
             }
             Effect::LookUp {
