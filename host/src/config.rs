@@ -70,6 +70,8 @@ pub struct AppConfig {
     pub functions: Vec<FunctionConfig>,
     /// How to launch the app's language worker.
     pub worker: WorkerLaunchConfig,
+    /// The time zone timer schedules are read in.
+    pub time_zone: crate::timers::zone::Zone,
 }
 
 /// Host-wide settings from `host.json`.
@@ -235,11 +237,13 @@ impl AppConfig {
                 ));
             }
         }
+        let time_zone = time_zone(&app_dir, &settings, &functions)?;
         Ok(Self {
             app_dir,
             host,
             functions,
             worker,
+            time_zone,
         })
     }
 
@@ -249,6 +253,49 @@ impl AppConfig {
         self.functions
             .iter()
             .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The zone of timer schedules: `WEBSITE_TIME_ZONE`, else `TZ`, each from
+/// the host's environment before `local.settings.json`; UTC without
+/// either. A `WEBSITE_TIME_ZONE` that names no zone is an error; so is a
+/// `TZ` that names none when a `function.json` declares a timer (`TZ` is a
+/// general setting a host without timers should not be refused for: it
+/// then reads UTC, with a warning).
+fn time_zone(
+    app_dir: &Path,
+    settings: &LocalSettings,
+    functions: &[FunctionConfig],
+) -> Result<crate::timers::zone::Zone, ConfigError> {
+    use crate::timers::zone::Zone;
+    let setting = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| settings.get(name).map(str::to_string))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let file = app_dir.join("local.settings.json");
+    if let Some(name) = setting("WEBSITE_TIME_ZONE") {
+        return Zone::named(&name).map_err(|e| ConfigError::field(&file, "WEBSITE_TIME_ZONE", e));
+    }
+    let Some(name) = setting("TZ") else {
+        return Ok(Zone::default());
+    };
+    // glibc's `:Area/City` and `:/path` forms: the name after the colon.
+    let name = name.strip_prefix(':').unwrap_or(&name).to_string();
+    let name = name
+        .strip_prefix("/usr/share/zoneinfo/")
+        .unwrap_or(&name)
+        .to_string();
+    match Zone::named(&name) {
+        Ok(zone) => Ok(zone),
+        Err(e) if functions.iter().any(|f| f.timer().is_some()) => {
+            Err(ConfigError::field(&file, "TZ", e))
+        }
+        Err(e) => {
+            tracing::warn!("TZ: {e}; timer schedules read UTC");
+            Ok(Zone::default())
+        }
     }
 }
 

@@ -470,8 +470,13 @@ impl Host {
             ttl: app.host.async_events.host_dead_after,
             renew: app.host.async_events.host_heartbeat,
         };
-        let timers_task =
-            crate::timers::spawn(events.clone(), catalog.clone(), lease, timers_stop.clone());
+        let timers_task = crate::timers::spawn(
+            events.clone(),
+            catalog.clone(),
+            lease,
+            app.time_zone.clone(),
+            timers_stop.clone(),
+        );
         let http_stop = CancellationToken::new();
         let router = crate::http::router(
             handle.clone(),

@@ -60,6 +60,7 @@ fn app() -> AppConfig {
             extensions: vec![],
             worker_indexing: false,
         },
+        time_zone: Default::default(),
     }
 }
 

@@ -6,9 +6,10 @@
 //! On a shared store one host at a time schedules each timer function: it
 //! holds a lease in the store, renewed every `hostHeartbeat` and lost after
 //! `hostDeadAfter` unrenewed, when another host takes the schedule over.
-//! Schedules are in UTC.
+//! Schedules read UTC unless the app names a time zone (`zone.rs`).
 
 pub mod schedule;
+pub mod zone;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use crate::events::{
     AsyncEvents, EnqueueError, EnqueueRequest, Enqueued, InvokeType, TimerStatus, WriteOp,
 };
 use schedule::Schedule;
+use zone::Zone;
 
 /// How often the scheduler looks for timer functions workers indexed.
 const RECONCILE: Duration = Duration::from_secs(1);
@@ -77,6 +79,7 @@ pub(crate) fn spawn(
     events: AsyncEvents,
     catalog: Catalog,
     lease: LeasePlan,
+    zone: Zone,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -101,7 +104,7 @@ pub(crate) fn spawn(
                 );
             }
             for (name, timer) in timers.iter_mut() {
-                hold(&events, name, timer, lease).await;
+                hold(&events, name, timer, lease, &zone).await;
             }
             // Ticks that are due.
             let now = now_ms();
@@ -114,7 +117,7 @@ pub(crate) fn spawn(
                     past_due: false,
                     startup: false,
                 };
-                let next = following(&timer.trigger.schedule, due, now);
+                let next = following(&zone, &timer.trigger.schedule, due, now);
                 accept(&events, name, &tick, next).await;
                 timer.next_ms = next;
             }
@@ -143,7 +146,7 @@ pub(crate) fn spawn(
 
 /// Takes, renews or loses `timer`'s lease as due. On taking it, the timer
 /// starts ([`begin`]); on losing it, it stops ticking here.
-async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeasePlan) {
+async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeasePlan, zone: &Zone) {
     if timer.renewed.is_some_and(|at| at.elapsed() < lease.renew) {
         return;
     }
@@ -154,7 +157,7 @@ async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeaseP
                 timer.held = true;
                 let startup = timer.trigger.run_on_startup && !timer.started;
                 timer.started = true;
-                timer.next_ms = begin(events, name, &timer.trigger, startup, now_ms()).await;
+                timer.next_ms = begin(events, name, &timer.trigger, zone, startup, now_ms()).await;
             }
         }
         Ok(None) => {
@@ -182,12 +185,12 @@ async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeaseP
 /// The tick after `scheduled`; when that is already past (the host was
 /// busy or paused past a whole period), the first one after `now`, so
 /// ticks are not replayed one by one.
-fn following(schedule: &Schedule, scheduled: i64, now: i64) -> Option<i64> {
-    let next = schedule.next_after(scheduled)?;
+fn following(zone: &Zone, schedule: &Schedule, scheduled: i64, now: i64) -> Option<i64> {
+    let next = zone.next_after(schedule, scheduled)?;
     if next > now {
         Some(next)
     } else {
-        schedule.next_after(now)
+        zone.next_after(schedule, now)
     }
 }
 
@@ -199,6 +202,7 @@ async fn begin(
     events: &AsyncEvents,
     name: &str,
     trigger: &TimerTrigger,
+    zone: &Zone,
     startup: bool,
     now: i64,
 ) -> Option<i64> {
@@ -212,7 +216,7 @@ async fn begin(
     let next = match (&trigger.schedule, status) {
         // A TimeSpan counts from the last tick.
         (Schedule::Every(d), Some(s)) => Some((s.last_ms + d.as_millis() as i64).max(now + 1)),
-        (schedule, _) => schedule.next_after(now),
+        (schedule, _) => zone.next_after(schedule, now),
     };
     if let Some(missed) = status.map(|s| s.next_ms).filter(|n| *n < now) {
         tracing::info!(function = %name, missed = %rfc3339(missed), "a timer tick was missed while no host ran it; running it once, past due");

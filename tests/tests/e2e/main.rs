@@ -20,4 +20,5 @@ mod routes;
 mod scf;
 mod security;
 mod timers;
+mod timers_interop;
 mod workers_dir;

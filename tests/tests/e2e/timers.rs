@@ -178,3 +178,34 @@ fn a_bad_schedule_is_a_start_error_naming_the_function_and_field() {
         );
     }
 }
+
+#[test]
+fn a_time_zone_that_names_no_zone_is_a_start_error() {
+    let app = timer_app("0 0 9 * * *", false);
+    std::fs::write(
+        app.dir().join("local.settings.json"),
+        json!({"IsEncrypted": false, "Values": {"WEBSITE_TIME_ZONE": "Mars/Olympus_Mons"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(binary("fnhost"))
+        .arg("start")
+        .arg(app.dir())
+        .env_remove("WEBSITE_TIME_ZONE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`WEBSITE_TIME_ZONE`") && err.contains("Mars/Olympus_Mons"),
+        "{err}"
+    );
+    // A real one starts.
+    std::fs::write(
+        app.dir().join("local.settings.json"),
+        json!({"IsEncrypted": false, "Values": {"WEBSITE_TIME_ZONE": "Europe/Berlin"}})
+            .to_string(),
+    )
+    .unwrap();
+    assert!(app.config().time_zone.name() == "Europe/Berlin");
+}
