@@ -97,7 +97,7 @@ pub use error::{HandlerError, WorkerError};
 pub use fnhost_proto::rpc::{RpcHttp, TypedData};
 pub use io::{HttpResponse, Input, Output};
 pub use tokio_util::sync::CancellationToken;
-pub use trigger::{AuthLevel, HttpTrigger};
+pub use trigger::{AuthLevel, HttpTrigger, TimerTrigger};
 
 use trigger::Trigger;
 
@@ -286,6 +286,38 @@ impl WorkerBuilder {
         E: Into<HandlerError>,
     {
         self.register(name.into(), Trigger::Http(trigger), handler)
+    }
+
+    /// Registers a timer-triggered function (reported to the host with
+    /// [worker indexing](Self::worker_indexing); without it,
+    /// `function.json` decides). Its input is Azure's `TimerInfo` JSON.
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, HandlerError, Input, TimerTrigger, Worker};
+    ///
+    /// async fn tick(ctx: Context, input: Input) -> Result<(), HandlerError> {
+    ///     let info: serde_json::Value = input.json()?;
+    ///     ctx.info(format!("tick {}", info["ScheduleStatus"]["Next"]));
+    ///     Ok(())
+    /// }
+    /// let worker = Worker::builder()
+    ///     .timer("tick", TimerTrigger::new("0 */5 * * * *"), tick)
+    ///     .worker_indexing(true)
+    ///     .build();
+    /// ```
+    pub fn timer<F, Fut, O, E>(
+        self,
+        name: impl Into<String>,
+        trigger: TimerTrigger,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Context, Input) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Output>,
+        E: Into<HandlerError>,
+    {
+        self.register(name.into(), Trigger::Timer(trigger), handler)
     }
 
     fn register<F, Fut, O, E>(mut self, name: String, trigger: Trigger, handler: F) -> Self

@@ -116,6 +116,45 @@ impl HttpTrigger {
     }
 }
 
+/// A timer trigger: its schedule, a six-field NCRONTAB expression (seconds
+/// first, e.g. `0 */5 * * * *`) or a TimeSpan such as `00:05:00`, which the
+/// host checks when it loads the function. Each tick's input is Azure's
+/// `TimerInfo` JSON (`ScheduleStatus.Next` is the tick's scheduled time,
+/// `IsPastDue` says it was missed while no host ran it).
+///
+/// ```no_run
+/// let trigger = fnhost_worker::TimerTrigger::new("0 */5 * * * *").run_on_startup(true);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerTrigger {
+    schedule: String,
+    run_on_startup: bool,
+}
+
+impl TimerTrigger {
+    /// A timer on `schedule`.
+    ///
+    /// ```no_run
+    /// let trigger = fnhost_worker::TimerTrigger::new("00:05:00");
+    /// ```
+    pub fn new(schedule: impl Into<String>) -> Self {
+        Self {
+            schedule: schedule.into(),
+            run_on_startup: false,
+        }
+    }
+
+    /// Also run once when the host starts (`runOnStartup`).
+    ///
+    /// ```no_run
+    /// let trigger = fnhost_worker::TimerTrigger::new("0 0 * * * *").run_on_startup(true);
+    /// ```
+    pub fn run_on_startup(mut self, yes: bool) -> Self {
+        self.run_on_startup = yes;
+        self
+    }
+}
+
 /// How a registered function is triggered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Trigger {
@@ -123,6 +162,8 @@ pub(crate) enum Trigger {
     Manual,
     /// `httpTrigger` with an `http` output bound to `$return`.
     Http(HttpTrigger),
+    /// `timerTrigger`, its input named `timer`.
+    Timer(TimerTrigger),
 }
 
 /// One binding object, with its keys in the order Azure's workers write them.
@@ -138,6 +179,10 @@ struct RawBinding<'a> {
     auth_level: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+    #[serde(rename = "runOnStartup", skip_serializing_if = "Option::is_none")]
+    run_on_startup: Option<bool>,
 }
 
 impl<'a> RawBinding<'a> {
@@ -149,6 +194,8 @@ impl<'a> RawBinding<'a> {
             methods: None,
             auth_level: None,
             route: None,
+            schedule: None,
+            run_on_startup: None,
         }
     }
 
@@ -174,6 +221,11 @@ impl Trigger {
                 },
                 RawBinding::plain("http", "out", "$return"),
             ],
+            Trigger::Timer(timer) => vec![RawBinding {
+                schedule: Some(&timer.schedule),
+                run_on_startup: Some(timer.run_on_startup),
+                ..RawBinding::plain("timerTrigger", "in", "timer")
+            }],
         }
     }
 
@@ -211,6 +263,18 @@ impl Trigger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timer_trigger_has_its_schedule_in_its_raw_binding() {
+        let m = Trigger::Timer(TimerTrigger::new("0 */5 * * * *").run_on_startup(true))
+            .metadata("tick");
+        assert_eq!(
+            m.raw_bindings,
+            [
+                r#"{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 */5 * * * *","runOnStartup":true}"#
+            ]
+        );
+    }
 
     #[test]
     fn an_http_trigger_with_a_route_has_azure_raw_bindings() {

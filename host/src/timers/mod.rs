@@ -247,7 +247,9 @@ async fn accept(events: &AsyncEvents, name: &str, tick: &Tick, next: Option<i64>
         "Schedule": {"AdjustForDST": true},
         "ScheduleStatus": {
             "Last": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.last_ms)),
-            "Next": rfc3339(tick.scheduled_ms),
+            // A run at start comes before the schedule's first tick, which
+            // it names as Azure's does.
+            "Next": rfc3339(if tick.startup { next.unwrap_or(tick.scheduled_ms) } else { tick.scheduled_ms }),
             "LastUpdated": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.updated_ms)),
         },
         "IsPastDue": tick.past_due,

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use fnhost_worker::{
-    AuthLevel, Context, HandlerError, HttpResponse, HttpTrigger, Input, Output, Worker, WorkerError,
+    AuthLevel, Context, HandlerError, HttpResponse, HttpTrigger, Input, Output, TimerTrigger,
+    Worker, WorkerError,
 };
 use serde_json::Value;
 
@@ -271,7 +272,7 @@ async fn main() {
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
-        .function("tick", tick)
+        .timer("tick", TimerTrigger::new("0 * * * * *"), tick)
         .http_with("request", http(), request)
         .initializer(initializer)
         .pre_stop(pre_stop)

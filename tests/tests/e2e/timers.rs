@@ -203,8 +203,7 @@ fn a_time_zone_that_names_no_zone_is_a_start_error() {
     // A real one starts.
     std::fs::write(
         app.dir().join("local.settings.json"),
-        json!({"IsEncrypted": false, "Values": {"WEBSITE_TIME_ZONE": "Europe/Berlin"}})
-            .to_string(),
+        json!({"IsEncrypted": false, "Values": {"WEBSITE_TIME_ZONE": "Europe/Berlin"}}).to_string(),
     )
     .unwrap();
     assert!(app.config().time_zone.name() == "Europe/Berlin");

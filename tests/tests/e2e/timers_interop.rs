@@ -79,7 +79,7 @@ async fn the_startup_tick(host: &HostProcess, api: &Api, started_ms: i64) -> (Va
     (record, lines)
 }
 
-/// The one log line that starts with `prefix`, from where it starts.
+/// The one log line holding `prefix`, from where `prefix` starts.
 fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
     let found: Vec<&str> = lines
         .iter()

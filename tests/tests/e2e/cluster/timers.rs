@@ -30,10 +30,12 @@ fn timer_app(host_json: Value, schedule: &str, run_on_startup: bool, work_ms: u6
     app
 }
 
-/// Every tick event, oldest first, with its scheduled time.
-async fn ticks(api: &Api) -> Vec<(i64, Value)> {
+/// Every tick event accepted before `until_ms`, oldest first, with its
+/// scheduled time.
+async fn ticks(api: &Api, until_ms: i64) -> Vec<(i64, Value)> {
     let mut out = Vec::new();
-    let mut q = "function=tick&invokeType=timer&order=asc&limit=100".to_string();
+    let base = format!("function=tick&invokeType=timer&order=asc&limit=100&startTimeTo={until_ms}");
+    let mut q = base.clone();
     loop {
         let r = api
             .admin_get(&format!("/admin/async-events?{q}"))
@@ -46,7 +48,7 @@ async fn ticks(api: &Api) -> Vec<(i64, Value)> {
             out.push(full);
         }
         match v["nextCursor"].as_str() {
-            Some(c) => q = format!("function=tick&invokeType=timer&order=asc&limit=100&cursor={c}"),
+            Some(c) => q = format!("{base}&cursor={c}"),
             None => break,
         }
     }
@@ -73,15 +75,17 @@ async fn two_hosts_run_every_second_of_a_one_second_timer_once_in_total() {
     let a = setup.node("a").await;
     let b = setup.node("b").await;
     tokio::time::sleep(Duration::from_secs(20)).await;
+    // The timer ticks on: the ticks accepted in these 20 s.
+    let until = fnhost::events::time::now_ms();
     wait_until("every tick to finish", Duration::from_secs(15), || async {
-        ticks(&a.api)
+        ticks(&a.api, until)
             .await
             .iter()
             .all(|(_, e)| e["status"] == "FINISHED")
     })
     .await;
-    let from_a = ticks(&a.api).await;
-    let from_b: Vec<i64> = ticks(&b.api).await.iter().map(|(s, _)| *s).collect();
+    let from_a = ticks(&a.api, until).await;
+    let from_b: Vec<i64> = ticks(&b.api, until).await.iter().map(|(s, _)| *s).collect();
     let seconds: Vec<i64> = from_a.iter().map(|(s, _)| *s).collect();
     assert_eq!(seconds, from_b, "both hosts list the same ticks");
     let unique: BTreeSet<i64> = seconds.iter().copied().collect();
