@@ -116,10 +116,10 @@ impl Context {
     }
 
     /// Why the host cancelled this invocation, once it did and said so:
-    /// `timeout`, `host shutdown`, `client disconnect`, `terminate`,
-    /// `lease lost` (another host took over the event or the timer's
-    /// schedule) or `duplicate run`. `None` before a cancel, for a worker
-    /// shutdown, and from hosts that send no reason.
+    /// `timeout`, `host shutdown`, `client disconnect`, `terminate` or
+    /// `lease lost` (another host took the event over, so this run is a
+    /// duplicate). `None` before a cancel, for a worker shutdown, and from
+    /// hosts that send no reason.
     ///
     /// ```no_run
     /// # async fn f(ctx: fnhost_worker::Context) {
