@@ -5,6 +5,24 @@
  * crashes, failures and logging. Mirrors the Rust sample worker
  * (`sample-workers/rust-worker`).
  *
+ * - `echo`  returns its input (HTTP: 200 with the same body and content type).
+ * - `sleep` waits for the requested milliseconds unless cancelled, then logs
+ *   `sleep cancelled after N ms (<reason>)`.
+ * - `spin`  busy-waits, ignoring cancellation entirely.
+ * - `panic` throws.
+ * - `crash` logs, then exits the whole worker process with code 3.
+ * - `fail`  rejects with the input text.
+ * - `log`   logs one line at each of info, warn and error.
+ * - `tick`  a timer (every minute): logs `tick <Next> (past due: <bool>)`
+ *   from its `TimerInfo`; with `SAMPLE_TICK_WORK_MS` > 0 it then works that
+ *   long, and when cancelled logs `tick <Next> cancelled (<reason>)`.
+ *   Returns `ticked <Next>`.
+ *
+ * `echo` and `sleep` are HTTP functions (GET and POST, anonymous), `tick` a
+ * timer, the others manual: the same as their `function.json` files, which
+ * the host reads unless `SAMPLE_WORKER_INDEXING=1` makes the worker report
+ * its functions itself.
+ *
  * Launched by the host through `worker.config.json`; run
  * `sample-workers/node/setup.sh` once to install the SDK's dependencies.
  */
@@ -152,12 +170,56 @@ function log(context) {
   return 'logged';
 }
 
-if (require.main === module) {
-  // The HTTP functions' triggers match their function.json, so a
-  // worker-indexed run (SAMPLE_WORKER_INDEXING=1) serves the same functions
-  // at the same URLs.
+/**
+ * A non-negative integer from the environment; 0 when unset or not one.
+ *
+ * @param {string} name
+ * @returns {number}
+ */
+function envMs(name) {
+  const value = process.env[name] ?? '';
+  return /^\d+$/.test(value) ? Number(value) : 0;
+}
+
+/**
+ * A timer function: logs the tick it was given (Azure's `TimerInfo`). With
+ * `SAMPLE_TICK_WORK_MS` set, it then works that long, stopping early when
+ * cancelled and saying why (another host took the schedule over: `lease
+ * lost`).
+ *
+ * @type {import('../node/lib/dispatcher').Handler}
+ */
+async function tick(context, input) {
+  const timer = input.timer();
+  const scheduled = timer.scheduleStatus.next ?? '?';
+  context.info(`tick ${scheduled} (past due: ${timer.isPastDue})`);
+  const ms = envMs('SAMPLE_TICK_WORK_MS');
+  if (ms > 0) {
+    try {
+      await sleepFor(ms, undefined, { signal: context.signal });
+    } catch (err) {
+      if (context.signal.aborted) {
+        const reason = context.cancelReason ?? 'no reason given';
+        context.info(`tick ${scheduled} cancelled (${reason})`);
+      }
+      throw err;
+    }
+  }
+  return `ticked ${scheduled}`;
+}
+
+/**
+ * The sample worker with every function registered. The HTTP and timer
+ * functions' triggers match their function.json, so a worker-indexed run
+ * (SAMPLE_WORKER_INDEXING=1) serves the same functions at the same URLs and
+ * on the same schedule.
+ *
+ * @param {{workerIndexing?: boolean}} [options]
+ * @returns {Worker}
+ */
+function createWorker({ workerIndexing = process.env.SAMPLE_WORKER_INDEXING === '1' } = {}) {
   const http = { methods: ['GET', 'POST'], authLevel: 'anonymous' };
-  new Worker({ workerIndexing: process.env.SAMPLE_WORKER_INDEXING === '1' })
+  return new Worker({ workerIndexing })
     .http('echo', { ...http, handler: echo })
     .http('sleep', { ...http, handler: sleep })
     .function('spin', spin)
@@ -165,7 +227,11 @@ if (require.main === module) {
     .function('crash', crash)
     .function('fail', fail)
     .function('log', log)
-    .main();
+    .timer('tick', { schedule: '0 * * * * *', runOnStartup: false, handler: tick });
 }
 
-module.exports = { echo, sleep, spin, panic, crash, fail, log, parseMs };
+if (require.main === module) {
+  createWorker().main();
+}
+
+module.exports = { createWorker, echo, sleep, spin, panic, crash, fail, log, tick, parseMs };

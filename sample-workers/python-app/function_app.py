@@ -11,11 +11,15 @@
 - ``crash`` logs, then exits the whole worker process with code 3.
 - ``fail``  raises an exception with the input text.
 - ``log``   logs one line at each of info, warning and error.
+- ``tick``  a timer (every minute): logs ``tick <Next> (past due: <bool>)``
+  from its ``TimerInfo``; with ``SAMPLE_TICK_WORK_MS`` > 0 it then works that
+  long, and when cancelled logs ``tick <Next> cancelled (<reason>)``.
+  Returns ``ticked <Next>``.
 
-``echo`` and ``sleep`` are HTTP functions (GET and POST, anonymous), the
-others manual: the same as their ``function.json`` files, which the host reads
-unless ``SAMPLE_WORKER_INDEXING=1`` makes the worker report its functions
-itself.
+``echo`` and ``sleep`` are HTTP functions (GET and POST, anonymous), ``tick``
+a timer, the others manual: the same as their ``function.json`` files, which
+the host reads unless ``SAMPLE_WORKER_INDEXING=1`` makes the worker report its
+functions itself.
 
 The host starts it as ``<venv python> function_app.py <launch arguments>``
 (see ``worker.config.json``); run ``../python/setup.sh`` first.
@@ -146,6 +150,31 @@ def log_lines(ctx: Context, input: Input) -> str:
     ctx.logger.warning("warning from log function")
     ctx.logger.error("error from log function")
     return "logged"
+
+
+def env_ms(name: str) -> int:
+    """A non-negative integer from the environment; 0 when unset or not one."""
+    value = os.environ.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() else 0
+
+
+@app.timer(schedule="0 * * * * *", run_on_startup=False)
+async def tick(ctx: Context, input: Input) -> str:
+    """A timer function: logs the tick it was given (Azure's ``TimerInfo``).
+    With ``SAMPLE_TICK_WORK_MS`` set, it then works that long, stopping early
+    when cancelled and saying why (another host took the schedule over:
+    ``lease lost``)."""
+    timer = input.timer()
+    scheduled = timer.next if timer.next is not None else "?"
+    log.info("tick %s (past due: %s)", scheduled, "true" if timer.past_due else "false")
+    ms = env_ms("SAMPLE_TICK_WORK_MS")
+    if ms > 0:
+        try:
+            await asyncio.sleep(ms / 1000)
+        except asyncio.CancelledError:
+            log.info("tick %s cancelled (%s)", scheduled, ctx.cancel_reason or "no reason given")
+            raise
+    return f"ticked {scheduled}"
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ impl TestApp {
         let dir = TempDir::new(&format!("fnhost-app-{sample}")).expect("create app dir");
         copy_dir(&repo_root().join("sample-workers").join(sample), dir.path())
             .expect("copy the sample app");
+        // The sample's every-minute timer would add an event to any test
+        // that crosses a minute; tests that want it write it back.
+        let _ = std::fs::remove_dir_all(dir.path().join("tick"));
         let app = Self { dir };
         let mut config: Value = serde_json::from_slice(
             &std::fs::read(app.dir().join("worker.config.json"))

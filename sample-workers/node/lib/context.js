@@ -136,9 +136,9 @@ class InvocationContext {
 
   /**
    * Why the host cancelled this invocation, once it did and said so:
-   * `'timeout'`, `'host shutdown'`, `'client disconnect'`, `'terminate'`,
-   * `'lease lost'` (another host took over the event or the timer's schedule)
-   * or `'duplicate run'`. `null` before a cancel, for a worker shutdown, and
+   * `'timeout'`, `'host shutdown'`, `'client disconnect'`, `'terminate'`
+   * or `'lease lost'` (another host took the event over, so this run is a
+   * duplicate). `null` before a cancel, for a worker shutdown, and
    * from hosts that send no reason. The first reason stands: a later cancel
    * does not change it. Set before `signal` aborts, so an `abort` listener
    * sees it.

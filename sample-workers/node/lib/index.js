@@ -27,6 +27,10 @@
  *     handler: (context, input) => new HttpResponse(200, { body: `item ${input.http.params.id}` }),
  *   })
  *   .function('job', async (context) => context.info('running the job')) // manualTrigger
+ *   .timer('tick', {
+ *     schedule: '0 * * * * *', // every minute (NCRONTAB, seconds first)
+ *     handler: (context, input) => context.info(`due at ${input.timer().scheduleStatus.next}`),
+ *   })
  *   .main();
  *
  * @module fnhost-node-worker
@@ -37,7 +41,7 @@ const { Dispatcher, BoundedSet } = require('./dispatcher');
 const { InvocationContext, isAbortError } = require('./context');
 const { Input, HttpResponse, toTypedData } = require('./io');
 const runtime = require('./runtime');
-const { AUTH_LEVELS, MANUAL, httpTrigger } = require('./triggers');
+const { AUTH_LEVELS, MANUAL, httpTrigger, timerTrigger } = require('./triggers');
 
 /** A worker: a set of named function handlers and the loop that serves them. */
 class Worker {
@@ -84,6 +88,23 @@ class Worker {
   http(name, options) {
     const { handler, ...trigger } = typeof options === 'function' ? { handler: options } : options || {};
     return this._register(name, handler, httpTrigger(name, trigger));
+  }
+
+  /**
+   * Registers a timer-triggered function, as Azure's v4 `app.timer(name,
+   * options)` does. `options` is `{ handler, schedule, runOnStartup }`:
+   * `schedule` a 6-field NCRONTAB expression, seconds first (`'0 * * * * *'`:
+   * every minute), or a TimeSpan (`'00:05:00'`); `runOnStartup` (default
+   * `false`) also runs it when the host starts. Each tick's input is Azure's
+   * `TimerInfo` JSON, parsed by `input.timer()`. Returns `this` for chaining.
+   *
+   * @param {string} name
+   * @param {TimerOptions} options
+   * @returns {Worker}
+   */
+  timer(name, options) {
+    const { handler, ...trigger } = options || {};
+    return this._register(name, handler, timerTrigger(name, trigger));
   }
 
   /** Registered handlers by function name (a copy). @type {Map<string, import('./dispatcher').Handler>} */
@@ -150,6 +171,15 @@ class Worker {
  * @property {string} [route] route template, e.g. `items/{id:int}` (default: the name)
  * @property {string[]} [methods] e.g. `['GET', 'POST']` (default: every method)
  * @property {'anonymous'|'function'|'admin'} [authLevel='function']
+ */
+
+/**
+ * Options of {@link Worker#timer}.
+ *
+ * @typedef {object} TimerOptions
+ * @property {import('./dispatcher').Handler} handler
+ * @property {string} schedule NCRONTAB (6 fields, seconds first) or TimeSpan, e.g. `'0 * * * * *'`
+ * @property {boolean} [runOnStartup=false] also run when the host starts
  */
 
 module.exports = {

@@ -1,7 +1,8 @@
 'use strict';
 /**
- * A handler's input ({@link Input}), its return value's conversion to
- * `TypedData`, and {@link HttpResponse} for HTTP-triggered functions.
+ * A handler's input ({@link Input}, with helpers for HTTP and timer
+ * triggers), its return value's conversion to `TypedData`, and
+ * {@link HttpResponse} for HTTP-triggered functions.
  *
  * @module fnhost-node-worker/io
  */
@@ -125,6 +126,30 @@ class Input {
   }
 
   /**
+   * The payload as a timer trigger's `TimerInfo`, in the shape of Azure's
+   * v4 `Timer`: `{ isPastDue, schedule: { adjustForDST }, scheduleStatus:
+   * { last, next, lastUpdated } }`, the times being the host's RFC 3339
+   * strings (`next`: the time this tick was scheduled for). Fields the JSON
+   * lacks are `null` (`isPastDue`: `false`).
+   *
+   * @returns {{isPastDue: boolean, schedule: {adjustForDST: boolean|null},
+   *   scheduleStatus: {last: string|null, next: string|null, lastUpdated: string|null}}}
+   * @throws {Error} when the payload is not a JSON object
+   */
+  timer() {
+    const info = this.json();
+    if (!isObject(info)) throw new Error('input is not a TimerInfo JSON object');
+    const status = isObject(info.ScheduleStatus) ? info.ScheduleStatus : {};
+    const schedule = isObject(info.Schedule) ? info.Schedule : {};
+    const text = (v) => (typeof v === 'string' ? v : null);
+    return {
+      isPastDue: info.IsPastDue === true,
+      schedule: { adjustForDST: typeof schedule.AdjustForDST === 'boolean' ? schedule.AdjustForDST : null },
+      scheduleStatus: { last: text(status.Last), next: text(status.Next), lastUpdated: text(status.LastUpdated) },
+    };
+  }
+
+  /**
    * A named input binding's decoded `TypedData`, or `undefined`.
    *
    * @param {string} name
@@ -182,6 +207,10 @@ class HttpResponse {
     this.body = toBuffer(body);
     return this;
   }
+}
+
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function toBuffer(body) {

@@ -1,6 +1,6 @@
 'use strict';
 /**
- * How a function is triggered, and the metadata a worker-indexing worker
+ * How a function is triggered (HTTP, timer or manual), and the metadata a worker-indexing worker
  * reports for it.
  *
  * With worker indexing on, the host builds its functions from the
@@ -16,15 +16,20 @@
 const AUTH_LEVELS = Object.freeze(['anonymous', 'function', 'admin']);
 
 /**
- * A trigger: `{ type: 'manual' }`, or `{ type: 'http', route, methods,
+ * A trigger: `{ type: 'manual' }`, `{ type: 'http', route, methods,
  * authLevel }` with `route` and `methods` possibly `undefined` (served at
- * `/api/<name>`, every method).
+ * `/api/<name>`, every method), or `{ type: 'timer', schedule, runOnStartup }`.
  *
- * @typedef {{type: 'manual'} | {type: 'http', route?: string, methods?: string[], authLevel: string}} Trigger
+ * @typedef {{type: 'manual'}
+ *   | {type: 'http', route?: string, methods?: string[], authLevel: string}
+ *   | {type: 'timer', schedule: string, runOnStartup: boolean}} Trigger
  */
 
 /** Options of an HTTP trigger besides its handler. */
 const HTTP_OPTIONS = Object.freeze(['route', 'methods', 'authLevel']);
+
+/** Options of a timer trigger besides its handler. */
+const TIMER_OPTIONS = Object.freeze(['schedule', 'runOnStartup']);
 
 /** @type {Trigger} */
 const MANUAL = Object.freeze({ type: 'manual' });
@@ -65,6 +70,34 @@ function httpTrigger(name, options = {}) {
 }
 
 /**
+ * A timer trigger from registration options: `schedule` (required) is a
+ * 6-field NCRONTAB expression, seconds first (`'0 0 * * * *'`, hourly), or a
+ * TimeSpan (`'00:05:00'`); `runOnStartup` (default `false`) also runs the
+ * function when the host starts. The host checks the schedule itself.
+ *
+ * @param {string} name the function's name (for error messages)
+ * @param {{schedule?: string, runOnStartup?: boolean}} [options]
+ * @returns {Trigger}
+ * @throws {TypeError} on an unknown option, a missing or empty schedule, or
+ *   a non-boolean `runOnStartup`
+ */
+function timerTrigger(name, options = {}) {
+  const unknown = Object.keys(options).filter((k) => !TIMER_OPTIONS.includes(k));
+  if (unknown.length > 0) {
+    const known = ['handler', ...TIMER_OPTIONS].join(', ');
+    throw new TypeError(`unknown timer trigger option(s) of '${name}': ${unknown.join(', ')} (known: ${known})`);
+  }
+  const { schedule, runOnStartup = false } = options;
+  if (typeof schedule !== 'string' || schedule.trim() === '') {
+    throw new TypeError(`schedule of '${name}' must be a non-empty NCRONTAB expression or TimeSpan string`);
+  }
+  if (typeof runOnStartup !== 'boolean') {
+    throw new TypeError(`runOnStartup of '${name}' must be a boolean`);
+  }
+  return Object.freeze({ type: 'timer', schedule, runOnStartup });
+}
+
+/**
  * The binding objects of a trigger, keys in the order Azure's workers write
  * them.
  *
@@ -72,6 +105,17 @@ function httpTrigger(name, options = {}) {
  * @returns {Array<Record<string, unknown>>}
  */
 function bindingsOf(trigger) {
+  if (trigger.type === 'timer') {
+    return [
+      {
+        type: 'timerTrigger',
+        direction: 'in',
+        name: 'timer',
+        schedule: trigger.schedule,
+        runOnStartup: trigger.runOnStartup,
+      },
+    ];
+  }
   if (trigger.type !== 'http') return [{ type: 'manualTrigger', direction: 'in', name: 'input' }];
   const input = { type: 'httpTrigger', direction: 'in', name: 'req' };
   if (trigger.methods !== undefined) input.methods = [...trigger.methods];
@@ -102,4 +146,4 @@ function functionMetadata(name, trigger) {
   };
 }
 
-module.exports = { AUTH_LEVELS, MANUAL, httpTrigger, bindingsOf, functionMetadata };
+module.exports = { AUTH_LEVELS, MANUAL, httpTrigger, timerTrigger, bindingsOf, functionMetadata };

@@ -4,12 +4,14 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { harness } = require('./helpers');
-const { Worker } = require('../lib');
+const { Worker, Input } = require('../lib');
 
 const ITEM_TRIGGER =
   '{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"authLevel":"anonymous","route":"items/{id:int}"}';
 const HTTP_RETURN = '{"type":"http","direction":"out","name":"$return"}';
 const MANUAL_TRIGGER = '{"type":"manualTrigger","direction":"in","name":"input"}';
+const TICK_TRIGGER =
+  '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 * * * * *","runOnStartup":false}';
 
 function sampleWorker(options = { workerIndexing: true }) {
   return new Worker(options)
@@ -83,4 +85,69 @@ test('HTTP options are checked at registration', () => {
   const trigger = new Worker().http('a', { handler: () => 1, methods: ['Get'], authLevel: 'ADMIN' }).triggers.get('a');
   assert.deepEqual([...trigger.methods], ['get']);
   assert.equal(trigger.authLevel, 'admin');
+});
+
+test('a timer is listed with its schedule and runOnStartup', () => {
+  const worker = new Worker({ workerIndexing: true })
+    .timer('tick', { schedule: '0 * * * * *', runOnStartup: false, handler: () => 'ticked' })
+    .timer('startup', { schedule: '00:05:00', runOnStartup: true, handler: () => undefined })
+    .timer('hourly', { schedule: '0 0 * * * *', handler: () => undefined });
+  const { response } = metadataOf(worker);
+  const byName = Object.fromEntries(response.function_metadata_results.map((m) => [m.name, m]));
+  assert.deepEqual(Object.keys(byName).sort(), ['hourly', 'startup', 'tick']);
+  assert.deepEqual(byName.tick.raw_bindings, [TICK_TRIGGER]);
+  assert.deepEqual(byName.startup.raw_bindings, [
+    '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"00:05:00","runOnStartup":true}',
+  ]);
+  assert.deepEqual(byName.hourly.raw_bindings, [
+    '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 * * * *","runOnStartup":false}',
+  ]);
+  assert.equal(byName.tick.bindings.timer.type, 'timerTrigger');
+  assert.equal(byName.tick.bindings.timer.direction, 'in');
+  assert.deepEqual(byName.tick.properties, { worker_indexed: 'True' });
+});
+
+test('timer options are checked at registration', () => {
+  assert.throws(() => new Worker().timer('t', { handler: () => 1 }), /schedule of 't'/);
+  assert.throws(() => new Worker().timer('t', { handler: () => 1, schedule: ' ' }), /schedule of 't'/);
+  assert.throws(
+    () => new Worker().timer('t', { handler: () => 1, schedule: '0 * * * * *', runOnStartup: 'yes' }),
+    /runOnStartup of 't'/,
+  );
+  assert.throws(
+    () => new Worker().timer('t', { handler: () => 1, schedule: '0 * * * * *', runonstartup: true }),
+    /unknown .* runonstartup/,
+  );
+  assert.throws(() => new Worker().timer('t', { schedule: '0 * * * * *' }), /handler for 't' must be a function/);
+  assert.throws(() => new Worker().timer('t'), /schedule of 't'/);
+  const trigger = new Worker().timer('t', { handler: () => 1, schedule: '00:00:10' }).triggers.get('t');
+  assert.deepEqual({ ...trigger }, { type: 'timer', schedule: '00:00:10', runOnStartup: false });
+});
+
+test('input.timer() parses the TimerInfo', () => {
+  const info = {
+    Schedule: { AdjustForDST: true },
+    ScheduleStatus: {
+      Last: '2024-05-01T12:00:00Z',
+      Next: '2024-05-01T12:01:00Z',
+      LastUpdated: '2024-05-01T12:00:00.5Z',
+    },
+    IsPastDue: true,
+  };
+  assert.deepEqual(Input.of({ data: 'json', json: JSON.stringify(info) }).timer(), {
+    isPastDue: true,
+    schedule: { adjustForDST: true },
+    scheduleStatus: {
+      last: '2024-05-01T12:00:00Z',
+      next: '2024-05-01T12:01:00Z',
+      lastUpdated: '2024-05-01T12:00:00.5Z',
+    },
+  });
+  assert.deepEqual(Input.of('{"ScheduleStatus":null}').timer(), {
+    isPastDue: false,
+    schedule: { adjustForDST: null },
+    scheduleStatus: { last: null, next: null, lastUpdated: null },
+  });
+  assert.throws(() => Input.of('[1]').timer(), /not a TimerInfo/);
+  assert.throws(() => Input.of('not json').timer(), /not the expected JSON/);
 });

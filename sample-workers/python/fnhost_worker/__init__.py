@@ -14,8 +14,8 @@ Run ``sample-workers/python/setup.sh`` first: it generates the gRPC code.
 from .app import DEFAULT_SYNC_THREADS, FunctionApp
 from .args import ArgsError, LaunchArgs
 from .context import Context, InvocationCancelled
-from .data import HttpRequest, HttpResponse, Input
-from .triggers import AuthLevel, HttpTrigger, ManualTrigger
+from .data import HttpRequest, HttpResponse, Input, TimerInfo
+from .triggers import AuthLevel, HttpTrigger, ManualTrigger, TimerTrigger
 
 __all__ = [
     "ArgsError",
@@ -30,4 +30,6 @@ __all__ = [
     "InvocationCancelled",
     "LaunchArgs",
     "ManualTrigger",
+    "TimerInfo",
+    "TimerTrigger",
 ]

@@ -30,6 +30,10 @@ HTTP functions declare their trigger as in Azure's decorator model; with
 
     @app.function()                                          # manualTrigger
     def job(ctx, input): ...
+
+    @app.timer(schedule="0 */5 * * * *")                     # timerTrigger
+    def cleanup(ctx, input):
+        ctx.logger.info("due at %s", input.timer().next)
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .args import ArgsError, LaunchArgs
 from .context import current_context
 from .dispatcher import Handler
 from .runtime import ConnectError, run
-from .triggers import AuthLevel, HttpTrigger, ManualTrigger, Trigger
+from .triggers import AuthLevel, HttpTrigger, ManualTrigger, TimerTrigger, Trigger
 
 #: Threads for sync (``def``) handlers when neither the constructor nor
 #: ``FNHOST_PYTHON_THREADS`` says otherwise.
@@ -94,8 +98,8 @@ class FunctionApp:
         the function's folder (its ``function.json``) in the app, which also
         decides the trigger.
 
-        ``trigger``: what worker indexing reports, an :class:`HttpTrigger` or
-        (the default) a :class:`ManualTrigger`."""
+        ``trigger``: what worker indexing reports, an :class:`HttpTrigger`, a
+        :class:`TimerTrigger` or (the default) a :class:`ManualTrigger`."""
 
         def register(handler: Handler) -> Handler:
             fname = name or handler.__name__
@@ -127,6 +131,22 @@ class FunctionApp:
             auth_level=self._http_auth_level if auth_level is None else auth_level,
         )
         return self.function(name, trigger=trigger)
+
+    def timer(
+        self,
+        name: Optional[str] = None,
+        *,
+        schedule: str,
+        run_on_startup: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Registers the decorated handler as a timer-triggered function
+        ``name`` (default: the Python function's name): ``schedule`` is a
+        6-field NCRONTAB expression (seconds first) or a TimeSpan such as
+        ``"00:05:00"``; ``run_on_startup`` also runs it when the host starts.
+        Each tick's input is Azure's ``TimerInfo`` JSON, parsed by
+        :meth:`Input.timer`. The same as
+        ``function(name, trigger=TimerTrigger(schedule, run_on_startup))``."""
+        return self.function(name, trigger=TimerTrigger(schedule, run_on_startup))
 
     def run(self, argv: Optional[Sequence[str]] = None) -> None:
         """Parses the launch arguments (default ``sys.argv[1:]``), serves the

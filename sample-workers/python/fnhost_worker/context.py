@@ -81,8 +81,8 @@ class Context:
     def cancel_reason(self) -> Optional[str]:
         """Why the host cancelled this invocation, once it did and said so:
         ``"timeout"``, ``"host shutdown"``, ``"client disconnect"``,
-        ``"terminate"``, ``"lease lost"`` (another host took over the event
-        or the timer's schedule) or ``"duplicate run"``. ``None`` before a
+        ``"terminate"`` or ``"lease lost"`` (another host took the event
+        over, so this run is a duplicate). ``None`` before a
         cancel, for a worker shutdown, and from hosts that send no reason.
         The first reason stands: a later cancel does not change it.
 

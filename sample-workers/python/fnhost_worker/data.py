@@ -1,5 +1,5 @@
-"""A handler's :class:`Input`, :class:`HttpRequest` and :class:`HttpResponse`,
-and the conversion of return values to ``TypedData``.
+"""A handler's :class:`Input`, :class:`HttpRequest`, :class:`HttpResponse` and
+:class:`TimerInfo`, and the conversion of return values to ``TypedData``.
 
 A handler may return ``None`` (no value), ``str``, ``bytes``, a JSON-able
 ``dict`` / ``list`` / number / bool (sent as JSON), an :class:`HttpResponse`,
@@ -46,6 +46,50 @@ class HttpResponse:
         rpc = pb.RpcHttp(status_code=str(self.status), headers=dict(self.headers))
         rpc.body.bytes = body
         return rpc
+
+
+@dataclass
+class TimerInfo:
+    """The input of a ``timerTrigger`` invocation: Azure's ``TimerInfo``
+    JSON (``{"Schedule": {"AdjustForDST": ...}, "ScheduleStatus": {"Last":
+    ..., "Next": ..., "LastUpdated": ...}, "IsPastDue": ...}``). The times are
+    the host's RFC 3339 strings (``datetime.fromisoformat`` reads them);
+    fields the JSON lacks are ``None`` (``past_due``: ``False``)."""
+
+    next: Optional[str]
+    """``ScheduleStatus.Next``: the time this tick was scheduled for."""
+    last: Optional[str]
+    """``ScheduleStatus.Last``: the previous tick's scheduled time."""
+    last_updated: Optional[str]
+    """``ScheduleStatus.LastUpdated``: when the schedule status last changed."""
+    past_due: bool
+    """``IsPastDue``: the tick runs later than scheduled (e.g. missed while
+    no host was running)."""
+    adjust_for_dst: Optional[bool]
+    """``Schedule.AdjustForDST``."""
+
+    @classmethod
+    def from_json(cls, value: Any) -> "TimerInfo":
+        """A ``TimerInfo`` from the parsed JSON object; ``ValueError`` when
+        ``value`` is not an object."""
+        if not isinstance(value, dict):
+            raise ValueError(f"a TimerInfo is a JSON object, not {type(value).__name__}")
+        status = value.get("ScheduleStatus")
+        status = status if isinstance(status, dict) else {}
+        schedule = value.get("Schedule")
+        schedule = schedule if isinstance(schedule, dict) else {}
+
+        def text(v: Any) -> Optional[str]:
+            return v if isinstance(v, str) else None
+
+        dst = schedule.get("AdjustForDST")
+        return cls(
+            next=text(status.get("Next")),
+            last=text(status.get("Last")),
+            last_updated=text(status.get("LastUpdated")),
+            past_due=value.get("IsPastDue") is True,
+            adjust_for_dst=dst if isinstance(dst, bool) else None,
+        )
 
 
 def typed_data_bytes(data: Optional["pb.TypedData"]) -> Optional[bytes]:
@@ -131,6 +175,11 @@ class Input:
             params=dict(h.params),
             body=self.bytes(),
         )
+
+    def timer(self) -> TimerInfo:
+        """The trigger payload as a :class:`TimerInfo` (a ``timerTrigger``
+        invocation); ``ValueError`` when it is not a JSON object."""
+        return TimerInfo.from_json(self.json())
 
     def binding(self, name: str) -> Optional["pb.TypedData"]:
         """An input binding by name."""

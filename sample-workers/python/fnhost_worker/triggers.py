@@ -83,8 +83,40 @@ class ManualTrigger:
         return [{"type": "manualTrigger", "direction": "in", "name": "input"}]
 
 
+@dataclass(frozen=True)
+class TimerTrigger:
+    """A ``timerTrigger``: the host invokes the function on ``schedule``, a
+    6-field NCRONTAB expression (seconds first, e.g. ``"0 */5 * * * *"``) or
+    a TimeSpan (``"00:05:00"``); ``run_on_startup`` also runs it when the
+    host starts. The host checks the schedule when it loads the function.
+
+    The handler's input is Azure's ``TimerInfo`` JSON; :meth:`Input.timer`
+    parses it."""
+
+    schedule: str
+    run_on_startup: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, str) or not self.schedule.strip():
+            raise ValueError("schedule must be a non-empty NCRONTAB expression or TimeSpan")
+        if not isinstance(self.run_on_startup, bool):
+            raise TypeError("run_on_startup must be a bool")
+
+    def bindings(self) -> list[dict[str, Any]]:
+        """The trigger, as a binding object."""
+        return [
+            {
+                "type": "timerTrigger",
+                "direction": "in",
+                "name": "timer",
+                "schedule": self.schedule,
+                "runOnStartup": self.run_on_startup,
+            }
+        ]
+
+
 #: How a registered function is triggered.
-Trigger = Union[HttpTrigger, ManualTrigger]
+Trigger = Union[HttpTrigger, ManualTrigger, TimerTrigger]
 
 _DIRECTIONS = {"in": pb.BindingInfo.Direction.Value("in"), "out": pb.BindingInfo.Direction.Value("out")}
 

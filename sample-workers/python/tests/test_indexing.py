@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from fnhost_worker import AuthLevel, Context, FunctionApp, HttpTrigger, Input
+from fnhost_worker import AuthLevel, Context, FunctionApp, HttpTrigger, Input, TimerInfo, TimerTrigger
 from fnhost_worker._proto import pb
 from fnhost_worker.dispatcher import Dispatcher
 
@@ -19,6 +19,7 @@ ITEM_TRIGGER = (
 )
 HTTP_RETURN = '{"type":"http","direction":"out","name":"$return"}'
 MANUAL_TRIGGER = '{"type":"manualTrigger","direction":"in","name":"input"}'
+TICK_TRIGGER = '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 * * * * *","runOnStartup":false}'
 
 
 @pytest.fixture
@@ -131,3 +132,65 @@ def test_triggers_validate_their_options() -> None:
         HttpTrigger(methods="GET")
     assert HttpTrigger(methods=["GET", "Post"]).methods == ("get", "post")
     assert HttpTrigger(auth_level="Anonymous").auth_level is AuthLevel.ANONYMOUS
+
+
+async def test_a_timer_is_listed_with_its_schedule_and_run_on_startup(pool: ThreadPoolExecutor) -> None:
+    app = FunctionApp(worker_indexing=True)
+
+    @app.timer("tick", schedule="0 * * * * *", run_on_startup=False)
+    def tick_handler(ctx: Context, input: Input) -> None:
+        return None
+
+    @app.timer(schedule="00:05:00", run_on_startup=True)
+    def every_five_minutes(ctx: Context, input: Input) -> None:
+        return None
+
+    @app.function(name="hourly", trigger=TimerTrigger("0 0 * * * *"))
+    def hourly_handler(ctx: Context, input: Input) -> None:
+        return None
+
+    resp = metadata(dispatcher_for(app, pool))
+    by_name = {m.name: m for m in resp.function_metadata_results}
+    assert sorted(by_name) == ["every_five_minutes", "hourly", "tick"]
+    assert list(by_name["tick"].raw_bindings) == [TICK_TRIGGER]
+    assert list(by_name["every_five_minutes"].raw_bindings) == [
+        '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"00:05:00","runOnStartup":true}'
+    ]
+    assert list(by_name["hourly"].raw_bindings) == [
+        '{"type":"timerTrigger","direction":"in","name":"timer","schedule":"0 0 * * * *","runOnStartup":false}'
+    ]
+    tick = by_name["tick"]
+    assert tick.bindings["timer"].type == "timerTrigger"
+    assert tick.bindings["timer"].direction == pb.BindingInfo.Direction.Value("in")
+    assert dict(tick.properties) == {"worker_indexed": "True"}
+    assert app.functions["tick"] is tick_handler
+
+
+def test_timer_triggers_validate_their_options() -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        TimerTrigger("")
+    with pytest.raises(TypeError, match="run_on_startup"):
+        TimerTrigger("0 * * * * *", run_on_startup="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        FunctionApp().timer("tick")  # type: ignore[call-arg]  # schedule is required
+
+
+def test_input_timer_parses_the_timer_info() -> None:
+    info = (
+        '{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2024-05-01T12:00:00Z",'
+        '"Next":"2024-05-01T12:01:00Z","LastUpdated":"2024-05-01T12:00:00.5Z"},"IsPastDue":true}'
+    )
+    timer = Input(pb.TypedData(json=info)).timer()
+    assert timer == TimerInfo(
+        next="2024-05-01T12:01:00Z",
+        last="2024-05-01T12:00:00Z",
+        last_updated="2024-05-01T12:00:00.5Z",
+        past_due=True,
+        adjust_for_dst=True,
+    )
+    sparse = Input(pb.TypedData(json='{"ScheduleStatus":null}')).timer()
+    assert (sparse.next, sparse.last, sparse.past_due, sparse.adjust_for_dst) == (None, None, False, None)
+    with pytest.raises(ValueError):
+        Input.from_text("[1]").timer()
+    with pytest.raises(ValueError):
+        Input.from_text("not json").timer()

@@ -10,6 +10,7 @@ use fnhost_e2e::{binary, wait_until, Api, TestApp};
 use serde_json::{json, Value};
 
 use super::super::async_events::event;
+use super::super::languages::Lang;
 use super::{cluster_host_json, quick_rescue, Setup};
 
 /// The app with a `tick` timer function (the sample worker's), which works
@@ -102,22 +103,58 @@ async fn two_hosts_run_every_second_of_a_one_second_timer_once_in_total() {
     assert_eq!(holders, "1");
 }
 
+/// `app` (one language's sample, made with [`quick_rescue`]: hosts dead,
+/// and leases lost, after 2 s) with its `tick` run at start and then
+/// hourly, working 10 s per run.
+fn paused_holder_app(app: TestApp) -> TestApp {
+    app.function(
+        "tick",
+        &json!({"bindings": [{
+            "type": "timerTrigger", "direction": "in", "name": "timer",
+            "schedule": "0 0 * * * *", "runOnStartup": true
+        }]}),
+    );
+    app.write(
+        "local.settings.json",
+        &json!({"IsEncrypted": false, "Values": {"SAMPLE_TICK_WORK_MS": "10000"}}),
+    );
+    app
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_holder_loses_the_schedule_and_its_run_is_cancelled_with_lease_lost() {
-    // An hourly timer that runs at start and works 10 s; hosts dead (and
-    // leases lost) after 2 s.
-    let Some(setup) = Setup::with_app(
-        "a_paused_holder_loses_the_schedule",
-        timer_app(quick_rescue(), "0 0 * * * *", true, 10_000),
-    ) else {
+    let app = timer_app(quick_rescue(), "0 0 * * * *", true, 10_000);
+    paused_holder("a_paused_holder_loses_the_schedule", app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn python_a_paused_holders_run_is_cancelled_with_lease_lost() {
+    let app = paused_holder_app(Lang::Python.app(quick_rescue()));
+    paused_holder("python_a_paused_holder", app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_a_paused_holders_run_is_cancelled_with_lease_lost() {
+    let app = paused_holder_app(Lang::Node.app(quick_rescue()));
+    paused_holder("node_a_paused_holder", app).await;
+}
+
+/// Pauses the holder of `app`'s `tick` schedule during its run at start,
+/// past its lease: the other host takes the schedule and the run over, and
+/// the paused host, resumed, cancels its run with reason `lease lost`,
+/// which the function's own log shows.
+async fn paused_holder(test: &str, app: TestApp) {
+    let Some(setup) = Setup::with_app(test, app) else {
         return;
     };
     let a = setup.node("a").await;
-    // The run at start, on the schedule's holder.
+    // The run at start, on the schedule's holder, inside the function (the
+    // worker may still be starting when the tick is accepted).
     wait_until("a tick to run", Duration::from_secs(20), || async {
-        setup.count("function = 'tick' AND status = 'RUNNING'") == 1
+        a.log_text().contains("(past due: false)")
     })
     .await;
+    assert_eq!(setup.count("function = 'tick' AND status = 'RUNNING'"), 1);
     let b = setup.node("b").await;
     let id = setup.sql("SELECT request_id FROM fnhost_events WHERE function = 'tick'");
     a.signal("-STOP");
@@ -136,12 +173,15 @@ async fn a_paused_holder_loses_the_schedule_and_its_run_is_cancelled_with_lease_
     .await;
     a.signal("-CONT");
     // The paused host's run is cancelled, and its user code hears why.
-    wait_until(
-        "the paused host's run to be cancelled",
-        Duration::from_secs(20),
-        || async { a.log_text().contains("cancelled (lease lost)") },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !a.log_text().contains("cancelled (lease lost)") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the paused host's run was not cancelled with reason lease lost; its log:\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_until("the tick to finish", Duration::from_secs(30), || async {
         event(&b.api, &id).await["status"] == "FINISHED"
     })
