@@ -30,6 +30,7 @@ mod handshake;
 mod instances;
 mod invocations;
 mod lifecycle;
+mod logs;
 #[cfg(test)]
 mod tests;
 
@@ -153,6 +154,8 @@ pub(crate) struct Invocation {
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
     pub submitted: Instant,
+    /// When it was sent to a worker (for the `Executed` line's duration).
+    pub started: Option<Instant>,
     /// Its client went away and its worker could not be signalled: it runs
     /// on, and its result goes to no one.
     pub abandoned: bool,

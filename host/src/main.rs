@@ -20,6 +20,17 @@ use fnhost::{EventStoreLocation, Host, HostOptions, ScfCredentials, StartError};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the host writes its log to stderr: `text` (coloured only on a
+    /// terminal) or `json` (one object per line, with its fields).
+    #[arg(long, global = true, env = "FNHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -141,12 +152,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(targets)
-        .init();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .with(targets)
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().flatten_event(true).with_current_span(false))
+            .with(targets)
+            .init(),
+    }
     for flag in secrets_on_argv {
         tracing::warn!("{flag}: a secret on the command line is readable by every local user");
     }

@@ -155,6 +155,7 @@ impl Dispatcher {
             logs: Vec::new(),
             logs_dropped: 0,
             submitted: Instant::now(),
+            started: None,
             abandoned: false,
             hook: None,
             http,
@@ -306,6 +307,8 @@ impl Dispatcher {
         inst.in_flight.insert(id.clone());
         inst.idle_since = None;
         tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
+        inv.started = Some(Instant::now());
+        super::logs::executing(id, &inv.function, entry.config.trigger());
         inst.send(message);
         if let Some(http) = inv.http.take() {
             let _ = http.notify.send(Dispatched {
@@ -533,7 +536,7 @@ impl Dispatcher {
         });
         match attached {
             Some(inv) => {
-                tracing::info!(target: "fnhost::function", invocation = %inv.id, function = %inv.function, level = level.as_str_name(), "{}", log.message);
+                super::logs::function_line(level, &inv.id, &inv.function, &log.message);
                 if inv.logs.len() < MAX_LOG_LINES {
                     inv.logs.push(LogLine {
                         level: level.as_str_name().to_string(),
@@ -584,6 +587,15 @@ impl Dispatcher {
             }
         }
         tracing::info!(invocation = %id, outcome = %ending.outcome, "Invoke End RequestId: {id}");
+        if let Some(started) = inv.started {
+            super::logs::executed(
+                id,
+                &inv.function,
+                ending.outcome,
+                inv.cancel_reason,
+                started.elapsed(),
+            );
+        }
         if ending.outcome != Outcome::Succeeded {
             tracing::info!(invocation = %id, outcome = %ending.outcome, "{}", ending.error.as_deref().unwrap_or(""));
         }

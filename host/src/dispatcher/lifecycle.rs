@@ -153,6 +153,7 @@ impl Dispatcher {
                 logs: Vec::new(),
                 logs_dropped: 0,
                 submitted: Instant::now(),
+                started: None,
                 abandoned: false,
                 hook: Some(kind),
                 http: None,

@@ -816,3 +816,79 @@ fn a_second_host_on_one_data_directory_is_refused_until_the_first_is_gone() {
     let (second, _, _) = start(&app, &["--data-dir", data]);
     drop(second);
 }
+
+/// Runs the sample app's `log` and `echo` through a host whose stderr goes
+/// to a file, with `env` added; the file's text once the host stopped.
+fn host_log(env: &[(&str, &str)]) -> String {
+    let app = TestApp::sample(json!({}));
+    let dir = fnhost_e2e::TempDir::new("fnhost-log").unwrap();
+    let path = dir.path().join("stderr.log");
+    let mut cmd = fnhost();
+    cmd.env("FNHOST_ADMIN_KEY", fnhost_e2e::ADMIN_KEY);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let stderr = Stdio::from(std::fs::File::create(&path).unwrap());
+    let (host, addr, _) = start_host(cmd, app.dir(), &[], stderr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = Api::new(addr);
+        fnhost_e2e::wait_until("a ready worker", Duration::from_secs(20), || async {
+            !worker_pids(&api).await.is_empty()
+        })
+        .await;
+        assert_eq!(api.invoke("log", "").await.unwrap().status, 200);
+        assert_eq!(api.invoke("echo", "hi").await.unwrap().status, 200);
+    });
+    signal(&host, "-TERM");
+    let mut host = host;
+    host.0.wait().unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn function_lines_keep_their_level_and_a_file_gets_no_colour() {
+    let log = host_log(&[("FNHOST_LOG", "warn")]);
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a file: {log}");
+    assert!(log.contains("warning from log function"), "{log}");
+    assert!(log.contains("error from log function"), "{log}");
+    assert!(
+        !log.contains("info from log function"),
+        "an info line is below warn: {log}"
+    );
+    // Azure's execution lines, at info.
+    let log = host_log(&[("FNHOST_LOG", "info")]);
+    let executing = log
+        .lines()
+        .find(|l| l.contains("Executing 'Functions.echo'"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        executing.contains("Reason='This function was programmatically called via the host APIs.'"),
+        "{executing}"
+    );
+    let executed = log
+        .lines()
+        .find(|l| l.contains("Executed 'Functions.echo' (Succeeded, Id="))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(executed.contains("Duration=") && executed.contains("ms)"), "{executed}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_their_fields() {
+    let log = host_log(&[("FNHOST_LOG", "info"), ("FNHOST_LOG_FORMAT", "json")]);
+    let mut function_lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{v}");
+        if v["target"] == "fnhost::function" {
+            function_lines += 1;
+            assert_eq!(v["function"], "log", "{v}");
+            assert!(v["invocation"].is_string(), "{v}");
+        }
+    }
+    assert_eq!(function_lines, 3, "{log}");
+    let r = fnhost().args(["--log-format", "yaml", "start"]).output().unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("yaml"));
+}
