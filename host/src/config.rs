@@ -120,6 +120,10 @@ pub struct HostConfig {
     pub async_events: crate::events::AsyncConfig,
     /// `http`: limits of the HTTP listener.
     pub http: HttpConfig,
+    /// `shutdown.readinessDelay`: how long a stopping host keeps serving
+    /// with `/readyz` answering 503, so a load balancer stops sending it
+    /// requests before it drains (0 by default; 5 s suits Kubernetes).
+    pub readiness_delay: Duration,
     /// `extensions.http.routePrefix`: the first segment(s) of every HTTP
     /// trigger route (`api` by default; may be empty).
     pub route_prefix: String,
@@ -145,6 +149,7 @@ impl Default for HostConfig {
             status_interval: Duration::from_secs(10),
             status_timeout: Duration::from_secs(10),
             lifecycle: LifecycleConfig::default(),
+            readiness_delay: Duration::ZERO,
             async_events: crate::events::AsyncConfig::default(),
             http: HttpConfig::default(),
             route_prefix: "api".to_string(),
@@ -418,6 +423,25 @@ impl HostConfig {
         cfg.lifecycle = LifecycleConfig::from_value(path, obj.get("lifecycle"))?;
         cfg.async_events = crate::events::AsyncConfig::from_value(path, obj.get("asyncEvents"))?;
         cfg.http = HttpConfig::from_value(path, obj.get("http"))?;
+        if let Some(shutdown) = obj.get("shutdown") {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields, rename_all = "camelCase")]
+            struct Shutdown {
+                readiness_delay: Option<String>,
+            }
+            let s: Shutdown = typed(path, "shutdown", shutdown)?;
+            if let Some(t) = s.readiness_delay {
+                cfg.readiness_delay = parse_timespan(&t)
+                    .map_err(|e| ConfigError::field(path, "shutdown.readinessDelay", e))?;
+                if cfg.readiness_delay > Duration::from_secs(300) {
+                    return Err(ConfigError::field(
+                        path,
+                        "shutdown.readinessDelay",
+                        "must be at most 00:05:00",
+                    ));
+                }
+            }
+        }
         Ok(cfg)
     }
 
@@ -583,6 +607,14 @@ mod tests {
         );
         let err = host(json!({"lifecycle": {"preStop": {"timeout": "later"}}})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("lifecycle.preStop.timeout"));
+        let err = host(json!({"shutdown": {"readinessDelay": "soon"}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("shutdown.readinessDelay"));
+        let err = host(json!({"shutdown": {"readinessDelay": "01:00:00"}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("shutdown.readinessDelay"));
+        let err = host(json!({"shutdown": {"readinesDelay": "00:00:05"}})).unwrap_err();
+        assert!(err.to_string().contains("readinesDelay"), "{err}");
+        let cfg = host(json!({"shutdown": {"readinessDelay": "00:00:05"}})).unwrap();
+        assert_eq!(cfg.readiness_delay, Duration::from_secs(5));
         let cfg = host(json!({"workers": {"processCount": 2, "maxInstances": 4},
                               "lifecycle": {"initializer": {}}}))
         .unwrap();

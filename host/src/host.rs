@@ -309,6 +309,10 @@ pub struct Host {
     timers_task: JoinHandle<()>,
     /// Held until the host is dropped (after shutdown).
     _data_lock: crate::data_dir::DataDirLock,
+    /// `/readyz` answers 200 only while set.
+    serving: Arc<std::sync::atomic::AtomicBool>,
+    /// `shutdown.readinessDelay`.
+    readiness_delay: Duration,
 }
 
 impl Host {
@@ -478,6 +482,7 @@ impl Host {
             timers_stop.clone(),
         );
         let http_stop = CancellationToken::new();
+        let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let router = crate::http::router(
             handle.clone(),
             app.clone(),
@@ -485,6 +490,7 @@ impl Host {
             catalog,
             events.clone(),
             opts.scf_credentials,
+            serving.clone(),
         );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(serve_http(
@@ -513,6 +519,8 @@ impl Host {
             timers_stop,
             timers_task,
             _data_lock: data_lock,
+            serving,
+            readiness_delay: app.host.readiness_delay,
         })
     }
 
@@ -540,6 +548,14 @@ impl Host {
     /// shutdown), terminates workers, kills what remains after the grace.
     /// Returns within the cancel grace + pre-stop timeout + terminate grace + 3 s.
     pub async fn shutdown(self) {
+        // Not ready first, still serving for the readiness delay, so a load
+        // balancer takes the host out before it drains.
+        self.serving
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if !self.readiness_delay.is_zero() {
+            tracing::info!(delay = ?self.readiness_delay, "not ready; serving on for the readiness delay before draining");
+            tokio::time::sleep(self.readiness_delay).await;
+        }
         let deadline = tokio::time::Instant::now() + self.shutdown_bound;
         self.timers_stop.cancel();
         if tokio::time::timeout_at(deadline, self.timers_task)

@@ -58,6 +58,8 @@ struct AppState {
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
     worker_client: stream::WorkerClient,
+    /// Cleared as the host begins to stop: `/readyz` then answers 503.
+    serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) fn router(
@@ -67,6 +69,7 @@ pub(crate) fn router(
     catalog: Catalog,
     events: AsyncEvents,
     scf: Option<ScfCredentials>,
+    serving: Arc<std::sync::atomic::AtomicBool>,
 ) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
@@ -84,6 +87,7 @@ pub(crate) fn router(
         events,
         scf: scf.map(|c| Arc::new(scf::ScfState::new(c))),
         worker_client: stream::worker_client(),
+        serving,
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
@@ -116,7 +120,9 @@ pub(crate) fn router(
         ));
     Router::new()
         .route("/", post(scf::action))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(readyz))
+        .route("/readyz", get(readyz))
+        .route("/livez", get(livez))
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -154,9 +160,43 @@ async fn drain(State(state): State<AppState>) -> Response {
     (StatusCode::ACCEPTED, Json(json!({"state": "draining"}))).into_response()
 }
 
-/// `GET /healthz`: 200 when the host can serve, 503 (with the reason) when not.
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.host.status().await {
+/// How long a probe waits for the dispatcher.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /livez`: 200 while the process and its dispatcher answer, degraded
+/// or drained included (restarting the process would not help those);
+/// 503 when the dispatcher does not answer within 2 s or has stopped.
+async fn livez(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(PROBE_WAIT, state.host.status()).await {
+        Ok(Some(s)) => Json(json!({"status": "alive", "state": s.state})).into_response(),
+        Ok(None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "dead", "reason": "the dispatcher has stopped"})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "dead", "reason": "the dispatcher did not answer within 2 s"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /readyz` (and its alias `/healthz`): 200 when the host can serve,
+/// 503 (with the reason) when not, or once it has begun to stop.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.serving.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "state": "stopping"})),
+        )
+            .into_response();
+    }
+    let status = tokio::time::timeout(PROBE_WAIT, state.host.status())
+        .await
+        .ok()
+        .flatten();
+    match status {
         Some(s) if s.can_serve() => {
             Json(json!({"status": "healthy", "state": s.state})).into_response()
         }

@@ -333,8 +333,21 @@ async fn start(
         host.http_addr(),
         host.grpc_addr()
     );
+    // READY once it can serve (a worker is ready), as `/readyz` says.
+    let handle = host.handle().clone();
+    tokio::spawn(async move {
+        loop {
+            if handle.status().await.is_some_and(|s| s.can_serve()) {
+                fnhost::notify::notify("READY=1");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    fnhost::notify::spawn_watchdog(host.handle().clone());
     signal.await;
     tracing::info!("signal received; shutting down");
+    fnhost::notify::notify("STOPPING=1");
     host.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -870,7 +870,10 @@ fn function_lines_keep_their_level_and_a_file_gets_no_colour() {
         .lines()
         .find(|l| l.contains("Executed 'Functions.echo' (Succeeded, Id="))
         .unwrap_or_else(|| panic!("{log}"));
-    assert!(executed.contains("Duration=") && executed.contains("ms)"), "{executed}");
+    assert!(
+        executed.contains("Duration=") && executed.contains("ms)"),
+        "{executed}"
+    );
 }
 
 #[test]
@@ -888,7 +891,83 @@ fn json_logs_are_one_object_per_line_with_their_fields() {
         }
     }
     assert_eq!(function_lines, 3, "{log}");
-    let r = fnhost().args(["--log-format", "yaml", "start"]).output().unwrap();
+    let r = fnhost()
+        .args(["--log-format", "yaml", "start"])
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("yaml"));
+}
+
+#[test]
+fn on_sigterm_readiness_goes_first_and_the_host_serves_on_for_the_delay() {
+    let app = TestApp::sample(json!({"shutdown": {"readinessDelay": "00:00:02"}}));
+    let (mut host, addr, _) = start(&app, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = Api::new(addr);
+        let get = |path: &'static str| {
+            let api = api.clone();
+            async move { api.request("GET", path, "", None).await.map(|r| r.status) }
+        };
+        fnhost_e2e::wait_until("ready", Duration::from_secs(20), || async {
+            get("/readyz").await.ok() == Some(200)
+        })
+        .await;
+        assert_eq!(get("/livez").await.unwrap(), 200);
+        assert_eq!(get("/healthz").await.unwrap(), 200);
+        let stopped_at = Instant::now();
+        signal(&host, "-TERM");
+        fnhost_e2e::wait_until("not ready", Duration::from_secs(2), || async {
+            get("/readyz").await.ok() == Some(503)
+        })
+        .await;
+        // Within the delay: not ready, but alive and serving.
+        assert_eq!(get("/livez").await.unwrap(), 200);
+        let r = api
+            .request("POST", "/api/echo", "still here", None)
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "still here"));
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(2),
+            "checked within the delay"
+        );
+    });
+    let status = host.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sd_notify_says_ready_pings_the_watchdog_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let app = TestApp::sample(json!({}));
+    let dir = fnhost_e2e::TempDir::new("fnhost-notify").unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut cmd = fnhost();
+    cmd.env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000");
+    let (mut host, _, _) = start_with(cmd, &app, &[]);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut next = |seen: &mut Vec<String>| {
+        let n = socket.recv(&mut buf).expect("a notification");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        seen.push(m.clone());
+        m
+    };
+    while next(&mut seen) != "READY=1" {}
+    while next(&mut seen) != "WATCHDOG=1" {}
+    signal(&host, "-TERM");
+    while next(&mut seen) != "STOPPING=1" {}
+    assert!(host.0.wait().unwrap().success());
+    assert_eq!(
+        seen.iter().filter(|m| *m == "READY=1").count(),
+        1,
+        "{seen:?}"
+    );
 }

@@ -275,13 +275,13 @@ async fn an_exhausted_restart_budget_marks_the_host_unhealthy_until_the_window_p
         "{}",
         r.text()
     );
-    assert_eq!(
-        api.request("GET", "/healthz", "", None)
-            .await
-            .unwrap()
-            .status,
-        503
-    );
+    for (probe, code) in [("/healthz", 503), ("/readyz", 503), ("/livez", 200)] {
+        assert_eq!(
+            api.request("GET", probe, "", None).await.unwrap().status,
+            code,
+            "{probe}: alive but not ready (restarting the process would not help)"
+        );
+    }
     // After the window the slot starts again; the third start succeeds.
     wait_until("recovered", Duration::from_secs(10), || async {
         api.status().await.unwrap()["state"] == "running"
