@@ -42,6 +42,8 @@ pub struct HostOptions {
     pub scf_credentials: Option<ScfCredentials>,
     /// Where async events are stored.
     pub event_store: EventStoreLocation,
+    /// `GET /metrics` asks for the admin key.
+    pub metrics_key_required: bool,
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.
@@ -73,6 +75,7 @@ impl HostOptions {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_key: admin_key.into(),
             event_store: EventStoreLocation::DataDir,
+            metrics_key_required: false,
         }
     }
 }
@@ -319,6 +322,8 @@ impl Host {
     /// Binds both listeners, launches the workers and serves.
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
         crate::data_dir::prepare(&opts.data_dir)?;
+        // Counters count from the start.
+        crate::metrics::install();
         let data_lock = crate::data_dir::lock(&opts.data_dir)?;
         let app = Arc::new(opts.app);
         let http_functions: Vec<String> = app
@@ -483,6 +488,10 @@ impl Host {
         );
         let http_stop = CancellationToken::new();
         let serving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let exposure = crate::http::Exposure {
+            serving: serving.clone(),
+            metrics_key_required: opts.metrics_key_required,
+        };
         let router = crate::http::router(
             handle.clone(),
             app.clone(),
@@ -490,7 +499,7 @@ impl Host {
             catalog,
             events.clone(),
             opts.scf_credentials,
-            serving.clone(),
+            exposure,
         );
         let stop = http_stop.clone();
         let http_task = tokio::spawn(serve_http(

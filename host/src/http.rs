@@ -58,8 +58,16 @@ struct AppState {
     events: AsyncEvents,
     scf: Option<Arc<scf::ScfState>>,
     worker_client: stream::WorkerClient,
+    exposure: Exposure,
+}
+
+/// What the host shows about itself, and to whom.
+#[derive(Clone)]
+pub(crate) struct Exposure {
     /// Cleared as the host begins to stop: `/readyz` then answers 503.
-    serving: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) serving: Arc<std::sync::atomic::AtomicBool>,
+    /// `GET /metrics` asks for the admin key.
+    pub(crate) metrics_key_required: bool,
 }
 
 pub(crate) fn router(
@@ -69,7 +77,7 @@ pub(crate) fn router(
     catalog: Catalog,
     events: AsyncEvents,
     scf: Option<ScfCredentials>,
-    serving: Arc<std::sync::atomic::AtomicBool>,
+    exposure: Exposure,
 ) -> Router {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
@@ -87,7 +95,7 @@ pub(crate) fn router(
         events,
         scf: scf.map(|c| Arc::new(scf::ScfState::new(c))),
         worker_client: stream::worker_client(),
-        serving,
+        exposure,
     };
     let admin = Router::new()
         .route("/admin/functions/{name}/invoke", post(admin_invoke))
@@ -123,6 +131,7 @@ pub(crate) fn router(
         .route("/healthz", get(readyz))
         .route("/readyz", get(readyz))
         .route("/livez", get(livez))
+        .route("/metrics", get(metrics))
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -182,10 +191,76 @@ async fn livez(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /metrics`: the Prometheus text format (see `metrics.rs`), the
+/// gauges of the present state set just before rendering. Open unless
+/// `--metrics-key-required`.
+async fn metrics(State(state): State<AppState>, req: Request) -> Response {
+    if state.exposure.metrics_key_required {
+        let admin =
+            presented_key(req.headers(), req.uri()).is_some_and(|k| state.keys.is_admin(&k));
+        if !admin {
+            return unauthorized();
+        }
+    }
+    let Some(handle) = crate::metrics::install() else {
+        return error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are off in this process: another metrics recorder is installed",
+        );
+    };
+    if let Ok(Some(s)) = tokio::time::timeout(PROBE_WAIT, state.host.status()).await {
+        crate::metrics::set_host_gauges(&s);
+    }
+    if let Some((counts, oldest)) = async_gauges(&state.events).await {
+        crate::metrics::set_async_gauges(&counts, oldest);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Stored async events by status (from the kept counts) and the oldest
+/// queued one's age; `None` when the store does not answer.
+async fn async_gauges(
+    events: &AsyncEvents,
+) -> Option<(Vec<(&'static str, u64)>, std::time::Duration)> {
+    use crate::events::{EventStatus, ListQuery};
+    let mut counts = Vec::new();
+    for status in EventStatus::ALL {
+        let q = ListQuery {
+            statuses: vec![status],
+            limit: 0,
+            ..ListQuery::default()
+        };
+        counts.push((status.as_str(), events.log().list(q).await.ok()?.total));
+    }
+    let oldest = ListQuery {
+        statuses: vec![EventStatus::Queued],
+        ascending: true,
+        limit: 1,
+        ..ListQuery::default()
+    };
+    let page = events.log().list(oldest).await.ok()?;
+    let age = page
+        .events
+        .first()
+        .map_or(0, |e| (crate::events::time::now_ms() - e.start_ms).max(0));
+    Some((counts, std::time::Duration::from_millis(age as u64)))
+}
+
 /// `GET /readyz` (and its alias `/healthz`): 200 when the host can serve,
 /// 503 (with the reason) when not, or once it has begun to stop.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if !state.serving.load(std::sync::atomic::Ordering::SeqCst) {
+    if !state
+        .exposure
+        .serving
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unhealthy", "state": "stopping"})),

@@ -17,6 +17,7 @@ mod ids;
 pub mod invocation;
 pub mod keys;
 mod listen;
+pub mod metrics;
 pub mod notify;
 mod peer;
 mod process;

@@ -104,6 +104,11 @@ enum Command {
             requires = "scf_secret_id"
         )]
         scf_secret_key: Option<String>,
+        /// Require the admin key on `GET /metrics` (open by default, like
+        /// the probes; set it when the HTTP port is reachable from outside
+        /// the operator's network).
+        #[arg(long, env = "FNHOST_METRICS_KEY_REQUIRED")]
+        metrics_key_required: bool,
     },
 }
 
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
             admin_key_file,
             scf_secret_id,
             scf_secret_key,
+            metrics_key_required,
         } => {
             let scf = scf_secret_id
                 .zip(scf_secret_key)
@@ -237,9 +243,12 @@ fn main() -> ExitCode {
                 data_dir,
                 event_store: event_store.unwrap_or_default(),
             };
-            runtime.block_on(start(
-                app_dir, load, port, grpc_port, storage, admin_key, scf,
-            ))
+            let serve = Serve {
+                port,
+                grpc_port,
+                metrics_key_required,
+            };
+            runtime.block_on(start(app_dir, load, serve, storage, admin_key, scf))
         }
     }
 }
@@ -250,11 +259,17 @@ struct Storage {
     event_store: EventStoreLocation,
 }
 
+/// Where and how the host listens.
+struct Serve {
+    port: u16,
+    grpc_port: u16,
+    metrics_key_required: bool,
+}
+
 async fn start(
     app_dir: PathBuf,
     load: LoadOptions,
-    port: u16,
-    grpc_port: u16,
+    serve: Serve,
     storage: Storage,
     admin_key: Option<String>,
     scf_credentials: Option<ScfCredentials>,
@@ -302,8 +317,9 @@ async fn start(
     };
     let opts = HostOptions {
         app,
-        http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], grpc_port)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], serve.port)),
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], serve.grpc_port)),
+        metrics_key_required: serve.metrics_key_required,
         admin_key,
         data_dir: data_dir.clone(),
         scf_credentials,

@@ -216,9 +216,11 @@ impl Dispatcher {
         target: &InvocationId,
         target_error: String,
     ) {
+        let reason = self.invocations.get(target).and_then(|i| i.cancel_reason);
         let Some(inst) = self.instances.get_mut(worker_id) else {
             return;
         };
+        crate::metrics::killed(reason);
         tracing::warn!(worker = %worker_id, invocation = %target, "killing worker instance: {target_error}");
         inst.state = InstanceState::Stopping;
         inst.outbound = None;
@@ -394,6 +396,7 @@ impl Dispatcher {
             return;
         }
         s.restarts.push_back(now);
+        crate::metrics::restarted();
         s.restart_pending = true;
         let delay = restart_backoff(s.consecutive_failures);
         tracing::warn!(slot, ?delay, "restarting worker after failure: {error}");

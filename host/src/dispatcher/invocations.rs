@@ -304,6 +304,9 @@ impl Dispatcher {
         inv.state = InvState::Running {
             worker: worker.clone(),
         };
+        if inst.served == 0 && inst.in_flight.is_empty() {
+            crate::metrics::coldstart(&inv.function);
+        }
         inst.in_flight.insert(id.clone());
         inst.idle_since = None;
         tracing::info!(invocation = %id, worker = %worker, function = %inv.function, "Invoke Start RequestId: {id}");
@@ -364,6 +367,9 @@ impl Dispatcher {
                 CancelResponse::NotFound
             };
         };
+        if !matches!(inv.state, InvState::Cancelling { .. }) {
+            crate::metrics::cancelled(reason);
+        }
         match inv.state.clone() {
             InvState::Cancelling { .. } => CancelResponse::AlreadyCancelling,
             InvState::Queued => {
@@ -596,6 +602,16 @@ impl Dispatcher {
                 started.elapsed(),
             );
         }
+        let trigger = self.registry.get(&inv.function).map_or("other", |e| {
+            crate::metrics::trigger_label(&e.config.trigger().binding_type)
+        });
+        crate::metrics::invocation_ended(
+            &inv.function,
+            trigger,
+            ending.outcome,
+            inv.cancel_reason,
+            inv.started.map(|s| s.elapsed()),
+        );
         if ending.outcome != Outcome::Succeeded {
             tracing::info!(invocation = %id, outcome = %ending.outcome, "{}", ending.error.as_deref().unwrap_or(""));
         }

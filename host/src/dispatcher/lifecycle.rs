@@ -88,6 +88,7 @@ impl Dispatcher {
         let probe = has_capability(&inst.capabilities, CAP_WORKER_STATUS);
         let slot = inst.slot;
         tracing::info!(worker = %worker, slot, startup_ms = inst.started.elapsed().as_millis() as u64, "worker ready");
+        crate::metrics::instance_ready(&self.app.worker.language, inst.started.elapsed());
         let s = &mut self.slots[slot];
         s.consecutive_failures = 0;
         s.exhausted_since = None;

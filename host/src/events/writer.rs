@@ -161,7 +161,10 @@ fn writer(store: Arc<dyn EventStore>, mut rx: mpsc::Receiver<Pending>) {
         }
         let (ops, replies): (Vec<WriteOp>, Vec<_>) =
             batch.drain(..).map(|p| (p.op, p.reply)).unzip();
-        match store.apply(&ops) {
+        let began = std::time::Instant::now();
+        let applied = store.apply(&ops);
+        crate::metrics::store_commit(began.elapsed());
+        match applied {
             Ok(outcomes) => {
                 for (reply, o) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(o));

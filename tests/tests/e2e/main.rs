@@ -11,6 +11,7 @@ mod invoke;
 mod languages;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod node_sdk;
 mod postgres_harness;
 mod published_python;

@@ -191,7 +191,10 @@ impl AsyncEvents {
                 key: key.unwrap_or_default(),
                 existing,
             }),
-            _ => Ok(Enqueued::New(id)),
+            _ => {
+                crate::metrics::async_accepted();
+                Ok(Enqueued::New(id))
+            }
         }
     }
 
