@@ -236,9 +236,26 @@ pub struct EventRecord {
     /// about the event carries it and applies only while it is still the
     /// event's, so a host that lost its claim cannot overwrite the event.
     pub lease_token: Option<i64>,
+    /// The trace every attempt joins: a W3C `traceparent` naming the
+    /// span the attempts are children of, and the `tracestate`.
+    pub trace_parent: Option<String>,
+    /// The caller's `tracestate` (empty for none).
+    pub trace_state: Option<String>,
 }
 
 impl EventRecord {
+    /// The event's trace, when it has a valid one.
+    pub fn trace(&self) -> Option<crate::trace::TraceContext> {
+        crate::trace::TraceContext::parse(self.trace_parent.as_deref()?, self.trace_state.as_deref())
+    }
+
+    /// `self` joining `trace`.
+    pub fn with_trace(mut self, trace: &crate::trace::TraceContext) -> Self {
+        self.trace_parent = Some(trace.traceparent());
+        self.trace_state = Some(trace.state().to_string());
+        self
+    }
+
     /// A new event, just accepted: queued, no attempt yet, `start_ms` now.
     pub fn queued(
         request_id: RequestId,
@@ -264,6 +281,8 @@ impl EventRecord {
             next_attempt_ms: None,
             owner_host: None,
             lease_token: None,
+            trace_parent: None,
+            trace_state: None,
         }
     }
 }

@@ -380,7 +380,7 @@ async fn http_trigger(State(state): State<AppState>, request: Request) -> Respon
     run_http(
         &state,
         &name,
-        InvocationInput::http(request),
+        InvocationInput::http(request).in_trace(&crate::trace::TraceContext::from_headers(&headers)),
         forward,
         caller,
     )
@@ -497,7 +497,14 @@ async fn admin_invoke(
         Some(function) => trigger_for(function, &uri, &headers, body),
         None => trigger_data(&headers, body),
     };
-    run(&state, &name, InvocationInput::new(trigger), Caller::Admin).await
+    let trace = crate::trace::TraceContext::from_headers(&headers);
+    run(
+        &state,
+        &name,
+        InvocationInput::new(trigger).in_trace(&trace),
+        Caller::Admin,
+    )
+    .await
 }
 
 /// Who asked for an invocation, which decides how much a failure tells.

@@ -16,6 +16,9 @@ pub struct InvocationInput {
     pub trigger: TypedData,
     /// Id to use instead of a fresh one (async events reuse their request id).
     pub invocation_id: Option<InvocationId>,
+    /// The trace it joins, as the span its worker's spans are children of
+    /// (a new trace when `None`).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 impl InvocationInput {
@@ -24,7 +27,14 @@ impl InvocationInput {
         Self {
             trigger,
             invocation_id: None,
+            trace: None,
         }
+    }
+
+    /// Runs as a span of `trace`: its parent is `trace`'s span.
+    pub fn in_trace(mut self, trace: &crate::trace::TraceContext) -> Self {
+        self.trace = Some(trace.child());
+        self
     }
 
     /// Input for an HTTP trigger.

@@ -24,6 +24,7 @@ mod process;
 mod registry;
 pub mod status;
 pub mod timers;
+pub mod trace;
 
 pub use host::{
     EventStoreLocation, Host, HostHandle, HostOptions, PendingInvocation, ScfCredentials,

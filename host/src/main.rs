@@ -68,9 +68,14 @@ enum Command {
         /// worker.config.json of its own.
         #[arg(long, env = "FNHOST_WORKERS_DIR", value_name = "DIR")]
         workers_dir: Option<PathBuf>,
-        /// HTTP port on 127.0.0.1 (0: pick a free one).
+        /// HTTP port (0: pick a free one).
         #[arg(long, default_value_t = 7071)]
         port: u16,
+        /// The address the HTTP listener binds: 127.0.0.1 by default; an
+        /// interface's address, or 0.0.0.0 / :: for every one (in a
+        /// container). Workers' gRPC stays on 127.0.0.1.
+        #[arg(long, env = "FNHOST_BIND", default_value = "127.0.0.1", value_name = "ADDR")]
+        bind: std::net::IpAddr,
         /// gRPC port on 127.0.0.1 for workers (0: pick a free one).
         #[arg(long, default_value_t = 0)]
         grpc_port: u16,
@@ -213,6 +218,7 @@ fn main() -> ExitCode {
             scf_secret_id,
             scf_secret_key,
             metrics_key_required,
+            bind,
         } => {
             let scf = scf_secret_id
                 .zip(scf_secret_key)
@@ -244,6 +250,7 @@ fn main() -> ExitCode {
                 event_store: event_store.unwrap_or_default(),
             };
             let serve = Serve {
+                bind,
                 port,
                 grpc_port,
                 metrics_key_required,
@@ -261,6 +268,7 @@ struct Storage {
 
 /// Where and how the host listens.
 struct Serve {
+    bind: std::net::IpAddr,
     port: u16,
     grpc_port: u16,
     metrics_key_required: bool,
@@ -315,9 +323,17 @@ async fn start(
             }
         },
     };
+    if !serve.bind.is_loopback() {
+        tracing::warn!(
+            bind = %serve.bind,
+            "the HTTP API is reachable beyond this machine: /admin needs the admin key, function \
+             routes their authLevel; /metrics and the probes are open unless \
+             --metrics-key-required"
+        );
+    }
     let opts = HostOptions {
         app,
-        http_addr: SocketAddr::from(([127, 0, 0, 1], serve.port)),
+        http_addr: SocketAddr::new(serve.bind, serve.port),
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], serve.grpc_port)),
         metrics_key_required: serve.metrics_key_required,
         admin_key,

@@ -274,6 +274,10 @@ impl Dispatcher {
             }
         }
         let trigger_name = entry.config.trigger().name.clone();
+        let trace = input
+            .trace
+            .take()
+            .unwrap_or_else(crate::trace::TraceContext::root);
         let request = InvocationRequest {
             invocation_id: id.to_string(),
             function_id: entry.function_id.clone(),
@@ -284,6 +288,15 @@ impl Dispatcher {
                 )),
             }],
             trigger_metadata,
+            trace_context: Some(fnhost_proto::rpc::RpcTraceContext {
+                trace_parent: trace.traceparent(),
+                trace_state: trace.state().to_string(),
+                attributes: std::collections::HashMap::from([(
+                    "OperationName".to_string(),
+                    inv.function.to_string(),
+                )]),
+                ..Default::default()
+            }),
             ..InvocationRequest::default()
         };
         let message = StreamingMessage::from_content(Content::InvocationRequest(request));

@@ -55,6 +55,7 @@ pub(super) async fn invoke_async(
         invoke_type: InvokeType::Api,
         input,
         idempotency: digest,
+        trace: Some(crate::trace::TraceContext::from_headers(&headers)),
     };
     enqueue_response(state.events.enqueue(req).await)
 }
@@ -229,6 +230,7 @@ pub(super) async fn status(State(state): State<AppState>, Path(id): Path<Request
             v["error"] = json!(e.error);
             v["nextAttemptTime"] = json!(e.next_attempt_ms.map(time::rfc3339));
             v["result"] = json!(e.result.map(|r| String::from_utf8_lossy(&r).into_owned()));
+            v["traceParent"] = json!(e.trace_parent);
             Json(v).into_response()
         }
         Ok(None) => not_found(&id),

@@ -423,6 +423,7 @@ async fn enqueue(state: &AppState, name: &str, input: TypedData) -> ApiResult {
         invoke_type: InvokeType::Scf,
         input,
         idempotency: None,
+        trace: None,
     };
     match state.events.enqueue(req).await {
         Ok(Enqueued::New(id) | Enqueued::Existing(id)) => Ok(json!({"Result": {

@@ -262,6 +262,7 @@ async fn accept(events: &AsyncEvents, name: &str, tick: &Tick, next: Option<i64>
         invoke_type: InvokeType::Timer,
         input: TypedData::json(info.to_string()),
         idempotency: Some((key, tick.scheduled_ms.to_be_bytes().to_vec())),
+        trace: None,
     };
     match events.enqueue(req).await {
         Ok(Enqueued::New(id)) => {

@@ -971,3 +971,27 @@ fn sd_notify_says_ready_pings_the_watchdog_and_says_stopping() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn the_http_listener_binds_the_address_given_and_refuses_one_that_is_not() {
+    let app = TestApp::sample(json!({}));
+    // Another loopback address: the listener is there, and only there.
+    let (host, addr, _) = start(&app, &["--bind", "127.0.0.2"]);
+    assert_eq!(addr.ip().to_string(), "127.0.0.2");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = Api::new(addr).request("GET", "/livez", "", None).await.unwrap();
+        assert_eq!(r.status, 200);
+        let other = std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        assert!(tokio::net::TcpStream::connect(other).await.is_err(), "not on 127.0.0.1");
+    });
+    drop(host);
+    let out = fnhost()
+        .arg("start")
+        .arg(app.dir())
+        .args(["--bind", "everywhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bind"));
+}

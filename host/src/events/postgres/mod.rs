@@ -81,10 +81,11 @@ fn pool_failed(e: deadpool_postgres::PoolError) -> StoreError {
 }
 
 /// How many columns [`COLUMNS`] names.
-const RECORD_COLUMNS: usize = 15;
+const RECORD_COLUMNS: usize = 17;
 
 const COLUMNS: &str = "request_id, function, qualifier, invoke_type, status, status_code, \
-    attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host, lease_token";
+    attempts, input, result, error, start_ms, end_ms, next_attempt_ms, owner_host, lease_token, \
+    trace_parent, trace_state";
 
 /// [`COLUMNS`] with inputs over [`INLINE_INPUT_LIMIT`] left out (read back
 /// when the event runs), so loading a backlog does not load its payloads.
@@ -546,6 +547,8 @@ fn record_at(row: &Row, offset: usize) -> Result<EventRecord, StoreError> {
         next_attempt_ms: row.get(i(12)),
         owner_host: row.get(i(13)),
         lease_token: row.get(i(14)),
+        trace_parent: row.get(i(15)),
+        trace_state: row.get(i(16)),
     })
 }
 

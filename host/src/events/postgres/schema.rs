@@ -183,6 +183,9 @@ pub const MIGRATIONS: &[&str] = &[
         token      BIGINT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL
     );",
+    // 6: the trace an event's attempts join (W3C traceparent, tracestate).
+    "ALTER TABLE fnhost_events ADD COLUMN trace_parent TEXT, ADD COLUMN trace_state TEXT;
+    ALTER TABLE fnhost_ended ADD COLUMN trace_parent TEXT, ADD COLUMN trace_state TEXT;",
 ];
 
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

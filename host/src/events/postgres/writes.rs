@@ -22,10 +22,11 @@ const INSERT: &str = "WITH key AS (
         RETURNING 1)
     , ins AS (
         INSERT INTO {table} (request_id, function, qualifier, invoke_type, status,
-            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms, seq)
+            status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms, seq,
+            trace_parent, trace_state)
         SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::TEXT, $5::TEXT, $6::BIGINT, $7::BIGINT,
             $8::BYTEA, $9::BYTEA, $10::TEXT, $11::BIGINT, $12::BIGINT, $13::BIGINT,
-            nextval('fnhost_events_seq_seq')
+            nextval('fnhost_events_seq_seq'), $17::TEXT, $18::TEXT
         WHERE $14::TEXT IS NULL OR EXISTS (SELECT 1 FROM key)
         RETURNING request_id, seq, start_ms, status)
     , ready AS (
@@ -76,10 +77,10 @@ pub(super) const END: &str = "WITH old AS (
     , moved AS (
         INSERT INTO fnhost_ended (seq, request_id, function, qualifier, invoke_type, status,
             status_code, attempts, input, result, error, start_ms, end_ms, next_attempt_ms,
-            owner_host, lease_token)
+            owner_host, lease_token, trace_parent, trace_state)
         SELECT seq, request_id, function, qualifier, invoke_type, $2::TEXT, $3::BIGINT,
             $4::BIGINT, input, $5::BYTEA, $6::TEXT, start_ms, COALESCE($7::BIGINT, $10::BIGINT),
-            $8::BIGINT, owner_host, lease_token
+            $8::BIGINT, owner_host, lease_token, trace_parent, trace_state
         FROM old)
     , gone AS (
         DELETE FROM fnhost_ready WHERE request_id = $1 AND EXISTS (SELECT 1 FROM old))
@@ -139,7 +140,7 @@ pub(super) async fn apply(
                         };
                         let status = e.status.as_str();
                         let code = e.status_code.map(|c| c.as_i64());
-                        let args: [&(dyn ToSql + Sync); 16] = [
+                        let args: [&(dyn ToSql + Sync); 18] = [
                             &e.request_id,
                             &e.function,
                             &e.qualifier,
@@ -156,6 +157,8 @@ pub(super) async fn apply(
                             &key,
                             &digest,
                             &host_id,
+                            &e.trace_parent,
+                            &e.trace_state,
                         ];
                         let statement = if e.status.is_final() {
                             insert_ended

@@ -19,6 +19,9 @@ pub struct EnqueueRequest {
     pub input: TypedData,
     /// `Idempotency-Key` and a digest of the request body.
     pub idempotency: Option<(String, Vec<u8>)>,
+    /// The caller's trace, which every attempt joins (a new trace when
+    /// `None`).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// An accepted invoke.

@@ -146,7 +146,11 @@ impl Attempt {
         }
 
         let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
-        let input = InvocationInput::new(input).with_id(invocation_id);
+        let mut input = InvocationInput::new(input).with_id(invocation_id);
+        // Each attempt is a span of the event's trace.
+        if let Some(trace) = e.trace() {
+            input = input.in_trace(&trace);
+        }
         let result = match self.host.submit(&e.function, input).await {
             Ok(pending) => {
                 // A terminate that raced the submission found nothing to stop;

@@ -167,6 +167,7 @@ impl AsyncEvents {
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
         let id = RequestId::random();
+        let trace = req.trace.unwrap_or_else(crate::trace::TraceContext::root);
         let record = EventRecord::queued(
             id.clone(),
             req.function,
@@ -174,7 +175,8 @@ impl AsyncEvents {
             req.invoke_type,
             req.input.encode_to_vec(),
             now_ms(),
-        );
+        )
+        .with_trace(&trace);
         let key = req.idempotency.as_ref().map(|(k, _)| k.clone());
         let insert =
             insert_and_hand_over(self.log.clone(), self.cmds.clone(), record, req.idempotency);

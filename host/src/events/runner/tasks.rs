@@ -220,7 +220,7 @@ pub(super) async fn send_to_on_failure(
     failed: EventRecord,
 ) {
     let input = TypedData::json(policy::failure_payload(&failed).to_string());
-    let record = EventRecord::queued(
+    let mut record = EventRecord::queued(
         RequestId::random(),
         target,
         failed.qualifier.clone(),
@@ -228,6 +228,10 @@ pub(super) async fn send_to_on_failure(
         input.encode_to_vec(),
         now_ms(),
     );
+    // The onFailure call joins the failed event's trace.
+    if let Some(trace) = failed.trace() {
+        record = record.with_trace(&trace);
+    }
     let id = record.request_id.clone();
     let op = WriteOp::Insert {
         event: record.clone(),

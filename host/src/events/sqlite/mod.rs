@@ -263,7 +263,7 @@ impl EventStore for SqliteStore {
                 small_input_columns()
             ))?
             .query_map(params![after, limit], |r| {
-                Ok((r.get::<_, i64>(13)?, record(r)?))
+                Ok((r.get::<_, i64>(COLUMNS.split(", ").count())?, record(r)?))
             })?
             .collect()
         })

@@ -8,7 +8,7 @@ use crate::events::{EventRecord, EventStatus, InvokeType, StatusCode, INLINE_INP
 
 pub(super) const COLUMNS: &str =
     "request_id, function, qualifier, invoke_type, status, status_code, attempts, input, result, \
-                       error, start_ms, end_ms, next_attempt_ms";
+                       error, start_ms, end_ms, next_attempt_ms, trace_parent, trace_state";
 
 pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
     let status: String = row.get(4)?;
@@ -28,6 +28,8 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
         next_attempt_ms: row.get(12)?,
         owner_host: None,
         lease_token: None,
+        trace_parent: row.get(13)?,
+        trace_state: row.get(14)?,
     })
 }
 

@@ -87,6 +87,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         next_ms    INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     );",
+    // 7: the trace an event's attempts join (W3C traceparent, tracestate).
+    "ALTER TABLE events ADD COLUMN trace_parent TEXT;
+    ALTER TABLE events ADD COLUMN trace_state TEXT;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

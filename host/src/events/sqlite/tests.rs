@@ -26,6 +26,8 @@ fn event(id: &str, function: &str, start: i64, status: EventStatus) -> EventReco
         next_attempt_ms: None,
         owner_host: None,
         lease_token: None,
+        trace_parent: None,
+        trace_state: None,
     }
 }
 

@@ -87,8 +87,9 @@ pub(super) fn apply_one(
             let seq = *last_seq + 1;
             tx.prepare_cached(
                 "INSERT INTO events (request_id, function, qualifier, invoke_type, status, status_code, attempts,
-                     input, result, error, start_ms, end_ms, next_attempt_ms, idem_key, idem_digest, rowid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     input, result, error, start_ms, end_ms, next_attempt_ms, idem_key, idem_digest, rowid,
+                     trace_parent, trace_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 e.request_id,
@@ -106,7 +107,9 @@ pub(super) fn apply_one(
                 e.next_attempt_ms,
                 key,
                 digest,
-                seq
+                seq,
+                e.trace_parent,
+                e.trace_state
             ])?;
             *last_seq = seq;
             counts.add(

@@ -89,6 +89,8 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
         next_attempt_ms: None,
         owner_host: None,
         lease_token: None,
+        trace_parent: None,
+        trace_state: None,
     }
 }
 

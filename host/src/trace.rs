@@ -1,0 +1,164 @@
+//! W3C trace context (`traceparent`, `tracestate`): the trace an invocation
+//! joins. An incoming `traceparent` on `/api/*` and the admin routes is the
+//! parent of the invocation's span; without one (or with one that is not
+//! valid, which the W3C text says to ignore) the invocation starts a new
+//! trace. The worker gets the invocation's span as its parent, in
+//! `InvocationRequest.trace_context`. An async event keeps its trace, so
+//! every attempt, retry and `onFailure` call joins it.
+
+use axum::http::HeaderMap;
+
+/// Longest `tracestate` passed on (the W3C limit is 512 characters).
+const MAX_STATE: usize = 512;
+
+/// A trace and the span within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits, not all zeros.
+    trace_id: String,
+    /// 16 lowercase hex digits, not all zeros: the span this context names.
+    span_id: String,
+    /// The trace flags (bit 0: sampled).
+    flags: u8,
+    /// The vendors' `tracestate`, passed on unchanged (empty when none).
+    state: String,
+}
+
+fn hex_id(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+impl TraceContext {
+    /// A `traceparent` (and its `tracestate`), or `None` when it is not a
+    /// valid one: version `00` (or a later version's first four fields),
+    /// lowercase hex ids not all zeros.
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let (version, rest) = parts.split_first()?;
+        if version.len() != 2 || !version.bytes().all(|b| b.is_ascii_hexdigit()) || *version == "ff" {
+            return None;
+        }
+        // Version 00 has exactly four fields; later ones at least four.
+        if (*version == "00" && rest.len() != 3) || rest.len() < 3 {
+            return None;
+        }
+        let (trace_id, span_id, flags) = (rest[0], rest[1], rest[2]);
+        if !hex_id(trace_id, 32) || !hex_id(span_id, 16) || flags.len() != 2 {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let state = tracestate
+            .map(str::trim)
+            .filter(|s| s.len() <= MAX_STATE && s.is_ascii())
+            .unwrap_or_default()
+            .to_string();
+        Some(Self {
+            trace_id: trace_id.to_string(),
+            span_id: span_id.to_string(),
+            flags,
+            state,
+        })
+    }
+
+    /// A new trace (sampled).
+    pub fn root() -> Self {
+        Self {
+            trace_id: random_hex(16),
+            span_id: random_hex(8),
+            flags: 1,
+            state: String::new(),
+        }
+    }
+
+    /// The caller's context from `traceparent`/`tracestate`, else a new
+    /// trace.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        get("traceparent")
+            .and_then(|p| Self::parse(p, get("tracestate")))
+            .unwrap_or_else(Self::root)
+    }
+
+    /// A span of this trace whose parent is this context's span.
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: random_hex(8),
+            ..self.clone()
+        }
+    }
+
+    /// The trace id.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// The span id.
+    pub fn span_id(&self) -> &str {
+        &self.span_id
+    }
+
+    /// The `tracestate` passed on.
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
+    /// As a version-00 `traceparent`.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_reads_back_and_a_child_keeps_the_trace() {
+        let t = TraceContext::parse(GOOD, Some("congo=t61rcWkgMzE")).unwrap();
+        assert_eq!(t.traceparent(), GOOD);
+        assert_eq!(t.state(), "congo=t61rcWkgMzE");
+        let c = t.child();
+        assert_eq!(c.trace_id(), t.trace_id());
+        assert_ne!(c.span_id(), t.span_id());
+        assert_eq!(c.traceparent().len(), GOOD.len());
+        // A later version's extra fields are ignored.
+        assert!(TraceContext::parse(&format!("01-{}-extra", &GOOD[3..]), None).is_some());
+    }
+
+    #[test]
+    fn an_invalid_traceparent_is_ignored() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+        ] {
+            assert_eq!(TraceContext::parse(bad, None), None, "{bad}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", "junk".parse().unwrap());
+        let t = TraceContext::from_headers(&headers);
+        assert!(hex_id(t.trace_id(), 32) && hex_id(t.span_id(), 16));
+        // An oversized tracestate is dropped, the trace kept.
+        let long = "a=".to_string() + &"b".repeat(600);
+        assert_eq!(TraceContext::parse(GOOD, Some(&long)).unwrap().state(), "");
+    }
+}
