@@ -246,7 +246,10 @@ pub struct EventRecord {
 impl EventRecord {
     /// The event's trace, when it has a valid one.
     pub fn trace(&self) -> Option<crate::trace::TraceContext> {
-        crate::trace::TraceContext::parse(self.trace_parent.as_deref()?, self.trace_state.as_deref())
+        crate::trace::TraceContext::parse(
+            self.trace_parent.as_deref()?,
+            self.trace_state.as_deref(),
+        )
     }
 
     /// `self` joining `trace`.

@@ -380,7 +380,8 @@ async fn http_trigger(State(state): State<AppState>, request: Request) -> Respon
     run_http(
         &state,
         &name,
-        InvocationInput::http(request).in_trace(&crate::trace::TraceContext::from_headers(&headers)),
+        InvocationInput::http(request)
+            .in_trace(&crate::trace::TraceContext::from_headers(&headers)),
         forward,
         caller,
     )

@@ -74,7 +74,12 @@ enum Command {
         /// The address the HTTP listener binds: 127.0.0.1 by default; an
         /// interface's address, or 0.0.0.0 / :: for every one (in a
         /// container). Workers' gRPC stays on 127.0.0.1.
-        #[arg(long, env = "FNHOST_BIND", default_value = "127.0.0.1", value_name = "ADDR")]
+        #[arg(
+            long,
+            env = "FNHOST_BIND",
+            default_value = "127.0.0.1",
+            value_name = "ADDR"
+        )]
         bind: std::net::IpAddr,
         /// gRPC port on 127.0.0.1 for workers (0: pick a free one).
         #[arg(long, default_value_t = 0)]

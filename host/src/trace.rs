@@ -26,7 +26,8 @@ pub struct TraceContext {
 
 fn hex_id(s: &str, len: usize) -> bool {
     s.len() == len
-        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && s.bytes().any(|b| b != b'0')
 }
 
@@ -46,7 +47,8 @@ impl TraceContext {
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
         let parts: Vec<&str> = traceparent.trim().split('-').collect();
         let (version, rest) = parts.split_first()?;
-        if version.len() != 2 || !version.bytes().all(|b| b.is_ascii_hexdigit()) || *version == "ff" {
+        if version.len() != 2 || !version.bytes().all(|b| b.is_ascii_hexdigit()) || *version == "ff"
+        {
             return None;
         }
         // Version 00 has exactly four fields; later ones at least four.
