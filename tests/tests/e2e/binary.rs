@@ -980,10 +980,16 @@ fn the_http_listener_binds_the_address_given_and_refuses_one_that_is_not() {
     assert_eq!(addr.ip().to_string(), "127.0.0.2");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let r = Api::new(addr).request("GET", "/livez", "", None).await.unwrap();
+        let r = Api::new(addr)
+            .request("GET", "/livez", "", None)
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
         let other = std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()));
-        assert!(tokio::net::TcpStream::connect(other).await.is_err(), "not on 127.0.0.1");
+        assert!(
+            tokio::net::TcpStream::connect(other).await.is_err(),
+            "not on 127.0.0.1"
+        );
     });
     drop(host);
     let out = fnhost()
