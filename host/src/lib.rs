@@ -16,6 +16,7 @@ pub mod http;
 mod ids;
 pub mod invocation;
 pub mod keys;
+pub mod init;
 mod listen;
 pub mod metrics;
 pub mod notify;

@@ -140,6 +140,9 @@ const SECRET_FLAGS: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    if fnhost::init::needed() {
+        return fnhost::init::run();
+    }
     let matches = Cli::command().get_matches();
     // Every level of the command line: `start`, and the client commands
     // (`invoke`, `events ...`, `keys set --value`).

@@ -1001,3 +1001,96 @@ fn the_http_listener_binds_the_address_given_and_refuses_one_that_is_not() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bind"));
 }
+
+/// The processes whose parent is `pid`, with their state letter.
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        let (Some(state), Some(ppid)) = (fields.first(), fields.get(1)) else {
+            continue;
+        };
+        if ppid.parse::<u32>().ok() == Some(pid) {
+            let child = head
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0);
+            out.push((child, state.chars().next().unwrap_or('?')));
+        }
+    }
+    out
+}
+
+#[test]
+fn as_pid_1_the_host_reaps_the_orphans_its_workers_leave() {
+    // A new PID namespace, where the host is process 1.
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: `unshare --pid --fork` is not available to this user");
+        return;
+    }
+    let app = TestApp::sample(json!({}));
+    // A worker wrapper that leaves an orphan behind at every start.
+    let wrapper = app.dir().join("orphaning-worker.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n( sleep 0.2 & )\nexec {} \"$@\"\n",
+            binary("fnhost-sample-worker").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    app.write(
+        "worker.config.json",
+        &fnhost_e2e::rust_worker_config(&wrapper, json!({})),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(binary("fnhost"))
+        .env_remove("FNHOST_ADMIN_KEY")
+        .env("FNHOST_LOG", "warn");
+    let (mut unshare, addr, _) = start_host(cmd, app.dir(), &[], Stdio::null());
+    // unshare's child is the host as PID 1 (the init); the host proper is its child.
+    let init = children_of(unshare.0.id())
+        .first()
+        .map(|(p, _)| *p)
+        .expect("unshare's child");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = Api::new(addr);
+        let r = api
+            .request("POST", "/api/echo", "pid 1", None)
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "pid 1"));
+    });
+    // The orphaned sleeps ended a while ago: none is left a zombie.
+    std::thread::sleep(Duration::from_secs(2));
+    let zombies: Vec<_> = children_of(init)
+        .into_iter()
+        .filter(|(_, s)| *s == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "zombies under PID 1: {zombies:?}");
+    // SIGTERM to PID 1 reaches the host, which stops in order; its status
+    // is PID 1's.
+    let ok = Command::new("kill")
+        .args(["-TERM", &init.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = unshare.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
