@@ -44,6 +44,8 @@ pub struct HostOptions {
     pub event_store: EventStoreLocation,
     /// `GET /metrics` asks for the admin key.
     pub metrics_key_required: bool,
+    /// Also serve `GET /metrics` alone on this address (`--metrics-port`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.
@@ -76,6 +78,7 @@ impl HostOptions {
             admin_key: admin_key.into(),
             event_store: EventStoreLocation::DataDir,
             metrics_key_required: false,
+            metrics_addr: None,
         }
     }
 }
@@ -316,6 +319,8 @@ pub struct Host {
     serving: Arc<std::sync::atomic::AtomicBool>,
     /// `shutdown.readinessDelay`.
     readiness_delay: Duration,
+    /// Where `--metrics-port` serves, if set.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Host {
@@ -383,6 +388,16 @@ impl Host {
                     what: "HTTP",
                     source,
                 })?;
+        let metrics_listener = match opts.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
+                StartError::Bind {
+                    addr,
+                    what: "metrics",
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let http_addr = http_listener
             .local_addr()
             .map_err(|source| StartError::Bind {
@@ -492,7 +507,7 @@ impl Host {
             serving: serving.clone(),
             metrics_key_required: opts.metrics_key_required,
         };
-        let router = crate::http::router(
+        let (router, metrics_router) = crate::http::router(
             handle.clone(),
             app.clone(),
             Arc::new(keys),
@@ -508,6 +523,19 @@ impl Host {
             app.host.http.clone(),
             stop,
         ));
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                tokio::spawn(serve_http(
+                    listener,
+                    metrics_router,
+                    app.host.http.clone(),
+                    http_stop.clone(),
+                ));
+                addr
+            }
+            None => None,
+        };
         for f in &app.functions {
             if let Some(trigger) = f.unfired_trigger() {
                 tracing::warn!(function = %f.name, "{}", crate::config::unfired_warning(&f.name, trigger));
@@ -530,7 +558,13 @@ impl Host {
             _data_lock: data_lock,
             serving,
             readiness_delay: app.host.readiness_delay,
+            metrics_addr,
         })
+    }
+
+    /// The address `/metrics` is also served on alone (`--metrics-port`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The handle for invoking, cancelling and status.

@@ -70,6 +70,7 @@ pub(crate) struct Exposure {
     pub(crate) metrics_key_required: bool,
 }
 
+/// The host's HTTP routes, and `/metrics` alone (for `--metrics-port`).
 pub(crate) fn router(
     host: HostHandle,
     app: Arc<AppConfig>,
@@ -78,7 +79,7 @@ pub(crate) fn router(
     events: AsyncEvents,
     scf: Option<ScfCredentials>,
     exposure: Exposure,
-) -> Router {
+) -> (Router, Router) {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
         .host
@@ -126,7 +127,11 @@ pub(crate) fn router(
             state.clone(),
             require_admin_key,
         ));
-    Router::new()
+    let metrics_only = Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state.clone());
+    let main = Router::new()
         .route("/", post(scf::action))
         .route("/healthz", get(readyz))
         .route("/readyz", get(readyz))
@@ -139,7 +144,8 @@ pub(crate) fn router(
             body_read_timeout,
             deadline::body_deadline,
         ))
-        .with_state(state)
+        .with_state(state);
+    (main, metrics_only)
 }
 
 fn error_body(status: StatusCode, message: impl Into<String>) -> Response {

@@ -119,6 +119,10 @@ enum Command {
         /// the operator's network).
         #[arg(long, env = "FNHOST_METRICS_KEY_REQUIRED")]
         metrics_key_required: bool,
+        /// Also serve `GET /metrics` alone on this port (same bind address;
+        /// 0 picks a free one), for a scraper kept off the API port.
+        #[arg(long, env = "FNHOST_METRICS_PORT")]
+        metrics_port: Option<u16>,
     },
 }
 
@@ -226,6 +230,7 @@ fn main() -> ExitCode {
             scf_secret_id,
             scf_secret_key,
             metrics_key_required,
+            metrics_port,
             bind,
         } => {
             let scf = scf_secret_id
@@ -262,6 +267,7 @@ fn main() -> ExitCode {
                 port,
                 grpc_port,
                 metrics_key_required,
+                metrics_port,
             };
             runtime.block_on(start(app_dir, load, serve, storage, admin_key, scf))
         }
@@ -280,6 +286,7 @@ struct Serve {
     port: u16,
     grpc_port: u16,
     metrics_key_required: bool,
+    metrics_port: Option<u16>,
 }
 
 async fn start(
@@ -344,6 +351,7 @@ async fn start(
         http_addr: SocketAddr::new(serve.bind, serve.port),
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], serve.grpc_port)),
         metrics_key_required: serve.metrics_key_required,
+        metrics_addr: serve.metrics_port.map(|p| SocketAddr::new(serve.bind, p)),
         admin_key,
         data_dir: data_dir.clone(),
         scf_credentials,
@@ -367,6 +375,9 @@ async fn start(
     let address = format!("http://{}\n", host.http_addr());
     if let Err(e) = fnhost::data_dir::write_private(&endpoint, address.as_bytes()) {
         tracing::warn!("cannot record the address in {}: {e}", endpoint.display());
+    }
+    if let Some(addr) = host.metrics_addr() {
+        println!("fnhost: metrics on http://{addr}/metrics");
     }
     println!(
         "fnhost: listening on http://{} (workers on {})",

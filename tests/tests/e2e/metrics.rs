@@ -225,3 +225,36 @@ async fn metrics_can_require_the_admin_key() {
     assert!(!parse(&r.text()).is_empty());
     drop(host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_port_serves_metrics_and_nothing_else() {
+    let app = TestApp::sample(json!({}));
+    let mut cmd = Command::new(binary("fnhost"));
+    cmd.env("FNHOST_ADMIN_KEY", ADMIN_KEY)
+        .env("FNHOST_LOG", "warn");
+    let (host, addr, seen) = start_host(cmd, app.dir(), &["--metrics-port", "0"], Stdio::null());
+    let line = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("fnhost: metrics on http://"))
+        .unwrap_or_else(|| panic!("the metrics address is printed: {seen:?}"));
+    let metrics_addr: std::net::SocketAddr = line.trim_end_matches("/metrics").parse().unwrap();
+    assert_ne!(metrics_addr.port(), addr.port());
+    let metrics = Api::new(metrics_addr);
+    let r = metrics.request("GET", "/metrics", "", None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!parse(&r.text()).is_empty());
+    for path in ["/admin/host/status", "/api/echo", "/livez"] {
+        let r = metrics
+            .request("GET", path, "", Some(ADMIN_KEY))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404, "{path} is not on the metrics port");
+    }
+    // Still on the API port too.
+    let r = Api::new(addr)
+        .request("GET", "/metrics", "", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    drop(host);
+}
