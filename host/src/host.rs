@@ -389,13 +389,17 @@ impl Host {
                     source,
                 })?;
         let metrics_listener = match opts.metrics_addr {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-                StartError::Bind {
-                    addr,
-                    what: "metrics",
-                    source,
-                }
-            })?),
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr,
+                            what: "metrics",
+                            source,
+                        })?,
+                )
+            }
             None => None,
         };
         let http_addr = http_listener
