@@ -46,6 +46,9 @@ pub struct HostOptions {
     pub metrics_key_required: bool,
     /// Also serve `GET /metrics` alone on this address (`--metrics-port`).
     pub metrics_addr: Option<SocketAddr>,
+    /// Record metrics (the default). Off, no recorder is installed and
+    /// every metric is a no-op (the benchmark's baseline).
+    pub metrics: bool,
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.
@@ -79,6 +82,7 @@ impl HostOptions {
             event_store: EventStoreLocation::DataDir,
             metrics_key_required: false,
             metrics_addr: None,
+            metrics: true,
         }
     }
 }
@@ -328,7 +332,9 @@ impl Host {
     pub async fn start(opts: HostOptions) -> Result<Self, StartError> {
         crate::data_dir::prepare(&opts.data_dir)?;
         // Counters count from the start.
-        crate::metrics::install();
+        if opts.metrics {
+            crate::metrics::install();
+        }
         let data_lock = crate::data_dir::lock(&opts.data_dir)?;
         let app = Arc::new(opts.app);
         let http_functions: Vec<String> = app

@@ -352,6 +352,7 @@ async fn start(
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], serve.grpc_port)),
         metrics_key_required: serve.metrics_key_required,
         metrics_addr: serve.metrics_port.map(|p| SocketAddr::new(serve.bind, p)),
+        metrics: true,
         admin_key,
         data_dir: data_dir.clone(),
         scf_credentials,

@@ -97,6 +97,7 @@ mod cluster;
 mod cluster_list;
 mod harness;
 mod lifecycle;
+mod metrics_cost;
 mod nodes;
 mod populate;
 mod report;
@@ -174,7 +175,8 @@ impl Params {
     }
 }
 
-const USAGE: &str = "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|all]";
+const USAGE: &str =
+    "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|metrics|all]";
 
 /// Which scenarios run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -186,6 +188,9 @@ enum Only {
     Workers,
     /// Not part of `All`: it needs PostgreSQL.
     Cluster,
+    /// Not part of `All`: it needs a process where no host installed the
+    /// metrics recorder yet.
+    Metrics,
 }
 
 #[tokio::main]
@@ -202,9 +207,10 @@ async fn main() -> Result<()> {
                 Some("lifecycle") => Only::Lifecycle,
                 Some("workers") => Only::Workers,
                 Some("cluster") => Only::Cluster,
+                Some("metrics") => Only::Metrics,
                 Some("all") => Only::All,
                 other => bail!(
-                    "--only takes core, async, lifecycle, workers, cluster or all, not {:?}; {USAGE}",
+                    "--only takes core, async, lifecycle, workers, cluster, metrics or all, not {:?}; {USAGE}",
                     other.unwrap_or("")
                 ),
             };
@@ -255,6 +261,9 @@ async fn main() -> Result<()> {
             cluster::run(&worker, &p).await?,
             "Ratio (13: to SQLite, accepts / completions; 16: fnhost / graphile)",
         ));
+    }
+    if only == Only::Metrics {
+        groups.push((metrics_cost::run(&worker, &p).await?, "With / without"));
     }
     for (rows, ratio_header) in &groups {
         if rows.is_empty() {
