@@ -17,8 +17,10 @@
  *   from its `TimerInfo`; with `SAMPLE_TICK_WORK_MS` > 0 it then works that
  *   long, and when cancelled logs `tick <Next> cancelled (<reason>)`.
  *   Returns `ticked <Next>`.
+ * - `trace` returns the trace context it was given as JSON:
+ *   `{"traceParent", "traceState", "attributes"}` (all `null` when none).
  *
- * `echo` and `sleep` are HTTP functions (GET and POST, anonymous), `tick` a
+ * `echo`, `sleep` and `trace` are HTTP functions (GET and POST, anonymous), `tick` a
  * timer, the others manual: the same as their `function.json` files, which
  * the host reads unless `SAMPLE_WORKER_INDEXING=1` makes the worker report
  * its functions itself.
@@ -51,6 +53,19 @@ function echo(context, input) {
   } catch {
     return text;
   }
+}
+
+/**
+ * Describes the trace context it was given (`context.traceContext`, shaped
+ * like `@azure/functions` v4's): `{traceParent, traceState, attributes}`, all
+ * `null` when the host sent none.
+ *
+ * @type {import('../node/lib/dispatcher').Handler}
+ */
+function trace(context) {
+  const t = context.traceContext;
+  if (!t) return { traceParent: null, traceState: null, attributes: null };
+  return { traceParent: t.traceParent, traceState: t.traceState, attributes: t.attributes };
 }
 
 /**
@@ -222,6 +237,7 @@ function createWorker({ workerIndexing = process.env.SAMPLE_WORKER_INDEXING === 
   return new Worker({ workerIndexing })
     .http('echo', { ...http, handler: echo })
     .http('sleep', { ...http, handler: sleep })
+    .http('trace', { ...http, handler: trace })
     .function('spin', spin)
     .function('panic', panic)
     .function('crash', crash)
@@ -234,4 +250,4 @@ if (require.main === module) {
   createWorker().main();
 }
 
-module.exports = { createWorker, echo, sleep, spin, panic, crash, fail, log, tick, parseMs };
+module.exports = { createWorker, echo, sleep, spin, panic, crash, fail, log, tick, trace, parseMs };

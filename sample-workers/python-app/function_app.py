@@ -15,8 +15,10 @@
   from its ``TimerInfo``; with ``SAMPLE_TICK_WORK_MS`` > 0 it then works that
   long, and when cancelled logs ``tick <Next> cancelled (<reason>)``.
   Returns ``ticked <Next>``.
+- ``trace`` returns the trace context it was given as JSON:
+  ``{"traceParent", "traceState", "attributes"}`` (all ``null`` when none).
 
-``echo`` and ``sleep`` are HTTP functions (GET and POST, anonymous), ``tick``
+``echo``, ``sleep`` and ``trace`` are HTTP functions (GET and POST, anonymous), ``tick``
 a timer, the others manual: the same as their ``function.json`` files, which
 the host reads unless ``SAMPLE_WORKER_INDEXING=1`` makes the worker report its
 functions itself.
@@ -83,6 +85,16 @@ def echo(ctx: Context, input: Input) -> Union[HttpResponse, str, bytes, Any, Non
         return json.loads(text)
     except ValueError:
         return text
+
+
+@app.route(methods=["GET", "POST"], auth_level=AuthLevel.ANONYMOUS)
+def trace(ctx: Context, input: Input) -> dict[str, Any]:
+    """Describes the trace context it was given: ``{"traceParent",
+    "traceState", "attributes"}``, all ``None`` when the host sent none."""
+    t = ctx.trace_context
+    if t is None:
+        return {"traceParent": None, "traceState": None, "attributes": None}
+    return {"traceParent": t.trace_parent, "traceState": t.trace_state, "attributes": dict(t.attributes)}
 
 
 @app.route(methods=["GET", "POST"], auth_level=AuthLevel.ANONYMOUS)

@@ -1,4 +1,4 @@
-//! Per-invocation [`Context`]: identity, cancellation and logging.
+//! Per-invocation [`Context`]: identity, cancellation, trace and logging.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -8,6 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::TaskEvent;
+use crate::TraceContext;
 
 /// Severity of a log line sent with [`Context::log`].
 pub use fnhost_proto::rpc::rpc_log::Level as LogLevel;
@@ -40,6 +41,8 @@ struct Inner {
     /// Why the host cancelled, set before the token is cancelled.
     reason: Arc<OnceLock<String>>,
     sink: Option<UnboundedSender<TaskEvent>>,
+    /// The request's `trace_context`, when it had one.
+    trace: Option<TraceContext>,
 }
 
 impl Context {
@@ -49,6 +52,7 @@ impl Context {
         token: CancellationToken,
         reason: Arc<OnceLock<String>>,
         sink: UnboundedSender<TaskEvent>,
+        trace: Option<TraceContext>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -57,6 +61,7 @@ impl Context {
                 token,
                 reason,
                 sink: Some(sink),
+                trace,
             }),
         }
     }
@@ -71,14 +76,43 @@ impl Context {
     /// assert!(ctx.is_cancelled());
     /// ```
     pub fn for_test(invocation_id: impl Into<String>) -> (Context, CancellationToken) {
+        Self::test_context(invocation_id.into(), None)
+    }
+
+    /// Like [`for_test`](Self::for_test), for an invocation in `trace` (what
+    /// [`trace_context`](Self::trace_context) returns).
+    ///
+    /// ```no_run
+    /// use fnhost_worker::{Context, TraceContext};
+    ///
+    /// let trace = TraceContext::new(
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ///     "",
+    ///     [("OperationName", "test")],
+    /// );
+    /// let (ctx, _cancel) = Context::for_test_in_trace("inv-1", trace.clone());
+    /// assert_eq!(ctx.trace_context(), Some(&trace));
+    /// ```
+    pub fn for_test_in_trace(
+        invocation_id: impl Into<String>,
+        trace: TraceContext,
+    ) -> (Context, CancellationToken) {
+        Self::test_context(invocation_id.into(), Some(trace))
+    }
+
+    fn test_context(
+        invocation_id: String,
+        trace: Option<TraceContext>,
+    ) -> (Context, CancellationToken) {
         let token = CancellationToken::new();
         let ctx = Self {
             inner: Arc::new(Inner {
-                invocation_id: invocation_id.into(),
+                invocation_id,
                 function_name: "test".to_string(),
                 token: token.clone(),
                 reason: Arc::default(),
                 sink: None,
+                trace,
             }),
         };
         (ctx, token)
@@ -102,6 +136,25 @@ impl Context {
     /// ```
     pub fn function_name(&self) -> &str {
         &self.inner.function_name
+    }
+
+    /// The distributed trace this invocation runs in, from the request's
+    /// `trace_context`: its [`trace_parent`](TraceContext::trace_parent)
+    /// names the invocation's span (spans the handler starts are its
+    /// children), with the caller's [`trace_state`](TraceContext::trace_state)
+    /// and the [`attributes`](TraceContext::attributes) the host adds
+    /// (`OperationName`: the function name). `None` when the host sent none.
+    ///
+    /// ```no_run
+    /// # let (ctx, _) = fnhost_worker::Context::for_test("inv-1");
+    /// if let Some(trace) = ctx.trace_context() {
+    ///     // Pass the trace on to a downstream call.
+    ///     let header = ("traceparent", trace.trace_parent().to_string());
+    ///     println!("trace {:?} span {:?}: {header:?}", trace.trace_id(), trace.span_id());
+    /// }
+    /// ```
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
     }
 
     /// True once the host cancelled this invocation (or the worker is
@@ -220,6 +273,10 @@ impl fmt::Debug for Context {
         f.debug_struct("Context")
             .field("invocation_id", &self.inner.invocation_id)
             .field("function_name", &self.inner.function_name)
+            .field(
+                "trace_parent",
+                &self.inner.trace.as_ref().map(TraceContext::trace_parent),
+            )
             .field("cancelled", &self.is_cancelled())
             .finish()
     }
@@ -249,6 +306,7 @@ mod tests {
             CancellationToken::new(),
             Arc::default(),
             tx,
+            None,
         );
         ctx.warn("w");
         match rx.try_recv().unwrap() {

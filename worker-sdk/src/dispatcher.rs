@@ -25,7 +25,7 @@ use crate::panic_trace;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BoxHandler, Context, Input, Registration};
+use crate::{BoxHandler, Context, Input, Registration, TraceContext};
 
 /// Grace period used when the host (or SIGTERM) gives none.
 pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -327,6 +327,7 @@ impl Dispatcher {
             token.clone(),
             Arc::clone(&reason),
             self.events.clone(),
+            req.trace_context.take().map(TraceContext::from),
         );
         let input = Input::from_request(&mut req);
         let handler = Arc::clone(handler);

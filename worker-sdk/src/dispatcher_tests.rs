@@ -398,3 +398,64 @@ async fn the_cancel_reason_reaches_the_handler_and_the_first_one_stands() {
     next_done(&mut d, &mut rx, &mut logs).await;
     assert_eq!(logs[0].message, "reason: None");
 }
+
+#[tokio::test]
+async fn the_handler_sees_the_requests_trace_context_and_none_without_one() {
+    let (mut d, mut rx) = dispatcher(crate::Worker::builder().function(
+        "trace",
+        |ctx: Context, _i| async move {
+            Ok::<_, HandlerError>(match ctx.trace_context() {
+                Some(t) => format!(
+                    "{}|{}|{:?}|{:?}|{:?}|{:?}",
+                    t.trace_parent(),
+                    t.trace_state(),
+                    t.attributes().get("OperationName"),
+                    t.trace_id(),
+                    t.span_id(),
+                    t.trace_flags(),
+                ),
+                None => "none".to_string(),
+            })
+        },
+    ));
+    let mut request = InvocationRequest {
+        invocation_id: "t1".into(),
+        function_id: "id-trace".into(),
+        trace_context: Some(fnhost_proto::rpc::RpcTraceContext {
+            trace_parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            trace_state: "congo=t61rcWkgMzE".into(),
+            attributes: HashMap::from([("OperationName".into(), "trace".into())]),
+            ..Default::default()
+        }),
+        ..InvocationRequest::default()
+    };
+    d.handle_message(msg(Content::InvocationRequest(request.clone())));
+    let mut logs = Vec::new();
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(
+        r.return_value,
+        Some(TypedData::string(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01|congo=t61rcWkgMzE|\
+             Some(\"trace\")|Some(\"4bf92f3577b34da6a3ce929d0e0e4736\")|\
+             Some(\"00f067aa0ba902b7\")|Some(1)"
+        ))
+    );
+
+    // A malformed traceparent is passed on as sent, without ids.
+    request.invocation_id = "t2".into();
+    request.trace_context.as_mut().unwrap().trace_parent = "not-a-traceparent".into();
+    d.handle_message(msg(Content::InvocationRequest(request)));
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(
+        r.return_value,
+        Some(TypedData::string(
+            "not-a-traceparent|congo=t61rcWkgMzE|Some(\"trace\")|None|None|None"
+        ))
+    );
+
+    // No trace context in the request: none for the handler.
+    d.handle_message(invoke("t3", "id-trace", ""));
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(r.return_value, Some(TypedData::string("none")));
+    assert_eq!(d.in_flight(), 0);
+}

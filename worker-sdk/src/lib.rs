@@ -87,6 +87,7 @@ mod error;
 mod io;
 mod panic_trace;
 mod runtime;
+mod trace;
 mod trigger;
 
 pub use args::{
@@ -97,6 +98,7 @@ pub use error::{HandlerError, WorkerError};
 pub use fnhost_proto::rpc::{RpcHttp, TypedData};
 pub use io::{HttpResponse, Input, Output};
 pub use tokio_util::sync::CancellationToken;
+pub use trace::TraceContext;
 pub use trigger::{AuthLevel, HttpTrigger, TimerTrigger};
 
 use trigger::Trigger;

@@ -1,7 +1,7 @@
 'use strict';
 /**
  * Per-invocation {@link InvocationContext}: identity, cancellation through an
- * `AbortSignal`, and logging tied to the invocation.
+ * `AbortSignal`, the trace it runs in, and logging tied to the invocation.
  *
  * @module fnhost-node-worker/context
  */
@@ -38,6 +38,35 @@ function isAbortError(err) {
 }
 
 /**
+ * The distributed trace an invocation runs in, shaped like `@azure/functions`
+ * v4's `TraceContext`: `traceParent` is the W3C `traceparent` naming the
+ * invocation's span (spans the handler starts are its children),
+ * `traceState` the caller's `tracestate` (`''` when none), `attributes` extra
+ * properties (fnhost sends `OperationName`, the function name).
+ *
+ * @typedef {object} TraceContext
+ * @property {string} traceParent
+ * @property {string} traceState
+ * @property {Record<string, string>} attributes
+ */
+
+/**
+ * The {@link TraceContext} of an `RpcTraceContext` (as decoded by the SDK's
+ * proto loader), or `undefined` when there is none (as `@azure/functions` does).
+ *
+ * @param {{trace_parent?: string, trace_state?: string, attributes?: Record<string, string>}|null|undefined} rpc
+ * @returns {TraceContext|undefined}
+ */
+function fromRpcTraceContext(rpc) {
+  if (!rpc) return undefined;
+  return {
+    traceParent: rpc.trace_parent ?? '',
+    traceState: rpc.trace_state ?? '',
+    attributes: { ...(rpc.attributes ?? {}) },
+  };
+}
+
+/**
  * What a handler knows about the invocation it runs.
  *
  * @example
@@ -59,12 +88,14 @@ class InvocationContext {
    * @param {AbortSignal} init.signal aborted when the host cancels the invocation
    * @param {(log: object) => void} [init.emitLog] receives each `RpcLog`; logs
    *   go to stderr when absent
+   * @param {TraceContext} [init.traceContext] the trace it runs in
    */
-  constructor({ invocationId, functionName, signal, emitLog }) {
+  constructor({ invocationId, functionName, signal, emitLog, traceContext }) {
     this._invocationId = invocationId;
     this._functionName = functionName;
     this._signal = signal;
     this._emitLog = emitLog ?? null;
+    this._traceContext = traceContext;
     /** @type {string|null} the host's reason, recorded by the dispatcher */
     this._cancelReason = null;
   }
@@ -92,9 +123,11 @@ class InvocationContext {
    *
    * @param {string} [invocationId='test-invocation']
    * @param {string} [functionName='test']
+   * @param {{traceContext?: TraceContext}} [options] `traceContext`: what
+   *   {@link InvocationContext#traceContext} returns (`undefined` when absent)
    * @returns {{context: InvocationContext, controller: AbortController, logs: object[]}}
    */
-  static forTest(invocationId = 'test-invocation', functionName = 'test') {
+  static forTest(invocationId = 'test-invocation', functionName = 'test', { traceContext } = {}) {
     const controller = new AbortController();
     const logs = [];
     const context = new InvocationContext({
@@ -102,6 +135,7 @@ class InvocationContext {
       functionName,
       signal: controller.signal,
       emitLog: (log) => logs.push(log),
+      traceContext,
     });
     return { context, controller, logs };
   }
@@ -114,6 +148,24 @@ class InvocationContext {
   /** The name of the function being invoked. @type {string} */
   get functionName() {
     return this._functionName;
+  }
+
+  /**
+   * The distributed trace this invocation runs in, from the request's
+   * `trace_context` (as `@azure/functions` v4's `context.traceContext`):
+   * `{traceParent, traceState, attributes}`. `undefined` when the host sent
+   * none.
+   *
+   * @example
+   * function handler(context) {
+   *   const traceparent = context.traceContext?.traceParent; // pass it on downstream
+   *   return fetch('http://downstream/', { headers: traceparent ? { traceparent } : {} });
+   * }
+   *
+   * @type {TraceContext|undefined}
+   */
+  get traceContext() {
+    return this._traceContext;
   }
 
   /**
@@ -197,4 +249,4 @@ class InvocationContext {
   }
 }
 
-module.exports = { InvocationContext, LOG_LEVELS, isAbortError, abortReason };
+module.exports = { InvocationContext, LOG_LEVELS, isAbortError, abortReason, fromRpcTraceContext };

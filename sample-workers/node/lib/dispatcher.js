@@ -12,7 +12,7 @@
  * @module fnhost-node-worker/dispatcher
  */
 
-const { InvocationContext, isAbortError, abortReason } = require('./context');
+const { InvocationContext, isAbortError, abortReason, fromRpcTraceContext } = require('./context');
 const { Input, toTypedData } = require('./io');
 const { durationToMs } = require('./proto');
 const { MANUAL, functionMetadata } = require('./triggers');
@@ -255,6 +255,7 @@ class Dispatcher {
       functionName: fn.name,
       signal: controller.signal,
       emitLog: (log) => this._send({ rpc_log: log }),
+      traceContext: fromRpcTraceContext(req.trace_context),
     });
     this._inFlight.set(id, { controller, context });
     let running;

@@ -5,7 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { harness } = require('./helpers');
-const { BoundedSet, isAbortError } = require('../lib');
+const { BoundedSet, InvocationContext, isAbortError } = require('../lib');
 
 test('init advertises the cancel capability and answers status and metadata requests', () => {
   const h = harness({ echo: () => 'x' });
@@ -307,4 +307,33 @@ test('terminate reports its grace; cancelAll aborts in-flight work and cancels l
   assert.equal((await h.response('t1')).result.status, 'Cancelled');
   h.invoke('t2', 'sleep');
   assert.equal((await h.response('t2')).result.status, 'Cancelled');
+});
+
+test("handlers see the request's trace context as context.traceContext, undefined without one", async () => {
+  const seen = [];
+  const h = harness({
+    trace: (ctx) => {
+      seen.push(ctx.traceContext);
+      return 'ok';
+    },
+  });
+  h.loadAll();
+  const traceParent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  h.deliver({
+    invocation_request: {
+      invocation_id: 't1',
+      function_id: 'id-trace',
+      input_data: [{ name: 'input', data: { string: '' } }],
+      trace_context: { trace_parent: traceParent, trace_state: 'congo=t61rcWkgMzE', attributes: { OperationName: 'trace' } },
+    },
+  });
+  assert.equal((await h.response('t1')).result.status, 'Success');
+  h.invoke('t2', 'trace');
+  assert.equal((await h.response('t2')).result.status, 'Success');
+  assert.deepEqual(seen, [
+    { traceParent, traceState: 'congo=t61rcWkgMzE', attributes: { OperationName: 'trace' } },
+    undefined,
+  ]);
+  const { context } = InvocationContext.forTest();
+  assert.equal(context.traceContext, undefined);
 });

@@ -170,3 +170,18 @@ test('tick through the dispatcher: a cancel with reason lease lost is logged and
     ]);
   });
 });
+
+test('trace returns the trace context it was given, or nulls', () => {
+  const traceContext = {
+    traceParent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    traceState: 'congo=t61rcWkgMzE',
+    attributes: { OperationName: 'trace' },
+  };
+  const { context } = InvocationContext.forTest('i', 'trace', { traceContext });
+  assert.deepEqual(app.trace(context, Input.of('')), traceContext);
+  assert.deepEqual(app.trace(InvocationContext.forTest().context, Input.of('')), {
+    traceParent: null,
+    traceState: null,
+    attributes: null,
+  });
+});

@@ -13,7 +13,7 @@ Run ``sample-workers/python/setup.sh`` first: it generates the gRPC code.
 
 from .app import DEFAULT_SYNC_THREADS, FunctionApp
 from .args import ArgsError, LaunchArgs
-from .context import Context, InvocationCancelled
+from .context import Context, InvocationCancelled, TraceContext
 from .data import HttpRequest, HttpResponse, Input, TimerInfo
 from .triggers import AuthLevel, HttpTrigger, ManualTrigger, TimerTrigger
 
@@ -32,4 +32,5 @@ __all__ = [
     "ManualTrigger",
     "TimerInfo",
     "TimerTrigger",
+    "TraceContext",
 ]

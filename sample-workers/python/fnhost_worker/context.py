@@ -1,4 +1,4 @@
-"""Per-invocation :class:`Context`: identity, cancellation and logging.
+"""Per-invocation :class:`Context`: identity, cancellation, trace and logging.
 
 Cancellation reaches user code in the two ways Python code is written:
 
@@ -10,6 +10,9 @@ Cancellation reaches user code in the two ways Python code is written:
 
 Either way the SDK answers the host with ``StatusResult.Cancelled``.
 :attr:`Context.cancel_reason` then says why the host cancelled, when it said.
+
+:attr:`Context.trace_context` is the distributed trace the invocation runs in
+(a :class:`TraceContext`, shaped like ``azure.functions``' one).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from typing import Optional
+from typing import Mapping, Optional, Tuple
 
 
 class InvocationCancelled(Exception):
@@ -35,12 +38,106 @@ current_context: contextvars.ContextVar[Optional["Context"]] = contextvars.Conte
 )
 
 
+def _hex_id(s: str, length: int) -> bool:
+    return len(s) == length and all(c in "0123456789abcdef" for c in s) and s != "0" * length
+
+
+class TraceContext:
+    """The W3C trace an invocation runs in, from ``InvocationRequest.trace_context``
+    (the attributes of ``azure.functions.TraceContext``).
+
+    :attr:`trace_parent` is a ``traceparent`` (``00-<trace id>-<span id>-<flags>``)
+    naming the invocation's span, so spans the handler starts are its children;
+    :attr:`trace_state` is the caller's ``tracestate``; :attr:`attributes` holds
+    extra properties (the host sets ``OperationName`` to the function name).
+    """
+
+    def __init__(
+        self, trace_parent: str = "", trace_state: str = "", attributes: Optional[Mapping[str, str]] = None
+    ) -> None:
+        self._trace_parent = trace_parent
+        self._trace_state = trace_state
+        self._attributes = dict(attributes or {})
+
+    @classmethod
+    def from_proto(cls, t: object) -> "TraceContext":
+        """From an ``RpcTraceContext`` message."""
+        return cls(t.trace_parent, t.trace_state, dict(t.attributes))  # type: ignore[attr-defined]
+
+    @property
+    def trace_parent(self) -> str:
+        """The W3C ``traceparent`` of the invocation's span, as sent."""
+        return self._trace_parent
+
+    @property
+    def trace_state(self) -> str:
+        """The W3C ``tracestate``, as sent ("" when none)."""
+        return self._trace_state
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """Extra properties; fnhost sends ``OperationName`` (the function name)."""
+        return self._attributes
+
+    def _fields(self) -> Optional[Tuple[str, str, int]]:
+        parts = self._trace_parent.strip().split("-")
+        if len(parts) < 4:
+            return None
+        version, trace_id, span_id, flags = parts[:4]
+        if len(version) != 2 or not all(c in "0123456789abcdefABCDEF" for c in version) or version.lower() == "ff":
+            return None
+        if version == "00" and len(parts) != 4:
+            return None
+        if not _hex_id(trace_id, 32) or not _hex_id(span_id, 16) or len(flags) != 2:
+            return None
+        try:
+            return trace_id, span_id, int(flags, 16)
+        except ValueError:
+            return None
+
+    @property
+    def trace_id(self) -> Optional[str]:
+        """The trace id (32 lowercase hex digits) of a well-formed
+        :attr:`trace_parent`, else ``None``."""
+        fields = self._fields()
+        return fields[0] if fields else None
+
+    @property
+    def span_id(self) -> Optional[str]:
+        """The invocation's span id (16 lowercase hex digits) of a well-formed
+        :attr:`trace_parent`, else ``None``."""
+        fields = self._fields()
+        return fields[1] if fields else None
+
+    @property
+    def trace_flags(self) -> Optional[int]:
+        """The trace flags (bit 0: sampled) of a well-formed :attr:`trace_parent`."""
+        fields = self._fields()
+        return fields[2] if fields else None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TraceContext):
+            return NotImplemented
+        return (self._trace_parent, self._trace_state, self._attributes) == (
+            other._trace_parent,
+            other._trace_state,
+            other._attributes,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TraceContext(trace_parent={self._trace_parent!r}, "
+            f"trace_state={self._trace_state!r}, attributes={self._attributes!r})"
+        )
+
+
 class Context:
     """What a handler knows about the invocation it runs."""
 
-    def __init__(self, invocation_id: str, function_name: str) -> None:
+    def __init__(self, invocation_id: str, function_name: str, trace_context: Optional[TraceContext] = None) -> None:
         self._invocation_id = invocation_id
         self._function_name = function_name
+        self._trace_context = trace_context
         self._cancel_event = threading.Event()
         self._cancel_reason: Optional[str] = None
         self._reason_lock = threading.Lock()
@@ -50,10 +147,15 @@ class Context:
         self.logger = logging.getLogger(f"fnhost.function.{function_name}")
 
     @classmethod
-    def for_test(cls, invocation_id: str = "test-invocation", function_name: str = "test") -> "Context":
+    def for_test(
+        cls,
+        invocation_id: str = "test-invocation",
+        function_name: str = "test",
+        trace_context: Optional[TraceContext] = None,
+    ) -> "Context":
         """A context for unit-testing a handler outside a worker; call
         :meth:`cancel` to simulate the host cancelling the invocation."""
-        return cls(invocation_id, function_name)
+        return cls(invocation_id, function_name, trace_context)
 
     @property
     def invocation_id(self) -> str:
@@ -64,6 +166,14 @@ class Context:
     def function_name(self) -> str:
         """The name of the function being invoked."""
         return self._function_name
+
+    @property
+    def trace_context(self) -> Optional[TraceContext]:
+        """The distributed trace this invocation runs in, from the request's
+        ``trace_context``: its ``trace_parent`` names the invocation's span,
+        with the caller's ``trace_state`` and the ``attributes`` the host adds
+        (``OperationName``). ``None`` when the host sent none."""
+        return self._trace_context
 
     @property
     def cancelled(self) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 from ._proto import pb
-from .context import Context, InvocationCancelled, current_context
+from .context import Context, InvocationCancelled, TraceContext, current_context
 from .data import Input, to_typed_data
 from .triggers import ManualTrigger, Trigger, function_metadata
 
@@ -270,7 +270,8 @@ class Dispatcher:
                 invocation_id=inv_id,
                 result=status(_STATUS.Failure, f"function id {req.function_id} was not loaded"),
             )
-        ctx = Context(inv_id, name)
+        trace = TraceContext.from_proto(req.trace_context) if req.HasField("trace_context") else None
+        ctx = Context(inv_id, name, trace)
         inv = _Invocation(ctx)
         self._in_flight[inv_id] = inv
         # The runner's context carries `current_context`, so log records made

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from fnhost_worker import Context, Input, InvocationCancelled
+from fnhost_worker import Context, Input, InvocationCancelled, TraceContext
 from fnhost_worker._proto import pb
 from fnhost_worker.dispatcher import REMEMBERED_IDS, Dispatcher
 
@@ -159,6 +159,63 @@ async def test_cancel_reason_reaches_an_async_handler(pool: ThreadPoolExecutor) 
     resp = await next_response(d)
     assert resp.result.status == Status.Cancelled
     assert seen == [None, "lease lost"]
+
+
+TRACE_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_handlers_see_the_requests_trace_context_and_none_without_one(pool: ThreadPoolExecutor) -> None:
+    seen: list[object] = []
+
+    def sync_handler(ctx: Context, _input: Input) -> str:
+        seen.append(ctx.trace_context)
+        return "ok"
+
+    async def async_handler(ctx: Context, _input: Input) -> str:
+        seen.append(ctx.trace_context)
+        return "ok"
+
+    d = await make({"sync": sync_handler, "async": async_handler}, pool)
+    for n, name in enumerate(["sync", "async"]):
+        msg = invoke(f"t{n}", name)
+        t = msg.invocation_request.trace_context
+        t.trace_parent = TRACE_PARENT
+        t.trace_state = "congo=t61rcWkgMzE"
+        t.attributes["OperationName"] = name
+        d.handle_message(msg)
+        assert (await next_response(d)).result.status == Status.Success
+    d.handle_message(invoke("t-none", "sync"))
+    assert (await next_response(d)).result.status == Status.Success
+
+    first, second, none = seen
+    assert isinstance(first, TraceContext) and isinstance(second, TraceContext)
+    assert first.trace_parent == TRACE_PARENT
+    assert first.trace_state == "congo=t61rcWkgMzE"
+    assert first.attributes == {"OperationName": "sync"}
+    assert isinstance(first.attributes, dict)  # a plain dict, not the protobuf map
+    assert first.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert (first.span_id, first.trace_flags) == ("00f067aa0ba902b7", 1)
+    assert second == TraceContext(TRACE_PARENT, "congo=t61rcWkgMzE", {"OperationName": "async"})
+    assert none is None
+    assert Context.for_test().trace_context is None
+
+
+def test_a_malformed_traceparent_is_kept_without_ids() -> None:
+    for bad in [
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+    ]:
+        t = TraceContext(bad)
+        assert (t.trace_id, t.span_id, t.trace_flags) == (None, None, None), bad
+        assert t.trace_parent == bad
+    later = TraceContext("01" + TRACE_PARENT[2:] + "-more")
+    assert later.span_id == "00f067aa0ba902b7"
 
 
 async def test_the_first_cancel_reason_stands(pool: ThreadPoolExecutor) -> None:

@@ -1,6 +1,6 @@
 """Unit tests of the sample app's handlers (``../python-app/function_app.py``):
-its indexed triggers, and the ``tick`` timer called directly and through the
-dispatcher."""
+its indexed triggers, the ``tick`` timer called directly and through the
+dispatcher, and ``trace``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from fnhost_worker import Context, Input
+from fnhost_worker import Context, Input, TraceContext
 from fnhost_worker._proto import pb
 from fnhost_worker.dispatcher import Dispatcher
 
@@ -162,3 +162,21 @@ async def test_tick_cancelled_without_a_reason_says_so(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert messages(caplog) == [f"tick {NEXT} (past due: false)", f"tick {NEXT} cancelled (no reason given)"]
+
+
+def test_trace_returns_the_trace_context_it_was_given_or_nulls(sample: ModuleType) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ctx = Context.for_test(
+        function_name="trace",
+        trace_context=TraceContext(parent, "congo=t61rcWkgMzE", {"OperationName": "trace"}),
+    )
+    assert sample.trace(ctx, Input(pb.TypedData(string=""))) == {
+        "traceParent": parent,
+        "traceState": "congo=t61rcWkgMzE",
+        "attributes": {"OperationName": "trace"},
+    }
+    assert sample.trace(Context.for_test(), Input(pb.TypedData(string=""))) == {
+        "traceParent": None,
+        "traceState": None,
+        "attributes": None,
+    }

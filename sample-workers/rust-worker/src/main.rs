@@ -1,12 +1,12 @@
 //! `fnhost-sample-worker`: a Rust worker with small functions that exercise
 //! the host: success, long runs that honour or ignore cancellation, panics,
-//! crashes, failures and logging.
+//! crashes, failures, logging and the trace context a function sees.
 
 use std::time::{Duration, Instant};
 
 use fnhost_worker::{
     AuthLevel, Context, HandlerError, HttpResponse, HttpTrigger, Input, Output, TimerTrigger,
-    Worker, WorkerError,
+    TraceContext, Worker, WorkerError,
 };
 use serde_json::Value;
 
@@ -51,6 +51,24 @@ async fn request(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
         "params": http.params,
     })
     .into())
+}
+
+/// Describes the trace context it was given as JSON:
+/// `{"traceParent", "traceState", "attributes"}`, all `null` when the host
+/// sent none.
+async fn trace(ctx: Context, _input: Input) -> Result<Output, HandlerError> {
+    Ok(trace_json(ctx.trace_context()).into())
+}
+
+fn trace_json(trace: Option<&TraceContext>) -> Value {
+    match trace {
+        Some(t) => serde_json::json!({
+            "traceParent": t.trace_parent(),
+            "traceState": t.trace_state(),
+            "attributes": t.attributes(),
+        }),
+        None => serde_json::json!({"traceParent": null, "traceState": null, "attributes": null}),
+    }
 }
 
 /// Milliseconds from the input: a plain number, JSON `{"ms": N}` (or a JSON
@@ -265,6 +283,7 @@ async fn main() {
     };
     let result = Worker::builder()
         .http_with("echo", http(), echo)
+        .http_with("trace", http(), trace)
         .http_with("sleep", http(), sleep)
         .function("spin", spin)
         .function("panic", panic)
@@ -309,6 +328,29 @@ mod tests {
         assert_eq!(millis(&input("250")).unwrap(), 250);
         assert_eq!(millis(&input(r#"{"ms": 40}"#)).unwrap(), 40);
         assert!(millis(&input("soon")).is_err());
+    }
+
+    #[tokio::test]
+    async fn trace_describes_the_trace_context_or_nulls() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = TraceContext::new(parent, "congo=t61rcWkgMzE", [("OperationName", "trace")]);
+        let (ctx, _) = Context::for_test_in_trace("i", t);
+        let out = trace(ctx, Input::from_typed_data(TypedData::string("")))
+            .await
+            .unwrap();
+        let data = out.typed_data().cloned().expect("a return value");
+        assert_eq!(
+            Input::from_typed_data(data).json::<Value>().unwrap(),
+            serde_json::json!({
+                "traceParent": parent,
+                "traceState": "congo=t61rcWkgMzE",
+                "attributes": {"OperationName": "trace"},
+            })
+        );
+        assert_eq!(
+            trace_json(None),
+            serde_json::json!({"traceParent": null, "traceState": null, "attributes": null})
+        );
     }
 
     #[tokio::test]

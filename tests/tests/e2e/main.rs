@@ -23,4 +23,5 @@ mod scf;
 mod security;
 mod timers;
 mod timers_interop;
+mod traces;
 mod workers_dir;
