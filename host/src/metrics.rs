@@ -137,6 +137,18 @@ pub(crate) fn trigger_label(binding_type: &str) -> &'static str {
     }
 }
 
+/// Per-thread handles of the per-invocation series, so the hot path does
+/// not look each one up in the registry by its labels (a hash of every
+/// label) at every invocation. Bounded: functions and outcomes are few.
+type EndedKey = (Box<str>, &'static str, &'static str);
+thread_local! {
+    static ENDED: std::cell::RefCell<std::collections::HashMap<EndedKey, (metrics::Counter, metrics::Histogram)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Most cached handles per thread (then they are looked up each time).
+const MAX_CACHED: usize = 4096;
+
 /// An invocation ended.
 pub(crate) fn invocation_ended(
     function: &str,
@@ -145,11 +157,30 @@ pub(crate) fn invocation_ended(
     reason: Option<CancelReason>,
     ran: Option<Duration>,
 ) {
-    let function = function.to_string();
-    counter!("faas_invocations_total", "function" => function.clone(), "trigger" => trigger, "outcome" => outcome.as_str()).increment(1);
+    let handles = |function: &str| {
+        let f = function.to_string();
+        (
+            counter!("faas_invocations_total", "function" => f.clone(), "trigger" => trigger, "outcome" => outcome.as_str()),
+            histogram!("faas_invoke_duration_seconds", "function" => f, "trigger" => trigger),
+        )
+    };
+    let (invocations, duration) = ENDED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key: EndedKey = (function.into(), trigger, outcome.as_str());
+        if let Some(h) = cache.get(&key) {
+            return h.clone();
+        }
+        let h = handles(function);
+        if cache.len() < MAX_CACHED {
+            cache.insert(key, h.clone());
+        }
+        h
+    });
+    invocations.increment(1);
     if let Some(d) = ran {
-        histogram!("faas_invoke_duration_seconds", "function" => function.clone(), "trigger" => trigger).record(d.as_secs_f64());
+        duration.record(d.as_secs_f64());
     }
+    let function = function.to_string();
     let timed_out = outcome == Outcome::TimedOut
         || (outcome == Outcome::Killed && reason == Some(CancelReason::Timeout));
     if timed_out {
