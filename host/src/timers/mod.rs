@@ -61,6 +61,10 @@ struct Timer {
     next_ms: Option<i64>,
     /// `runOnStartup` is spent: it runs at the first hold of this process.
     started: bool,
+    /// The schedule status as this host last read or wrote it, while held
+    /// (only the holder writes it): the `Last` and `LastUpdated` of the
+    /// next tick's `TimerInfo`.
+    status: Option<TimerStatus>,
 }
 
 /// One tick to accept.
@@ -100,6 +104,7 @@ pub(crate) fn spawn(
                         renewed: None,
                         next_ms: None,
                         started: false,
+                        status: None,
                     },
                 );
             }
@@ -118,7 +123,7 @@ pub(crate) fn spawn(
                     startup: false,
                 };
                 let next = following(&zone, &timer.trigger.schedule, due, now);
-                accept(&events, name, &tick, next).await;
+                accept(&events, name, &tick, next, &mut timer.status).await;
                 timer.next_ms = next;
             }
             let wake = timers
@@ -157,7 +162,10 @@ async fn hold(events: &AsyncEvents, name: &str, timer: &mut Timer, lease: LeaseP
                 timer.held = true;
                 let startup = timer.trigger.run_on_startup && !timer.started;
                 timer.started = true;
-                timer.next_ms = begin(events, name, &timer.trigger, zone, startup, now_ms()).await;
+                let (next, status) =
+                    begin(events, name, &timer.trigger, zone, startup, now_ms()).await;
+                timer.next_ms = next;
+                timer.status = status;
             }
         }
         Ok(None) => {
@@ -197,7 +205,7 @@ fn following(zone: &Zone, schedule: &Schedule, scheduled: i64, now: i64) -> Opti
 /// Sets a timer going on this host, which now holds it: a missed tick
 /// (the stored status says one was due while no host ran it) runs once
 /// now, past due; otherwise `startup` runs it once (`runOnStartup`). The
-/// next tick.
+/// next tick, and the schedule status now.
 async fn begin(
     events: &AsyncEvents,
     name: &str,
@@ -205,8 +213,8 @@ async fn begin(
     zone: &Zone,
     startup: bool,
     now: i64,
-) -> Option<i64> {
-    let status = match events.log().timer_status(name).await {
+) -> (Option<i64>, Option<TimerStatus>) {
+    let mut status = match events.log().timer_status(name).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(function = %name, "cannot read the timer's schedule status ({e}); starting it afresh");
@@ -225,32 +233,43 @@ async fn begin(
             past_due: true,
             startup: false,
         };
-        accept(events, name, &tick, next).await;
+        accept(events, name, &tick, next, &mut status).await;
     } else if startup {
         let tick = Tick {
             scheduled_ms: now,
             past_due: false,
             startup: true,
         };
-        accept(events, name, &tick, next).await;
+        accept(events, name, &tick, next, &mut status).await;
     }
-    next
+    (next, status)
 }
 
-/// Accepts `tick` as an async event, then records it as the last tick.
-/// The event's idempotency key is the scheduled time, so a tick another
-/// host (or this one, before a crash) accepted is not accepted again.
-async fn accept(events: &AsyncEvents, name: &str, tick: &Tick, next: Option<i64>) {
+/// `TimerInfo`'s time for "never" (.NET's `DateTime.MinValue`).
+const NEVER: &str = "0001-01-01T00:00:00Z";
+
+/// Accepts `tick` as an async event, then records it as the last tick in
+/// the store and in `status` (the status before it, which its `TimerInfo`
+/// shows). The event's idempotency key is the scheduled time, so a tick
+/// another host (or this one, before a crash) accepted is not accepted
+/// again.
+async fn accept(
+    events: &AsyncEvents,
+    name: &str,
+    tick: &Tick,
+    next: Option<i64>,
+    status: &mut Option<TimerStatus>,
+) {
     let now = now_ms();
-    let previous = events.log().timer_status(name).await.ok().flatten();
+    let previous = *status;
     let info = json!({
         "Schedule": {"AdjustForDST": true},
         "ScheduleStatus": {
-            "Last": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.last_ms)),
+            "Last": previous.map_or(NEVER.to_string(), |s| rfc3339(s.last_ms)),
             // A run at start comes before the schedule's first tick, which
             // it names as Azure's does.
             "Next": rfc3339(if tick.startup { next.unwrap_or(tick.scheduled_ms) } else { tick.scheduled_ms }),
-            "LastUpdated": previous.map_or("0001-01-01T00:00:00Z".to_string(), |s| rfc3339(s.updated_ms)),
+            "LastUpdated": previous.map_or(NEVER.to_string(), |s| rfc3339(s.updated_ms)),
         },
         "IsPastDue": tick.past_due,
     });
@@ -279,16 +298,19 @@ async fn accept(events: &AsyncEvents, name: &str, tick: &Tick, next: Option<i64>
             return;
         }
     }
-    let status = TimerStatus {
+    let written = TimerStatus {
         last_ms: tick.scheduled_ms,
         next_ms: next.unwrap_or(i64::MAX),
         updated_ms: now,
     };
     let op = WriteOp::TimerStatus {
         function: name.to_string(),
-        status,
+        status: written,
     };
-    if let Err(e) = events.log().write(op).await {
-        tracing::error!(function = %name, "cannot record the timer's schedule status: {e}");
+    match events.log().write(op).await {
+        Ok(_) => *status = Some(written),
+        Err(e) => {
+            tracing::error!(function = %name, "cannot record the timer's schedule status: {e}")
+        }
     }
 }

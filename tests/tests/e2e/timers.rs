@@ -53,20 +53,24 @@ async fn wait_all_finished(api: &Api) -> Vec<Value> {
     ticks(api).await
 }
 
+/// The ticks `app`'s stopped host left, read from a host of the same app
+/// with nothing scheduled (`echo` made manual), every one of them ended;
+/// that host, to shut down after.
+async fn ticks_left(app: &TestApp) -> (fnhost::Host, Vec<Value>) {
+    app.manual_function("echo");
+    let host = app.start(1).await;
+    let events = wait_all_finished(&Api::new(host.http_addr())).await;
+    (host, events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_second_schedule_ticks_five_times_in_ten_seconds() {
     init_logs();
     let app = timer_app("*/2 * * * * *", false);
     let host = app.start(1).await;
-    let api = Api::new(host.http_addr());
     tokio::time::sleep(Duration::from_secs(10)).await;
     host.shutdown().await;
-    // Read back from a host with nothing scheduled.
-    app.manual_function("echo");
-    let host = app.start(1).await;
-    let api2 = Api::new(host.http_addr());
-    let events = wait_all_finished(&api2).await;
-    drop(api);
+    let (host, events) = ticks_left(&app).await;
     assert!(
         (4..=6).contains(&events.len()),
         "{} ticks in 10 s of */2: {events:?}",
@@ -127,15 +131,10 @@ async fn ticks_missed_while_the_host_was_down_run_once_past_due() {
     // Down for three ticks or more.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let host = app.start(1).await;
-    let api = Api::new(host.http_addr());
     // Read before the next scheduled tick can join them.
     tokio::time::sleep(Duration::from_millis(300)).await;
     host.shutdown().await;
-    app.manual_function("echo");
-    let host = app.start(1).await;
-    let api2 = Api::new(host.http_addr());
-    let events = wait_all_finished(&api2).await;
-    drop(api);
+    let (host, events) = ticks_left(&app).await;
     let past_due: Vec<&Value> = events
         .iter()
         .filter(|e| timer_info(e)["IsPastDue"] == true)
