@@ -270,9 +270,10 @@ impl EventStore for PgStore {
         }
         // The filters' values come first: the count takes only those.
         let filter_args = w.values.len();
-        let after = q
-            .after_condition("seq")
-            .map(|(condition, values)| w.mark(&condition, values));
+        let after = q.after_condition("seq").map(|(condition, values)| {
+            let values = values.into_iter().map(|v| Box::new(v) as _).collect();
+            w.mark(&condition, values)
+        });
         let statuses = &q.statuses;
         let live = (statuses.is_empty() || statuses.iter().any(|s| !s.is_final()))
             && q.end_from.is_none()
@@ -563,18 +564,17 @@ struct Where {
 impl Where {
     /// `condition` with its one `?` bound to `value`.
     fn with(&mut self, condition: &str, value: Box<dyn ToSql + Sync + Send>) {
-        self.values.push(value);
-        let mark = format!("${}", self.values.len());
-        self.conditions.push(condition.replace('?', &mark));
+        let marked = self.mark(condition, vec![value]);
+        self.conditions.push(marked);
     }
 
     /// `condition` with its `?`s numbered for `values`, which are bound
     /// (in order); the condition is the caller's to place.
-    fn mark(&mut self, condition: &str, values: Vec<i64>) -> String {
+    fn mark(&mut self, condition: &str, values: Vec<Box<dyn ToSql + Sync + Send>>) -> String {
         let mut parts = condition.split('?');
         let mut out = parts.next().unwrap_or_default().to_string();
         for (part, v) in parts.zip(values) {
-            self.values.push(Box::new(v));
+            self.values.push(v);
             out.push_str(&format!("${}{part}", self.values.len()));
         }
         out

@@ -180,13 +180,7 @@ impl EventStore for SqliteStore {
         // The count takes the filters' values, which come first.
         let filter_args = w.args.len();
         if let Some((condition, values)) = q.after_condition("rowid") {
-            let mut parts = condition.split('?');
-            let mut marked = parts.next().unwrap_or_default().to_string();
-            for (part, v) in parts.zip(values) {
-                w.args.push(Box::new(v));
-                marked.push_str(&format!("?{}{part}", w.args.len()));
-            }
-            w.conditions.push(marked);
+            w.with_all(&condition, values.into_iter().map(|v| Box::new(v) as _));
         }
         let page_filter = w.clause();
         let args = w.args;
@@ -333,9 +327,18 @@ struct Where {
 impl Where {
     /// `condition` with its one `?` bound to `value`.
     fn with(&mut self, condition: &str, value: Box<dyn ToSql>) {
-        self.args.push(value);
-        let mark = format!("?{}", self.args.len());
-        self.conditions.push(condition.replace('?', &mark));
+        self.with_all(condition, std::iter::once(value));
+    }
+
+    /// `condition` with its `?`s bound to `values`, in order.
+    fn with_all(&mut self, condition: &str, values: impl Iterator<Item = Box<dyn ToSql>>) {
+        let mut parts = condition.split('?');
+        let mut marked = parts.next().unwrap_or_default().to_string();
+        for (part, v) in parts.zip(values) {
+            self.args.push(v);
+            marked.push_str(&format!("?{}{part}", self.args.len()));
+        }
+        self.conditions.push(marked);
     }
 
     /// `column IN (...)` over `values`; no condition when there are none.
