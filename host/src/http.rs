@@ -127,8 +127,19 @@ pub(crate) fn router(
             state.clone(),
             require_admin_key,
         ));
-    let metrics_only = Router::new()
-        .route("/metrics", get(metrics))
+    // `/metrics`, behind the admin key when `--metrics-key-required`.
+    let metrics_route = || {
+        let route = Router::new().route("/metrics", get(metrics));
+        if state.exposure.metrics_key_required {
+            route.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_admin_key,
+            ))
+        } else {
+            route
+        }
+    };
+    let metrics_only = metrics_route()
         .fallback(not_found)
         .with_state(state.clone());
     let main = Router::new()
@@ -136,7 +147,7 @@ pub(crate) fn router(
         .route("/healthz", get(readyz))
         .route("/readyz", get(readyz))
         .route("/livez", get(livez))
-        .route("/metrics", get(metrics))
+        .merge(metrics_route())
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -199,15 +210,8 @@ async fn livez(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text format (see `metrics.rs`), the
 /// gauges of the present state set just before rendering. Open unless
-/// `--metrics-key-required`.
-async fn metrics(State(state): State<AppState>, req: Request) -> Response {
-    if state.exposure.metrics_key_required {
-        let admin =
-            presented_key(req.headers(), req.uri()).is_some_and(|k| state.keys.is_admin(&k));
-        if !admin {
-            return unauthorized();
-        }
-    }
+/// `--metrics-key-required` puts it behind [`require_admin_key`].
+async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = crate::metrics::install() else {
         return error_body(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -208,21 +208,33 @@ async fn metrics_can_require_the_admin_key() {
     let mut cmd = Command::new(binary("fnhost"));
     cmd.env("FNHOST_ADMIN_KEY", ADMIN_KEY)
         .env("FNHOST_LOG", "warn");
-    let (host, addr, _) = start_host(cmd, app.dir(), &["--metrics-key-required"], Stdio::null());
-    let api = Api::new(addr);
-    let r = api.request("GET", "/metrics", "", None).await.unwrap();
-    assert_eq!(r.status, 401, "{}", r.text());
-    let r = api
-        .request("GET", "/metrics", "", Some("wrong"))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 401, "{}", r.text());
-    let r = api
-        .request("GET", "/metrics", "", Some(ADMIN_KEY))
-        .await
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(!parse(&r.text()).is_empty());
+    let (host, addr, seen) = start_host(
+        cmd,
+        app.dir(),
+        &["--metrics-key-required", "--metrics-port", "0"],
+        Stdio::null(),
+    );
+    let metrics_addr: std::net::SocketAddr = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("fnhost: metrics on http://"))
+        .and_then(|l| l.trim_end_matches("/metrics").parse().ok())
+        .unwrap_or_else(|| panic!("the metrics address is printed: {seen:?}"));
+    // The key is asked for on both ports.
+    for api in [Api::new(addr), Api::new(metrics_addr)] {
+        let r = api.request("GET", "/metrics", "", None).await.unwrap();
+        assert_eq!(r.status, 401, "{}", r.text());
+        let r = api
+            .request("GET", "/metrics", "", Some("wrong"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{}", r.text());
+        let r = api
+            .request("GET", "/metrics", "", Some(ADMIN_KEY))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!parse(&r.text()).is_empty());
+    }
     drop(host);
 }
 
