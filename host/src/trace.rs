@@ -24,13 +24,6 @@ pub struct TraceContext {
     state: String,
 }
 
-fn hex_id(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
     while out.len() < bytes * 2 {
@@ -45,21 +38,7 @@ impl TraceContext {
     /// valid one: version `00` (or a later version's first four fields),
     /// lowercase hex ids not all zeros.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
-        let parts: Vec<&str> = traceparent.trim().split('-').collect();
-        let (version, rest) = parts.split_first()?;
-        if version.len() != 2 || !version.bytes().all(|b| b.is_ascii_hexdigit()) || *version == "ff"
-        {
-            return None;
-        }
-        // Version 00 has exactly four fields; later ones at least four.
-        if (*version == "00" && rest.len() != 3) || rest.len() < 3 {
-            return None;
-        }
-        let (trace_id, span_id, flags) = (rest[0], rest[1], rest[2]);
-        if !hex_id(trace_id, 32) || !hex_id(span_id, 16) || flags.len() != 2 {
-            return None;
-        }
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let (trace_id, span_id, flags) = fnhost_proto::traceparent::parse_traceparent(traceparent)?;
         let state = tracestate
             .map(str::trim)
             .filter(|s| s.len() <= MAX_STATE && s.is_ascii())
@@ -158,7 +137,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", "junk".parse().unwrap());
         let t = TraceContext::from_headers(&headers);
-        assert!(hex_id(t.trace_id(), 32) && hex_id(t.span_id(), 16));
+        use fnhost_proto::traceparent::is_hex_id;
+        assert!(is_hex_id(t.trace_id(), 32) && is_hex_id(t.span_id(), 16));
         // An oversized tracestate is dropped, the trace kept.
         let long = "a=".to_string() + &"b".repeat(600);
         assert_eq!(TraceContext::parse(GOOD, Some(&long)).unwrap().state(), "");

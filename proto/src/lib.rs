@@ -23,5 +23,6 @@ pub mod pb {
 pub use pb::azure_functions_rpc_messages as rpc;
 
 mod helpers;
+pub mod traceparent;
 
 pub use helpers::*;

@@ -132,32 +132,8 @@ impl TraceContext {
     /// version `00` with exactly four fields (a later version with at least
     /// four; `ff` is invalid), lowercase hex ids that are not all zeros.
     fn fields(&self) -> Option<(&str, &str, u8)> {
-        let mut parts = self.trace_parent.trim().split('-');
-        let version = parts.next()?;
-        let trace_id = parts.next()?;
-        let span_id = parts.next()?;
-        let flags = parts.next()?;
-        let extra = parts.next().is_some();
-        if version.len() != 2
-            || !version.bytes().all(|b| b.is_ascii_hexdigit())
-            || version.eq_ignore_ascii_case("ff")
-            || (version == "00" && extra)
-        {
-            return None;
-        }
-        if !hex_id(trace_id, 32) || !hex_id(span_id, 16) || flags.len() != 2 {
-            return None;
-        }
-        let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some((trace_id, span_id, flags))
+        fnhost_proto::traceparent::parse_traceparent(&self.trace_parent)
     }
-}
-
-fn hex_id(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
 }
 
 impl From<RpcTraceContext> for TraceContext {
