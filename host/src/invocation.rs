@@ -19,6 +19,9 @@ pub struct InvocationInput {
     /// The trace it joins, as the span its worker's spans are children of
     /// (a new trace when `None`).
     pub trace: Option<crate::trace::TraceContext>,
+    /// Which run of an async event this is (1 for the first); `None` for a
+    /// synchronous invocation, which the worker is told is attempt 1.
+    pub attempt: Option<u32>,
 }
 
 impl InvocationInput {
@@ -28,7 +31,14 @@ impl InvocationInput {
             trigger,
             invocation_id: None,
             trace: None,
+            attempt: None,
         }
+    }
+
+    /// Runs as attempt `n` (1 for the first) of an async event.
+    pub fn attempt(mut self, n: u32) -> Self {
+        self.attempt = Some(n);
+        self
     }
 
     /// Runs as a span of `trace`: its parent is `trace`'s span.

@@ -30,6 +30,18 @@ pub const CAP_HTTP_URI: &str = "HttpUri";
 /// trigger's route values as trigger metadata too.
 pub const CAP_REQUIRES_ROUTE_PARAMETERS: &str = "RequiresRouteParameters";
 
+/// Trigger metadata key of an invocation's deadline: `TypedData.json` of a
+/// number, the Unix milliseconds (UTC) at which the host's function timeout
+/// fires. The protocol has no field for it; workers that do not know the key
+/// ignore it. (JSON, not `int`: the published Python worker decodes every
+/// metadata value and has no `int` kind.)
+pub const META_DEADLINE: &str = "FnhostDeadline";
+/// Trigger metadata key of an invocation's attempt: `TypedData.json` of a
+/// number, 1 for
+/// the first run of an async event (and for every synchronous invocation),
+/// 2 for its first retry, and so on.
+pub const META_ATTEMPT: &str = "FnhostAttempt";
+
 /// The fully qualified gRPC path published workers call.
 pub const EVENT_STREAM_PATH: &str = "/AzureFunctionsRpcMessages.FunctionRpc/EventStream";
 

@@ -11,6 +11,7 @@ use fnhost_proto::rpc::{
 };
 use fnhost_proto::{
     has_capability, CAP_HTTP_URI, CAP_REQUIRES_ROUTE_PARAMETERS, CAP_RPC_HTTP_BODY_ONLY,
+    META_ATTEMPT, META_DEADLINE,
 };
 use prost::Message;
 use tokio::sync::oneshot;
@@ -273,6 +274,20 @@ impl Dispatcher {
                 h.raw_body = None;
             }
         }
+        // What the protocol has no field for: the deadline of the timeout
+        // armed below, and the attempt.
+        let deadline = std::time::SystemTime::now() + entry.timeout;
+        let deadline_ms = deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        trigger_metadata.insert(
+            META_DEADLINE.to_string(),
+            TypedData::json(deadline_ms.to_string()),
+        );
+        trigger_metadata.insert(
+            META_ATTEMPT.to_string(),
+            TypedData::json(input.attempt.unwrap_or(1).to_string()),
+        );
         let trigger_name = entry.config.trigger().name.clone();
         let trace = input
             .trace

@@ -146,7 +146,9 @@ impl Attempt {
         }
 
         let input = TypedData::decode(e.input.as_slice()).unwrap_or_default();
-        let mut input = InvocationInput::new(input).with_id(invocation_id);
+        let mut input = InvocationInput::new(input)
+            .with_id(invocation_id)
+            .attempt(u32::try_from(e.attempts).unwrap_or(u32::MAX));
         // Each attempt is a span of the event's trace.
         if let Some(trace) = e.trace() {
             input = input.in_trace(&trace);
