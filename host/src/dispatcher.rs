@@ -163,6 +163,13 @@ pub(crate) struct Invocation {
     pub hook: Option<HookKind>,
     /// Set for HTTP triggers: told where the invocation goes.
     pub http: Option<HttpDispatch>,
+    /// Its own span (the root of a new trace when the input named none);
+    /// `None` for hooks.
+    pub trace: Option<crate::trace::TraceContext>,
+    /// Which run of an async event it is; `None` when synchronous.
+    pub attempt: Option<u32>,
+    /// It was the first its instance took.
+    pub coldstart: bool,
 }
 
 /// What an HTTP trigger asks of a dispatch.

@@ -390,8 +390,7 @@ async fn http_trigger(State(state): State<AppState>, request: Request) -> Respon
     run_http(
         &state,
         &name,
-        InvocationInput::http(request)
-            .in_trace(&crate::trace::TraceContext::from_headers(&headers)),
+        InvocationInput::http(request).in_span(crate::trace::TraceContext::for_request(&headers)),
         forward,
         caller,
     )
@@ -508,11 +507,10 @@ async fn admin_invoke(
         Some(function) => trigger_for(function, &uri, &headers, body),
         None => trigger_data(&headers, body),
     };
-    let trace = crate::trace::TraceContext::from_headers(&headers);
     run(
         &state,
         &name,
-        InvocationInput::new(trigger).in_trace(&trace),
+        InvocationInput::new(trigger).in_span(crate::trace::TraceContext::for_request(&headers)),
         Caller::Admin,
     )
     .await

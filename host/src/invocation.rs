@@ -16,8 +16,8 @@ pub struct InvocationInput {
     pub trigger: TypedData,
     /// Id to use instead of a fresh one (async events reuse their request id).
     pub invocation_id: Option<InvocationId>,
-    /// The trace it joins, as the span its worker's spans are children of
-    /// (a new trace when `None`).
+    /// The invocation's own span, which its worker's spans are children of
+    /// (the root of a new trace when `None`).
     pub trace: Option<crate::trace::TraceContext>,
     /// Which run of an async event this is (1 for the first); `None` for a
     /// synchronous invocation, which the worker is told is attempt 1.
@@ -41,9 +41,10 @@ impl InvocationInput {
         self
     }
 
-    /// Runs as a span of `trace`: its parent is `trace`'s span.
-    pub fn in_trace(mut self, trace: &crate::trace::TraceContext) -> Self {
-        self.trace = Some(trace.child());
+    /// Runs as `span` (made by [`crate::trace::TraceContext::for_request`]
+    /// or as a child of a stored one).
+    pub fn in_span(mut self, span: crate::trace::TraceContext) -> Self {
+        self.trace = Some(span);
         self
     }
 

@@ -20,6 +20,7 @@ pub mod keys;
 mod listen;
 pub mod metrics;
 pub mod notify;
+pub mod otel;
 mod peer;
 mod process;
 mod registry;

@@ -311,6 +311,16 @@ async fn start(
             return ExitCode::from(2);
         }
     };
+    let spans = match fnhost::otel::install() {
+        Ok(spans) => spans,
+        Err(e) => {
+            eprintln!("fnhost: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(s) = &spans {
+        tracing::info!(endpoint = s.endpoint(), "exporting spans over OTLP/gRPC");
+    }
     let data_dir = storage
         .data_dir
         .unwrap_or_else(|| app.app_dir.join(".fnhost-data"));
@@ -401,6 +411,9 @@ async fn start(
     tracing::info!("signal received; shutting down");
     fnhost::notify::notify("STOPPING=1");
     host.shutdown().await;
+    if let Some(s) = spans {
+        s.shutdown(std::time::Duration::from_secs(5)).await;
+    }
     ExitCode::SUCCESS
 }
 

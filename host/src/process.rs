@@ -36,6 +36,15 @@ pub(crate) fn is_withheld(name: &str) -> bool {
     STRIPPED_ENV.contains(&name) || HOST_SECRETS_ENV.contains(&name) || name.starts_with("WEBSITE_")
 }
 
+/// The OTLP exporter's headers (`OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, ...) usually carry the collector's
+/// credentials: the host's own, not inherited by user code. An app that
+/// wants its workers to export too names them in its local settings'
+/// `Values`, which are passed on.
+pub(crate) fn is_exporter_credential(name: &str) -> bool {
+    name.starts_with("OTEL_EXPORTER_OTLP") && name.ends_with("HEADERS")
+}
+
 /// A launched worker process ended (or was killed).
 #[derive(Debug)]
 pub(crate) struct WorkerExit {
@@ -131,7 +140,8 @@ where
         // and the host ends its workers in order.
         .process_group(0);
     for (key, _) in std::env::vars_os() {
-        if is_withheld(&key.to_string_lossy()) {
+        let name = key.to_string_lossy();
+        if is_withheld(&name) || is_exporter_credential(&name) {
             cmd.env_remove(&key);
         }
     }

@@ -22,6 +22,12 @@ pub struct TraceContext {
     flags: u8,
     /// The vendors' `tracestate`, passed on unchanged (empty when none).
     state: String,
+    /// The parent span's id, when this context is a span the host made
+    /// under one (`None` for a caller's context or a new trace).
+    parent: Option<String>,
+    /// Whether that parent is a caller's span rather than one of the
+    /// host's own.
+    parent_remote: bool,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -49,34 +55,73 @@ impl TraceContext {
             span_id: span_id.to_string(),
             flags,
             state,
+            parent: None,
+            parent_remote: false,
         })
     }
 
-    /// A new trace (sampled).
+    /// The root span of a new trace, sampled as `OTEL_TRACES_SAMPLER`
+    /// says.
     pub fn root() -> Self {
+        let trace_id = random_hex(16);
+        let flags = u8::from(crate::otel::sampled(&trace_id, None));
         Self {
-            trace_id: random_hex(16),
+            trace_id,
             span_id: random_hex(8),
-            flags: 1,
+            flags,
             state: String::new(),
+            parent: None,
+            parent_remote: false,
         }
     }
 
-    /// The caller's context from `traceparent`/`tracestate`, else a new
-    /// trace.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    /// The caller's context from `traceparent`/`tracestate`, when it sent
+    /// a valid one.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        get("traceparent")
-            .and_then(|p| Self::parse(p, get("tracestate")))
-            .unwrap_or_else(Self::root)
+        get("traceparent").and_then(|p| Self::parse(p, get("tracestate")))
     }
 
-    /// A span of this trace whose parent is this context's span.
+    /// The span a request's work runs as: a child of the caller's span
+    /// when it sent one, else the root of a new trace.
+    pub fn for_request(headers: &HeaderMap) -> Self {
+        Self::from_headers(headers).map_or_else(Self::root, |caller| caller.remote_child())
+    }
+
+    /// A span of this trace whose parent is this context's span, one of
+    /// the host's own.
     pub fn child(&self) -> Self {
+        self.child_of(false)
+    }
+
+    /// A span whose parent is this context's span, a caller's.
+    pub fn remote_child(&self) -> Self {
+        self.child_of(true)
+    }
+
+    fn child_of(&self, remote: bool) -> Self {
         Self {
             span_id: random_hex(8),
+            flags: u8::from(crate::otel::sampled(&self.trace_id, Some(self.flags))),
+            parent: Some(self.span_id.clone()),
+            parent_remote: remote,
             ..self.clone()
         }
+    }
+
+    /// The parent span's id, when the host made this span under one.
+    pub fn parent_span_id(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    /// Whether the parent is a caller's span.
+    pub fn parent_is_remote(&self) -> bool {
+        self.parent_remote
+    }
+
+    /// Whether the span is sampled (recorded and exported).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     /// The trace id.
@@ -111,9 +156,17 @@ mod tests {
         let t = TraceContext::parse(GOOD, Some("congo=t61rcWkgMzE")).unwrap();
         assert_eq!(t.traceparent(), GOOD);
         assert_eq!(t.state(), "congo=t61rcWkgMzE");
-        let c = t.child();
+        let c = t.remote_child();
         assert_eq!(c.trace_id(), t.trace_id());
         assert_ne!(c.span_id(), t.span_id());
+        assert_eq!(c.parent_span_id(), Some(t.span_id()));
+        assert!(c.parent_is_remote() && c.sampled());
+        let g = c.child();
+        assert_eq!(g.parent_span_id(), Some(c.span_id()));
+        assert!(!g.parent_is_remote());
+        // An unsampled caller's trace stays unsampled (parent-based).
+        let off = TraceContext::parse(&GOOD.replace("-01", "-00"), None).unwrap();
+        assert!(!off.remote_child().sampled());
         assert_eq!(c.traceparent().len(), GOOD.len());
         // A later version's extra fields are ignored.
         assert!(TraceContext::parse(&format!("01-{}-extra", &GOOD[3..]), None).is_some());
@@ -136,7 +189,8 @@ mod tests {
         }
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", "junk".parse().unwrap());
-        let t = TraceContext::from_headers(&headers);
+        let t = TraceContext::for_request(&headers);
+        assert_eq!(t.parent_span_id(), None, "a new trace has no parent");
         use fnhost_proto::traceparent::is_hex_id;
         assert!(is_hex_id(t.trace_id(), 32) && is_hex_id(t.span_id(), 16));
         // An oversized tracestate is dropped, the trace kept.

@@ -143,6 +143,12 @@ impl Dispatcher {
         // The function timeout limits execution: it starts at dispatch, so
         // waiting for a free or starting instance does not use it up.
         let timeout_key = None;
+        let mut input = input;
+        let trace = input
+            .trace
+            .take()
+            .unwrap_or_else(crate::trace::TraceContext::root);
+        let attempt = input.attempt;
         let inv = Invocation {
             id: id.clone(),
             function: name,
@@ -160,6 +166,9 @@ impl Dispatcher {
             abandoned: false,
             hook: None,
             http,
+            trace: Some(trace),
+            attempt,
+            coldstart: false,
         };
         self.invocations.insert(id.clone(), inv);
         match placement {
@@ -289,10 +298,6 @@ impl Dispatcher {
             TypedData::json(input.attempt.unwrap_or(1).to_string()),
         );
         let trigger_name = entry.config.trigger().name.clone();
-        let trace = input
-            .trace
-            .take()
-            .unwrap_or_else(crate::trace::TraceContext::root);
         let request = InvocationRequest {
             invocation_id: id.to_string(),
             function_id: entry.function_id.clone(),
@@ -303,15 +308,18 @@ impl Dispatcher {
                 )),
             }],
             trigger_metadata,
-            trace_context: Some(fnhost_proto::rpc::RpcTraceContext {
-                trace_parent: trace.traceparent(),
-                trace_state: trace.state().to_string(),
-                attributes: std::collections::HashMap::from([(
-                    "OperationName".to_string(),
-                    inv.function.to_string(),
-                )]),
-                ..Default::default()
-            }),
+            trace_context: inv
+                .trace
+                .as_ref()
+                .map(|trace| fnhost_proto::rpc::RpcTraceContext {
+                    trace_parent: trace.traceparent(),
+                    trace_state: trace.state().to_string(),
+                    attributes: std::collections::HashMap::from([(
+                        "OperationName".to_string(),
+                        inv.function.to_string(),
+                    )]),
+                    ..Default::default()
+                }),
             ..InvocationRequest::default()
         };
         let message = StreamingMessage::from_content(Content::InvocationRequest(request));
@@ -334,6 +342,7 @@ impl Dispatcher {
         };
         if inst.served == 0 && inst.in_flight.is_empty() {
             crate::metrics::coldstart(&inv.function);
+            inv.coldstart = true;
         }
         inst.in_flight.insert(id.clone());
         inst.idle_since = None;
@@ -642,6 +651,31 @@ impl Dispatcher {
         );
         if ending.outcome != Outcome::Succeeded {
             tracing::info!(invocation = %id, outcome = %ending.outcome, "{}", ending.error.as_deref().unwrap_or(""));
+        }
+        if let Some(trace) = inv.trace.take().filter(|_| crate::otel::enabled()) {
+            let failed = !matches!(ending.outcome, Outcome::Succeeded | Outcome::Cancelled);
+            crate::otel::record(crate::otel::SpanRecord {
+                trace,
+                name: inv.function.to_string(),
+                kind: crate::otel::invocation_kind(trigger, inv.attempt),
+                start: std::time::SystemTime::now() - inv.submitted.elapsed(),
+                end: std::time::SystemTime::now(),
+                attributes: crate::otel::InvocationAttrs {
+                    id: id.as_str(),
+                    trigger,
+                    coldstart: inv.coldstart,
+                    outcome: ending.outcome,
+                    cancel_reason: inv.cancel_reason,
+                    attempt: inv.attempt.unwrap_or(1),
+                }
+                .into_attributes(),
+                error: failed.then(|| {
+                    ending
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| ending.outcome.to_string())
+                }),
+            });
         }
         *self.outcome_counts.entry(ending.outcome).or_default() += 1;
         let result = InvocationResult {

@@ -158,6 +158,9 @@ impl Dispatcher {
                 abandoned: false,
                 hook: Some(kind),
                 http: None,
+                trace: None,
+                attempt: None,
+                coldstart: false,
             },
         );
     }

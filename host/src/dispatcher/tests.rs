@@ -643,7 +643,26 @@ async fn a_deferred_body_never_goes_to_an_instance_without_http_uri() {
     let (_rx, mut dispatched) = invoke_http(&mut f, "b", false);
     assert_eq!(dispatched.try_recv().unwrap().http_uri, None);
     let req = sent_request(&mut f).unwrap();
-    assert!(req.trigger_metadata.is_empty(), "{req:?}");
+    // No headers, query or route values for a worker that reads the
+    // request itself; the deadline and attempt always go.
+    let mut keys: Vec<&str> = req.trigger_metadata.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["FnhostAttempt", "FnhostDeadline"], "{req:?}");
+    let number = |k: &str| match &req.trigger_metadata[k].data {
+        Some(fnhost_proto::rpc::typed_data::Data::Json(j)) => j.parse::<u128>().unwrap(),
+        other => panic!("{k} is JSON: {other:?}"),
+    };
+    assert_eq!(number("FnhostAttempt"), 1, "a synchronous invocation");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let timeout = f.d.registry.get("work").unwrap().timeout.as_millis();
+    let deadline = number("FnhostDeadline");
+    assert!(
+        deadline + 5_000 >= now + timeout && deadline <= now + timeout,
+        "the deadline is the function timeout from dispatch: {deadline} vs {now} + {timeout}"
+    );
     assert!(
         format!("{req:?}").contains("[97, 98, 99]"),
         "the body: {req:?}"

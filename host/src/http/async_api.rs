@@ -55,7 +55,7 @@ pub(super) async fn invoke_async(
         invoke_type: InvokeType::Api,
         input,
         idempotency: digest,
-        trace: Some(crate::trace::TraceContext::from_headers(&headers)),
+        trace: crate::trace::TraceContext::from_headers(&headers),
     };
     enqueue_response(state.events.enqueue(req).await)
 }

@@ -19,8 +19,9 @@ pub struct EnqueueRequest {
     pub input: TypedData,
     /// `Idempotency-Key` and a digest of the request body.
     pub idempotency: Option<(String, Vec<u8>)>,
-    /// The caller's trace, which every attempt joins (a new trace when
-    /// `None`).
+    /// The caller's trace context: the event's accept span is a child of
+    /// it (the root of a new trace when `None`), and every attempt a child
+    /// of the accept span.
     pub trace: Option<crate::trace::TraceContext>,
 }
 

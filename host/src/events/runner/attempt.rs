@@ -149,9 +149,9 @@ impl Attempt {
         let mut input = InvocationInput::new(input)
             .with_id(invocation_id)
             .attempt(u32::try_from(e.attempts).unwrap_or(u32::MAX));
-        // Each attempt is a span of the event's trace.
+        // Each attempt is a child span of the event's accept span.
         if let Some(trace) = e.trace() {
-            input = input.in_trace(&trace);
+            input = input.in_span(trace.child());
         }
         let result = match self.host.submit(&e.function, input).await {
             Ok(pending) => {

@@ -167,7 +167,15 @@ impl AsyncEvents {
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
         let id = RequestId::random();
-        let trace = req.trace.unwrap_or_else(crate::trace::TraceContext::root);
+        let accepted_at = std::time::SystemTime::now();
+        let trace = req
+            .trace
+            .as_ref()
+            .map_or_else(crate::trace::TraceContext::root, |caller| {
+                caller.remote_child()
+            });
+        let invoke_type = req.invoke_type;
+        let function = req.function.clone();
         let record = EventRecord::queued(
             id.clone(),
             req.function,
@@ -195,6 +203,23 @@ impl AsyncEvents {
             }),
             _ => {
                 crate::metrics::async_accepted();
+                if crate::otel::enabled() {
+                    crate::otel::record(crate::otel::SpanRecord {
+                        trace,
+                        name: format!("{function} accept"),
+                        kind: opentelemetry::trace::SpanKind::Producer,
+                        start: accepted_at,
+                        end: std::time::SystemTime::now(),
+                        attributes: vec![
+                            opentelemetry::KeyValue::new("fnhost.request_id", id.to_string()),
+                            opentelemetry::KeyValue::new(
+                                "fnhost.invoke_type",
+                                invoke_type.to_string(),
+                            ),
+                        ],
+                        error: None,
+                    });
+                }
                 Ok(Enqueued::New(id))
             }
         }
