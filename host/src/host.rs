@@ -49,6 +49,8 @@ pub struct HostOptions {
     /// Record metrics (the default). Off, no recorder is installed and
     /// every metric is a no-op (the benchmark's baseline).
     pub metrics: bool,
+    /// Serve `GET /admin/openapi.json` without the admin key.
+    pub openapi_public: bool,
 }
 
 /// A SecretId/SecretKey pair that signs SCF-compatible API requests.
@@ -83,6 +85,7 @@ impl HostOptions {
             metrics_key_required: false,
             metrics_addr: None,
             metrics: true,
+            openapi_public: false,
         }
     }
 }
@@ -325,6 +328,8 @@ pub struct Host {
     readiness_delay: Duration,
     /// Where `--metrics-port` serves, if set.
     metrics_addr: Option<SocketAddr>,
+    /// The fixed HTTP routes, as `(method, path)`.
+    http_routes: Vec<crate::http::openapi::RouteKey>,
 }
 
 impl Host {
@@ -516,8 +521,9 @@ impl Host {
         let exposure = crate::http::Exposure {
             serving: serving.clone(),
             metrics_key_required: opts.metrics_key_required,
+            openapi_public: opts.openapi_public,
         };
-        let (router, metrics_router) = crate::http::router(
+        let (router, metrics_router, http_routes) = crate::http::router(
             handle.clone(),
             app.clone(),
             Arc::new(keys),
@@ -569,7 +575,14 @@ impl Host {
             serving,
             readiness_delay: app.host.readiness_delay,
             metrics_addr,
+            http_routes,
         })
+    }
+
+    /// The method (lower case) and path of every fixed HTTP route the host
+    /// serves; the app's trigger routes are served by the fallback.
+    pub fn http_routes(&self) -> &[crate::http::openapi::RouteKey] {
+        &self.http_routes
     }
 
     /// The address `/metrics` is also served on alone (`--metrics-port`).

@@ -8,7 +8,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -23,6 +22,7 @@ mod async_api;
 mod deadline;
 mod guard;
 mod keys_api;
+pub mod openapi;
 mod request;
 mod response;
 pub(crate) mod routes;
@@ -33,6 +33,7 @@ mod tc3;
 
 pub use async_api::{parse_list_query, MAX_LIMIT};
 use guard::CancelOnDrop;
+use openapi::Recorder;
 pub(crate) use request::percent_decode;
 pub use request::KEY_QUERY_PARAM;
 use request::{
@@ -68,9 +69,13 @@ pub(crate) struct Exposure {
     pub(crate) serving: Arc<std::sync::atomic::AtomicBool>,
     /// `GET /metrics` asks for the admin key.
     pub(crate) metrics_key_required: bool,
+    /// `GET /admin/openapi.json` is served without the admin key.
+    pub(crate) openapi_public: bool,
 }
 
-/// The host's HTTP routes, and `/metrics` alone (for `--metrics-port`).
+/// The host's HTTP routes, `/metrics` alone (for `--metrics-port`), and
+/// the method and path of every fixed route (the app's trigger routes
+/// aside).
 pub(crate) fn router(
     host: HostHandle,
     app: Arc<AppConfig>,
@@ -79,7 +84,7 @@ pub(crate) fn router(
     events: AsyncEvents,
     scf: Option<ScfCredentials>,
     exposure: Exposure,
-) -> (Router, Router) {
+) -> (Router, Router, Vec<openapi::RouteKey>) {
     // Leave room for the envelope around the body in the gRPC message.
     let body_limit = app
         .host
@@ -98,56 +103,66 @@ pub(crate) fn router(
         worker_client: stream::worker_client(),
         exposure,
     };
-    let admin = Router::new()
-        .route("/admin/functions/{name}/invoke", post(admin_invoke))
-        .route(
+    let (admin, mut routes) = Recorder::new()
+        .post("/admin/functions/{name}/invoke", admin_invoke)
+        .post(
             "/admin/functions/{name}/invoke-async",
-            post(async_api::invoke_async),
+            async_api::invoke_async,
         )
-        .route("/admin/async-events", get(async_api::list))
-        .route("/admin/async-events/{id}", get(async_api::status))
-        .route(
-            "/admin/async-events/{id}/terminate",
-            post(async_api::terminate),
-        )
-        .route("/admin/async-events/{id}/logs", get(async_api::logs))
-        .route("/admin/host/status", get(host_status))
-        .route("/admin/host/drain", post(drain))
-        .route("/admin/functions/{name}/keys", get(keys_api::list_function))
-        .route(
+        .get("/admin/async-events", async_api::list)
+        .get("/admin/async-events/{id}", async_api::status)
+        .post("/admin/async-events/{id}/terminate", async_api::terminate)
+        .get("/admin/async-events/{id}/logs", async_api::logs)
+        .get("/admin/host/status", host_status)
+        .post("/admin/host/drain", drain)
+        .get("/admin/functions/{name}/keys", keys_api::list_function)
+        .put("/admin/functions/{name}/keys/{key}", keys_api::put_function)
+        .delete(
             "/admin/functions/{name}/keys/{key}",
-            axum::routing::put(keys_api::put_function).delete(keys_api::delete_function),
+            keys_api::delete_function,
         )
-        .route("/admin/host/keys", get(keys_api::list_host))
-        .route(
-            "/admin/host/keys/{key}",
-            axum::routing::put(keys_api::put_host).delete(keys_api::delete_host),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_admin_key,
-        ));
+        .get("/admin/host/keys", keys_api::list_host)
+        .put("/admin/host/keys/{key}", keys_api::put_host)
+        .delete("/admin/host/keys/{key}", keys_api::delete_host)
+        .finish();
+    let admin_key = || middleware::from_fn_with_state(state.clone(), require_admin_key);
+    let admin = admin.route_layer(admin_key());
+    // The API's description, behind the admin key unless `--openapi-public`.
+    let (openapi, more) = Recorder::new()
+        .get("/admin/openapi.json", openapi_document)
+        .finish();
+    routes.extend(more);
+    let openapi = if state.exposure.openapi_public {
+        openapi
+    } else {
+        openapi.route_layer(admin_key())
+    };
     // `/metrics`, behind the admin key when `--metrics-key-required`.
     let metrics_route = || {
-        let route = Router::new().route("/metrics", get(metrics));
-        if state.exposure.metrics_key_required {
-            route.route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                require_admin_key,
-            ))
+        let (route, more) = Recorder::new().get("/metrics", metrics).finish();
+        let route = if state.exposure.metrics_key_required {
+            route.route_layer(admin_key())
         } else {
             route
-        }
+        };
+        (route, more)
     };
+    let (metrics_main, more) = metrics_route();
+    routes.extend(more);
     let metrics_only = metrics_route()
+        .0
         .fallback(not_found)
         .with_state(state.clone());
-    let main = Router::new()
-        .route("/", post(scf::action))
-        .route("/healthz", get(readyz))
-        .route("/readyz", get(readyz))
-        .route("/livez", get(livez))
-        .merge(metrics_route())
+    let (open, more) = Recorder::new()
+        .post("/", scf::action)
+        .get("/healthz", readyz)
+        .get("/readyz", readyz)
+        .get("/livez", livez)
+        .finish();
+    routes.extend(more);
+    let main = open
+        .merge(metrics_main)
+        .merge(openapi)
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -156,7 +171,17 @@ pub(crate) fn router(
             deadline::body_deadline,
         ))
         .with_state(state);
-    (main, metrics_only)
+    (main, metrics_only, routes)
+}
+
+/// `GET /admin/openapi.json`: the API's OpenAPI 3.1 description, with the
+/// app's functions and trigger routes.
+async fn openapi_document(State(state): State<AppState>) -> Response {
+    Json(openapi::document(
+        &state.catalog.current(),
+        &state.app.host.route_prefix,
+    ))
+    .into_response()
 }
 
 fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
@@ -347,13 +372,16 @@ async fn http_trigger(State(state): State<AppState>, request: Request) -> Respon
         return unauthorized();
     }
     if let Some(methods) = allowed {
-        return error_body(
+        let list = methods.join(", ").to_uppercase();
+        let mut response = error_body(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "function '{name}' accepts {}",
-                methods.join(", ").to_uppercase()
-            ),
+            format!("function '{name}' accepts {list}"),
         );
+        // RFC 9110: a 405 lists the methods the resource supports.
+        if let Ok(v) = axum::http::HeaderValue::from_str(&list) {
+            response.headers_mut().insert(axum::http::header::ALLOW, v);
+        }
+        return response;
     }
     // Only the admin key sees a failure's internals on this route.
     let caller = match key {

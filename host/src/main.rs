@@ -123,6 +123,10 @@ enum Command {
         /// 0 picks a free one), for a scraper kept off the API port.
         #[arg(long, env = "FNHOST_METRICS_PORT")]
         metrics_port: Option<u16>,
+        /// Serve the API's OpenAPI document (`GET /admin/openapi.json`)
+        /// without the admin key.
+        #[arg(long, env = "FNHOST_OPENAPI_PUBLIC")]
+        openapi_public: bool,
     },
 }
 
@@ -231,6 +235,7 @@ fn main() -> ExitCode {
             scf_secret_key,
             metrics_key_required,
             metrics_port,
+            openapi_public,
             bind,
         } => {
             let scf = scf_secret_id
@@ -268,6 +273,7 @@ fn main() -> ExitCode {
                 grpc_port,
                 metrics_key_required,
                 metrics_port,
+                openapi_public,
             };
             runtime.block_on(start(app_dir, load, serve, storage, admin_key, scf))
         }
@@ -287,6 +293,7 @@ struct Serve {
     grpc_port: u16,
     metrics_key_required: bool,
     metrics_port: Option<u16>,
+    openapi_public: bool,
 }
 
 async fn start(
@@ -361,6 +368,7 @@ async fn start(
         http_addr: SocketAddr::new(serve.bind, serve.port),
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], serve.grpc_port)),
         metrics_key_required: serve.metrics_key_required,
+        openapi_public: serve.openapi_public,
         metrics_addr: serve.metrics_port.map(|p| SocketAddr::new(serve.bind, p)),
         metrics: true,
         admin_key,

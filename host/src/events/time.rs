@@ -62,18 +62,15 @@ pub fn scf(ms: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{milli:03}")
 }
 
-/// Parses ms since the epoch, RFC 3339 in UTC (`...Z` or `+00:00`), or
-/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC).
+/// Parses ms since the epoch, RFC 3339 (`...Z`, `z` or a `±HH:MM`
+/// offset), or `YYYY-MM-DD HH:MM:SS[.fff]` (UTC).
 pub fn parse(text: &str) -> Option<i64> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return t.parse().ok();
     }
-    let t = t
-        .strip_suffix('Z')
-        .or_else(|| t.strip_suffix("+00:00"))
-        .unwrap_or(t);
-    let (date, time) = t.split_once(['T', ' '])?;
+    let (t, offset_ms) = split_offset(t)?;
+    let (date, time) = t.split_once(['T', 't', ' '])?;
     let mut dp = date.split('-');
     let (y, mo, d): (i64, u32, u32) = (
         dp.next()?.parse().ok()?,
@@ -108,7 +105,37 @@ pub fn parse(text: &str) -> Option<i64> {
         }
         Some(_) => return None,
     };
-    Some(days_from_civil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + milli)
+    let local =
+        days_from_civil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + milli;
+    Some(local - offset_ms)
+}
+
+/// The text before a time's zone designator, and the zone's offset from
+/// UTC in ms (none: UTC). `None` when an offset is malformed.
+fn split_offset(t: &str) -> Option<(&str, i64)> {
+    if let Some(rest) = t.strip_suffix(['Z', 'z']) {
+        return Some((rest, 0));
+    }
+    // `±HH:MM` after the time (a date's own `-` comes before the `T`).
+    let b = t.as_bytes();
+    if b.len() > 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        let (rest, zone) = t.split_at(t.len() - 6);
+        if !rest.contains(['T', 't', ' ']) {
+            return Some((t, 0));
+        }
+        let hours: i64 = zone[1..3].parse().ok()?;
+        let minutes: i64 = zone[4..6].parse().ok()?;
+        if !zone[1..3].bytes().all(|c| c.is_ascii_digit())
+            || !zone[4..6].bytes().all(|c| c.is_ascii_digit())
+            || hours > 23
+            || minutes > 59
+        {
+            return None;
+        }
+        let ms = (hours * 60 + minutes) * 60_000;
+        return Some((rest, if zone.starts_with('-') { -ms } else { ms }));
+    }
+    Some((t, 0))
 }
 
 #[cfg(test)]
@@ -123,6 +150,12 @@ mod tests {
         assert_eq!(parse("2026-11-23T04:01:23.123Z"), Some(ms));
         assert_eq!(parse("2026-11-23 04:01:23.123"), Some(ms));
         assert_eq!(parse("2026-11-23 04:01:23"), Some(ms - 123));
+        // Any offset, and RFC 3339's lower-case designators.
+        assert_eq!(parse("2026-11-23T06:31:23.123+02:30"), Some(ms));
+        assert_eq!(parse("2026-11-22T23:01:23.123-05:00"), Some(ms));
+        assert_eq!(parse("2026-11-23t04:01:23.123z"), Some(ms));
+        assert_eq!(parse("2026-11-23T04:01:23.123+24:00"), None);
+        assert_eq!(parse("2026-11-23T04:01:23.123+0x:00"), None);
         assert_eq!(parse(&ms.to_string()), Some(ms));
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(

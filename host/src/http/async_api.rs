@@ -32,7 +32,11 @@ pub(super) async fn invoke_async(
     };
     let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
-        Some(Ok(k)) if !k.is_empty() && k.len() <= 256 => Some(k.to_string()),
+        Some(Ok(k))
+            if !k.is_empty() && k.len() <= 256 && k.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(k.to_string())
+        }
         Some(_) => {
             return error_body(
                 StatusCode::BAD_REQUEST,
@@ -156,6 +160,8 @@ pub fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, String
                 }
                 q.limit = n;
             }
+            // The admin key, when it comes as a query parameter.
+            "code" => {}
             other => return Err(format!("parameter `{other}` is not known")),
         }
     }
@@ -243,10 +249,16 @@ pub(super) async fn terminate(
     Path(id): Path<RequestId>,
     body: Bytes,
 ) -> Response {
-    let graceful = if body.iter().all(u8::is_ascii_whitespace) {
+    let graceful = if body.is_empty() {
         false
     } else {
         match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if !v.is_object() && !v.is_null() => {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON object like {\"graceShutdown\": true}",
+                )
+            }
             Ok(v) => match v.get("graceShutdown") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,

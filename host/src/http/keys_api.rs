@@ -37,10 +37,16 @@ fn listing(state: &AppState, scope: &Scope) -> Response {
 }
 
 fn set(state: &AppState, scope: &Scope, name: &str, body: &Bytes) -> Response {
-    let value = if body.iter().all(u8::is_ascii_whitespace) {
+    let value = if body.is_empty() {
         None
     } else {
         match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) if !v.is_object() && !v.is_null() => {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON object like {\"value\": \"...\"}",
+                )
+            }
             Ok(v) => match v.get("value") {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 None | Some(serde_json::Value::Null) => None,

@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod node_sdk;
+mod openapi;
 mod otlp;
 mod postgres_harness;
 mod published_python;
