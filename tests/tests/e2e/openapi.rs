@@ -132,6 +132,48 @@ async fn the_document_lists_exactly_the_routes_the_host_serves_and_the_apps_trig
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+
+    // What schemathesis found, fixed: a 405 names the allowed methods; the
+    // key as `?code=` is not an unknown list parameter; times take any
+    // RFC 3339 offset; bodies that must be objects are refused otherwise.
+    let r = api
+        .request("DELETE", "/api/orders/7", "", Some(ADMIN_KEY))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.header("allow"), "GET, POST");
+    let r = api
+        .request(
+            "GET",
+            &format!(
+                "/admin/async-events?code={ADMIN_KEY}&startTimeFrom=2026-01-01T09:00:00%2B02:00"
+            ),
+            "",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (route, body) in [
+        ("/admin/host/keys/extra", "[null]"),
+        ("/admin/host/keys/extra", " "),
+    ] {
+        let r = api
+            .request("PUT", route, body, Some(ADMIN_KEY))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{body:?}: {}", r.text());
+    }
+    let r = api
+        .request_with(
+            "POST",
+            "/admin/functions/echo/invoke-async",
+            String::new(),
+            &[("x-functions-key", ADMIN_KEY), ("Idempotency-Key", "a b")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
     host.shutdown().await;
 }
 
