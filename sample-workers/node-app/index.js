@@ -13,6 +13,11 @@
  * - `crash` logs, then exits the whole worker process with code 3.
  * - `fail`  rejects with the input text.
  * - `log`   logs one line at each of info, warn and error.
+ * - `console` logs through `console`: `console.log` and `console.debug`, then
+ *   after an await `console.warn` and `console.error`; the SDK makes each
+ *   line this invocation's log, at Information, Debug, Warning and Error.
+ * - `deadline` returns `{"attempt", "deadline"}`: the attempt and the
+ *   timeout's deadline (Unix ms, `null` when none) the host sent.
  * - `tick`  a timer (every minute): logs `tick <Next> (past due: <bool>)`
  *   from its `TimerInfo`; with `SAMPLE_TICK_WORK_MS` > 0 it then works that
  *   long, and when cancelled logs `tick <Next> cancelled (<reason>)`.
@@ -25,18 +30,19 @@
  * the host reads unless `SAMPLE_WORKER_INDEXING=1` makes the worker report
  * its functions itself.
  *
- * Launched by the host through `worker.config.json`; run
- * `sample-workers/node/setup.sh` once to install the SDK's dependencies.
+ * Launched by the host through `worker.config.json`. It uses the SDK as a
+ * package, `fnhost-worker` (its `package.json` links `../node`): run
+ * `sample-workers/node/setup.sh` once to install it and its dependencies.
  */
 
 const { setTimeout: sleepFor } = require('node:timers/promises');
-const { Worker, HttpResponse } = require('../node/lib');
+const { Worker, HttpResponse } = require('fnhost-worker');
 
 /**
  * Returns the input: HTTP requests get a 200 with the same body and content
  * type; JSON text comes back as JSON, other text as text.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 function echo(context, input) {
   const http = input.http;
@@ -60,7 +66,7 @@ function echo(context, input) {
  * like `@azure/functions` v4's): `{traceParent, traceState, attributes}`, all
  * `null` when the host sent none.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 function trace(context) {
   const t = context.traceContext;
@@ -72,7 +78,7 @@ function trace(context) {
  * Milliseconds from the input: a plain number, JSON `{"ms": N}` (or a JSON
  * number / numeric string), or for HTTP the `ms` query parameter or the body.
  *
- * @param {import('../node/lib/io').Input} input
+ * @param {import('fnhost-worker').Input} input
  * @returns {number}
  */
 function millis(input) {
@@ -106,7 +112,7 @@ function parseMs(text) {
  * `Cancelled`. Logs `sleep cancelled after N ms (<reason>)`, the reason being
  * `context.cancelReason` or `no reason given`.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 async function sleep(context, input) {
   const ms = millis(input);
@@ -128,7 +134,7 @@ async function sleep(context, input) {
  * spins in 10 ms slices and yields between them, so the worker keeps
  * answering the host (other invocations, cancels, terminate) meanwhile.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 async function spin(context, input) {
   const ms = millis(input);
@@ -146,7 +152,7 @@ async function spin(context, input) {
 /**
  * Throws with the input text.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 function panic(context, input) {
   throw new Error(`panic requested: ${input.text()}`);
@@ -155,7 +161,7 @@ function panic(context, input) {
 /**
  * Logs, then exits the whole worker process with code 3.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 async function crash(context) {
   context.error('crash requested: exiting with code 3');
@@ -167,7 +173,7 @@ async function crash(context) {
 /**
  * Fails (rejects) with the input text.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 async function fail(context, input) {
   throw new Error(`failure requested: ${input.text()}`);
@@ -176,13 +182,38 @@ async function fail(context, input) {
 /**
  * Emits one log line at each of info, warn and error.
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 function log(context) {
   context.info('info from log function');
   context.warn('warning from log function');
   context.error('error from log function');
   return 'logged';
+}
+
+/**
+ * Logs through `console`, before and after an await: the SDK's console
+ * bridge sends each line as this invocation's log, at its level.
+ *
+ * @type {import('fnhost-worker').Handler}
+ */
+async function consoleLog() {
+  console.log('console.log from console function');
+  console.debug('console.debug from console function');
+  await sleepFor(1);
+  console.warn('console.warn from console function');
+  console.error('console.error from console function');
+  return 'logged';
+}
+
+/**
+ * The attempt and the deadline the host sent: `{attempt, deadline}`, the
+ * deadline in Unix ms (`null` when the host sent none).
+ *
+ * @type {import('fnhost-worker').Handler}
+ */
+function attemptAndDeadline(context) {
+  return { attempt: context.attempt, deadline: context.deadline ? context.deadline.getTime() : null };
 }
 
 /**
@@ -202,7 +233,7 @@ function envMs(name) {
  * cancelled and saying why (another host took the schedule over: `lease
  * lost`).
  *
- * @type {import('../node/lib/dispatcher').Handler}
+ * @type {import('fnhost-worker').Handler}
  */
 async function tick(context, input) {
   const timer = input.timer();
@@ -233,6 +264,7 @@ async function tick(context, input) {
  * @returns {Worker}
  */
 function createWorker({ workerIndexing = process.env.SAMPLE_WORKER_INDEXING === '1' } = {}) {
+  /** @type {Pick<import('fnhost-worker').HttpOptions, 'methods' | 'authLevel'>} */
   const http = { methods: ['GET', 'POST'], authLevel: 'anonymous' };
   return new Worker({ workerIndexing })
     .http('echo', { ...http, handler: echo })
@@ -243,6 +275,8 @@ function createWorker({ workerIndexing = process.env.SAMPLE_WORKER_INDEXING === 
     .function('crash', crash)
     .function('fail', fail)
     .function('log', log)
+    .function('console', consoleLog)
+    .function('deadline', attemptAndDeadline)
     .timer('tick', { schedule: '0 * * * * *', runOnStartup: false, handler: tick });
 }
 
@@ -250,4 +284,18 @@ if (require.main === module) {
   createWorker().main();
 }
 
-module.exports = { createWorker, echo, sleep, spin, panic, crash, fail, log, tick, trace, parseMs };
+module.exports = {
+  createWorker,
+  echo,
+  sleep,
+  spin,
+  panic,
+  crash,
+  fail,
+  log,
+  consoleLog,
+  attemptAndDeadline,
+  tick,
+  trace,
+  parseMs,
+};

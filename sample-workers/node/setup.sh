@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Node worker SDK's pinned dependencies (package-lock.json) into
-# sample-workers/node/node_modules. Idempotent: does nothing when node_modules
-# exists and is newer than the lock file.
+# Prepares the Node worker SDK (the fnhost-worker package) and its sample app:
+# copies the repository's proto/protos into the package's protos/ (what the
+# SDK loads and `npm pack` ships), installs the SDK's pinned dependencies
+# (package-lock.json), then the sample app's (../node-app), which links the
+# SDK as `fnhost-worker`. Idempotent and quick when nothing changed: the copy
+# writes only files that differ, and each `npm ci` runs only when its
+# node_modules is missing or older than its lock file.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -10,13 +14,20 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 
+node scripts/copy-protos.js
+
 # npm ci touches node_modules/.package-lock.json when it finishes, so that
 # file's age says whether the last install completed after the lock changed.
-marker=node_modules/.package-lock.json
-if [[ -f "$marker" && ! package-lock.json -nt "$marker" ]]; then
-  exit 0
-fi
+install() {
+  local dir=$1 marker=$1/node_modules/.package-lock.json
+  if [[ -f "$marker" && ! "$dir/package-lock.json" -nt "$marker" ]]; then
+    return 0
+  fi
+  echo "setup.sh: installing $2 (npm ci in $dir)" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
+  touch "$marker"
+}
 
-echo "setup.sh: installing Node worker SDK dependencies (npm ci)" >&2
-npm ci --no-audit --no-fund --loglevel=error
-touch "$marker"
+# The SDK first: the app's link to it needs nothing installed into the SDK.
+install . "the Node worker SDK's dependencies"
+install ../node-app "the Node sample app's link to the SDK"

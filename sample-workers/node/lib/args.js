@@ -12,7 +12,7 @@
  * When both spellings of one setting are given, the newer one wins. Unknown
  * arguments are ignored.
  *
- * @module fnhost-node-worker/args
+ * @module fnhost-worker/args
  */
 
 /** Message size limit used when the host passes none (the host's default). */

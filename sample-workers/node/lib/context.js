@@ -1,13 +1,71 @@
 'use strict';
 /**
  * Per-invocation {@link InvocationContext}: identity, cancellation through an
- * `AbortSignal`, the trace it runs in, and logging tied to the invocation.
+ * `AbortSignal`, the timeout's deadline and the attempt, the trace it runs
+ * in, and logging tied to the invocation.
  *
- * @module fnhost-node-worker/context
+ * @module fnhost-worker/context
  */
 
 /** Log levels of `RpcLog.Level`, lowest first. */
 const LOG_LEVELS = Object.freeze(['Trace', 'Debug', 'Information', 'Warning', 'Error', 'Critical']);
+
+/**
+ * Trigger metadata keys fnhost adds to every `InvocationRequest`, since the
+ * protocol has no fields for them: `TypedData.json` of a number each (JSON
+ * because the published Python worker has no `int` kind).
+ * `FnhostDeadline`: Unix ms (UTC) at which the host's function timeout fires.
+ * `FnhostAttempt`: 1 for the first run of an async event and for every
+ * synchronous invocation, 2 for its first retry, and so on.
+ */
+const META_DEADLINE = 'FnhostDeadline';
+const META_ATTEMPT = 'FnhostAttempt';
+
+/**
+ * The number a decoded trigger metadata `TypedData` holds (`json`, `int` or
+ * `double`), or `undefined` when it holds none.
+ *
+ * @param {object|undefined} data
+ * @returns {number|undefined}
+ */
+function metadataNumber(data) {
+  let value;
+  switch (data && data.data) {
+    case 'json':
+      try {
+        value = JSON.parse(data.json);
+      } catch {
+        return undefined;
+      }
+      break;
+    case 'int':
+      value = Number(data.int);
+      break;
+    case 'double':
+      value = data.double;
+      break;
+    default:
+      return undefined;
+  }
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/**
+ * The deadline and attempt fnhost sent in an `InvocationRequest`'s trigger
+ * metadata: `deadline` in Unix ms (`undefined` from a host that sends none),
+ * `attempt` a positive integer (1 when absent or malformed).
+ *
+ * @param {Record<string, object>|null|undefined} metadata decoded `trigger_metadata`
+ * @returns {{deadlineMs: number|undefined, attempt: number}}
+ */
+function fromTriggerMetadata(metadata) {
+  const deadlineMs = metadataNumber(metadata && metadata[META_DEADLINE]);
+  const attempt = metadataNumber(metadata && metadata[META_ATTEMPT]);
+  return {
+    deadlineMs,
+    attempt: Number.isSafeInteger(attempt) && attempt >= 1 ? attempt : 1,
+  };
+}
 
 /**
  * The `AbortSignal` reason used when the host cancels an invocation without
@@ -89,15 +147,21 @@ class InvocationContext {
    * @param {(log: object) => void} [init.emitLog] receives each `RpcLog`; logs
    *   go to stderr when absent
    * @param {TraceContext} [init.traceContext] the trace it runs in
+   * @param {number} [init.deadlineMs] Unix ms at which the function timeout fires
+   * @param {number} [init.attempt=1] which run of an async event this is
    */
-  constructor({ invocationId, functionName, signal, emitLog, traceContext }) {
+  constructor({ invocationId, functionName, signal, emitLog, traceContext, deadlineMs, attempt = 1 }) {
     this._invocationId = invocationId;
     this._functionName = functionName;
     this._signal = signal;
     this._emitLog = emitLog ?? null;
     this._traceContext = traceContext;
+    this._deadlineMs = deadlineMs;
+    this._attempt = attempt;
     /** @type {string|null} the host's reason, recorded by the dispatcher */
     this._cancelReason = null;
+    /** Set once the result is sent: see _markFinished. */
+    this._finished = false;
   }
 
   /**
@@ -115,6 +179,17 @@ class InvocationContext {
   }
 
   /**
+   * Records that the invocation's result was sent (called by the SDK's
+   * dispatcher): console calls from work it left running then go to the
+   * process's stdout/stderr.
+   *
+   * @package
+   */
+  _markFinished() {
+    this._finished = true;
+  }
+
+  /**
    * A context for unit-testing a handler outside a worker. Abort the returned
    * controller to simulate the host cancelling the invocation
    * (`controller.abort('lease lost')` for a cancel with a reason: a string
@@ -123,11 +198,13 @@ class InvocationContext {
    *
    * @param {string} [invocationId='test-invocation']
    * @param {string} [functionName='test']
-   * @param {{traceContext?: TraceContext}} [options] `traceContext`: what
-   *   {@link InvocationContext#traceContext} returns (`undefined` when absent)
+   * @param {{traceContext?: TraceContext, deadline?: Date, attempt?: number}} [options]
+   *   what {@link InvocationContext#traceContext}, {@link InvocationContext#deadline}
+   *   and {@link InvocationContext#attempt} return (`undefined`, `undefined`
+   *   and 1 when absent)
    * @returns {{context: InvocationContext, controller: AbortController, logs: object[]}}
    */
-  static forTest(invocationId = 'test-invocation', functionName = 'test', { traceContext } = {}) {
+  static forTest(invocationId = 'test-invocation', functionName = 'test', { traceContext, deadline, attempt = 1 } = {}) {
     const controller = new AbortController();
     const logs = [];
     const context = new InvocationContext({
@@ -136,6 +213,8 @@ class InvocationContext {
       signal: controller.signal,
       emitLog: (log) => logs.push(log),
       traceContext,
+      deadlineMs: deadline === undefined ? undefined : deadline.getTime(),
+      attempt,
     });
     return { context, controller, logs };
   }
@@ -166,6 +245,36 @@ class InvocationContext {
    */
   get traceContext() {
     return this._traceContext;
+  }
+
+  /**
+   * When the host's function timeout for this invocation fires (its cancel
+   * follows, with reason `'timeout'`), from the request's `FnhostDeadline`
+   * trigger metadata; `undefined` from a host that sends none. Use it to
+   * give a downstream call no more time than is left.
+   *
+   * @example
+   * async function handler(context) {
+   *   const leftMs = context.deadline ? context.deadline.getTime() - Date.now() : Infinity;
+   *   if (leftMs < 2000) throw new Error(`only ${leftMs} ms left: not starting the export`);
+   *   return runExport({ signal: context.signal });
+   * }
+   *
+   * @type {Date|undefined}
+   */
+  get deadline() {
+    return this._deadlineMs === undefined ? undefined : new Date(this._deadlineMs);
+  }
+
+  /**
+   * Which run of its event this is: 1 for the first run of an async event
+   * and for every synchronous invocation, 2 for the first retry, and so on
+   * (the request's `FnhostAttempt` trigger metadata; 1 when absent).
+   *
+   * @type {number}
+   */
+  get attempt() {
+    return this._attempt;
   }
 
   /**
@@ -249,4 +358,13 @@ class InvocationContext {
   }
 }
 
-module.exports = { InvocationContext, LOG_LEVELS, isAbortError, abortReason, fromRpcTraceContext };
+module.exports = {
+  InvocationContext,
+  LOG_LEVELS,
+  META_DEADLINE,
+  META_ATTEMPT,
+  isAbortError,
+  abortReason,
+  fromRpcTraceContext,
+  fromTriggerMetadata,
+};

@@ -9,10 +9,11 @@
  * between the stream and the dispatcher, which is what lets the unit tests
  * drive it without a host.
  *
- * @module fnhost-node-worker/dispatcher
+ * @module fnhost-worker/dispatcher
  */
 
-const { InvocationContext, isAbortError, abortReason, fromRpcTraceContext } = require('./context');
+const { runInInvocation } = require('./console');
+const { InvocationContext, isAbortError, abortReason, fromRpcTraceContext, fromTriggerMetadata } = require('./context');
 const { Input, toTypedData } = require('./io');
 const { durationToMs } = require('./proto');
 const { MANUAL, functionMetadata } = require('./triggers');
@@ -256,11 +257,13 @@ class Dispatcher {
       signal: controller.signal,
       emitLog: (log) => this._send({ rpc_log: log }),
       traceContext: fromRpcTraceContext(req.trace_context),
+      ...fromTriggerMetadata(req.trigger_metadata),
     });
     this._inFlight.set(id, { controller, context });
     let running;
     try {
-      running = Promise.resolve(fn.handler(context, Input.fromRequest(req)));
+      const input = Input.fromRequest(req);
+      running = Promise.resolve(runInInvocation(context, () => fn.handler(context, input)));
     } catch (err) {
       running = Promise.reject(err);
     }
@@ -277,6 +280,8 @@ class Dispatcher {
 
   /** Sends the response and forgets the invocation's state. */
   _finish(id, result, returnValue) {
+    const entry = this._inFlight.get(id);
+    if (entry) entry.context._markFinished();
     this._inFlight.delete(id);
     this._finished.add(id);
     this._answer(id, result, returnValue);

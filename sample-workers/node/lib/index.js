@@ -6,10 +6,11 @@
  * launch arguments (both spellings), dials back, and serves invocations
  * concurrently. Each invocation's `context.signal` is aborted when the host
  * cancels it; a handler that then rejects (typically with an `AbortError`)
- * is answered `Cancelled`.
+ * is answered `Cancelled`. `console.log/info/debug/warn/error` in a handler
+ * are that invocation's log lines (`context.log` and friends too).
  *
  * @example
- * const { Worker } = require('fnhost-node-worker');
+ * const { Worker } = require('fnhost-worker');
  * new Worker()
  *   .function('hello', async (context, input) => `hello ${input.text()}`)
  *   .main();
@@ -17,7 +18,7 @@
  * @example
  * // HTTP triggers as in Azure's v4 model; with worker indexing the worker
  * // reports them to the host, so the app needs no function.json.
- * const { Worker, HttpResponse } = require('fnhost-node-worker');
+ * const { Worker, HttpResponse } = require('fnhost-worker');
  * new Worker({ workerIndexing: true })
  *   .http('hello', (context, input) => new HttpResponse(200, { body: 'hello' }))
  *   .http('item', {
@@ -33,7 +34,7 @@
  *   })
  *   .main();
  *
- * @module fnhost-node-worker
+ * @module fnhost-worker
  */
 
 const { parseLaunchArgs, ArgsError } = require('./args');
@@ -156,7 +157,7 @@ class Worker {
     this.run(argv).then(
       () => process.exit(0),
       (err) => {
-        process.stderr.write(`fnhost-node-worker: ${err && err.message ? err.message : err}\n`);
+        process.stderr.write(`fnhost-worker: ${err && err.message ? err.message : err}\n`);
         process.exit(err instanceof ArgsError ? 2 : 1);
       },
     );

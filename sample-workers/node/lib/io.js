@@ -4,7 +4,7 @@
  * triggers), its return value's conversion to `TypedData`, and
  * {@link HttpResponse} for HTTP-triggered functions.
  *
- * @module fnhost-node-worker/io
+ * @module fnhost-worker/io
  */
 
 /**

@@ -5,10 +5,11 @@
  * stream and the {@link Dispatcher} until the host ends the stream, sends
  * `WorkerTerminate`, or the process receives SIGTERM.
  *
- * @module fnhost-node-worker/runtime
+ * @module fnhost-worker/runtime
  */
 
 const grpc = require('@grpc/grpc-js');
+const { installConsoleBridge } = require('./console');
 const { Dispatcher, DEFAULT_GRACE_MS } = require('./dispatcher');
 const { loadRpcPackage } = require('./proto');
 
@@ -31,7 +32,7 @@ class ConnectError extends Error {
 }
 
 function debug(message) {
-  if (process.env.FNHOST_NODE_WORKER_DEBUG) process.stderr.write(`fnhost-node-worker: ${message}\n`);
+  if (process.env.FNHOST_NODE_WORKER_DEBUG) process.stderr.write(`fnhost-worker: ${message}\n`);
 }
 
 function delay(ms) {
@@ -39,7 +40,9 @@ function delay(ms) {
 }
 
 /**
- * Runs the worker protocol until the stream ends.
+ * Runs the worker protocol until the stream ends. Meanwhile the console
+ * bridge is installed on the global `console`: console calls in a handler
+ * become its invocation's log lines.
  *
  * @param {Map<string, import('./dispatcher').Handler>} functions
  * @param {import('./args').LaunchArgs} args
@@ -95,7 +98,7 @@ async function run(functions, args, { triggers, workerIndexing = false } = {}) {
       await Promise.race([dispatcher.idle(), delay(graceMs)]);
       if (dispatcher.inFlight > 0) {
         process.stderr.write(
-          `fnhost-node-worker: grace period ended with ${dispatcher.inFlight} invocation(s) still running\n`,
+          `fnhost-worker: grace period ended with ${dispatcher.inFlight} invocation(s) still running\n`,
         );
       }
       writable = false;
@@ -106,6 +109,7 @@ async function run(functions, args, { triggers, workerIndexing = false } = {}) {
   };
 
   let onSigterm = null;
+  const restoreConsole = installConsoleBridge(console);
   try {
     await new Promise((resolve) => {
       onSigterm = () => drain(DEFAULT_GRACE_MS, 'SIGTERM').then(resolve);
@@ -126,6 +130,7 @@ async function run(functions, args, { triggers, workerIndexing = false } = {}) {
       call.on('error', (err) => lost(`event stream failed: ${err.message}`));
     });
   } finally {
+    restoreConsole();
     process.removeListener('SIGTERM', onSigterm);
     client.close();
   }

@@ -9,7 +9,7 @@
  * serialized the way Azure's language workers send them.
  * This mirrors `worker-sdk/src/trigger.rs`.
  *
- * @module fnhost-node-worker/triggers
+ * @module fnhost-worker/triggers
  */
 
 /** Values of `authLevel`: who may call an HTTP-triggered function. */

@@ -89,8 +89,8 @@ function launch(t, args) {
   return { child, exited: within(exit, 10000, 'the worker did not exit') };
 }
 
-/** Handshake, load `sleep`, start a 60 s sleep; returns the stream. */
-async function startSleep(host, requestId) {
+/** StartStream, init and status; returns the stream. */
+async function handshake(host, requestId) {
   const s = await host.stream();
   const first = await s.next();
   assert.equal(first.content, 'start_stream');
@@ -103,6 +103,12 @@ async function startSleep(host, requestId) {
   assert.equal(init.worker_init_response.capabilities.HandlesInvocationCancelMessage, 'true');
   s.send({ worker_status_request: {} });
   assert.equal((await s.next()).content, 'worker_status_response');
+  return s;
+}
+
+/** Handshake, load `sleep`, start a 60 s sleep; returns the stream. */
+async function startSleep(host, requestId) {
+  const s = await handshake(host, requestId);
   s.send({ function_load_request: { function_id: 'f-sleep', metadata: { name: 'sleep' } } });
   const load = await s.next();
   assert.equal(load.function_load_response.result.status, 'Success');
@@ -158,6 +164,37 @@ test('newer-style launch: SIGTERM cancels the in-flight sleep, replies, and exit
   assert.equal(response.invocation_response.result.status, 'Cancelled');
   assert.ok(messages.every((m) => m.request_id === 'req-new'));
   assert.deepEqual(await exited, { code: 0, signal: null });
+});
+
+test("in a worker process, a handler's console calls reach the host as its log lines", { timeout: 30000 }, async (t) => {
+  const host = await fakeHost();
+  t.after(() => host.close());
+  const { child, exited } = launch(t, [
+    '--functions-uri', `http://127.0.0.1:${host.port}/`, '--functions-worker-id', 'w-1',
+    '--functions-request-id', 'req-console',
+  ]);
+  const s = await handshake(host, 'req-console');
+  s.send({ function_load_request: { function_id: 'f-console', metadata: { name: 'console' } } });
+  assert.equal((await s.next()).function_load_response.result.status, 'Success');
+  s.send({ invocation_request: { invocation_id: 'i-c', function_id: 'f-console', input_data: [] } });
+  const logs = [];
+  for (;;) {
+    const m = await s.next();
+    assert.ok(m, 'the worker answered');
+    if (m.content === 'rpc_log') logs.push([m.rpc_log.invocation_id, m.rpc_log.level, m.rpc_log.message]);
+    if (m.content === 'invocation_response') {
+      assert.equal(m.invocation_response.result.status, 'Success');
+      break;
+    }
+  }
+  assert.deepEqual(logs, [
+    ['i-c', 'Information', 'console.log from console function'],
+    ['i-c', 'Debug', 'console.debug from console function'],
+    ['i-c', 'Warning', 'console.warn from console function'],
+    ['i-c', 'Error', 'console.error from console function'],
+  ]);
+  child.kill('SIGTERM');
+  assert.equal((await exited).code, 0);
 });
 
 test('bad launch arguments exit with code 2', async (t) => {

@@ -13,6 +13,7 @@ mod languages;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod node_package;
 mod node_sdk;
 mod openapi;
 mod otlp;
