@@ -80,6 +80,15 @@ pub fn node_app_with_style(host_json: Value, argument_style: &str) -> TestApp {
          run sample-workers/node/setup.sh",
         grpc.display()
     );
+    // The sample app requires the SDK by name, linked by setup.sh.
+    let linked =
+        repo_root().join("sample-workers/node-app/node_modules/fnhost-worker/package.json");
+    assert!(
+        linked.is_file(),
+        "the Node sample app does not have the SDK installed ({} is missing): \
+         run sample-workers/node/setup.sh",
+        linked.display()
+    );
     let script = repo_root().join("sample-workers/node-app/index.js");
     let node = node_executable();
     TestApp::copy_of_sample("node-app", host_json, |w| {
