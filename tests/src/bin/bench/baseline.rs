@@ -1,6 +1,10 @@
 //! Scenario 0.: the baseline, a plain tonic bidirectional echo stream with
 //! callers multiplexed on one stream, messages shaped like an
-//! `InvocationRequest`.
+//! `InvocationRequest`. Both ends set `TCP_NODELAY`, as the host and the
+//! SDKs do. Server and client share the bench's runtime, as the host and
+//! its callers do in scenarios 1 and 2 (and the host and its worker do
+//! not: the worker is its own process), so the baseline is not given a
+//! core of its own that the host is denied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -106,6 +110,7 @@ pub async fn echo_baseline(p: &Params) -> Result<Baseline> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .tcp_nodelay(true)
             .add_service(FunctionRpcServer::new(EchoRpc))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stop_rx.await;
@@ -113,6 +118,7 @@ pub async fn echo_baseline(p: &Params) -> Result<Baseline> {
     );
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
         .connect()
         .await
         .context("connecting to the echo server")?;

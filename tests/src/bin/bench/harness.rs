@@ -71,6 +71,24 @@ pub async fn wait_in_flight(handle: &HostHandle, n: usize, limit: Duration) -> R
 pub struct Throughput {
     pub rate: f64,
     pub errors: u64,
+    /// CPU time of the bench process (the host, when it runs in it, and the
+    /// load generator) per successful call over the measured window, in µs.
+    pub cpu_us: f64,
+    /// CPU time of the watched worker process per successful call, in µs.
+    pub worker_cpu_us: Option<f64>,
+}
+
+/// `/proc` reports CPU time in USER_HZ ticks, which Linux fixes at 100/s.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// utime + stime of process `pid` (`self` for this one), in ticks.
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces and ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Runs `callers` loops of `call` (each waits for its answer before the next
@@ -80,6 +98,22 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
+    closed_loop_watching(callers, p, None, call).await
+}
+
+/// [`closed_loop`], also reporting the CPU time of `worker` per call.
+pub async fn closed_loop_watching<F, Fut>(
+    callers: usize,
+    p: &Params,
+    worker: Option<u32>,
+    call: F,
+) -> Result<Throughput>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let worker = worker.map(|w| w.to_string());
+    let worker_ticks = || worker.as_deref().and_then(cpu_ticks);
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,12 +139,18 @@ where
         errors.load(Ordering::Relaxed),
         Instant::now(),
     );
+    let (cpu0, wcpu0) = (cpu_ticks("self"), worker_ticks());
     tokio::time::sleep(p.measure).await;
     let (ok1, err1, elapsed) = (
         ok.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
         t0.elapsed(),
     );
+    let (cpu1, wcpu1) = (cpu_ticks("self"), worker_ticks());
+    let calls = (ok1 - ok0).max(1) as f64;
+    let per_call = |a: Option<u64>, b: Option<u64>| {
+        Some(b?.saturating_sub(a?) as f64 / TICKS_PER_SECOND * 1e6 / calls)
+    };
     stop.store(true, Ordering::Relaxed);
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}
@@ -123,6 +163,8 @@ where
     Ok(Throughput {
         rate: (ok1 - ok0) as f64 / elapsed.as_secs_f64(),
         errors: err1 - err0,
+        cpu_us: per_call(cpu0, cpu1).unwrap_or(f64::NAN),
+        worker_cpu_us: per_call(wcpu0, wcpu1),
     })
 }
 
@@ -135,7 +177,8 @@ where
 {
     let host = app.start(1).await;
     let api = Api::new(host.http_addr());
-    let result = closed_loop(CALLERS, p, move || request(api.clone())).await;
+    let worker = worker_pid(host.handle()).await.ok();
+    let result = closed_loop_watching(CALLERS, p, worker, move || request(api.clone())).await;
     host.shutdown().await;
     result
 }

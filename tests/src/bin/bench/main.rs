@@ -24,7 +24,11 @@
 //! 0. baseline: a tonic bidirectional echo stream, 64 callers multiplexed on
 //!    one stream, messages shaped like an `InvocationRequest`;
 //! 1. sync invocations/s of `echo` through `HostHandle::invoke`, 64 callers;
-//! 2. the same through `POST /api/echo` on keep-alive connections;
+//! 2. the same through `POST /api/echo` on keep-alive connections, against
+//!    2b. a plain axum server in the bench process that echoes the body,
+//!    driven by the same client and callers before and after (2);
+//!    (1), (2) and (2b) also report CPU µs per call of the bench process
+//!    and of the worker;
 //! 3. p50/p99 latency at half the rate of (1), open loop;
 //! 4. cancel issued → `Cancelled` result, one cancel at a time, with 1,000
 //!    `sleep` invocations in flight.
@@ -96,6 +100,7 @@ mod baseline;
 mod cluster;
 mod cluster_list;
 mod harness;
+mod http_baseline;
 mod lifecycle;
 mod metrics_cost;
 mod nodes;

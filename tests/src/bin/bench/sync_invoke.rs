@@ -14,9 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::baseline::{echo_baseline, Baseline};
 use crate::harness::{
-    closed_loop, ends_as, host_json, http_closed_loop, on_host, post_echo, wait_in_flight,
+    closed_loop_watching, ends_as, host_json, http_closed_loop, on_host, post_echo, wait_in_flight,
     worker_pid, Throughput, CALLERS, PAYLOAD,
 };
+use crate::http_baseline::plain_http_baseline;
 use crate::report::{ms, verdict, Row, Stats};
 use crate::Params;
 
@@ -52,12 +53,42 @@ pub async fn run(worker: &Path, p: &Params) -> Result<Vec<Row>> {
         library.rate / baseline.rate
     );
 
+    let plain = plain_http_baseline(p).await?;
+    println!(
+        "[2b] plain axum echo (before): {:.0} req/s ({} errors), bench process {:.1} µs CPU/req",
+        plain.rate, plain.errors, plain.cpu_us
+    );
     let http = http_throughput(worker, p).await?;
     println!(
-        "[2] POST /api/echo: {:.0} inv/s ({} errors) = {:.2} x first baseline",
+        "[2] POST /api/echo: {:.0} inv/s ({} errors) = {:.2} x first baseline = {:.2} x plain HTTP",
         http.rate,
         http.errors,
-        http.rate / baseline.rate
+        http.rate / baseline.rate,
+        http.rate / plain.rate
+    );
+    let plain_after = plain_http_baseline(p).await?;
+    println!(
+        "[2b] plain axum echo (after): {:.0} req/s ({} errors), bench process {:.1} µs CPU/req",
+        plain_after.rate, plain_after.errors, plain_after.cpu_us
+    );
+    let plain = PlainHttp {
+        rate: (plain.rate + plain_after.rate) / 2.0,
+        cpu_us: (plain.cpu_us + plain_after.cpu_us) / 2.0,
+        errors: plain.errors + plain_after.errors,
+    };
+    let cpu = |t: &Throughput| {
+        format!(
+            "bench process {:.1} µs CPU/inv, worker {} µs CPU/inv",
+            t.cpu_us,
+            t.worker_cpu_us
+                .map_or("?".to_string(), |w| format!("{w:.1}"))
+        )
+    };
+    println!("[1] CPU: {}", cpu(&library));
+    println!(
+        "[2] CPU: {} (the plain echo's {:.1} µs is the load generator and a minimal server)",
+        cpu(&http),
+        plain.cpu_us
     );
 
     // The machine is noisy: measure the baseline again after the throughput
@@ -102,8 +133,15 @@ pub async fn run(worker: &Path, p: &Params) -> Result<Vec<Row>> {
     println!("[1] HostHandle::invoke = {library_vs:.2} x mean baseline; [2] POST /api/echo = {http_vs:.2} x mean baseline");
 
     Ok(table(
-        p, &memory, &baseline, &library, &http, &latency, &cancel,
+        p, &memory, &baseline, &library, &http, &plain, &latency, &cancel,
     ))
+}
+
+/// The plain-HTTP baseline, the mean of its runs before and after (2).
+struct PlainHttp {
+    rate: f64,
+    cpu_us: f64,
+    errors: u64,
 }
 
 /// Resident set size of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
@@ -130,11 +168,13 @@ async fn submit_sleepers(handle: &HostHandle, n: usize) -> Result<Vec<PendingInv
 
 async fn library_throughput(worker: &Path, p: &Params) -> Result<Throughput> {
     let app = TestApp::new(worker, host_json(256));
-    on_host(&app, |handle| {
-        closed_loop(CALLERS, p, move || {
+    on_host(&app, |handle| async move {
+        let worker = worker_pid(&handle).await.ok();
+        closed_loop_watching(CALLERS, p, worker, move || {
             let h = handle.clone();
             async move { matches!(h.invoke("echo", text(PAYLOAD)).await, Ok(r) if r.is_success()) }
         })
+        .await
     })
     .await
 }
@@ -335,11 +375,16 @@ fn table(
     baseline: &Baseline,
     library: &Throughput,
     http: &Throughput,
+    plain: &PlainHttp,
     latency: &OpenLoop,
     cancel: &CancelLatency,
 ) -> Vec<Row> {
     let lib_ratio = library.rate / baseline.mean();
-    let http_ratio = http.rate / baseline.mean();
+    let http_ratio = http.rate / plain.rate;
+    let worker_cpu = |t: &Throughput| {
+        t.worker_cpu_us
+            .map_or("?".to_string(), |w| format!("{w:.0}"))
+    };
     vec![
         Row {
             scenario: format!("0. tonic echo stream baseline ({CALLERS} callers, 1 stream)"),
@@ -356,17 +401,39 @@ fn table(
         },
         Row {
             scenario: format!("1. HostHandle::invoke echo ({CALLERS} callers, 1 worker)"),
-            figure: format!("{:.0} inv/s ({} errors)", library.rate, library.errors),
+            figure: format!(
+                "{:.0} inv/s ({} errors); CPU µs/inv: bench process {:.0}, worker {}",
+                library.rate,
+                library.errors,
+                library.cpu_us,
+                worker_cpu(library)
+            ),
             ratio: format!("{lib_ratio:.2}"),
             target: ">= 0.5 (aim 0.8)".into(),
             verdict: verdict(lib_ratio >= 0.5 && library.errors == 0),
         },
         Row {
-            scenario: format!("2. POST /api/echo keep-alive ({CALLERS} callers)"),
-            figure: format!("{:.0} inv/s ({} errors)", http.rate, http.errors),
-            ratio: format!("{http_ratio:.2}"),
+            scenario: format!("2b. plain axum echo, same client ({CALLERS} callers)"),
+            figure: format!(
+                "{:.0} req/s (mean of before and after; {} errors); CPU µs/req: bench process {:.0}",
+                plain.rate, plain.errors, plain.cpu_us
+            ),
+            ratio: "1.00 (for 2.)".into(),
             target: "-".into(),
             verdict: "-",
+        },
+        Row {
+            scenario: format!("2. POST /api/echo keep-alive ({CALLERS} callers)"),
+            figure: format!(
+                "{:.0} inv/s ({} errors); CPU µs/inv: bench process {:.0}, worker {}",
+                http.rate,
+                http.errors,
+                http.cpu_us,
+                worker_cpu(http)
+            ),
+            ratio: format!("{http_ratio:.2} x 2b."),
+            target: ">= 0.45 x 2b.".into(),
+            verdict: verdict(http_ratio >= 0.45 && http.errors == 0),
         },
         Row {
             scenario: format!(
