@@ -133,8 +133,28 @@ pub async fn run(worker: &Path, p: &Params) -> Result<Vec<Row>> {
     println!("[1] HostHandle::invoke = {library_vs:.2} x mean baseline; [2] POST /api/echo = {http_vs:.2} x mean baseline");
 
     Ok(table(
-        p, &memory, &baseline, &library, &http, &plain, &latency, &cancel,
+        p,
+        &Measured {
+            memory: &memory,
+            baseline: &baseline,
+            library: &library,
+            http: &http,
+            plain: &plain,
+            latency: &latency,
+            cancel: &cancel,
+        },
     ))
+}
+
+/// Every figure the core scenarios measured, for [`table`].
+struct Measured<'a> {
+    memory: &'a Memory,
+    baseline: &'a Baseline,
+    library: &'a Throughput,
+    http: &'a Throughput,
+    plain: &'a PlainHttp,
+    latency: &'a OpenLoop,
+    cancel: &'a CancelLatency,
 }
 
 /// The plain-HTTP baseline, the mean of its runs before and after (2).
@@ -369,16 +389,16 @@ async fn memory_per_invocation(worker: &Path, n: usize) -> Result<Memory> {
 
 // ---------------------------------------------------------------- table
 
-fn table(
-    p: &Params,
-    memory: &Memory,
-    baseline: &Baseline,
-    library: &Throughput,
-    http: &Throughput,
-    plain: &PlainHttp,
-    latency: &OpenLoop,
-    cancel: &CancelLatency,
-) -> Vec<Row> {
+fn table(p: &Params, m: &Measured<'_>) -> Vec<Row> {
+    let Measured {
+        memory,
+        baseline,
+        library,
+        http,
+        plain,
+        latency,
+        cancel,
+    } = *m;
     let lib_ratio = library.rate / baseline.mean();
     let http_ratio = http.rate / plain.rate;
     let worker_cpu = |t: &Throughput| {
