@@ -21,10 +21,11 @@ use fnhost_proto::{
 };
 use futures_util::FutureExt;
 
-use crate::panic_trace;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Invocation;
+use crate::{metadata, panic_trace};
 use crate::{BoxHandler, Context, Input, Registration, TraceContext};
 
 /// Grace period used when the host (or SIGTERM) gives none.
@@ -321,13 +322,18 @@ impl Dispatcher {
         };
         let token = self.root.child_token();
         let reason = Arc::new(OnceLock::new());
+        let invocation = Invocation {
+            id: id.clone(),
+            function_name: name.clone(),
+            trace: req.trace_context.take().map(TraceContext::from),
+            deadline: metadata::deadline(&req.trigger_metadata),
+            attempt: metadata::attempt(&req.trigger_metadata),
+        };
         let ctx = Context::new(
-            id.clone(),
-            name.clone(),
+            invocation,
             token.clone(),
             Arc::clone(&reason),
             self.events.clone(),
-            req.trace_context.take().map(TraceContext::from),
         );
         let input = Input::from_request(&mut req);
         let handler = Arc::clone(handler);

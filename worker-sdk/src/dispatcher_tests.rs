@@ -7,10 +7,9 @@ use fnhost_proto::rpc::{
 };
 
 use super::*;
-use crate::{AuthLevel, HandlerError, HttpTrigger, Output, WorkerBuilder};
+use crate::{AuthLevel, HandlerError, HttpTrigger, Output, Worker};
 
-fn dispatcher(builder: WorkerBuilder) -> (Dispatcher, mpsc::UnboundedReceiver<TaskEvent>) {
-    let worker = builder.build();
+fn dispatcher(worker: Worker) -> (Dispatcher, mpsc::UnboundedReceiver<TaskEvent>) {
     let (mut d, rx) = Dispatcher::new(worker.functions, worker.worker_indexing);
     let mut names: Vec<String> = d.functions.keys().cloned().collect();
     names.sort();
@@ -97,8 +96,8 @@ async fn next_done(
     }
 }
 
-fn echo() -> WorkerBuilder {
-    crate::Worker::builder().function("echo", |_ctx, input: Input| async move {
+fn echo() -> Worker {
+    Worker::builder().function("echo", |_ctx, input: Input| async move {
         input.text().map(|t| format!("echo:{t}"))
     })
 }
@@ -135,7 +134,7 @@ async fn success_returns_value_and_token_map_is_empty_after() {
 async fn early_cancel_is_remembered_and_handler_never_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let ran2 = Arc::clone(&ran);
-    let (mut d, _rx) = dispatcher(crate::Worker::builder().function("f", move |_c, _i| {
+    let (mut d, _rx) = dispatcher(Worker::builder().function("f", move |_c, _i: Input| {
         ran2.store(true, Ordering::SeqCst);
         async { Ok::<_, HandlerError>(()) }
     }));
@@ -153,9 +152,9 @@ async fn early_cancel_is_remembered_and_handler_never_runs() {
 
 #[tokio::test]
 async fn cancel_fires_token_and_cancelled_error_maps_to_cancelled() {
-    let (mut d, mut rx) = dispatcher(crate::Worker::builder().function(
+    let (mut d, mut rx) = dispatcher(Worker::builder().function(
         "wait",
-        |ctx: Context, _i| async move {
+        |ctx: Context, _i: Input| async move {
             ctx.cancelled().await;
             ctx.info("saw cancel");
             Err::<(), _>(HandlerError::cancelled())
@@ -197,7 +196,7 @@ async fn cancel_fires_token_and_cancelled_error_maps_to_cancelled() {
 #[tokio::test]
 async fn panic_and_error_become_failures() {
     let (mut d, mut rx) = dispatcher(
-        crate::Worker::builder()
+        Worker::builder()
             .function("boom", |_c, i: Input| async move {
                 let t = i.text()?;
                 if t == "string" {
@@ -207,7 +206,7 @@ async fn panic_and_error_become_failures() {
                 #[allow(unreachable_code)]
                 Ok::<Output, HandlerError>(().into())
             })
-            .function("fail", |_c, _i| async {
+            .function("fail", |_c, _i: Input| async {
                 Err::<(), _>(HandlerError::msg("nope"))
             }),
     );
@@ -369,9 +368,9 @@ fn bounded_set_evicts_oldest() {
 
 #[tokio::test]
 async fn the_cancel_reason_reaches_the_handler_and_the_first_one_stands() {
-    let (mut d, mut rx) = dispatcher(crate::Worker::builder().function(
+    let (mut d, mut rx) = dispatcher(Worker::builder().function(
         "wait",
-        |ctx: Context, _i| async move {
+        |ctx: Context, _i: Input| async move {
             ctx.cancelled().await;
             ctx.info(format!("reason: {:?}", ctx.cancel_reason()));
             Err::<(), _>(HandlerError::cancelled())
@@ -401,9 +400,9 @@ async fn the_cancel_reason_reaches_the_handler_and_the_first_one_stands() {
 
 #[tokio::test]
 async fn the_handler_sees_the_requests_trace_context_and_none_without_one() {
-    let (mut d, mut rx) = dispatcher(crate::Worker::builder().function(
+    let (mut d, mut rx) = dispatcher(Worker::builder().function(
         "trace",
-        |ctx: Context, _i| async move {
+        |ctx: Context, _i: Input| async move {
             Ok::<_, HandlerError>(match ctx.trace_context() {
                 Some(t) => format!(
                     "{}|{}|{:?}|{:?}|{:?}|{:?}",
@@ -458,4 +457,131 @@ async fn the_handler_sees_the_requests_trace_context_and_none_without_one() {
     let r = next_done(&mut d, &mut rx, &mut logs).await;
     assert_eq!(r.return_value, Some(TypedData::string("none")));
     assert_eq!(d.in_flight(), 0);
+}
+
+fn invoke_with(
+    invocation_id: &str,
+    function_id: &str,
+    data: TypedData,
+    metadata: &[(&str, TypedData)],
+) -> StreamingMessage {
+    msg(Content::InvocationRequest(InvocationRequest {
+        invocation_id: invocation_id.into(),
+        function_id: function_id.into(),
+        input_data: vec![ParameterBinding {
+            name: "input".into(),
+            rpc_data: Some(parameter_binding::RpcData::Data(data)),
+        }],
+        trigger_metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..InvocationRequest::default()
+    }))
+}
+
+#[tokio::test]
+async fn the_handler_sees_the_deadline_and_attempt_the_host_sent_or_the_defaults() {
+    use fnhost_proto::{META_ATTEMPT, META_DEADLINE};
+    let (mut d, mut rx) = dispatcher(Worker::builder().function(
+        "when",
+        |ctx: Context, _i: Input| async move {
+            let ms = ctx
+                .deadline()
+                .map(|d| d.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+            Ok::<_, HandlerError>(format!("{ms:?} {}", ctx.attempt()))
+        },
+    ));
+    let mut logs = Vec::new();
+    for (id, metadata, want) in [
+        (
+            "sent",
+            vec![
+                (META_DEADLINE, TypedData::json("1733256000123")),
+                (META_ATTEMPT, TypedData::json("2")),
+            ],
+            "Some(1733256000123) 2",
+        ),
+        ("none", vec![], "None 1"),
+        (
+            "bad",
+            vec![
+                (META_DEADLINE, TypedData::json("tomorrow")),
+                (META_ATTEMPT, TypedData::json("-3")),
+            ],
+            "None 1",
+        ),
+    ] {
+        d.handle_message(invoke_with(id, "id-when", TypedData::string(""), &metadata));
+        let r = next_done(&mut d, &mut rx, &mut logs).await;
+        assert!(r.result.as_ref().unwrap().is_success(), "{id}: {r:?}");
+        assert_eq!(r.return_value, Some(TypedData::string(want)), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn typed_json_handlers_answer_json_and_bad_json_fails_naming_the_function() {
+    #[derive(serde::Deserialize)]
+    struct Resize {
+        width: u32,
+    }
+    #[derive(serde::Serialize)]
+    struct Resized {
+        width: u32,
+    }
+    async fn resize(
+        _ctx: Context,
+        crate::Json(req): crate::Json<Resize>,
+    ) -> Result<crate::Json<Resized>, HandlerError> {
+        Ok(crate::Json(Resized {
+            width: req.width / 2,
+        }))
+    }
+    let (mut d, mut rx) = dispatcher(Worker::builder().function("resize", resize));
+    let mut logs = Vec::new();
+    d.handle_message(invoke_with(
+        "good",
+        "id-resize",
+        TypedData::json(r#"{"width": 640}"#),
+        &[],
+    ));
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    assert_eq!(r.return_value, Some(TypedData::json(r#"{"width":320}"#)));
+
+    d.handle_message(invoke_with(
+        "bad",
+        "id-resize",
+        TypedData::json(r#"{"height": 1}"#),
+        &[],
+    ));
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    let result = r.result.unwrap();
+    assert_eq!(result.status_kind(), Status::Failure);
+    let message = result.error_message();
+    assert!(
+        message.starts_with("function 'resize' got input that is not valid JSON for `")
+            && message.ends_with("Resize`: missing field `width` at line 1 column 13"),
+        "{message}"
+    );
+    assert!(result.exception.unwrap().is_user_exception);
+    assert_eq!(d.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_panic_before_the_handlers_future_is_a_failure_too() {
+    let (mut d, mut rx) = dispatcher(Worker::builder().function("eager", |_c, i: Input| {
+        // Panics when called, before it returns a future.
+        let text = i.text().unwrap();
+        assert!(text.is_empty(), "eager panic: {text}");
+        async { Ok::<_, HandlerError>(()) }
+    }));
+    let mut logs = Vec::new();
+    d.handle_message(invoke("p", "id-eager", "boom"));
+    let r = next_done(&mut d, &mut rx, &mut logs).await;
+    let result = r.result.unwrap();
+    assert_eq!(result.status_kind(), Status::Failure);
+    assert_eq!(
+        result.error_message(),
+        "handler panicked: eager panic: boom"
+    );
 }

@@ -1,4 +1,4 @@
-//! A handler's [`Input`] and [`Output`], and [`HttpResponse`].
+//! A handler's untyped [`Input`] and [`Output`].
 
 use std::collections::HashMap;
 
@@ -6,11 +6,15 @@ use fnhost_proto::rpc::{parameter_binding, InvocationRequest, RpcHttp, TypedData
 use serde::de::DeserializeOwned;
 
 use crate::error::HandlerError;
+use crate::http::HttpResponse;
 
-/// The data an invocation was triggered with.
+/// The data an invocation was triggered with, untyped.
 ///
 /// The trigger is the first input binding; every binding is also available
-/// by name, and the trigger metadata by key.
+/// by name, and the trigger metadata by key. A handler that knows its input
+/// takes a typed one instead: [`Json<T>`](crate::Json),
+/// [`HttpRequest`](crate::HttpRequest), `String` or `Vec<u8>` (see
+/// [`FromInput`](crate::FromInput)).
 ///
 /// ```no_run
 /// use fnhost_worker::{Context, HandlerError, Input};
@@ -118,11 +122,17 @@ impl Input {
     /// # Ok(()) }
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        serde_json::from_slice(&self.bytes())
-            .map_err(|e| HandlerError::msg(format!("input is not the expected JSON: {e}")))
+        serde_json::from_slice(&self.bytes()).map_err(|e| {
+            HandlerError::msg(format!(
+                "input is not valid JSON for `{}`: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 
-    /// The HTTP request, when the trigger is HTTP.
+    /// The HTTP request as the protocol has it, when the trigger is HTTP
+    /// (take [`HttpRequest`](crate::HttpRequest) as the input for the typed
+    /// form).
     ///
     /// ```no_run
     /// # let input = fnhost_worker::Input::default();
@@ -151,12 +161,18 @@ impl Input {
     pub fn trigger_metadata(&self, key: &str) -> Option<&TypedData> {
         self.metadata.get(key)
     }
+
+    pub(crate) fn into_trigger(self) -> Option<TypedData> {
+        self.trigger
+    }
 }
 
-/// What a handler returns; sent as the invocation's return value.
+/// What a handler returns, untyped; sent as the invocation's return value.
 ///
 /// Build it with `.into()` from a `String`, `&str`, `Vec<u8>`,
 /// `serde_json::Value`, [`HttpResponse`], [`TypedData`] or `()` (no value).
+/// A handler may return any of those, or [`Json<U>`](crate::Json), directly
+/// (see [`IntoOutput`](crate::IntoOutput)).
 ///
 /// ```no_run
 /// use fnhost_worker::Output;
@@ -223,67 +239,7 @@ impl From<()> for Output {
 
 impl From<HttpResponse> for Output {
     fn from(v: HttpResponse) -> Self {
-        TypedData::http(v.into_rpc()).into()
-    }
-}
-
-/// An HTTP response for an HTTP-triggered function.
-///
-/// ```no_run
-/// use fnhost_worker::{HttpResponse, Output};
-/// let out: Output = HttpResponse::new(201)
-///     .header("content-type", "text/plain")
-///     .body("created")
-///     .into();
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// A response with the given status code, no headers and an empty body.
-    ///
-    /// ```no_run
-    /// let r = fnhost_worker::HttpResponse::new(204);
-    /// ```
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: HashMap::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Sets a header (replacing an earlier value of the same name).
-    ///
-    /// ```no_run
-    /// let r = fnhost_worker::HttpResponse::new(200).header("x-a", "1");
-    /// ```
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
-        self
-    }
-
-    /// Sets the body.
-    ///
-    /// ```no_run
-    /// let r = fnhost_worker::HttpResponse::new(200).body(b"raw".to_vec());
-    /// ```
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    fn into_rpc(self) -> RpcHttp {
-        RpcHttp {
-            status_code: self.status.to_string(),
-            headers: self.headers,
-            body: Some(Box::new(TypedData::bytes(self.body))),
-            ..RpcHttp::default()
-        }
+        TypedData::http(v.into()).into()
     }
 }
 

@@ -45,10 +45,8 @@ async fn next(inbound: &mut Streaming<StreamingMessage>) -> StreamingMessage {
 }
 
 async fn sleep_handler(ctx: Context, _input: Input) -> Result<(), HandlerError> {
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_secs(60)) => Ok(()),
-        () = ctx.cancelled() => Err(HandlerError::cancelled()),
-    }
+    ctx.until_cancelled(tokio::time::sleep(Duration::from_secs(60)))
+        .await
 }
 
 #[tokio::test]
@@ -64,8 +62,7 @@ async fn handshake_invoke_and_terminate() {
 
     let worker = Worker::builder()
         .function("echo", |_ctx, input: Input| async move { input.text() })
-        .function("sleep", sleep_handler)
-        .build();
+        .function("sleep", sleep_handler);
     let args = LaunchArgs::parse([
         "--host",
         "127.0.0.1",

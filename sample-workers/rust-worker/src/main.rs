@@ -1,13 +1,16 @@
 //! `fnhost-sample-worker`: a Rust worker with small functions that exercise
 //! the host: success, long runs that honour or ignore cancellation, panics,
-//! crashes, failures, logging and the trace context a function sees.
+//! crashes, failures, logging, retries, and what a function sees of its
+//! caller, trace, deadline and attempt.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 use fnhost_worker::{
-    AuthLevel, Context, HandlerError, HttpResponse, HttpTrigger, Input, Output, TimerTrigger,
-    TraceContext, Worker, WorkerError,
+    AuthLevel, Context, FromInput, HandlerError, HttpRequest, HttpResponse, HttpTrigger, Input,
+    Json, Output, TimerTrigger, TraceContext, Worker, WorkerError,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Returns the input: HTTP requests get a 200 with the same body and content
@@ -37,47 +40,110 @@ async fn echo(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
     })
 }
 
+/// What `request` answers: the parts of the HTTP request user code sees.
+#[derive(Debug, Serialize)]
+struct SeenRequest {
+    method: String,
+    url: String,
+    headers: HashMap<String, String>,
+    query: HashMap<String, String>,
+    params: HashMap<String, String>,
+}
+
 /// Describes the HTTP request it was given (method, url, headers, query,
 /// params) as JSON: what user code can see of a caller.
-async fn request(_ctx: Context, input: Input) -> Result<Output, HandlerError> {
-    let http = input
-        .http()
-        .ok_or_else(|| HandlerError::msg("request expects an HTTP trigger"))?;
-    Ok(serde_json::json!({
-        "method": http.method,
-        "url": http.url,
-        "headers": http.headers,
-        "query": http.query,
-        "params": http.params,
-    })
-    .into())
+async fn request(_ctx: Context, req: HttpRequest) -> Result<Json<SeenRequest>, HandlerError> {
+    Ok(Json(SeenRequest {
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        query: req.query,
+        params: req.params,
+    }))
+}
+
+/// What `trace` answers: the trace context it was given, all `null` when
+/// the host sent none.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenTrace {
+    trace_parent: Option<String>,
+    trace_state: Option<String>,
+    attributes: Option<HashMap<String, String>>,
+}
+
+impl From<Option<&TraceContext>> for SeenTrace {
+    fn from(trace: Option<&TraceContext>) -> Self {
+        Self {
+            trace_parent: trace.map(|t| t.trace_parent().to_string()),
+            trace_state: trace.map(|t| t.trace_state().to_string()),
+            attributes: trace.map(|t| t.attributes().clone()),
+        }
+    }
 }
 
 /// Describes the trace context it was given as JSON:
-/// `{"traceParent", "traceState", "attributes"}`, all `null` when the host
-/// sent none.
-async fn trace(ctx: Context, _input: Input) -> Result<Output, HandlerError> {
-    Ok(trace_json(ctx.trace_context()).into())
+/// `{"traceParent", "traceState", "attributes"}`.
+async fn trace(ctx: Context, _input: Input) -> Result<Json<SeenTrace>, HandlerError> {
+    Ok(Json(ctx.trace_context().into()))
 }
 
-fn trace_json(trace: Option<&TraceContext>) -> Value {
-    match trace {
-        Some(t) => serde_json::json!({
-            "traceParent": t.trace_parent(),
-            "traceState": t.trace_state(),
-            "attributes": t.attributes(),
+/// What `deadline` answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenDeadline {
+    attempt: u32,
+    /// The deadline in Unix milliseconds, `null` when the host sent none.
+    deadline_ms: Option<u128>,
+    /// Milliseconds from now to the deadline (0 once it passed).
+    remaining_ms: Option<u128>,
+}
+
+/// Reports its attempt and deadline as JSON. With input `{"failBefore": N}`
+/// it fails its attempts before attempt N: an async event then reports
+/// attempt N.
+async fn deadline(ctx: Context, input: Input) -> Result<Json<SeenDeadline>, HandlerError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ask {
+        #[serde(default)]
+        fail_before: u32,
+    }
+    let ask: Ask = if input.bytes().is_empty() {
+        Ask { fail_before: 0 }
+    } else {
+        input.json()?
+    };
+    if ctx.attempt() < ask.fail_before {
+        return Err(format!("attempt {} failing on purpose", ctx.attempt()).into());
+    }
+    let now = SystemTime::now();
+    Ok(Json(SeenDeadline {
+        attempt: ctx.attempt(),
+        deadline_ms: ctx.deadline().and_then(|d| {
+            d.duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis())
         }),
-        None => serde_json::json!({"traceParent": null, "traceState": null, "attributes": null}),
-    }
+        remaining_ms: ctx
+            .deadline()
+            .map(|d| d.duration_since(now).unwrap_or(Duration::ZERO).as_millis()),
+    }))
 }
 
-/// Milliseconds from the input: a plain number, JSON `{"ms": N}` (or a JSON
-/// number / numeric string), or for HTTP the `ms` query parameter or the body.
-fn millis(input: &Input) -> Result<u64, HandlerError> {
-    if let Some(ms) = input.http().and_then(|h| h.query.get("ms")) {
-        return parse_ms(ms);
+/// A number of milliseconds: the `ms` query parameter of an HTTP request,
+/// or the input (its body) as a plain number, a JSON number or numeric
+/// string, or `{"ms": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Millis(u64);
+
+impl FromInput for Millis {
+    fn from_input(input: Input, _ctx: &Context) -> Result<Self, HandlerError> {
+        if let Some(ms) = input.http().and_then(|h| h.query.get("ms")) {
+            return parse_ms(ms).map(Millis);
+        }
+        parse_ms(&input.text()?).map(Millis)
     }
-    parse_ms(&input.text()?)
 }
 
 fn parse_ms(text: &str) -> Result<u64, HandlerError> {
@@ -105,26 +171,23 @@ fn parse_ms(text: &str) -> Result<u64, HandlerError> {
 }
 
 /// Sleeps for the requested time unless cancelled first.
-async fn sleep(ctx: Context, input: Input) -> Result<String, HandlerError> {
-    let ms = millis(&input)?;
+async fn sleep(ctx: Context, Millis(ms): Millis) -> Result<String, HandlerError> {
     let started = Instant::now();
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(format!("slept {ms} ms")),
-        () = ctx.cancelled() => {
+    ctx.until_cancelled(tokio::time::sleep(Duration::from_millis(ms)))
+        .await
+        .inspect_err(|_| {
             let reason = ctx.cancel_reason().unwrap_or("no reason given");
             ctx.info(format!(
                 "sleep cancelled after {} ms ({reason})",
                 started.elapsed().as_millis()
             ));
-            Err(HandlerError::cancelled())
-        }
-    }
+        })?;
+    Ok(format!("slept {ms} ms"))
 }
 
 /// Busy-waits on a blocking thread for the requested time, ignoring
 /// cancellation entirely.
-async fn spin(_ctx: Context, input: Input) -> Result<String, HandlerError> {
-    let ms = millis(&input)?;
+async fn spin(_ctx: Context, Millis(ms): Millis) -> Result<String, HandlerError> {
     let deadline = Instant::now() + Duration::from_millis(ms);
     tokio::task::spawn_blocking(move || {
         while Instant::now() < deadline {
@@ -136,8 +199,7 @@ async fn spin(_ctx: Context, input: Input) -> Result<String, HandlerError> {
 }
 
 /// Panics with the input text.
-async fn panic(_ctx: Context, input: Input) -> Result<(), HandlerError> {
-    let text = input.text().unwrap_or_default();
+async fn panic(_ctx: Context, text: String) -> Result<(), HandlerError> {
     panic!("panic requested: {text}");
 }
 
@@ -150,9 +212,8 @@ async fn crash(ctx: Context, _input: Input) -> Result<(), HandlerError> {
 }
 
 /// Fails with the input text.
-async fn fail(_ctx: Context, input: Input) -> Result<(), HandlerError> {
-    let text = input.text().unwrap_or_default();
-    Err(HandlerError::msg(format!("failure requested: {text}")))
+async fn fail(_ctx: Context, text: String) -> Result<(), HandlerError> {
+    Err(format!("failure requested: {text}").into())
 }
 
 /// Emits one log line at each of info, warn and error.
@@ -163,28 +224,40 @@ async fn log(ctx: Context, _input: Input) -> Result<&'static str, HandlerError> 
     Ok("logged")
 }
 
+/// The part of Azure's `TimerInfo` that `tick` reads.
+#[derive(Debug, Deserialize)]
+struct TimerInfo {
+    #[serde(rename = "ScheduleStatus")]
+    schedule_status: Option<ScheduleStatus>,
+    #[serde(rename = "IsPastDue", default)]
+    is_past_due: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScheduleStatus {
+    /// When this tick was scheduled.
+    #[serde(rename = "Next")]
+    next: Option<String>,
+}
+
 /// A timer function: logs the tick it was given (Azure's `TimerInfo`). With
 /// `SAMPLE_TICK_WORK_MS` set, it then works that long, stopping early when
 /// cancelled and saying why (another host took the schedule over: `lease
 /// lost`).
-async fn tick(ctx: Context, input: Input) -> Result<String, HandlerError> {
-    let info: Value = input.json()?;
-    let scheduled = info["ScheduleStatus"]["Next"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
-    let past_due = info["IsPastDue"].as_bool().unwrap_or(false);
-    ctx.info(format!("tick {scheduled} (past due: {past_due})"));
+async fn tick(ctx: Context, Json(info): Json<TimerInfo>) -> Result<String, HandlerError> {
+    let scheduled = info
+        .schedule_status
+        .and_then(|s| s.next)
+        .unwrap_or_else(|| "?".to_string());
+    ctx.info(format!("tick {scheduled} (past due: {})", info.is_past_due));
     let ms = env_u64("SAMPLE_TICK_WORK_MS");
     if ms > 0 {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-            () = ctx.cancelled() => {
+        ctx.until_cancelled(tokio::time::sleep(Duration::from_millis(ms)))
+            .await
+            .inspect_err(|_| {
                 let reason = ctx.cancel_reason().unwrap_or("no reason given");
                 ctx.info(format!("tick {scheduled} cancelled ({reason})"));
-                return Err(HandlerError::cancelled());
-            }
-        }
+            })?;
     }
     Ok(format!("ticked {scheduled}"))
 }
@@ -194,8 +267,7 @@ static FLAKY_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 
 /// Fails its first N calls in this process (N = the input number), then
 /// succeeds: a function for retry tests.
-async fn flaky(_ctx: Context, input: Input) -> Result<String, HandlerError> {
-    let failures: u64 = input.text()?.trim().parse().map_err(HandlerError::msg)?;
+async fn flaky(_ctx: Context, Json(failures): Json<u64>) -> Result<String, HandlerError> {
     let call = FLAKY_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     if call <= failures {
         return Err(HandlerError::msg(format!(
@@ -291,13 +363,13 @@ async fn main() {
         .function("fail", fail)
         .function("log", log)
         .function("flaky", flaky)
+        .function("deadline", deadline)
         .timer("tick", TimerTrigger::new("0 * * * * *"), tick)
         .http_with("request", http(), request)
         .initializer(initializer)
         .pre_stop(pre_stop)
         // SAMPLE_WORKER_INDEXING=1: the worker reports its own functions.
         .worker_indexing(env_u64("SAMPLE_WORKER_INDEXING") == 1)
-        .build()
         .run()
         .await;
     let code = match result {
@@ -322,12 +394,26 @@ mod tests {
     use super::*;
     use fnhost_worker::TypedData;
 
+    fn text(s: &str) -> Input {
+        Input::from_typed_data(TypedData::string(s))
+    }
+
+    fn ctx() -> Context {
+        Context::for_test("i").0
+    }
+
     #[test]
     fn millis_formats() {
-        let input = |s: &str| Input::from_typed_data(TypedData::string(s));
-        assert_eq!(millis(&input("250")).unwrap(), 250);
-        assert_eq!(millis(&input(r#"{"ms": 40}"#)).unwrap(), 40);
-        assert!(millis(&input("soon")).is_err());
+        let ms = |input| Millis::from_input(input, &ctx()).map(|Millis(ms)| ms);
+        assert_eq!(ms(text("250")).unwrap(), 250);
+        assert_eq!(ms(text(r#"{"ms": 40}"#)).unwrap(), 40);
+        assert_eq!(ms(text("\"7\"")).unwrap(), 7);
+        let http = HttpRequest::new("GET", "http://h/api/sleep?ms=30").with_query("ms", "30");
+        assert_eq!(
+            ms(Input::from_typed_data(TypedData::http(http.into()))).unwrap(),
+            30
+        );
+        assert!(ms(text("soon")).is_err());
     }
 
     #[tokio::test]
@@ -335,12 +421,9 @@ mod tests {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let t = TraceContext::new(parent, "congo=t61rcWkgMzE", [("OperationName", "trace")]);
         let (ctx, _) = Context::for_test_in_trace("i", t);
-        let out = trace(ctx, Input::from_typed_data(TypedData::string("")))
-            .await
-            .unwrap();
-        let data = out.typed_data().cloned().expect("a return value");
+        let Json(seen) = trace(ctx, text("")).await.unwrap();
         assert_eq!(
-            Input::from_typed_data(data).json::<Value>().unwrap(),
+            serde_json::to_value(seen).unwrap(),
             serde_json::json!({
                 "traceParent": parent,
                 "traceState": "congo=t61rcWkgMzE",
@@ -348,7 +431,7 @@ mod tests {
             })
         );
         assert_eq!(
-            trace_json(None),
+            serde_json::to_value(SeenTrace::from(None)).unwrap(),
             serde_json::json!({"traceParent": null, "traceState": null, "attributes": null})
         );
     }
@@ -356,11 +439,52 @@ mod tests {
     #[tokio::test]
     async fn sleep_observes_cancel() {
         let (ctx, cancel) = Context::for_test("i");
-        let task = tokio::spawn(sleep(
-            ctx,
-            Input::from_typed_data(TypedData::string("60000")),
-        ));
+        let task = tokio::spawn(sleep(ctx, Millis(60_000)));
         cancel.cancel();
         assert!(task.await.unwrap().unwrap_err().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn deadline_reports_the_attempt_and_time_left_and_fails_early_attempts() {
+        let at = SystemTime::now() + Duration::from_secs(30);
+        let Json(seen) = deadline(ctx().with_attempt(2).with_deadline(at), text(""))
+            .await
+            .unwrap();
+        assert_eq!(seen.attempt, 2);
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        assert_eq!(seen.deadline_ms, Some(ms));
+        assert!(
+            (29_000..=30_000).contains(&seen.remaining_ms.unwrap()),
+            "{seen:?}"
+        );
+        let Json(none) = deadline(ctx(), text("")).await.unwrap();
+        assert_eq!(
+            (none.attempt, none.deadline_ms, none.remaining_ms),
+            (1, None, None)
+        );
+
+        let ask = || text(r#"{"failBefore": 2}"#);
+        let e = deadline(ctx(), ask()).await.unwrap_err();
+        assert_eq!(e.to_string(), "attempt 1 failing on purpose");
+        assert_eq!(
+            deadline(ctx().with_attempt(2), ask())
+                .await
+                .unwrap()
+                .attempt,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn tick_reads_the_timer_info() {
+        let info = r#"{"ScheduleStatus": {"Next": "2025-01-01T00:00:00Z"}, "IsPastDue": false}"#;
+        let info: TimerInfo = serde_json::from_str(info).unwrap();
+        assert_eq!(
+            tick(ctx(), Json(info)).await.unwrap(),
+            "ticked 2025-01-01T00:00:00Z"
+        );
     }
 }

@@ -22,6 +22,7 @@ mod published_python;
 mod python_sdk;
 mod rogue;
 mod routes;
+mod rust_package;
 mod scf;
 mod security;
 mod timers;
