@@ -17,14 +17,20 @@
   Returns ``ticked <Next>``.
 - ``trace`` returns the trace context it was given as JSON:
   ``{"traceParent", "traceState", "attributes"}`` (all ``null`` when none).
+- ``deadline`` returns its attempt and deadline as JSON, as the Rust
+  sample does: ``{"attempt": N, "deadlineMs": <Unix ms>, "remainingMs": N}``
+  (``null`` when the host sent no deadline); with input ``{"failBefore": N}``
+  it fails its attempts before attempt N, so an async event reports N.
 
 ``echo``, ``sleep`` and ``trace`` are HTTP functions (GET and POST, anonymous), ``tick``
 a timer, the others manual: the same as their ``function.json`` files, which
 the host reads unless ``SAMPLE_WORKER_INDEXING=1`` makes the worker report its
 functions itself.
 
-The host starts it as ``<venv python> function_app.py <launch arguments>``
-(see ``worker.config.json``); run ``../python/setup.sh`` first.
+The host starts it as ``fnhost-python-worker function_app.py <launch
+arguments>``, the command of the installed ``fnhost-worker`` package (see
+``worker.config.json``: ``../python/setup.sh`` installs it into
+``../python/.venv``); ``python function_app.py <launch arguments>`` works too.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import json
 import logging
 import os
 import time
+from datetime import datetime, timezone
 from typing import Any, Union
 
 from fnhost_worker import AuthLevel, Context, FunctionApp, HttpResponse, Input, InvocationCancelled
@@ -162,6 +169,25 @@ def log_lines(ctx: Context, input: Input) -> str:
     ctx.logger.warning("warning from log function")
     ctx.logger.error("error from log function")
     return "logged"
+
+
+@app.function()
+def deadline(ctx: Context, input: Input) -> dict[str, Any]:
+    """Reports ``ctx.attempt`` and ``ctx.deadline``; fails the attempts
+    before ``failBefore``."""
+    ask = input.json() if input.bytes().strip() else {}
+    fail_before = ask.get("failBefore", 0) if isinstance(ask, dict) else 0
+    if ctx.attempt < fail_before:
+        raise RuntimeError(f"attempt {ctx.attempt} failing on purpose")
+    when = ctx.deadline
+    if when is None:
+        return {"attempt": ctx.attempt, "deadlineMs": None, "remainingMs": None}
+    left = when - datetime.now(timezone.utc)
+    return {
+        "attempt": ctx.attempt,
+        "deadlineMs": int(when.timestamp() * 1000),
+        "remainingMs": max(0, int(left.total_seconds() * 1000)),
+    }
 
 
 def env_ms(name: str) -> int:

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Prepares the Python worker SDK for use:
+# Prepares the Python worker SDK for development and the sample app:
 #   1. a virtual environment at sample-workers/python/.venv with the pinned
-#      packages from requirements.txt,
-#   2. a .pth file that puts this directory on the venv's sys.path, so
-#      `import fnhost_worker` works from any working directory,
-#   3. the gRPC / protobuf modules generated from the project's proto/protos
-#      into fnhost_worker/_generated (gitignored).
+#      packages of requirements.txt (the package's dependencies) and
+#      requirements-dev.txt (codegen, build backend, pytest, mypy),
+#   2. the package (fnhost-worker) built as a wheel with the pinned backend
+#      (python -m build --no-isolation) and installed into the venv: that
+#      gives the venv `import fnhost_worker` and the `fnhost-python-worker`
+#      command that ../python-app/worker.config.json names.
+# The gRPC / protobuf code in fnhost_worker/_proto is checked in (made by
+# gen_proto.py; tests/test_proto.py checks it matches proto/protos).
 # Idempotent: each step is skipped when its inputs are unchanged (hash stamps).
 # Environment: PYTHON (default python3) picks the interpreter for the venv.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-protos="$repo/proto/protos"
 venv="$here/.venv"
-gen="$here/fnhost_worker/_generated"
 python="${PYTHON:-python3}"
 
 say() { echo "setup.sh: $*"; }
@@ -24,7 +24,7 @@ hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 exec 9>"$here/.setup.lock"
 flock 9
 
-req_hash="$(hash_of "$here/requirements.txt")"
+req_hash="$(hash_of "$here/requirements.txt" "$here/requirements-dev.txt")"
 if [[ -x "$venv/bin/python" && -f "$venv/.fnhost-requirements" \
       && "$(cat "$venv/.fnhost-requirements")" == "$req_hash" ]]; then
     say "venv $venv is up to date"
@@ -33,33 +33,39 @@ else
         say "creating venv $venv with $("$python" --version 2>&1)"
         "$python" -m venv "$venv"
     fi
-    say "installing pinned packages from requirements.txt"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    say "installing pinned packages from requirements.txt and requirements-dev.txt"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
     echo "$req_hash" > "$venv/.fnhost-requirements"
 fi
 
+# Earlier versions of this script put the SDK's source directory on the
+# venv's sys.path; the installed package replaces that.
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if [[ "$(cat "$site/fnhost_worker_sdk.pth" 2>/dev/null)" != "$here" ]]; then
-    say "adding $here to the venv's sys.path ($site/fnhost_worker_sdk.pth)"
-    echo "$here" > "$site/fnhost_worker_sdk.pth"
+rm -f "$site/fnhost_worker_sdk.pth"
+
+# The wheel's inputs: the package's files (names and contents), the build
+# configuration and the pinned tools.
+pkg_hash="$(cd "$here" && {
+    find fnhost_worker -name __pycache__ -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
+    sha256sum pyproject.toml README.md
+    echo "$req_hash"
+} | sha256sum | cut -d' ' -f1)"
+if [[ -x "$venv/bin/fnhost-python-worker" && -f "$venv/.fnhost-package" \
+      && "$(cat "$venv/.fnhost-package")" == "$pkg_hash" ]]; then
+    say "fnhost-worker in $venv is up to date"
+else
+    say "building the fnhost-worker wheel and installing it into $venv"
+    dist="$(mktemp -d "$venv/.dist.XXXXXX")"
+    trap 'rm -rf "$dist"' EXIT
+    "$venv/bin/python" -m build --no-isolation --wheel --outdir "$dist" "$here" >"$dist/build.log" 2>&1 \
+        || { cat "$dist/build.log"; exit 1; }
+    # --no-deps: the pinned dependencies are installed above.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
+        "$dist"/fnhost_worker-*.whl
+    rm -rf "$dist"
+    trap - EXIT
+    echo "$pkg_hash" > "$venv/.fnhost-package"
 fi
 
-proto_files=(FunctionRpc.proto shared/NullableTypes.proto identity/ClaimsIdentityRpc.proto)
-gen_hash="$(cd "$protos" && hash_of "${proto_files[@]}" "$here/requirements.txt")"
-if [[ -f "$gen/.stamp" && "$(cat "$gen/.stamp")" == "$gen_hash" ]]; then
-    say "generated code in $gen is up to date"
-else
-    say "generating Python gRPC code from $protos into $gen"
-    tmp="$(mktemp -d "$here/fnhost_worker/.gen.XXXXXX")"
-    trap 'rm -rf "$tmp"' EXIT
-    # -I protos: the shared/ and identity/ files have no package and are
-    # imported by path, so the generated modules import `shared.NullableTypes_pb2`
-    # as a top-level package; fnhost_worker/_proto.py puts _generated on sys.path.
-    (cd "$protos" && "$venv/bin/python" -m grpc_tools.protoc -I . \
-        --python_out="$tmp" --pyi_out="$tmp" --grpc_python_out="$tmp" "${proto_files[@]}")
-    echo "$gen_hash" > "$tmp/.stamp"
-    rm -rf "$gen"
-    mv "$tmp" "$gen"
-    trap - EXIT
-fi
-say "ready: $venv/bin/python"
+say "ready: $venv/bin/fnhost-python-worker"

@@ -8,13 +8,16 @@ reaches user code (``asyncio.CancelledError`` for ``async def`` handlers,
 :attr:`Context.cancel_event` for sync ones), and :mod:`logging` records sent
 to the host as ``RpcLog`` lines of their invocation.
 
-Run ``sample-workers/python/setup.sh`` first: it generates the gRPC code.
+Install the package (``pip install fnhost-worker``, or ``setup.sh`` in a
+checkout) and name its ``fnhost-python-worker`` command in the app's
+``worker.config.json``; see ``fnhost_worker._cli``.
 """
 
 from .app import DEFAULT_SYNC_THREADS, FunctionApp
 from .args import ArgsError, LaunchArgs
 from .context import Context, InvocationCancelled, TraceContext
 from .data import HttpRequest, HttpResponse, Input, TimerInfo
+from ._version import __version__
 from .triggers import AuthLevel, HttpTrigger, ManualTrigger, TimerTrigger
 
 __all__ = [
@@ -33,4 +36,5 @@ __all__ = [
     "TimerInfo",
     "TimerTrigger",
     "TraceContext",
+    "__version__",
 ]

@@ -20,7 +20,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from typing import Mapping, Optional, Tuple
+from datetime import datetime
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from ._proto.FunctionRpc_pb2 import RpcTraceContext
 
 
 class InvocationCancelled(Exception):
@@ -60,9 +64,9 @@ class TraceContext:
         self._attributes = dict(attributes or {})
 
     @classmethod
-    def from_proto(cls, t: object) -> "TraceContext":
+    def from_proto(cls, t: "RpcTraceContext") -> "TraceContext":
         """From an ``RpcTraceContext`` message."""
-        return cls(t.trace_parent, t.trace_state, dict(t.attributes))  # type: ignore[attr-defined]
+        return cls(t.trace_parent, t.trace_state, dict(t.attributes))
 
     @property
     def trace_parent(self) -> str:
@@ -132,12 +136,25 @@ class TraceContext:
 
 
 class Context:
-    """What a handler knows about the invocation it runs."""
+    """What a handler knows about the invocation it runs.
 
-    def __init__(self, invocation_id: str, function_name: str, trace_context: Optional[TraceContext] = None) -> None:
+    User code reads it; only the SDK cancels it (when the host says so), so
+    a handler cannot cancel its own invocation through the host's token."""
+
+    def __init__(
+        self,
+        invocation_id: str,
+        function_name: str,
+        trace_context: Optional[TraceContext] = None,
+        *,
+        deadline: Optional[datetime] = None,
+        attempt: int = 1,
+    ) -> None:
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._trace_context = trace_context
+        self._deadline = deadline
+        self._attempt = attempt
         self._cancel_event = threading.Event()
         self._cancel_reason: Optional[str] = None
         self._reason_lock = threading.Lock()
@@ -152,10 +169,12 @@ class Context:
         invocation_id: str = "test-invocation",
         function_name: str = "test",
         trace_context: Optional[TraceContext] = None,
+        *,
+        deadline: Optional[datetime] = None,
+        attempt: int = 1,
     ) -> "Context":
-        """A context for unit-testing a handler outside a worker; call
-        :meth:`cancel` to simulate the host cancelling the invocation."""
-        return cls(invocation_id, function_name, trace_context)
+        """A context for unit-testing a handler outside a worker."""
+        return cls(invocation_id, function_name, trace_context, deadline=deadline, attempt=attempt)
 
     @property
     def invocation_id(self) -> str:
@@ -174,6 +193,21 @@ class Context:
         with the caller's ``trace_state`` and the ``attributes`` the host adds
         (``OperationName``). ``None`` when the host sent none."""
         return self._trace_context
+
+    @property
+    def deadline(self) -> Optional[datetime]:
+        """When the host's function timeout fires for this invocation (a
+        timezone-aware UTC ``datetime``, from the request's
+        ``FnhostDeadline`` metadata); ``None`` when the host sent none. The
+        host cancels the invocation then (``cancel_reason`` ``"timeout"``)."""
+        return self._deadline
+
+    @property
+    def attempt(self) -> int:
+        """Which run of its async event this invocation is: 1 for the first
+        (and for every synchronous invocation), 2 for the first retry, and so
+        on (the request's ``FnhostAttempt`` metadata; 1 when absent)."""
+        return self._attempt
 
     @property
     def cancelled(self) -> bool:
@@ -206,11 +240,13 @@ class Context:
         if self.cancelled:
             raise InvocationCancelled()
 
-    def cancel(self, reason: Optional[str] = None) -> None:
-        """Marks the invocation cancelled (the SDK calls this on
-        ``InvocationCancel`` with the host's reason; tests may call it
-        directly). An empty or missing ``reason`` leaves
-        :attr:`cancel_reason` as it is; otherwise the first one stands."""
+    def _cancel(self, reason: Optional[str] = None) -> None:
+        """Marks the invocation cancelled: the SDK calls this on the host's
+        ``InvocationCancel`` (with its reason) and at shutdown; the SDK's own
+        tests call it to stand in for the host. Private, since a handler
+        must not cancel its own invocation. An empty or missing ``reason``
+        leaves :attr:`cancel_reason` as it is; otherwise the first one
+        stands."""
         if reason:
             with self._reason_lock:
                 if self._cancel_reason is None:
@@ -220,6 +256,7 @@ class Context:
     def __repr__(self) -> str:
         return (
             f"Context(invocation_id={self._invocation_id!r}, "
-            f"function_name={self._function_name!r}, cancelled={self.cancelled}, "
+            f"function_name={self._function_name!r}, attempt={self._attempt}, "
+            f"cancelled={self.cancelled}, "
             f"cancel_reason={self._cancel_reason!r})"
         )

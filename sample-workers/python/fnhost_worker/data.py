@@ -98,12 +98,18 @@ def typed_data_bytes(data: Optional["pb.TypedData"]) -> Optional[bytes]:
     if data is None:
         return None
     kind = data.WhichOneof("data")
-    if kind in ("string", "json"):
-        return getattr(data, kind).encode()
-    if kind in ("bytes", "stream"):
-        return bytes(getattr(data, kind))
-    if kind in ("int", "double"):
-        return str(getattr(data, kind)).encode()
+    if kind == "string":
+        return data.string.encode()
+    if kind == "json":
+        return data.json.encode()
+    if kind == "bytes":
+        return data.bytes
+    if kind == "stream":
+        return data.stream
+    if kind == "int":
+        return str(data.int).encode()
+    if kind == "double":
+        return str(data.double).encode()
     if kind == "http":
         return typed_data_bytes(data.http.body if data.http.HasField("body") else None) or b""
     return None

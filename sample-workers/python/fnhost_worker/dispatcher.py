@@ -16,16 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
 import logging
+import math
 import platform
 import threading
 import traceback
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 from ._proto import pb
+from ._version import __version__
 from .context import Context, InvocationCancelled, TraceContext, current_context
 from .data import Input, to_typed_data
 from .triggers import ManualTrigger, Trigger, function_metadata
@@ -49,7 +53,7 @@ WORKER_INDEXING = "WorkerIndexing"
 #: Lifecycle hooks: loaded by the host from host.json, never listed as
 #: invokable functions.
 LIFECYCLE_HOOKS = ("initializer", "preStop")
-WORKER_VERSION = "0.1.0"
+WORKER_VERSION = __version__
 
 _log = logging.getLogger("fnhost_worker")
 
@@ -92,7 +96,7 @@ class Step:
     """The outcome of handling one host message."""
 
     #: Messages to send now, in order.
-    replies: list = field(default_factory=list)
+    replies: list["pb.StreamingMessage"] = field(default_factory=list)
     #: Set when the host asked the worker to terminate: the grace in seconds.
     terminate: Optional[float] = None
 
@@ -107,7 +111,7 @@ class _Invocation:
     handler_task: Optional["asyncio.Future[Any]"] = None
 
 
-def status(kind: int, message: str = "") -> "pb.StatusResult":
+def status(kind: "pb.StatusResult.Status", message: str = "") -> "pb.StatusResult":
     """A ``StatusResult``; a non-empty ``message`` becomes its exception."""
     result = pb.StatusResult(status=kind)
     if message:
@@ -120,14 +124,60 @@ def user_failure(exc: BaseException, function_name: str) -> "pb.StatusResult":
     result = pb.StatusResult(status=_STATUS.Failure)
     e = result.exception
     e.message = f"{type(exc).__name__}: {exc}"
-    e.stack_trace = "".join(traceback.format_exception(exc))
+    e.stack_trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     e.type = f"{type(exc).__module__}.{type(exc).__qualname__}"
     e.source = function_name
     e.is_user_exception = True
     return result
 
 
-def _rpc_level(levelno: int) -> int:
+#: Trigger metadata the host adds to every request, which the protocol has
+#: no field for: ``TypedData.json`` of a number each.
+META_DEADLINE = "FnhostDeadline"
+"""Unix milliseconds (UTC) at which the host's function timeout fires."""
+META_ATTEMPT = "FnhostAttempt"
+"""The attempt of an async event, 1-based (1 for a synchronous invocation)."""
+
+
+def _metadata_number(data: Optional["pb.TypedData"]) -> Optional[float]:
+    """A number sent as ``TypedData.json`` (or ``int`` / ``double``), else ``None``."""
+    if data is None:
+        return None
+    kind = data.WhichOneof("data")
+    value: object
+    if kind == "json":
+        try:
+            value = json.loads(data.json)
+        except ValueError:
+            return None
+    elif kind in ("int", "double"):
+        value = getattr(data, kind)
+    else:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def deadline_of(metadata: Mapping[str, "pb.TypedData"]) -> Optional[datetime]:
+    """The request's ``FnhostDeadline`` as a UTC ``datetime``; ``None`` when
+    absent or not a representable time."""
+    ms = _metadata_number(metadata.get(META_DEADLINE))
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def attempt_of(metadata: Mapping[str, "pb.TypedData"]) -> int:
+    """The request's ``FnhostAttempt``; 1 when absent or not a whole number >= 1."""
+    n = _metadata_number(metadata.get(META_ATTEMPT))
+    return int(n) if n is not None and n >= 1 and n == int(n) else 1
+
+
+def _rpc_level(levelno: int) -> "pb.RpcLog.Level":
     return next((rpc for py, rpc in _LEVELS if levelno >= py), pb.RpcLog.Trace)
 
 
@@ -271,15 +321,18 @@ class Dispatcher:
                 result=status(_STATUS.Failure, f"function id {req.function_id} was not loaded"),
             )
         trace = TraceContext.from_proto(req.trace_context) if req.HasField("trace_context") else None
-        ctx = Context(inv_id, name, trace)
+        meta = req.trigger_metadata
+        ctx = Context(inv_id, name, trace, deadline=deadline_of(meta), attempt=attempt_of(meta))
         inv = _Invocation(ctx)
         self._in_flight[inv_id] = inv
         # The runner's context carries `current_context`, so log records made
         # by the handler (in its task or its pool thread) name the invocation.
+        # A task copies the context it is created in (create_task's
+        # `context=` needs Python 3.11).
         run_ctx = contextvars.copy_context()
         run_ctx.run(current_context.set, ctx)
-        inv.runner = self._loop.create_task(
-            self._run(inv, self._functions[name], Input.from_request(req)), context=run_ctx
+        inv.runner = run_ctx.run(
+            self._loop.create_task, self._run(inv, self._functions[name], Input.from_request(req))
         )
         return None
 
@@ -329,7 +382,7 @@ class Dispatcher:
     def _cancel_invocation(inv: _Invocation, reason: str = "") -> None:
         # The reason is recorded before the event is set and the task is
         # cancelled, so a woken handler reads it.
-        inv.ctx.cancel(reason or None)
+        inv.ctx._cancel(reason or None)
         if inv.handler_task is not None:
             inv.handler_task.cancel()
 
@@ -395,7 +448,7 @@ class RpcLogHandler(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
                 log.exception.message = f"{type(exc).__name__}: {exc}"
-                log.exception.stack_trace = "".join(traceback.format_exception(exc))
+                log.exception.stack_trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._dispatcher.post(pb.StreamingMessage(rpc_log=log))
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)

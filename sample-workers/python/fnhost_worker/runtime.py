@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Mapping, Optional
+from typing import Any, AsyncIterator, Mapping, Optional
 
 import grpc
 
@@ -28,6 +28,10 @@ _log = logging.getLogger("fnhost_worker")
 CONNECT_FOR = 5.0
 #: How long to wait for the host to close its side after ours is closed.
 CLOSE_WAIT = 1.0
+
+
+#: The worker's side of the host's ``EventStream``.
+_EventStream = grpc.aio.StreamStreamCall[pb.StreamingMessage, pb.StreamingMessage]
 
 
 class ConnectError(RuntimeError):
@@ -84,7 +88,7 @@ async def run(
                 yield msg
 
         send.put_nowait(pb.StreamingMessage(start_stream=pb.StartStream(worker_id=args.worker_id)))
-        call = pb_grpc.FunctionRpcStub(channel).EventStream(outbound(), metadata=launch_metadata())
+        call: _EventStream = pb_grpc.FunctionRpcStub(channel).EventStream(outbound(), metadata=launch_metadata())
         _log.debug("event stream open to %s as %s", args.target, args.worker_id)
 
         async def forward_outbox() -> None:
@@ -97,7 +101,8 @@ async def run(
         grace: Optional[float] = None
         try:
             while True:
-                done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {reader, stopper}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
                     _log.debug("SIGTERM; shutting down")
                     grace = DEFAULT_GRACE
@@ -107,7 +112,7 @@ async def run(
                 except grpc.aio.AioRpcError as e:
                     _log.debug("event stream failed (%s); stopping", e.code())
                     break
-                if msg is grpc.aio.EOF:
+                if not isinstance(msg, pb.StreamingMessage):  # grpc.aio.EOF
                     _log.debug("host ended the event stream; stopping")
                     break
                 step = dispatcher.handle_message(msg)
@@ -140,7 +145,7 @@ async def run(
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _until_closed(call: "grpc.aio.StreamStreamCall", reader: "asyncio.Future") -> None:
+async def _until_closed(call: _EventStream, reader: "asyncio.Future[object]") -> None:
     if not reader.done():
         await reader
     while await call.read() is not grpc.aio.EOF:

@@ -1,16 +1,13 @@
 """pytest configuration: runs ``async def`` tests on a fresh event loop
-(no pytest-asyncio needed) and makes the SDK importable from a checkout."""
+(no pytest-asyncio needed). The tests import the package installed in the
+venv (``setup.sh`` builds and installs it), never the source tree."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import sys
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.hookimpl(tryfirst=True)

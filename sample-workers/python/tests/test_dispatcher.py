@@ -8,13 +8,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
 import pytest
 
 from fnhost_worker import Context, Input, InvocationCancelled, TraceContext
 from fnhost_worker._proto import pb
-from fnhost_worker.dispatcher import REMEMBERED_IDS, Dispatcher
+from fnhost_worker.dispatcher import REMEMBERED_IDS, Dispatcher, attempt_of, deadline_of
 
 Status = pb.StatusResult
 
@@ -248,11 +249,12 @@ async def test_the_first_cancel_reason_stands(pool: ThreadPoolExecutor) -> None:
     assert seen == ["lease lost", "lease lost"]
     assert contexts[0].cancel_reason == "lease lost"
 
-    # The same rule for a context made for a unit test.
+    # The same rule for a context made for a unit test, cancelled the way
+    # the SDK does it.
     ctx = Context.for_test()
     assert ctx.cancel_reason is None
-    ctx.cancel("timeout")
-    ctx.cancel("duplicate run")
+    ctx._cancel("timeout")
+    ctx._cancel("duplicate run")
     assert ctx.cancelled and ctx.cancel_reason == "timeout"
 
 
@@ -450,3 +452,63 @@ async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: ThreadP
     # After terminate, new requests are answered Cancelled at once.
     late = d.handle_message(invoke("late", "sleep")).replies[0].invocation_response
     assert late.result.status == Status.Cancelled
+
+
+def invoke_with_metadata(inv_id: str, function: str, **metadata: pb.TypedData) -> pb.StreamingMessage:
+    msg = invoke(inv_id, function)
+    for key, value in metadata.items():
+        msg.invocation_request.trigger_metadata[key].CopyFrom(value)
+    return msg
+
+
+async def test_handlers_see_the_deadline_and_attempt_the_host_sends(pool: ThreadPoolExecutor) -> None:
+    seen: list[tuple[object, int]] = []
+
+    def sync_handler(ctx: Context, _input: Input) -> str:
+        seen.append((ctx.deadline, ctx.attempt))
+        return "ok"
+
+    async def async_handler(ctx: Context, _input: Input) -> str:
+        seen.append((ctx.deadline, ctx.attempt))
+        return "ok"
+
+    d = await make({"sync": sync_handler, "async": async_handler}, pool)
+    # 2026-01-01T00:00:00.250Z, as the host sends it: JSON numbers.
+    meta = {"FnhostDeadline": pb.TypedData(json="1767225600250"), "FnhostAttempt": pb.TypedData(json="3")}
+    for n, name in enumerate(["sync", "async"]):
+        d.handle_message(invoke_with_metadata(f"m{n}", name, **meta))
+        assert (await next_response(d)).result.status == Status.Success
+    d.handle_message(invoke("m-none", "sync"))  # an older host: neither key
+    assert (await next_response(d)).result.status == Status.Success
+
+    when = datetime(2026, 1, 1, 0, 0, 0, 250_000, tzinfo=timezone.utc)
+    assert seen == [(when, 3), (when, 3), (None, 1)]
+    first = seen[0][0]
+    assert isinstance(first, datetime) and first.utcoffset() == timedelta(0)
+
+
+def test_a_malformed_deadline_is_none_and_a_malformed_attempt_is_1() -> None:
+    for bad in ['"soon"', "true", "null", "[1]", "not json", "1e400", "-1e300"]:
+        assert deadline_of({"FnhostDeadline": pb.TypedData(json=bad)}) is None, bad
+    assert deadline_of({"FnhostDeadline": pb.TypedData(string="1767225600000")}) is None
+    assert deadline_of({"FnhostDeadline": pb.TypedData(int=0)}) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for bad in ["0", "-2", "2.5", '"2"', "true", "null"]:
+        assert attempt_of({"FnhostAttempt": pb.TypedData(json=bad)}) == 1, bad
+    assert attempt_of({"FnhostAttempt": pb.TypedData(json="2.0")}) == 2
+    assert attempt_of({"FnhostAttempt": pb.TypedData(int=4)}) == 4
+    assert attempt_of({}) == 1 and deadline_of({}) is None
+
+
+def test_a_context_has_no_public_way_to_cancel_itself() -> None:
+    public = {name for name in dir(Context) if not name.startswith("_")}
+    assert not {name for name in public if "cancel" in name} - {
+        "cancelled",
+        "cancel_event",
+        "cancel_reason",
+        "raise_if_cancelled",
+    }, public
+    ctx = Context.for_test(deadline=datetime(2026, 1, 1, tzinfo=timezone.utc), attempt=2)
+    assert (ctx.deadline, ctx.attempt, ctx.cancelled) == (datetime(2026, 1, 1, tzinfo=timezone.utc), 2, False)
+    assert (Context.for_test().deadline, Context.for_test().attempt) == (None, 1)
+    ctx._cancel("timeout")  # what the SDK does on InvocationCancel
+    assert ctx.cancelled and ctx.cancel_event.is_set() and ctx.cancel_reason == "timeout"

@@ -1,7 +1,8 @@
 """The worker process against a scripted host on 127.0.0.1: the stream
 opening, request-id stamping, and the two ways a worker is told to stop
 (``WorkerTerminate`` and SIGTERM), which both cancel in-flight work, reply,
-and exit 0. Runs the sample app (``../python-app/function_app.py``)."""
+and exit 0. Runs the sample app (``../python-app/function_app.py``) as a
+script and through the installed ``fnhost-python-worker`` command."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ import pytest
 
 from fnhost_worker._proto import pb, pb_grpc
 
-APP = os.path.join(os.path.dirname(__file__), "..", "..", "python-app", "function_app.py")
+APP_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "python-app")
+APP = os.path.join(APP_DIR, "function_app.py")
+COMMAND = os.path.join(os.path.dirname(sys.executable), "fnhost-python-worker")
+#: How the worker is started: `python function_app.py`, the command naming
+#: the script (as the host runs it), or the command alone in the app's
+#: directory (it loads function_app.py from there).
+LAUNCHERS = {
+    "script": ([sys.executable, APP], None),
+    "command": ([COMMAND, APP], None),
+    "command in the app directory": ([COMMAND], APP_DIR),
+}
 Status = pb.StatusResult
 
 
@@ -46,7 +57,9 @@ class ScriptedHost(pb_grpc.FunctionRpcServicer):
         return msg
 
 
-async def start_worker(style: str) -> tuple[grpc.aio.Server, ScriptedHost, asyncio.subprocess.Process]:
+async def start_worker(
+    style: str, launcher: str = "script"
+) -> tuple[grpc.aio.Server, ScriptedHost, asyncio.subprocess.Process]:
     host = ScriptedHost()
     server = grpc.aio.server()
     pb_grpc.add_FunctionRpcServicer_to_server(host, server)
@@ -58,7 +71,8 @@ async def start_worker(style: str) -> tuple[grpc.aio.Server, ScriptedHost, async
     else:
         args = ["--functions-uri", f"http://127.0.0.1:{port}/", "--functions-worker-id", "w-1",
                 "--functions-request-id", "r-1", "--functions-grpc-max-message-length", "2147483647"]
-    proc = await asyncio.create_subprocess_exec(sys.executable, APP, *args)
+    command, cwd = LAUNCHERS[launcher]
+    proc = await asyncio.create_subprocess_exec(*command, *args, cwd=cwd)
     return server, host, proc
 
 
@@ -91,9 +105,12 @@ async def collect_until_response(host: ScriptedHost, seen: list[pb.StreamingMess
             return msg.invocation_response
 
 
-@pytest.mark.parametrize("style", ["classic", "functions"])
-async def test_worker_terminate_cancels_in_flight_replies_and_exits(style: str) -> None:
-    server, host, proc = await start_worker(style)
+@pytest.mark.parametrize(
+    "style, launcher",
+    [("classic", "script"), ("functions", "script"), ("classic", "command"), ("functions", "command in the app directory")],
+)
+async def test_worker_terminate_cancels_in_flight_replies_and_exits(style: str, launcher: str) -> None:
+    server, host, proc = await start_worker(style, launcher)
     try:
         seen = await handshake_and_start_sleep(host)
         await asyncio.sleep(0.2)  # let the sleep start
@@ -112,8 +129,9 @@ async def test_worker_terminate_cancels_in_flight_replies_and_exits(style: str) 
         await server.stop(None)
 
 
-async def test_sigterm_cancels_in_flight_replies_and_exits() -> None:
-    server, host, proc = await start_worker("classic")
+@pytest.mark.parametrize("launcher", ["script", "command"])
+async def test_sigterm_cancels_in_flight_replies_and_exits(launcher: str) -> None:
+    server, host, proc = await start_worker("classic", launcher)
     try:
         seen = await handshake_and_start_sleep(host)
         await asyncio.sleep(0.2)

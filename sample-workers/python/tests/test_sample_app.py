@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import Iterator
 
@@ -180,3 +181,21 @@ def test_trace_returns_the_trace_context_it_was_given_or_nulls(sample: ModuleTyp
         "traceState": None,
         "attributes": None,
     }
+
+
+def test_deadline_reports_the_attempt_the_deadline_and_the_time_left(sample: ModuleType) -> None:
+    when = (datetime.now(timezone.utc) + timedelta(seconds=30)).replace(microsecond=0)
+    ctx = Context.for_test(function_name="deadline", deadline=when, attempt=2)
+    result = sample.deadline(ctx, Input(pb.TypedData(string="")))
+    assert (result["attempt"], result["deadlineMs"]) == (2, int(when.timestamp()) * 1000)
+    assert 28_000 < result["remainingMs"] <= 30_000, result
+    past = Context.for_test(deadline=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    assert sample.deadline(past, Input())["remainingMs"] == 0
+    assert sample.deadline(Context.for_test(), Input()) == {"attempt": 1, "deadlineMs": None, "remainingMs": None}
+
+
+def test_deadline_fails_the_attempts_before_fail_before(sample: ModuleType) -> None:
+    ask = Input(pb.TypedData(json='{"failBefore": 3}'))
+    with pytest.raises(RuntimeError, match="attempt 2 failing on purpose"):
+        sample.deadline(Context.for_test(attempt=2), ask)
+    assert sample.deadline(Context.for_test(attempt=3), ask)["attempt"] == 3

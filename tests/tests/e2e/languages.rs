@@ -40,12 +40,12 @@ pub fn text(s: &str) -> InvocationInput {
 fn venv_python() -> PathBuf {
     let sdk = repo_root().join("sample-workers/python");
     let python = sdk.join(".venv/bin/python");
-    let generated = sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py");
+    let command = sdk.join(".venv/bin/fnhost-python-worker");
     assert!(
-        python.is_file() && generated.is_file(),
+        python.is_file() && command.is_file(),
         "the Python worker SDK is not set up ({} or {} is missing): run sample-workers/python/setup.sh",
         python.display(),
-        generated.display()
+        command.display()
     );
     python
 }

@@ -19,6 +19,7 @@ mod openapi;
 mod otlp;
 mod postgres_harness;
 mod published_python;
+mod python_package;
 mod python_sdk;
 mod rogue;
 mod routes;

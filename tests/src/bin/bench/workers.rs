@@ -77,7 +77,7 @@ fn python_sdk_app() -> Result<Prepared> {
     if let Some(m) = missing(
         &[
             python.clone(),
-            sdk.join("fnhost_worker/_generated/FunctionRpc_pb2.py"),
+            sdk.join(".venv/bin/fnhost-python-worker"),
         ],
         script,
     ) {

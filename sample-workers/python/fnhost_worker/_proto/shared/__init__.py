@@ -1,0 +1,1 @@
+"""Generated from ``proto/protos/shared`` by ``gen_proto.py``: do not edit."""
