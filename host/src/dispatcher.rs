@@ -55,7 +55,6 @@ pub(crate) enum Command {
     },
     /// Whether HTTP triggers should keep their request bodies streamed:
     /// true when the live instances serve HTTP themselves (`HttpUri`).
-    StreamsHttp { reply: oneshot::Sender<bool> },
     /// A caller (or a trigger such as an HTTP disconnect) cancels one.
     Cancel {
         id: InvocationId,
@@ -221,6 +220,10 @@ pub(crate) struct Dispatcher {
     pub lifecycle: LifecycleStats,
     pub results_tx: broadcast::Sender<InvocationResult>,
     pub ready_tx: watch::Sender<usize>,
+    /// Whether a live instance serves HTTP itself (`HttpUri`), published
+    /// after every command and timer for the HTTP listener to read without
+    /// a round trip here per request.
+    pub streams_http: Arc<std::sync::atomic::AtomicBool>,
     pub started: Instant,
     /// When false, instances are not launched (unit tests attach fakes).
     pub launch_processes: bool,
@@ -260,6 +263,7 @@ impl Dispatcher {
             lifecycle: LifecycleStats::default(),
             results_tx,
             ready_tx,
+            streams_http: Arc::default(),
             started: Instant::now(),
             launch_processes: true,
             catalog: None,
@@ -283,6 +287,7 @@ impl Dispatcher {
                 },
                 Some(expired) = self.timers.next() => self.handle_timer(expired.into_inner()),
             }
+            self.publish_streams_http();
             if self.shutdown_complete() {
                 break;
             }
@@ -304,9 +309,6 @@ impl Dispatcher {
                 reply,
                 http,
             } => self.handle_invoke(function, id, input, reply, http),
-            Command::StreamsHttp { reply } => {
-                let _ = reply.send(self.streams_http());
-            }
             Command::Cancel { id, reason, reply } => {
                 let r = self.handle_cancel(&id, reason);
                 if let Some(reply) = reply {
@@ -462,6 +464,16 @@ impl Dispatcher {
                     self.finished_set.remove(&old);
                 }
             }
+        }
+    }
+
+    /// Stores [`Self::streams_http`]'s current answer where the HTTP
+    /// listener reads it.
+    pub(crate) fn publish_streams_http(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.streams_http();
+        if self.streams_http.load(Ordering::Relaxed) != now {
+            self.streams_http.store(now, Ordering::Relaxed);
         }
     }
 

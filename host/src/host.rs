@@ -126,6 +126,8 @@ pub struct HostHandle {
     commands: mpsc::Sender<Command>,
     results: broadcast::Sender<InvocationResult>,
     ready: watch::Receiver<usize>,
+    /// The dispatcher's [`Dispatcher::publish_streams_http`].
+    streams_http: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An invocation that has been submitted; await [`PendingInvocation::result`].
@@ -151,6 +153,7 @@ impl HostHandle {
             commands,
             results: broadcast::channel(1).0,
             ready: watch::channel(0).1,
+            streams_http: Arc::default(),
         }
     }
 
@@ -210,17 +213,11 @@ impl HostHandle {
 
     /// Whether HTTP triggers should leave request bodies unread for
     /// forwarding: the live instances serve HTTP themselves (`HttpUri`).
-    pub(crate) async fn streams_http(&self) -> bool {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::StreamsHttp { reply })
-            .await
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+    /// Read from a flag the dispatcher keeps current, not asked of it: a
+    /// round trip to the dispatcher per request showed in the HTTP path's
+    /// profile.
+    pub(crate) fn streams_http(&self) -> bool {
+        self.streams_http.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `function` and waits for its outcome.
@@ -424,10 +421,12 @@ impl Host {
         let (commands_tx, commands_rx) = mpsc::channel(4096);
         let (results_tx, _) = broadcast::channel(1024);
         let (ready_tx, ready_rx) = watch::channel(0);
+        let streams_http = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handle = HostHandle {
             commands: commands_tx.clone(),
             results: results_tx.clone(),
             ready: ready_rx,
+            streams_http: streams_http.clone(),
         };
 
         let max = app.host.max_message_bytes;
@@ -479,6 +478,7 @@ impl Host {
         let mut dispatcher =
             Dispatcher::new(app.clone(), grpc_addr, commands_tx, results_tx, ready_tx);
         dispatcher.catalog = Some(catalog.clone());
+        dispatcher.streams_http = streams_http;
         let dispatcher_task = tokio::spawn(dispatcher.run(commands_rx));
 
         let log = EventLog::start(store);

@@ -600,6 +600,10 @@ async fn an_http_uri_instance_gets_route_values_as_metadata_and_no_body() {
         .capabilities
         .insert(fnhost_proto::CAP_HTTP_URI.to_string(), uri.to_string());
     assert!(f.d.streams_http());
+    // What the HTTP listener reads instead of asking the dispatcher.
+    assert!(!f.d.streams_http.load(std::sync::atomic::Ordering::Relaxed));
+    f.d.publish_streams_http();
+    assert!(f.d.streams_http.load(std::sync::atomic::Ordering::Relaxed));
     let (_rx, mut dispatched) = invoke_http(&mut f, "a", true);
     let d = dispatched.try_recv().unwrap();
     assert_eq!(

@@ -75,10 +75,7 @@ fn python_sdk_app() -> Result<Prepared> {
     let python = sdk.join(".venv/bin/python");
     let script = "sample-workers/python/setup.sh";
     if let Some(m) = missing(
-        &[
-            python.clone(),
-            sdk.join(".venv/bin/fnhost-python-worker"),
-        ],
+        &[python.clone(), sdk.join(".venv/bin/fnhost-python-worker")],
         script,
     ) {
         return Ok(m);
