@@ -13,6 +13,7 @@ bash sample-workers/node/setup.sh
 if [ -f tests/scf-sdk/setup.sh ]; then bash tests/scf-sdk/setup.sh; fi
 bash tests/prometheus/setup.sh
 bash tests/schemathesis/setup.sh
+bash tests/console/setup.sh
 # Azure's own workers from ../shared/interop (skips with a message when absent).
 bash tests/interop/setup.sh
 

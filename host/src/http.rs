@@ -19,6 +19,7 @@ use crate::invocation::{CancelReason, InvocationInput, InvocationResult, InvokeE
 use crate::keys::KeyStore;
 
 mod async_api;
+mod console;
 mod deadline;
 mod guard;
 mod keys_api;
@@ -176,6 +177,7 @@ pub(crate) fn router(
     let main = open
         .merge(metrics_main)
         .merge(openapi)
+        .merge(console::router(&mut routes))
         .merge(admin)
         .fallback(http_trigger)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -5,6 +5,7 @@ mod async_events;
 mod binary;
 mod cancel;
 mod cluster;
+mod console;
 mod deploy_files;
 mod faults;
 mod http_stream;
