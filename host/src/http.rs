@@ -127,6 +127,7 @@ pub(crate) fn router(
         .get("/admin/async-events/{id}", async_api::status)
         .post("/admin/async-events/{id}/terminate", async_api::terminate)
         .get("/admin/async-events/{id}/logs", async_api::logs)
+        .get("/admin/async-events/{id}/input", async_api::input)
         .get("/admin/host/status", host_status)
         .post("/admin/host/drain", drain)
         .get("/admin/functions/{name}/keys", keys_api::list_function)

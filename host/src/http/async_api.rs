@@ -308,6 +308,94 @@ pub(super) async fn logs(State(state): State<AppState>, Path(id): Path<RequestId
     }
 }
 
+/// `GET /admin/async-events/{id}/input`: the input the event was accepted
+/// with, as the body it arrived as: a text or JSON input with its content
+/// type, bytes as `application/octet-stream`, an HTTP-triggered function's
+/// request as its body with the request's `content-type`. Posting it back
+/// to `invoke-async` with that content type makes the same input (the
+/// console's re-run). Any other kind of data (none is accepted today) is
+/// its protobuf `TypedData` as `application/x-protobuf`. `x-fnhost-input-kind`
+/// says which: `string`, `json`, `bytes`, `http`, `none` or `protobuf`.
+pub(super) async fn input(State(state): State<AppState>, Path(id): Path<RequestId>) -> Response {
+    let event = match state.events.log().get(&id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return not_found(&id),
+        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let data =
+        match <fnhost_proto::rpc::TypedData as prost::Message>::decode(event.input.as_slice()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(event = %id, "the stored input cannot be decoded: {e}");
+                return error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the stored input of event '{id}' cannot be decoded: {e}"),
+                );
+            }
+        };
+    let (kind, content_type, body) = input_body(data, &event.input);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_str(&content_type)
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(
+        "x-fnhost-input-kind",
+        axum::http::HeaderValue::from_static(kind),
+    );
+    // An input is whatever the caller sent: never rendered by a browser
+    // that follows a link to it.
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment"),
+    );
+    response
+}
+
+/// The kind, content type and bytes of a stored input (`encoded`, its
+/// protobuf form, for kinds with no body of their own).
+fn input_body(
+    data: fnhost_proto::rpc::TypedData,
+    encoded: &[u8],
+) -> (&'static str, String, Vec<u8>) {
+    use fnhost_proto::rpc::typed_data::Data;
+    match data.data {
+        Some(Data::String(s)) => ("string", "text/plain; charset=utf-8".into(), s.into_bytes()),
+        Some(Data::Json(s)) => ("json", "application/json".into(), s.into_bytes()),
+        Some(Data::Bytes(b)) | Some(Data::Stream(b)) => {
+            ("bytes", "application/octet-stream".into(), b)
+        }
+        Some(Data::Http(h)) => {
+            let content_type = h
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map_or_else(
+                    || "application/octet-stream".to_string(),
+                    |(_, v)| v.clone(),
+                );
+            let body = h.raw_body.or(h.body).map(|b| match b.data {
+                Some(Data::String(s) | Data::Json(s)) => s.into_bytes(),
+                Some(Data::Bytes(b) | Data::Stream(b)) => b,
+                _ => Vec::new(),
+            });
+            ("http", content_type, body.unwrap_or_default())
+        }
+        None => ("none", "application/octet-stream".into(), Vec::new()),
+        Some(_) => (
+            "protobuf",
+            "application/x-protobuf".into(),
+            encoded.to_vec(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -716,3 +716,104 @@ async fn pages_read_on_by_cursor_and_an_offset_walk_does_not_shift_under_new_eve
     assert!(r.text().contains("another order"), "{}", r.text());
     host.shutdown().await;
 }
+
+/// `GET /admin/async-events/{id}`'s input route: the body as it arrived,
+/// with its content type and kind; posted back to `invoke-async` it makes
+/// the same input (the console's re-run).
+#[tokio::test]
+async fn an_events_input_reads_back_as_it_arrived_and_reruns_the_same() {
+    init_logs();
+    let app = TestApp::sample(json!({}));
+    let host = app.start(1).await;
+    let api = Api::new(host.http_addr());
+    let accept = |function: &'static str, body: &'static str, content_type: &'static str| {
+        let api = &api;
+        async move {
+            let r = api
+                .request_with(
+                    "POST",
+                    &format!("/admin/functions/{function}/invoke-async"),
+                    body,
+                    &[
+                        ("x-functions-key", ADMIN_KEY),
+                        ("content-type", content_type),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["requestId"].as_str().unwrap().to_string()
+        }
+    };
+    let input = |id: String| {
+        let api = &api;
+        async move {
+            api.admin_get(&format!("/admin/async-events/{id}/input"))
+                .await
+                .unwrap()
+        }
+    };
+    // A manual trigger's JSON and text inputs; echo's HTTP request.
+    let cases = [
+        (
+            "log",
+            r#"{"a": [1, "<b>"]}"#,
+            "application/json",
+            "json",
+            "application/json",
+        ),
+        (
+            "log",
+            "plain words",
+            "text/plain",
+            "string",
+            "text/plain; charset=utf-8",
+        ),
+        (
+            "echo",
+            "hello body",
+            "text/x-custom",
+            "http",
+            "text/x-custom",
+        ),
+    ];
+    for (function, body, sent_type, kind, content_type) in cases {
+        let id = accept(function, body, sent_type).await;
+        let r = input(id.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), body, "{function}: {kind}");
+        assert_eq!(r.header("x-fnhost-input-kind"), kind);
+        assert_eq!(r.header("content-type"), content_type);
+        assert_eq!(r.header("x-content-type-options"), "nosniff");
+        assert_eq!(r.header("content-disposition"), "attachment");
+        // Posted back with its content type: the same input again.
+        let again = accept(function, body, sent_type).await;
+        assert_ne!(again, id);
+        let r2 = input(again).await;
+        assert_eq!(
+            (r2.text(), r2.header("x-fnhost-input-kind")),
+            (body.to_string(), kind)
+        );
+    }
+    let r = api
+        .admin_get("/admin/async-events/nope/input")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("nope"), "{}", r.text());
+    let id = accept("log", "secret input", "text/plain").await;
+    assert_eq!(
+        api.get_status(&format!("/admin/async-events/{id}/input"), None)
+            .await,
+        401
+    );
+    assert_eq!(
+        api.get_status(
+            &format!("/admin/async-events/{id}/input"),
+            Some("wrong-key")
+        )
+        .await,
+        401
+    );
+    host.shutdown().await;
+}
