@@ -25,4 +25,9 @@ bash sample-workers/node/run-tests.sh
 
 echo "== Rust: build, unit and end-to-end tests"
 cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo test --workspace --locked --exclude fnhost-fuzz
+
+# Each target about 8 s (FNHOST_FUZZ_SECONDS), from a fixed seed; a debug
+# build, so that arithmetic overflow panics. Long runs: tests/fuzz/README.md.
+echo "== Fuzz targets (short runs)"
+cargo test -p fnhost-fuzz --locked -- --nocapture

@@ -10,6 +10,8 @@ pub mod config;
 pub mod data_dir;
 mod dispatcher;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod host;
 pub mod http;

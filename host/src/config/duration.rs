@@ -32,7 +32,14 @@ pub fn parse_timespan(text: &str) -> Result<Duration, String> {
         }
         Some(_) => return Err(bad()),
     };
-    let total = ((days * 24 + hours) * 60 + minutes) * 60 + secs;
+    // Unchecked, a span of 2^64 seconds or more wrapped (or panicked in a
+    // debug build): "23372036854775808:00:00" read as a short span.
+    let total = days
+        .checked_mul(24)
+        .and_then(|h| h.checked_add(hours))
+        .and_then(|h| h.checked_mul(3600))
+        .and_then(|s| s.checked_add(minutes * 60 + secs))
+        .ok_or_else(|| format!("\"{text}\" is too long a time span"))?;
     Ok(Duration::new(total, nanos))
 }
 
@@ -69,5 +76,18 @@ mod tests {
         ] {
             assert!(parse_timespan(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn a_span_past_u64_seconds_is_refused_not_wrapped() {
+        // Found by the fuzz target `host_json` (a restart window).
+        let err = parse_timespan("23372036854775808:0:0").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert!(parse_timespan("213503982334602.00:00:00").is_err());
+        let max_hours = u64::MAX / 3600;
+        assert_eq!(
+            parse_timespan(&format!("{max_hours}:00:00")),
+            Ok(Duration::from_secs(max_hours * 3600))
+        );
     }
 }

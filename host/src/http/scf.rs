@@ -63,7 +63,7 @@ impl ScfState {
 /// signature is bound to is an operation that exists; names match exactly
 /// (case too), so no other spelling reaches an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(crate) enum Action {
     Invoke,
     ListAsyncEvents,
     GetAsyncEventStatus,
@@ -78,7 +78,7 @@ impl Action {
         Action::TerminateAsyncEvent,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Invoke => "Invoke",
             Action::ListAsyncEvents => "ListAsyncEvents",
@@ -87,13 +87,13 @@ impl Action {
         }
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == name)
     }
 }
 
 /// An API error: `Response.Error.{Code, Message}`.
-struct ApiError(String, String);
+pub(crate) struct ApiError(pub(crate) String, pub(crate) String);
 
 fn err(code: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError(code.into(), message.into())
@@ -256,15 +256,15 @@ fn admit(
 }
 
 /// Typed access to the request parameters; errors name the parameter.
-struct Params<'a>(&'a Map<String, Value>);
+pub(crate) struct Params<'a>(pub(crate) &'a Map<String, Value>);
 
 impl Params<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
     /// A string parameter; "" counts as absent.
-    fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub(crate) fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str()).filter(|s| !s.is_empty())),
@@ -272,7 +272,7 @@ impl Params<'_> {
         }
     }
 
-    fn required(&self, name: &str) -> Result<&str, ApiError> {
+    pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
         self.str(name)?.ok_or_else(|| {
             err(
                 "MissingParameter",
@@ -282,7 +282,7 @@ impl Params<'_> {
     }
 
     /// Which of `options` (case-insensitive) a string parameter is.
-    fn choice(&self, name: &str, options: &[&str]) -> Result<Option<usize>, ApiError> {
+    pub(crate) fn choice(&self, name: &str, options: &[&str]) -> Result<Option<usize>, ApiError> {
         let Some(v) = self.str(name)? else {
             return Ok(None);
         };
@@ -295,7 +295,7 @@ impl Params<'_> {
         }
     }
 
-    fn strings(&self, name: &str) -> Result<Vec<String>, ApiError> {
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, ApiError> {
         let v = self.get(name).cloned().unwrap_or(json!([]));
         serde_json::from_value(v.clone()).map_err(|_| {
             invalid(
@@ -305,7 +305,7 @@ impl Params<'_> {
         })
     }
 
-    fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
+    pub(crate) fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.get(name)
             .map(|v| {
                 v.as_u64().ok_or_else(|| {
@@ -319,7 +319,7 @@ impl Params<'_> {
     }
 
     /// `{Start, End}` as ms (start inclusive, end exclusive).
-    fn interval(&self, name: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    pub(crate) fn interval(&self, name: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
         let v = self.get(name).cloned().unwrap_or(json!({}));
         let bounds: Map<String, Value> = serde_json::from_value(v.clone()).map_err(|_| {
             invalid(
@@ -341,7 +341,7 @@ impl Params<'_> {
     }
 
     /// Checks `Namespace` (only `default` exists).
-    fn namespace(&self) -> Result<(), ApiError> {
+    pub(crate) fn namespace(&self) -> Result<(), ApiError> {
         match self.str("Namespace")? {
             None | Some("default") => Ok(()),
             Some(ns) => Err(err(

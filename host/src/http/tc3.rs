@@ -21,11 +21,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 /// Signatures further than this from the server clock are expired.
-pub(super) const MAX_SKEW_SECS: i64 = 300;
+pub(crate) const MAX_SKEW_SECS: i64 = 300;
 
 /// Why a request's signature was not accepted; `code()` is the API error code.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum AuthError {
+pub(crate) enum AuthError {
     /// The Authorization header (or a header it relies on) is missing or malformed.
     Invalid(String),
     /// X-TC-Timestamp is more than five minutes from now.
@@ -37,7 +37,7 @@ pub(super) enum AuthError {
 }
 
 impl AuthError {
-    pub(super) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "AuthFailure.InvalidAuthorization",
             Self::Expired(_) => "AuthFailure.SignatureExpire",
@@ -46,7 +46,7 @@ impl AuthError {
         }
     }
 
-    pub(super) fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             Self::Invalid(m) | Self::Expired(m) | Self::UnknownSecretId(m) | Self::Signature(m) => {
                 m
@@ -57,15 +57,15 @@ impl AuthError {
 
 /// The parts of an `Authorization` header.
 #[derive(Debug, PartialEq, Eq)]
-struct Authorization<'a> {
-    secret_id: &'a str,
-    date: &'a str,
-    service: &'a str,
-    signed_headers: &'a str,
-    signature: &'a str,
+pub(crate) struct Authorization<'a> {
+    pub(crate) secret_id: &'a str,
+    pub(crate) date: &'a str,
+    pub(crate) service: &'a str,
+    pub(crate) signed_headers: &'a str,
+    pub(crate) signature: &'a str,
 }
 
-fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
+pub(crate) fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
     let invalid = |why: &str| AuthError::Invalid(format!("the Authorization header {why}"));
     let rest = value
         .strip_prefix("TC3-HMAC-SHA256 ")
@@ -110,7 +110,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    // Digits only: `from_str_radix` also takes a sign, so "+3" read as 0x03
+    // and one signature had many spellings.
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -145,7 +147,7 @@ fn sign(secret_key: &str, date: &str, service: &str, string_to_sign: &str) -> St
 }
 
 /// One request as the signature sees it.
-pub(super) struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a str,
@@ -198,7 +200,7 @@ fn utc_date(secs: i64) -> String {
 
 /// A request whose signature matched.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Verified {
+pub(crate) struct Verified {
     /// The signature's bytes.
     pub signature: [u8; 32],
     /// The last second (Unix time) at which this signature is still
@@ -207,7 +209,7 @@ pub(super) struct Verified {
 }
 
 /// Verifies `req` against the pair `(secret_id, secret_key)` at `now_secs`.
-pub(super) fn verify(
+pub(crate) fn verify(
     req: &Request<'_>,
     secret_id: &str,
     secret_key: &str,
@@ -225,11 +227,13 @@ pub(super) fn verify(
             "X-TC-Timestamp \"{timestamp}\" is not a Unix time in seconds"
         ))
     })?;
-    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+    // `abs_diff`: `now - ts` overflows for a timestamp near i64::MIN
+    // (a panic in a debug build).
+    let skew = now_secs.abs_diff(ts);
+    if skew > MAX_SKEW_SECS.unsigned_abs() {
         return Err(AuthError::Expired(format!(
-            "signature expired: X-TC-Timestamp {ts} is {} s from the server time {now_secs} \
-             (at most {MAX_SKEW_SECS} s allowed)",
-            (now_secs - ts).abs()
+            "signature expired: X-TC-Timestamp {ts} is {skew} s from the server time {now_secs} \
+             (at most {MAX_SKEW_SECS} s allowed)"
         )));
     }
     if auth.date != utc_date(ts) {
@@ -382,6 +386,31 @@ mod tests {
         for bad in ["Basic abc", "TC3-HMAC-SHA256 Credential=a/b, Signature=00"] {
             let r = check(&headers(bad, SDK_TS), "", "a", "k", SDK_TS);
             assert_eq!(code(r), "AuthFailure.InvalidAuthorization", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_signature_with_a_signed_hex_digit_is_refused() {
+        // Found by the fuzz target `tc3`: "+3" parsed as the byte 0x03.
+        assert_eq!(unhex("+3"), None);
+        assert_eq!(unhex("0a+f"), None);
+        assert_eq!(unhex("0aFf"), Some(vec![0x0a, 0xff]));
+        // The SDK's signature, its byte 0x04 spelled "+4".
+        let sig = SDK_AUTH.rsplit('=').next().unwrap();
+        let plus = sig.replacen("836504", "8365+4", 1);
+        let h = headers(&SDK_AUTH.replace(sig, &plus), SDK_TS);
+        let r = check(&h, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS);
+        assert_eq!(r.unwrap_err().code(), "AuthFailure.SignatureFailure");
+    }
+
+    #[test]
+    fn a_timestamp_near_the_i64_limits_is_expired_not_an_overflow() {
+        // Found by the fuzz target `tc3`.
+        for ts in ["-9223372036854775808", "9223372036854775807"] {
+            let mut h = headers(SDK_AUTH, SDK_TS);
+            h.insert("x-tc-timestamp", HeaderValue::from_static(ts));
+            let r = check(&h, SDK_BODY, "AKIDtest", "test-secret-key", SDK_TS);
+            assert_eq!(r.unwrap_err().code(), "AuthFailure.SignatureExpire", "{ts}");
         }
     }
 
