@@ -65,6 +65,13 @@ pub fn scf(ms: i64) -> String {
 /// Parses ms since the epoch, RFC 3339 (`...Z`, `z` or a `±HH:MM`
 /// offset), or `YYYY-MM-DD HH:MM:SS[.fff]` (UTC).
 pub fn parse(text: &str) -> Option<i64> {
+    // Only times RFC 3339 can write back: years 0001 to 9999.
+    const FIRST_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+    const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    parse_unbounded(text).filter(|ms| (FIRST_MS..=LAST_MS).contains(ms))
+}
+
+fn parse_unbounded(text: &str) -> Option<i64> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return t.parse().ok();
@@ -94,6 +101,20 @@ pub fn parse(text: &str) -> Option<i64> {
         tp.next()?.parse().ok()?,
         tp.next()?.parse().ok()?,
     );
+    // Signs are not digits: "-00125367790" minutes once read as a time
+    // decades before year 1 (found by the fuzz target `list_query`).
+    let fields = [date, hms];
+    if fields.iter().any(|f| f.contains('+'))
+        || [h, mi, s].iter().any(|n| *n < 0)
+        || date
+            .split('-')
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        || hms
+            .split(':')
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
     if tp.next().is_some() || h > 23 || mi > 59 || s > 60 {
         return None;
     }
@@ -162,6 +183,25 @@ mod tests {
             parse("2024-02-29T12:00:00Z").map(rfc3339).as_deref(),
             Some("2024-02-29T12:00:00.000Z")
         );
+    }
+
+    #[test]
+    fn signed_fields_and_years_outside_0001_to_9999_are_refused() {
+        // The fuzz target's find: negative minutes and seconds.
+        assert_eq!(parse("207-1-23T0:-00125367790:-00125367677"), None);
+        assert_eq!(parse("2026-12-04T+1:00:00Z"), None);
+        assert_eq!(parse("2026-+12-04T01:00:00Z"), None);
+        assert_eq!(
+            parse("0001-01-01T00:00:00+00:30"),
+            None,
+            "before year 1 in UTC"
+        );
+        assert_eq!(parse("253402300800000"), None, "after 9999 as ms");
+        assert_eq!(parse("0001-01-01T00:00:00Z"), Some(-62_135_596_800_000));
+        assert_eq!(parse("253402300799999"), Some(253_402_300_799_999));
+        for ms in [-62_135_596_800_000, 0, 253_402_300_799_999] {
+            assert_eq!(parse(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
     }
 
     #[test]
