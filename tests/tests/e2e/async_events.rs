@@ -5,7 +5,8 @@ use std::time::Duration;
 use fnhost_e2e::{binary, init_logs, wait_until, Api, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
 
-async fn submit(api: &Api, function: &str, body: &str) -> String {
+/// Accepts an async event of `function` with `body`; its request id.
+pub(super) async fn submit(api: &Api, function: &str, body: &str) -> String {
     let r = api
         .request(
             "POST",
@@ -28,7 +29,8 @@ pub(super) async fn event(api: &Api, id: &str) -> Value {
     r.json()
 }
 
-async fn wait_status(api: &Api, id: &str, status: &str) -> Value {
+/// Waits (20 s at most) for event `id` to reach `status`; the event.
+pub(super) async fn wait_status(api: &Api, id: &str, status: &str) -> Value {
     let what = format!("event {id} to be {status}");
     wait_until(&what, Duration::from_secs(20), || async {
         event(api, id).await["status"] == status

@@ -19,7 +19,7 @@ use fnhost_e2e::{
 };
 use serde_json::{json, Value};
 
-use crate::async_events::{event, logs};
+use crate::async_events::{logs, submit, wait_status};
 use crate::languages::manual_with_timeout;
 
 fn sdk_dir() -> PathBuf {
@@ -155,28 +155,6 @@ async fn wait_ready(api: &Api, log: &Path) {
     }
 }
 
-async fn invoke_async(api: &Api, function: &str, body: &str) -> String {
-    let r = api
-        .request(
-            "POST",
-            &format!("/admin/functions/{function}/invoke-async"),
-            body.to_string(),
-            Some(ADMIN_KEY),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["requestId"].as_str().unwrap().to_string()
-}
-
-async fn wait_finished(api: &Api, id: &str) -> Value {
-    fnhost_e2e::wait_until("the event to finish", Duration::from_secs(20), || async {
-        event(api, id).await["status"] == "FINISHED"
-    })
-    .await;
-    event(api, id).await
-}
-
 /// `remainingMs` is about the function timeout: a little went on dispatch.
 fn assert_about_the_timeout_left(seen: &Value) {
     let left = seen["remainingMs"]
@@ -284,8 +262,8 @@ async fn python_wheel_installed_in_a_fresh_venv_serves_the_sample_app_under_fnho
     assert_about_the_timeout_left(&seen);
 
     // An async event's log lines come back with it.
-    let id = invoke_async(&api, "log", "x").await;
-    let e = wait_finished(&api, &id).await;
+    let id = submit(&api, "log", "x").await;
+    let e = wait_status(&api, &id, "FINISHED").await;
     assert_eq!(e["result"], "logged", "{e}");
     let lines = logs(&api, &id).await;
     for line in ["info from log function", "warning from log function"] {
@@ -293,8 +271,8 @@ async fn python_wheel_installed_in_a_fresh_venv_serves_the_sample_app_under_fnho
     }
 
     // An event that fails its first attempt knows its second is the second.
-    let id = invoke_async(&api, "deadline", r#"{"failBefore": 2}"#).await;
-    let e = wait_finished(&api, &id).await;
+    let id = submit(&api, "deadline", r#"{"failBefore": 2}"#).await;
+    let e = wait_status(&api, &id, "FINISHED").await;
     assert_eq!(e["attempts"], 2, "{e}");
     let seen: Value = serde_json::from_str(e["result"].as_str().unwrap()).unwrap();
     assert_eq!(seen["attempt"], 2, "{seen}");

@@ -17,7 +17,7 @@ use fnhost_e2e::{
 };
 use serde_json::{json, Value};
 
-use crate::async_events::event;
+use crate::async_events::{submit, wait_status};
 
 /// The user's `src/main.rs`: a typed JSON echo on an HTTP trigger, and
 /// `when`, which fails its attempts before `failBefore` and reports its
@@ -190,28 +190,6 @@ fn stop(host: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-async fn wait_finished(api: &Api, id: &str) -> Value {
-    wait_until("the event to finish", Duration::from_secs(20), || async {
-        event(api, id).await["status"] == "FINISHED"
-    })
-    .await;
-    event(api, id).await
-}
-
-async fn invoke_async(api: &Api, function: &str, body: &str) -> String {
-    let r = api
-        .request(
-            "POST",
-            &format!("/admin/functions/{function}/invoke-async"),
-            body.to_string(),
-            Some(ADMIN_KEY),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["requestId"].as_str().unwrap().to_string()
-}
-
 /// The function timeout both apps run with.
 const TIMEOUT_MS: u128 = 20_000;
 
@@ -330,8 +308,8 @@ async fn a_user_project_built_against_the_sdk_serves_typed_json_functions_under_
 
     // An async event that fails its first attempt succeeds on its second,
     // which knows it is the second.
-    let id = invoke_async(&api, "when", r#"{"failBefore": 2}"#).await;
-    let e = wait_finished(&api, &id).await;
+    let id = submit(&api, "when", r#"{"failBefore": 2}"#).await;
+    let e = wait_status(&api, &id, "FINISHED").await;
     assert_eq!(e["attempts"], 2, "{e}");
     let seen: Value = serde_json::from_str(e["result"].as_str().unwrap()).unwrap();
     assert_eq!(seen["attempt"], 2, "{seen}");
@@ -354,8 +332,8 @@ async fn the_sample_workers_deadline_function_sees_its_timeout_and_retry_attempt
     assert_eq!(seen["attempt"], 1, "{seen}");
     assert_about_the_timeout_left(&seen);
 
-    let id = invoke_async(&api, "deadline", r#"{"failBefore": 3}"#).await;
-    let e = wait_finished(&api, &id).await;
+    let id = submit(&api, "deadline", r#"{"failBefore": 3}"#).await;
+    let e = wait_status(&api, &id, "FINISHED").await;
     assert_eq!(e["attempts"], 3, "{e}");
     let seen: Value = serde_json::from_str(e["result"].as_str().unwrap()).unwrap();
     assert_eq!(seen["attempt"], 3, "{seen}");
