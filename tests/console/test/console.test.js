@@ -201,16 +201,21 @@ test('event data is shown as text: markup in an input, error, result or log neve
   assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.equal(await page.locator('main img, main script, main b').count(), 0);
 
-  // An event this tab did not send: its input is not given back, so a
-  // re-run asks for one; the download is the whole result.
+  // An event this tab did not send: its input comes from the host
+  // (GET .../input), as text, and a re-run offers it; the download is the
+  // whole result.
   await page.goto(`${BASE}/console#/event/${echoed}`);
   const download = page.waitForEvent('download');
   await page.locator('section:has(#h-result)').getByRole('button', { name: 'Download' }).click();
   const file = await download;
   assert.equal(file.suggestedFilename(), `${echoed}.result`);
   await page.getByRole('button', { name: 'Re-run as a new event…' }).click();
-  await page.getByRole('dialog').getByText('does not give an event\'s input back').waitFor();
+  await page.locator('section:has(#h-input)').getByText('As the host stored it').waitFor();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByText('The same input as this event').waitFor();
+  assert.equal(await dialog.locator('textarea').inputValue(), payload);
   await page.keyboard.press('Escape');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.equal(await page.getByRole('dialog').count(), 0);
 });
 

@@ -59,6 +59,7 @@ export function detail(main, r) {
   const live = el('span', { class: 'hint', 'data-testid': 'live' });
   let current = null;
   let stopped = false;
+  let lastLines = [];
 
   fill(main,
     el('p', {}, el('a', { href: '#/events' }, '← Events')),
@@ -92,16 +93,29 @@ export function detail(main, r) {
   };
   graceful.addEventListener('click', () => terminate(true));
   forced.addEventListener('click', () => terminate(false));
+  // The event's input, from the host (GET .../input), once per view; an
+  // input this tab sent is at hand before it arrives.
+  let hostInput = null;
+  const inputOf = () => hostInput ?? rememberedInput(id);
+  call('GET', `${path}/input`, { raw: true })
+    .then(async (res) => {
+      if (!res.ok) return;
+      const kind = res.headers.get('x-fnhost-input-kind');
+      hostInput = { input: await res.text(), kind };
+      if (current) render(current, lastLines);
+    })
+    .catch(() => { /* shown as unavailable; the page keeps working */ });
+
   rerun.addEventListener('click', async () => {
-    const known = rememberedInput(id);
+    const known = inputOf();
     const area = el('textarea', { id: 'rerun-input', rows: 6, spellcheck: 'false' });
     area.value = known?.input ?? '';
     const ok = await confirmDialog({
       title: `Re-run ${current.function} as a new event?`,
       body: [
         el('p', {}, known
-          ? 'The same input as this event (this tab sent it):'
-          : 'The host does not give an event\'s input back; enter the input to send:'),
+          ? 'The same input as this event:'
+          : 'The event\'s input could not be read; enter the input to send:'),
         el('label', { for: 'rerun-input' }, 'Input'), area],
       confirmLabel: 'Re-run',
     });
@@ -138,7 +152,8 @@ export function detail(main, r) {
     fill(summary, el('h2', { id: 'h-summary' }, 'Summary'),
       el('dl', { class: 'facts' }, pairs.map(([k, v]) => el('div', {}, el('dt', {}, k), el('dd', {}, v)))));
 
-    const known = rememberedInput(id);
+    lastLines = lines;
+    const known = inputOf();
     const attempts = timeline(lines);
     const traces = stackTraces(lines);
     fill(sections,
@@ -149,8 +164,9 @@ export function detail(main, r) {
       e.result !== null && e.result !== undefined ? el('section', { 'aria-labelledby': 'h-result' },
         el('h2', { id: 'h-result' }, 'Result'), capped(e.result, `${id}.result`)) : null,
       el('section', { 'aria-labelledby': 'h-input' }, el('h2', { id: 'h-input' }, 'Input'),
-        known ? [el('p', { class: 'hint' }, 'As sent from this tab:'), capped(known.input, `${id}.input`)]
-          : el('p', { class: 'hint' }, 'No route of the host returns an event\'s input; the console shows inputs it sent itself, in this tab.')),
+        known ? [known.kind ? el('p', { class: 'hint' }, `As the host stored it (${known.kind}):`) : el('p', { class: 'hint' }, 'As sent from this tab:'),
+          capped(known.input, `${id}.input`)]
+          : el('p', { class: 'hint' }, 'Reading the input from the host…')),
       el('section', { 'aria-labelledby': 'h-attempts' }, el('h2', { id: 'h-attempts' }, 'Attempts'),
         attempts.length ? el('ol', { class: 'timeline' }, attempts.map((a) => el('li', {},
           el('strong', {}, `Attempt ${a.n}`), ` ${when(a.start)} → ${a.end ? when(a.end) : 'running'}`,
