@@ -291,7 +291,8 @@ fn run(input: &[u8]) -> String {
         };
         let f = function(template, methods.clone());
         let decoded: Vec<String> = split(request).iter().map(|s| decode(s)).collect();
-        let prefix_segments = split(prefix);
+        // The host decodes the prefix as it decodes the path.
+        let prefix_segments: Vec<String> = split(prefix).iter().map(|s| decode(s)).collect();
         let rest = (decoded.len() >= prefix_segments.len()
             && decoded
                 .iter()
