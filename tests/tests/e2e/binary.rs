@@ -38,7 +38,8 @@ async fn worker_pids(api: &Api) -> Vec<u64> {
         .collect()
 }
 
-fn wait_exit(child: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
+/// The host's exit status, within `limit`.
+pub(super) fn wait_exit(child: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -52,7 +53,8 @@ fn wait_exit(child: &mut HostProcess, limit: Duration) -> std::process::ExitStat
     }
 }
 
-fn signal(child: &HostProcess, sig: &str) {
+/// Sends `sig` (`-TERM`, `-INT`, ...) to the host.
+pub(super) fn signal(child: &HostProcess, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.0.id().to_string()])
         .status()

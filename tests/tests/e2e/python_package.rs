@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fnhost_e2e::{
-    binary, init_logs, repo_root, start_host, Api, HostProcess, TempDir, TestApp, ADMIN_KEY,
-};
+use fnhost_e2e::{binary, init_logs, repo_root, start_host, Api, TempDir, TestApp, ADMIN_KEY};
 use serde_json::{json, Value};
 
 use crate::async_events::{logs, submit, wait_status};
+use crate::binary::{signal, wait_exit};
 use crate::languages::manual_with_timeout;
 
 fn sdk_dir() -> PathBuf {
@@ -166,25 +165,6 @@ fn assert_about_the_timeout_left(seen: &Value) {
     );
 }
 
-/// SIGTERM, then the host's exit status within `limit`.
-fn stop(host: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
-    run(
-        "kill -TERM",
-        Command::new("kill").args(["-TERM", &host.0.id().to_string()]),
-    );
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = host.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fnhost did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn python_wheel_installed_in_a_fresh_venv_serves_the_sample_app_under_fnhost_start() {
     init_logs();
@@ -284,5 +264,6 @@ async fn python_wheel_installed_in_a_fresh_venv_serves_the_sample_app_under_fnho
         1,
         "no instance was replaced: {status}"
     );
-    assert!(stop(&mut host, Duration::from_secs(15)).success());
+    signal(&host, "-TERM");
+    assert!(wait_exit(&mut host, Duration::from_secs(15)).success());
 }

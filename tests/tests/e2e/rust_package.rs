@@ -12,12 +12,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnhost_e2e::{
-    binary, http_function, init_logs, repo_root, start_host, wait_until, Api, HostProcess, TempDir,
-    TestApp, ADMIN_KEY,
+    binary, http_function, init_logs, repo_root, start_host, wait_until, Api, TempDir, TestApp,
+    ADMIN_KEY,
 };
 use serde_json::{json, Value};
 
 use crate::async_events::{submit, wait_status};
+use crate::binary::{signal, wait_exit};
 
 /// The user's `src/main.rs`: a typed JSON echo on an HTTP trigger, and
 /// `when`, which fails its attempts before `failBefore` and reports its
@@ -170,26 +171,6 @@ tokio = {{ version = "1", features = ["macros", "rt-multi-thread"] }}
     }
 }
 
-/// SIGTERM, then the host's exit status within `limit`.
-fn stop(host: &mut HostProcess, limit: Duration) -> std::process::ExitStatus {
-    let sent = Command::new("kill")
-        .args(["-TERM", &host.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = host.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fnhost did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The function timeout both apps run with.
 const TIMEOUT_MS: u128 = 20_000;
 
@@ -315,7 +296,8 @@ async fn a_user_project_built_against_the_sdk_serves_typed_json_functions_under_
     assert_eq!(seen["attempt"], 2, "{seen}");
     assert_about_the_timeout_left(&seen);
 
-    assert!(stop(&mut host, Duration::from_secs(15)).success());
+    signal(&host, "-TERM");
+    assert!(wait_exit(&mut host, Duration::from_secs(15)).success());
     drop(built);
 }
 
