@@ -344,10 +344,18 @@ pub enum WriteOp {
         /// The lines.
         lines: Vec<EventLogLine>,
     },
-    /// Deletes ended events whose end time is before `before_ms`.
+    /// Deletes ended events whose end time is before `before_ms`, the
+    /// earliest ended first, at most `limit` of them where the store
+    /// deletes row by row (the embedded store). A store that drops whole
+    /// partitions (PostgreSQL) may delete more. Callers repeat it until
+    /// fewer than `limit` are pruned, so a large backlog is deleted in
+    /// short transactions between other writes instead of one that holds
+    /// the writer.
     Prune {
         /// Cut-off.
         before_ms: i64,
+        /// Most rows one write deletes (at least 1).
+        limit: usize,
     },
     /// Records a timer function's schedule status.
     TimerStatus {

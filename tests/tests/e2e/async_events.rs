@@ -577,6 +577,71 @@ async fn ended_events_are_pruned_after_the_retention_window() {
 }
 
 #[tokio::test]
+async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
+    use fnhost::events::{EventRecord, EventStatus, EventStore, InvokeType, SqliteStore, WriteOp};
+    init_logs();
+    // The interval's first tick comes at start and the next an hour
+    // later: only the first round can delete them, so it must go on past
+    // its first chunk (1,000) until the backlog is gone.
+    let app = TestApp::sample(
+        json!({"asyncEvents": {"retention": "00:01:00", "pruneInterval": "01:00:00"}}),
+    );
+    let data_dir = app.dir().join("data");
+    let now = fnhost::events::time::now_ms();
+    let ended = |i: usize, end_ms: i64| WriteOp::Insert {
+        event: EventRecord {
+            request_id: format!("old-{i}").into(),
+            function: "echo".into(),
+            qualifier: "$LATEST".into(),
+            invoke_type: InvokeType::Api,
+            status: EventStatus::Finished,
+            status_code: None,
+            attempts: 1,
+            input: Vec::new(),
+            result: None,
+            error: None,
+            start_ms: end_ms - 5,
+            end_ms: Some(end_ms),
+            next_attempt_ms: None,
+            owner_host: None,
+            lease_token: None,
+            trace_parent: None,
+            trace_state: None,
+        },
+        idempotency: None,
+    };
+    {
+        let store = SqliteStore::open(&data_dir.join("events.db")).unwrap();
+        let old: Vec<WriteOp> = (0..2_500).map(|i| ended(i, now - 3_600_000)).collect();
+        store.apply(&old).unwrap();
+        store.apply(&[ended(9_999, now)]).unwrap();
+    }
+    let opts = fnhost::HostOptions {
+        data_dir,
+        ..fnhost::HostOptions::loopback(app.config(), ADMIN_KEY)
+    };
+    let host = fnhost::Host::start(opts).await.unwrap();
+    let api = Api::new(host.http_addr());
+    let total = || async {
+        api.admin_get("/admin/async-events?limit=0")
+            .await
+            .unwrap()
+            .json()["totalCount"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until(
+        "the backlog to be pruned",
+        Duration::from_secs(20),
+        || async { total().await == 1 },
+    )
+    .await;
+    let kept = api.admin_get("/admin/async-events/old-9999").await.unwrap();
+    assert_eq!(kept.status, 200, "the event inside the window stays");
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     init_logs();
     // A memory limit below the backlog: the restart loads it page by page.

@@ -284,7 +284,7 @@ pub(super) async fn apply(
         .map_err(failed("cannot record the event counts"))?;
     tx.commit().await.map_err(failed("commit failed"))?;
     for (op, outcome) in batch.iter().zip(out.iter_mut()) {
-        if let WriteOp::Prune { before_ms } = op {
+        if let WriteOp::Prune { before_ms, .. } = op {
             // The batch's other writes are committed: a failed prune must
             // not report them failed, so it is logged here and tried again
             // next round. `None`: another host is pruning this round.

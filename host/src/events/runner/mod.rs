@@ -136,6 +136,7 @@ impl AsyncEvents {
             timer_keys: HashMap::new(),
             attempts: HashMap::new(),
             idle_waiters: Vec::new(),
+            pruning: Arc::new(AtomicBool::new(false)),
         };
         let recovered = runner.recover().await?;
         runner.handle(recovered);
@@ -330,7 +331,14 @@ struct Runner {
     /// Each running attempt's end of its termination channel.
     attempts: HashMap<RequestId, watch::Sender<Option<Termination>>>,
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// A prune is under way: the next tick does not start another.
+    pruning: Arc<AtomicBool>,
 }
+
+/// Most events one prune write deletes. A backlog of a million ended
+/// events is deleted in a thousand short transactions, each queued behind
+/// the writes already waiting, so accepts never wait on a whole prune.
+const PRUNE_CHUNK: usize = 1_000;
 
 impl Runner {
     /// Takes over the events an earlier run left running. Its queued and
@@ -610,18 +618,50 @@ impl Runner {
         });
     }
 
-    /// Deletes ended events older than the retention window.
+    /// Deletes ended events older than the retention window, a chunk per
+    /// write, unless the previous round is still at it.
     fn prune(&self) {
+        if self.pruning.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let before_ms = now_ms() - self.config.retention.as_millis() as i64;
         let log = self.log.clone();
+        let pruning = self.pruning.clone();
         self.tasks.spawn(async move {
-            match log.write(WriteOp::Prune { before_ms }).await {
-                Ok(WriteOutcome::Pruned(n)) if n > 0 => {
-                    tracing::info!("pruned {n} async events past retention")
+            // Cleared however the task ends, so a later round can run.
+            let _done = ClearOnDrop(pruning);
+            let mut total = 0;
+            loop {
+                let op = WriteOp::Prune {
+                    before_ms,
+                    limit: PRUNE_CHUNK,
+                };
+                match log.write(op).await {
+                    Ok(WriteOutcome::Pruned(n)) => {
+                        total += n;
+                        if n < PRUNE_CHUNK {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!("pruning async events failed: {e}");
+                        break;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!("pruning async events failed: {e}"),
+            }
+            if total > 0 {
+                tracing::info!("pruned {total} async events past retention");
             }
         });
+    }
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

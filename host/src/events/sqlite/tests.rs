@@ -198,7 +198,15 @@ fn totals_from_the_count_table_match_a_count_of_the_events() {
         };
         s.apply(&[op]).unwrap();
     }
-    s.apply(&[WriteOp::Prune { before_ms: 20 }]).unwrap();
+    // In chunks of 4, as the runner prunes: each chunk keeps the counts.
+    while s
+        .apply(&[WriteOp::Prune {
+            before_ms: 20,
+            limit: 4,
+        }])
+        .unwrap()
+        == [WriteOutcome::Pruned(4)]
+    {}
     let queries = [
         ListQuery::default(),
         ListQuery {
@@ -331,9 +339,17 @@ fn sequence_numbers_are_never_given_out_again() {
     assert_eq!(ins(&s, "b"), WriteOutcome::Inserted(2));
     // Pruning every row (the newest too) does not rewind the sequence,
     // nor does reopening the store.
-    s.apply(&[WriteOp::Prune { before_ms: 10_000 }]).unwrap();
+    s.apply(&[WriteOp::Prune {
+        before_ms: 10_000,
+        limit: 1000,
+    }])
+    .unwrap();
     assert_eq!(ins(&s, "c"), WriteOutcome::Inserted(3));
-    s.apply(&[WriteOp::Prune { before_ms: 10_000 }]).unwrap();
+    s.apply(&[WriteOp::Prune {
+        before_ms: 10_000,
+        limit: 1000,
+    }])
+    .unwrap();
     drop(s);
     let s = SqliteStore::open(&dir.join("events.db")).unwrap();
     assert_eq!(ins(&s, "d"), WriteOutcome::Inserted(4));
@@ -404,6 +420,43 @@ fn idempotency_keys_return_the_first_id_or_a_conflict() {
 }
 
 #[test]
+fn a_limited_prune_takes_the_earliest_ended_first() {
+    let (s, dir) = store();
+    // Accepted newest first, so neither the rowid nor the id gives the
+    // order of their ends.
+    for (id, start) in [("d", 400), ("b", 200), ("c", 300), ("a", 100)] {
+        insert(&s, event(id, "a", start, EventStatus::Finished));
+        s.apply(&[WriteOp::Log {
+            request_id: id.into(),
+            lines: vec![EventLogLine {
+                time_ms: start,
+                line: id.into(),
+            }],
+        }])
+        .unwrap();
+    }
+    insert(&s, event("live", "a", 0, EventStatus::Queued));
+    let prune = |limit| {
+        s.apply(&[WriteOp::Prune {
+            before_ms: 1000,
+            limit,
+        }])
+        .unwrap()
+    };
+    assert_eq!(prune(2), [WriteOutcome::Pruned(2)]);
+    let left = |id: &str| s.get(&id.into()).unwrap().is_some();
+    assert!(!left("a") && !left("b") && left("c") && left("d"));
+    assert!(s.logs(&"a".into()).unwrap().is_empty());
+    assert_eq!(s.logs(&"c".into()).unwrap().len(), 1);
+    assert_eq!(s.list(&ListQuery::default()).unwrap().total, 3);
+    assert_eq!(prune(2), [WriteOutcome::Pruned(2)]);
+    assert_eq!(prune(2), [WriteOutcome::Pruned(0)]);
+    assert!(left("live"));
+    assert_eq!(s.list(&ListQuery::default()).unwrap().total, 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn prune_removes_old_ended_events_and_their_logs() {
     let (s, dir) = store();
     insert(&s, event("old", "a", 100, EventStatus::Finished));
@@ -419,7 +472,12 @@ fn prune_removes_old_ended_events_and_their_logs() {
     }])
     .unwrap();
     assert_eq!(s.logs(&"old".into()).unwrap().len(), 2);
-    let out = s.apply(&[WriteOp::Prune { before_ms: 5000 }]).unwrap();
+    let out = s
+        .apply(&[WriteOp::Prune {
+            before_ms: 5000,
+            limit: 1000,
+        }])
+        .unwrap();
     assert_eq!(out, [WriteOutcome::Pruned(1)]);
     assert!(s.get(&"old".into()).unwrap().is_none());
     assert!(s.logs(&"old".into()).unwrap().is_empty());

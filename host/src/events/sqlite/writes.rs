@@ -172,27 +172,31 @@ pub(super) fn apply_one(
             append_lines(tx, request_id, lines)?;
             Ok(WriteOutcome::Done)
         }
-        WriteOp::Prune { before_ms } => {
-            let mut gone = tx.prepare_cached(
+        WriteOp::Prune { before_ms, limit } => {
+            // The same rows for all three statements: the earliest ended
+            // first, in the order of the `events_end` index.
+            const DOOMED: &str = "SELECT rowid FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1
+                                  ORDER BY end_ms, rowid LIMIT ?2";
+            let limit = i64::try_from((*limit).max(1)).unwrap_or(i64::MAX);
+            let mut gone = tx.prepare_cached(&format!(
                 "SELECT function, qualifier, invoke_type, status, COUNT(*) FROM events
-                 WHERE end_ms IS NOT NULL AND end_ms < ?1
-                 GROUP BY function, qualifier, invoke_type, status",
-            )?;
-            let mut rows = gone.query(params![before_ms])?;
+                 WHERE rowid IN ({DOOMED})
+                 GROUP BY function, qualifier, invoke_type, status"
+            ))?;
+            let mut rows = gone.query(params![before_ms, limit])?;
             while let Some(r) = rows.next()? {
                 let (f, q, t, s): (String, String, String, String) =
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
                 counts.add(&f, &q, &t, &s, -r.get::<_, i64>(4)?);
             }
-            tx.execute(
+            tx.prepare_cached(&format!(
                 "DELETE FROM event_log_lines WHERE request_id IN
-                     (SELECT request_id FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1)",
-                params![before_ms],
-            )?;
-            let n = tx.execute(
-                "DELETE FROM events WHERE end_ms IS NOT NULL AND end_ms < ?1",
-                params![before_ms],
-            )?;
+                     (SELECT request_id FROM events WHERE rowid IN ({DOOMED}))"
+            ))?
+            .execute(params![before_ms, limit])?;
+            let n = tx
+                .prepare_cached(&format!("DELETE FROM events WHERE rowid IN ({DOOMED})"))?
+                .execute(params![before_ms, limit])?;
             Ok(WriteOutcome::Pruned(n))
         }
         WriteOp::TimerStatus { function, status } => {
