@@ -11,6 +11,12 @@ use fnhost::admin_key::{self, KeySource};
 use fnhost::config::{AppConfig, LoadOptions};
 use fnhost::{EventStoreLocation, Host, HostOptions, ScfCredentials, StartError};
 
+/// mimalloc, not the system allocator: the request path allocates small
+/// short-lived buffers on every call, and glibc's malloc/free took about a
+/// fifth of the host's CPU on the HTTP path (BENCHMARKS.md, "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fnhost",

@@ -20,10 +20,13 @@ use tokio::time::{Instant, Sleep};
 #[error("the request body did not arrive within {0:?} (http.bodyReadTimeout)")]
 pub(crate) struct BodyTimedOut(Duration);
 
-/// A body that fails once its deadline passes.
+/// A body that fails once its deadline passes. The timer is armed only
+/// when a read has to wait: most bodies arrive with their head, and those
+/// never touch the timer wheel.
 struct DeadlineBody {
     inner: Body,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
     limit: Duration,
 }
 
@@ -35,10 +38,17 @@ impl http_body::Body for DeadlineBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(self.limit)))));
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -56,10 +66,12 @@ pub(crate) async fn body_deadline(
     req: Request,
     next: Next,
 ) -> Response {
+    let deadline = Instant::now() + limit;
     let req = req.map(|inner| {
         Body::new(DeadlineBody {
             inner,
-            sleep: Box::pin(tokio::time::sleep_until(Instant::now() + limit)),
+            deadline,
+            sleep: None,
             limit,
         })
     });

@@ -115,6 +115,12 @@ use anyhow::{bail, Result};
 
 use crate::harness::CALLERS;
 
+/// The allocator the `fnhost` binary uses (host/src/main.rs), so the
+/// in-process host measures as it runs in production. The plain-HTTP and
+/// echo-stream baselines in this process use it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Durations and counts for one run.
 pub struct Params {
     pub warmup: Duration,
