@@ -85,6 +85,15 @@ impl SqliteStore {
             Ok(c)
         };
         let mut writer = open()?;
+        // Every event touches eight B-trees. The writer's page cache holds
+        // their hot pages (16 MiB, not SQLite's 2 MiB, which made commits
+        // read pages back from the OS), and a checkpoint runs every 8,000
+        // WAL pages, not 1,000: it ran inside the commit of an accept and
+        // took a fifth of the writer's time, copying the same hot index
+        // pages again each time (BENCHMARKS.md, "Accepts while they run").
+        writer
+            .execute_batch("PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=8000;")
+            .map_err(failed("cannot configure the writer"))?;
         schema::migrate(&mut writer)?;
         let last_seq = writer
             .query_row(
