@@ -2,23 +2,30 @@
 //! where a worker's or an async event's is meant. Each is text on the wire
 //! (JSON, SQL, proto) and converts there: `From<String>` in, `as_str()` or
 //! `Display` out.
+//!
+//! The text is shared (`Arc<str>`): an invocation's id is held by the
+//! dispatcher's map, its record, its timer, its instance's in-flight set
+//! and its caller, and a clone is a reference count, not a copy.
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// A fresh random id (a v4 UUID in text form).
             pub fn random() -> Self {
-                Self(uuid::Uuid::new_v4().to_string())
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                Self(Arc::from(
+                    &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text),
+                ))
             }
 
             /// The id as text.
@@ -28,7 +35,19 @@ macro_rules! id_type {
 
             /// The id's text, owned.
             pub fn into_string(self) -> String {
-                self.0
+                self.0.to_string()
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(Self::from)
             }
         }
 
@@ -46,13 +65,13 @@ macro_rules! id_type {
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(s)
+                Self(Arc::from(s))
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.to_string())
+                Self(Arc::from(s))
             }
         }
 
@@ -64,7 +83,7 @@ macro_rules! id_type {
 
         impl From<$name> for String {
             fn from(id: $name) -> Self {
-                id.0
+                id.0.to_string()
             }
         }
 
@@ -93,13 +112,13 @@ macro_rules! id_type {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                &*self.0 == other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                &*self.0 == *other
             }
         }
     };
@@ -131,5 +150,16 @@ mod tests {
         assert_eq!(format!("{id} {id:?}"), "91c0 \"91c0\"");
         let map = std::collections::HashMap::from([(id.clone(), 1)]);
         assert_eq!(map.get("91c0"), Some(&1));
+    }
+
+    #[test]
+    fn a_random_id_is_a_v4_uuid_and_clones_share_its_text() {
+        let id = InvocationId::random();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(id.as_str(), parsed.hyphenated().to_string());
+        let copy = id.clone();
+        assert!(std::ptr::eq(id.as_str(), copy.as_str()));
+        assert_ne!(InvocationId::random(), id);
     }
 }
