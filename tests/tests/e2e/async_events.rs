@@ -582,7 +582,7 @@ async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
     init_logs();
     // The interval's first tick comes at start and the next an hour
     // later: only the first round can delete them, so it must go on past
-    // its first chunk (1,000) until the backlog is gone.
+    // its first chunk (250) until the backlog is gone.
     let app = TestApp::sample(
         json!({"asyncEvents": {"retention": "00:01:00", "pruneInterval": "01:00:00"}}),
     );

@@ -336,9 +336,12 @@ struct Runner {
 }
 
 /// Most events one prune write deletes. A backlog of a million ended
-/// events is deleted in a thousand short transactions, each queued behind
-/// the writes already waiting, so accepts never wait on a whole prune.
-const PRUNE_CHUNK: usize = 1_000;
+/// events is deleted in 4,000 short transactions, each queued behind the
+/// writes already waiting, so accepts never wait on a whole prune. A
+/// deleted event costs about as much as an accepted one (it leaves eight
+/// B-trees and its log lines): 1,000 per chunk held each batch of accepts
+/// that shared its transaction for about 65 ms.
+const PRUNE_CHUNK: usize = 250;
 
 impl Runner {
     /// Takes over the events an earlier run left running. Its queued and
@@ -636,12 +639,18 @@ impl Runner {
                     before_ms,
                     limit: PRUNE_CHUNK,
                 };
+                let began = tokio::time::Instant::now();
                 match log.write(op).await {
                     Ok(WriteOutcome::Pruned(n)) => {
                         total += n;
                         if n < PRUNE_CHUNK {
                             break;
                         }
+                        // As long again before the next chunk: the writer
+                        // gives accepts at least half its time while a
+                        // backlog is pruned, and the pause grows when
+                        // they keep it busy.
+                        tokio::time::sleep(began.elapsed().max(Duration::from_millis(1))).await;
                     }
                     Ok(_) => break,
                     Err(e) => {
