@@ -41,12 +41,17 @@ pub fn host_json(concurrency: usize) -> Value {
 
 /// The pid of the host's first worker instance.
 pub async fn worker_pid(handle: &HostHandle) -> Result<u32> {
-    let status = handle.status().await.context("host status")?;
-    status
-        .workers
+    worker_pids(handle)
+        .await?
         .first()
-        .and_then(|w| w.pid)
+        .copied()
         .context("no worker pid in host status")
+}
+
+/// The pids of all the host's worker instances that have one.
+pub async fn worker_pids(handle: &HostHandle) -> Result<Vec<u32>> {
+    let status = handle.status().await.context("host status")?;
+    Ok(status.workers.iter().filter_map(|w| w.pid).collect())
 }
 
 /// Polls the host until `n` invocations are on workers, up to `limit`.
@@ -74,7 +79,8 @@ pub struct Throughput {
     /// CPU time of the bench process (the host, when it runs in it, and the
     /// load generator) per successful call over the measured window, in µs.
     pub cpu_us: f64,
-    /// CPU time of the watched worker process per successful call, in µs.
+    /// CPU time of the watched worker processes (summed) per successful
+    /// call, in µs.
     pub worker_cpu_us: Option<f64>,
 }
 
@@ -112,8 +118,27 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    let worker = worker.map(|w| w.to_string());
-    let worker_ticks = || worker.as_deref().and_then(cpu_ticks);
+    closed_loop_watching_all(callers, p, worker.into_iter().collect(), call).await
+}
+
+/// [`closed_loop`], also reporting the CPU time of all `workers` together
+/// per call (none when there are no workers or one's `/proc` entry is gone).
+pub async fn closed_loop_watching_all<F, Fut>(
+    callers: usize,
+    p: &Params,
+    workers: Vec<u32>,
+    call: F,
+) -> Result<Throughput>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let workers: Vec<String> = workers.iter().map(u32::to_string).collect();
+    let worker_ticks = || {
+        (!workers.is_empty())
+            .then(|| workers.iter().map(|w| cpu_ticks(w)).sum::<Option<u64>>())
+            .flatten()
+    };
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,6 +10,7 @@
 //! cargo run --release -p fnhost-e2e --bin bench -- --only lifecycle # 10.-11.
 //! cargo run --release -p fnhost-e2e --bin bench -- --only workers   # 12.
 //! cargo run --release -p fnhost-e2e --bin bench -- --only cluster   # 13.-16.
+//! cargo run --release -p fnhost-e2e --bin bench -- --only growth    # cost growth
 //! ```
 //!
 //! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.,
@@ -83,6 +84,25 @@
 //!     run): adds/s and completions/s next to fnhost's 1-host figures;
 //!     skipped with a line when node or the setup is missing.
 //!
+//! Cost growth on the SQLite store (`--only growth`; not part of `all`,
+//! it takes minutes), each printed as its own table:
+//!
+//! a. the closed loop of 1. with `processCount` 1, 2 and 4, with CPU µs per
+//!    invocation of the bench process and of all workers, as ratios to
+//!    `processCount` 1;
+//! b. host and worker RSS per in-flight `sleep` invocation at two counts
+//!    (10,000 and 100,000) in one fresh host, first;
+//! c. cancel issued → `Cancelled` with at least 10,000 in flight, one at a
+//!    time and 100 at a time (each timed);
+//! d. the list page shapes of 8. and the status read of 9. over stores of
+//!    1,000,000 and 10,000,000 ended events;
+//! e. `events.db` bytes per event, and a retention prune of 1,000,000
+//!    ended events at host start while 64 callers send accepts: how long
+//!    it takes, and accepts/s and latency during it and after it.
+//!
+//! `FNHOST_BENCH_GROWTH_DIR=<dir>` (which must not exist) keeps the stores
+//! of d. and e. there.
+//!
 //! `FNHOST_BENCH_STORE_DIR=<dir>` populates the store of 8./9. in `<dir>`
 //! (which must not exist) and keeps it afterwards, for inspection with
 //! `sqlite3 <dir>/events.db`.
@@ -92,13 +112,15 @@
 //! One module per scenario group: `sync_invoke` (0.-5.), `baseline` (the
 //! echo stream of 0.), `async_events` and `populate` (6.-9.), `lifecycle`
 //! (10.-11.), `workers` (12.), `cluster` and `cluster_list` (13.-16.;
-//! `nodes` starts their `fnhost` processes); `harness` holds what several groups share
+//! `nodes` starts their `fnhost` processes), `growth` (cost growth);
+//! `harness` holds what several groups share
 //! and `report` the tables.
 
 mod async_events;
 mod baseline;
 mod cluster;
 mod cluster_list;
+mod growth;
 mod harness;
 mod http_baseline;
 mod lifecycle;
@@ -146,6 +168,19 @@ pub struct Params {
     pub cluster_list_requests: usize,
     /// Sleep events running on the killed host in scenario 15.
     pub rescue_events: usize,
+    /// In-flight counts at which growth b. reads RSS (at most 100,000,
+    /// the most `maxConcurrentInvocations` allows one instance).
+    pub growth_in_flight: [usize; 2],
+    /// Sleepers that stay in flight through growth c.'s timed cancels.
+    pub growth_cancel_in_flight: usize,
+    /// Cancels timed one at a time in growth c.
+    pub growth_cancel_sequential: usize,
+    /// Batches of 100 concurrent cancels timed in growth c.
+    pub growth_cancel_batches: usize,
+    /// Store sizes of growth d. (the first is also pruned in e.).
+    pub growth_rows: [usize; 2],
+    /// Events run through the API for growth e.'s bytes per live event.
+    pub growth_live_events: usize,
 }
 
 impl Params {
@@ -164,6 +199,12 @@ impl Params {
             cluster_events: 10_000,
             cluster_list_requests: 200,
             rescue_events: 20,
+            growth_in_flight: [10_000, 100_000],
+            growth_cancel_in_flight: 10_000,
+            growth_cancel_sequential: 1_000,
+            growth_cancel_batches: 50,
+            growth_rows: [1_000_000, 10_000_000],
+            growth_live_events: 20_000,
         }
     }
 
@@ -182,12 +223,18 @@ impl Params {
             cluster_events: 2_000,
             cluster_list_requests: 50,
             rescue_events: 10,
+            growth_in_flight: [2_000, 10_000],
+            growth_cancel_in_flight: 2_000,
+            growth_cancel_sequential: 200,
+            growth_cancel_batches: 5,
+            growth_rows: [100_000, 300_000],
+            growth_live_events: 4_000,
         }
     }
 }
 
 const USAGE: &str =
-    "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|metrics|all]";
+    "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|metrics|growth|all]";
 
 /// Which scenarios run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -202,6 +249,8 @@ enum Only {
     /// Not part of `All`: it needs a process where no host installed the
     /// metrics recorder yet.
     Metrics,
+    /// Not part of `All`: it takes minutes (stores of 10M events).
+    Growth,
 }
 
 #[tokio::main]
@@ -219,9 +268,10 @@ async fn main() -> Result<()> {
                 Some("workers") => Only::Workers,
                 Some("cluster") => Only::Cluster,
                 Some("metrics") => Only::Metrics,
+                Some("growth") => Only::Growth,
                 Some("all") => Only::All,
                 other => bail!(
-                    "--only takes core, async, lifecycle, workers, cluster, metrics or all, not {:?}; {USAGE}",
+                    "--only takes core, async, lifecycle, workers, cluster, metrics, growth or all, not {:?}; {USAGE}",
                     other.unwrap_or("")
                 ),
             };
@@ -275,6 +325,9 @@ async fn main() -> Result<()> {
     }
     if only == Only::Metrics {
         groups.push((metrics_cost::run(&worker, &p).await?, "With / without"));
+    }
+    if only == Only::Growth {
+        groups.extend(growth::run(&worker, &p).await?);
     }
     for (rows, ratio_header) in &groups {
         if rows.is_empty() {
