@@ -38,12 +38,12 @@ HTTP functions declare their trigger as in Azure's decorator model; with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from ._loop import LoopError, loop_factory, run_on
 from .args import ArgsError, LaunchArgs
 from .context import current_context
 from .dispatcher import Handler
@@ -160,7 +160,9 @@ class FunctionApp:
         try:
             args = LaunchArgs.parse(sys.argv[1:] if argv is None else argv)
             threads = self._sync_threads or int(os.environ.get("FNHOST_PYTHON_THREADS", DEFAULT_SYNC_THREADS))
-            asyncio.run(
+            factory = loop_factory(os.environ.get("FNHOST_PYTHON_LOOP", "auto"))
+            run_on(
+                factory,
                 run(
                     self._functions,
                     args,
@@ -169,7 +171,7 @@ class FunctionApp:
                     worker_indexing=self._worker_indexing,
                 )
             )
-        except ArgsError as e:
+        except (ArgsError, LoopError) as e:
             print(f"fnhost python worker: {e}", file=sys.stderr)
             code = 2
         except ConnectError as e:

@@ -46,6 +46,18 @@ def _hex_id(s: str, length: int) -> bool:
     return len(s) == length and all(c in "0123456789abcdef" for c in s) and s != "0" * length
 
 
+#: Function name → its :attr:`Context.logger`: ``logging.getLogger`` takes
+#: the logging module's lock, which handler threads contend for.
+_FUNCTION_LOGGERS: dict[str, logging.Logger] = {}
+
+
+def _function_logger(function_name: str) -> logging.Logger:
+    logger = _FUNCTION_LOGGERS.get(function_name)
+    if logger is None:
+        logger = _FUNCTION_LOGGERS[function_name] = logging.getLogger(f"fnhost.function.{function_name}")
+    return logger
+
+
 class TraceContext:
     """The W3C trace an invocation runs in, from ``InvocationRequest.trace_context``
     (the attributes of ``azure.functions.TraceContext``).
@@ -155,13 +167,19 @@ class Context:
         self._trace_context = trace_context
         self._deadline = deadline
         self._attempt = attempt
-        self._cancel_event = threading.Event()
+        self._cancelled = False
         self._cancel_reason: Optional[str] = None
-        self._reason_lock = threading.Lock()
+        #: Made on first use: most handlers never wait on it, and a
+        #: ``threading.Event`` (a ``Condition`` and its lock) is a good part
+        #: of what an invocation allocates.
+        self._cancel_event: Optional[threading.Event] = None
+        #: Guards the three fields above, which the loop thread writes
+        #: (a cancel) while a handler thread may be reading them.
+        self._lock = threading.Lock()
         #: A logger named after the function; its records reach the host as
         #: ``RpcLog`` lines of this invocation (so does any other logger used
         #: while the handler runs).
-        self.logger = logging.getLogger(f"fnhost.function.{function_name}")
+        self.logger = _function_logger(function_name)
 
     @classmethod
     def for_test(
@@ -213,13 +231,22 @@ class Context:
     def cancelled(self) -> bool:
         """True once the host cancelled this invocation (or the worker is
         shutting down)."""
-        return self._cancel_event.is_set()
+        return self._cancelled
 
     @property
     def cancel_event(self) -> threading.Event:
         """Set when the invocation is cancelled; sync handlers can
         ``cancel_event.wait(timeout)`` instead of sleeping."""
-        return self._cancel_event
+        event = self._cancel_event
+        if event is None:
+            with self._lock:
+                event = self._cancel_event
+                if event is None:
+                    event = threading.Event()
+                    if self._cancelled:
+                        event.set()
+                    self._cancel_event = event
+        return event
 
     @property
     def cancel_reason(self) -> Optional[str]:
@@ -247,11 +274,13 @@ class Context:
         must not cancel its own invocation. An empty or missing ``reason``
         leaves :attr:`cancel_reason` as it is; otherwise the first one
         stands."""
-        if reason:
-            with self._reason_lock:
-                if self._cancel_reason is None:
-                    self._cancel_reason = reason
-        self._cancel_event.set()
+        with self._lock:
+            if reason and self._cancel_reason is None:
+                self._cancel_reason = reason
+            self._cancelled = True
+            event = self._cancel_event
+        if event is not None:
+            event.set()
 
     def __repr__(self) -> str:
         return (

@@ -42,10 +42,19 @@ class HttpResponse:
 
     def to_rpc(self) -> "pb.RpcHttp":
         """The ``RpcHttp`` sent as the invocation's return value."""
-        body = self.body.encode() if isinstance(self.body, str) else bytes(self.body)
-        rpc = pb.RpcHttp(status_code=str(self.status), headers=dict(self.headers))
-        rpc.body.bytes = body
+        rpc = pb.RpcHttp()
+        self._fill(rpc)
         return rpc
+
+    def _fill(self, rpc: "pb.RpcHttp") -> None:
+        """Writes the response into ``rpc`` (in place: building a message
+        and then assigning it to a field would copy it)."""
+        body = self.body
+        rpc.status_code = str(self.status)
+        if self.headers:
+            rpc.headers.update(self.headers)
+        # `bytes(b)` of a bytes object is that object; other buffers are copied once.
+        rpc.body.bytes = body.encode() if isinstance(body, str) else body if type(body) is bytes else bytes(body)
 
 
 @dataclass
@@ -129,21 +138,25 @@ class Input:
         metadata: Optional[Mapping[str, "pb.TypedData"]] = None,
     ) -> None:
         self._trigger = trigger
-        self._bindings = dict(bindings or {})
-        self._metadata = dict(metadata or {})
+        self._bindings: Optional[dict[str, pb.TypedData]] = dict(bindings or {})
+        self._metadata: Optional[dict[str, pb.TypedData]] = dict(metadata or {})
+        self._request: Optional[pb.InvocationRequest] = None
 
     @classmethod
     def from_request(cls, req: "pb.InvocationRequest") -> "Input":
-        """The input of an ``InvocationRequest``."""
-        trigger = None
-        bindings: dict[str, pb.TypedData] = {}
+        """The input of an ``InvocationRequest``. Bindings and metadata are
+        read from the request when first asked for: most handlers read only
+        the trigger, and copying the maps costs a wrapper per entry."""
+        self = cls.__new__(cls)
+        self._trigger = None
         for binding in req.input_data:
-            if binding.WhichOneof("rpc_data") != "data":
-                continue  # shared memory is not offered by this host
-            if trigger is None:
-                trigger = binding.data
-            bindings[binding.name] = binding.data
-        return cls(trigger, bindings, dict(req.trigger_metadata))
+            if binding.WhichOneof("rpc_data") == "data":
+                self._trigger = binding.data
+                break
+        self._bindings = None
+        self._metadata = None
+        self._request = req
+        return self
 
     @classmethod
     def from_text(cls, text: str) -> "Input":
@@ -189,11 +202,21 @@ class Input:
 
     def binding(self, name: str) -> Optional["pb.TypedData"]:
         """An input binding by name."""
-        return self._bindings.get(name)
+        bindings = self._bindings
+        if bindings is None:
+            bindings = self._bindings = {}
+            if self._request is not None:
+                for b in self._request.input_data:
+                    if b.WhichOneof("rpc_data") == "data":  # shared memory is not offered by this host
+                        bindings[b.name] = b.data
+        return bindings.get(name)
 
     def trigger_metadata(self, key: str) -> Optional["pb.TypedData"]:
         """A trigger metadata value by key."""
-        return self._metadata.get(key)
+        metadata = self._metadata
+        if metadata is None:
+            metadata = self._metadata = dict(self._request.trigger_metadata) if self._request is not None else {}
+        return metadata.get(key)
 
 
 def to_typed_data(value: Any) -> Optional["pb.TypedData"]:
@@ -202,16 +225,30 @@ def to_typed_data(value: Any) -> Optional["pb.TypedData"]:
         return None
     if isinstance(value, pb.TypedData):
         return value
+    typed = pb.TypedData()
+    write_typed_data(typed, value)
+    return typed
+
+
+def write_typed_data(typed: "pb.TypedData", value: Any) -> None:
+    """Writes a handler's return value (not ``None``) into ``typed`` in place,
+    as :func:`to_typed_data` converts it: filling the response's own field
+    saves the copy that assigning a finished message makes."""
     if isinstance(value, HttpResponse):
-        return pb.TypedData(http=value.to_rpc())
-    if isinstance(value, str):
-        return pb.TypedData(string=value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return pb.TypedData(bytes=bytes(value))
-    try:
-        return pb.TypedData(json=json.dumps(value))
-    except TypeError as e:
-        raise TypeError(
-            f"a handler returned {type(value).__name__}, which is not str, bytes, "
-            "HttpResponse, TypedData or JSON-serialisable"
-        ) from e
+        value._fill(typed.http)
+    elif isinstance(value, str):
+        typed.string = value
+    elif type(value) is bytes:
+        typed.bytes = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        typed.bytes = bytes(value)
+    elif isinstance(value, pb.TypedData):
+        typed.CopyFrom(value)
+    else:
+        try:
+            typed.json = json.dumps(value)
+        except TypeError as e:
+            raise TypeError(
+                f"a handler returned {type(value).__name__}, which is not str, bytes, "
+                "HttpResponse, TypedData or JSON-serialisable"
+            ) from e

@@ -6,8 +6,9 @@ finished invocations) is put on :attr:`Dispatcher.outbox`. The network loop in
 ``runtime.py`` only moves messages between the stream and these two, which is
 what lets the unit tests drive the dispatcher without a socket.
 
-All methods run on the event loop's thread except the logging bridge, which
-may be called from handler threads and hops to the loop thread.
+All methods run on the event loop's thread except a sync handler's job
+(:meth:`Dispatcher._run_sync`, on a handler thread) and the logging bridge;
+both hand what they produce to the loop thread (:meth:`Dispatcher._post_from_thread`).
 This mirrors ``worker-sdk/src/dispatcher.rs``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -22,7 +24,7 @@ import math
 import platform
 import threading
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,8 +32,9 @@ from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 from ._proto import pb
 from ._version import __version__
+from ._pool import HandlerThreads
 from .context import Context, InvocationCancelled, TraceContext, current_context
-from .data import Input, to_typed_data
+from .data import Input, write_typed_data
 from .triggers import ManualTrigger, Trigger, function_metadata
 
 #: A function handler: ``def f(ctx, input)`` or ``async def f(ctx, input)``.
@@ -75,10 +78,13 @@ class BoundedSet:
         self._capacity = capacity
 
     def add(self, item: str) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        items = self._items
+        if item in items:
+            items.move_to_end(item)
+            return
+        items[item] = None
+        if len(items) > self._capacity:
+            items.popitem(last=False)
 
     def take(self, item: str) -> bool:
         """Removes ``item``, returning whether it was present."""
@@ -102,13 +108,40 @@ class Step:
 
 
 @dataclass
+class _Function:
+    """A loaded function: what every invocation of it needs, looked up once."""
+
+    name: str
+    handler: Handler
+    is_async: bool
+
+
 class _Invocation:
     """State of an invocation whose result has not been sent yet."""
 
-    ctx: Context
-    runner: Optional["asyncio.Task[None]"] = None
-    #: The handler's own task, for ``async def`` handlers once started.
-    handler_task: Optional["asyncio.Future[Any]"] = None
+    __slots__ = ("ctx", "runner", "handler_task")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        #: The task that runs an ``async def`` handler and sends its result
+        #: (a sync handler's job reports through the thread bridge instead).
+        self.runner: Optional[asyncio.Task[None]] = None
+        #: The handler's own task, for ``async def`` handlers once started.
+        self.handler_task: Optional[asyncio.Future[Any]] = None
+
+
+def _succeeded(response: "pb.InvocationResponse", value: Any) -> None:
+    """Fills a successful ``response`` with the handler's return ``value``."""
+    if value is not None:
+        write_typed_data(response.return_value, value)
+    response.result.status = _STATUS.Success
+
+
+def _failed(response: "pb.InvocationResponse", exc: BaseException, ctx: Context) -> None:
+    """Fills ``response`` for a handler that raised ``exc``: ``Cancelled``
+    once the invocation was cancelled, else a user ``Failure``."""
+    response.ClearField("return_value")
+    response.result.CopyFrom(status(_STATUS.Cancelled) if ctx.cancelled else user_failure(exc, ctx.function_name))
 
 
 def status(kind: "pb.StatusResult.Status", message: str = "") -> "pb.StatusResult":
@@ -146,8 +179,14 @@ def _metadata_number(data: Optional["pb.TypedData"]) -> Optional[float]:
     kind = data.WhichOneof("data")
     value: object
     if kind == "json":
+        text = data.json
+        # What the host sends: a JSON integer, read without the JSON parser
+        # (ASCII digits without a leading zero, which JSON would refuse;
+        # short enough to be exact as a float).
+        if 0 < len(text) <= 15 and text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+            return float(int(text))
         try:
-            value = json.loads(data.json)
+            value = json.loads(text)
         except ValueError:
             return None
     elif kind in ("int", "double"):
@@ -205,13 +244,20 @@ class Dispatcher:
         self._loop_thread = threading.get_ident()
         #: Messages produced asynchronously (logs, invocation responses).
         self.outbox: asyncio.Queue[pb.StreamingMessage] = asyncio.Queue()
-        #: function_id → function name.
-        self._loaded: dict[str, str] = {}
+        #: function_id → the loaded function.
+        self._loaded: dict[str, _Function] = {}
         #: invocation_id → state of every invocation whose result is not sent.
         self._in_flight: dict[str, _Invocation] = {}
         self._early_cancels = BoundedSet(REMEMBERED_IDS)
         self._finished = BoundedSet(REMEMBERED_IDS)
         self._closing = False
+        #: Resolved when the last in-flight invocation finishes (set by drain).
+        self._idle: Optional[asyncio.Future[None]] = None
+        #: The fast path for sync handlers, when the executor is the SDK's own.
+        self._threads = executor if isinstance(executor, HandlerThreads) else None
+        #: Calls posted by other threads (:meth:`_post_from_thread`).
+        self._from_threads: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._wake_pending = False
 
     # -- queries ---------------------------------------------------------
 
@@ -230,6 +276,14 @@ class Dispatcher:
     def handle_message(self, msg: "pb.StreamingMessage") -> Step:
         """Handles one message from the host."""
         kind = msg.WhichOneof("content")
+        # The two messages of every invocation first.
+        if kind == "invocation_request":
+            response = self._invoke(msg.invocation_request)
+            return _reply(invocation_response=response) if response is not None else Step()
+        if kind == "invocation_cancel":
+            c = msg.invocation_cancel
+            self._cancel(c.invocation_id, c.reason)
+            return Step()
         if kind == "worker_init_request":
             return _reply(worker_init_response=self._init_response())
         if kind == "function_load_request":
@@ -245,13 +299,6 @@ class Dispatcher:
             return _reply(function_metadata_response=self._metadata_response())
         if kind == "worker_status_request":
             return _reply(worker_status_response=pb.WorkerStatusResponse())
-        if kind == "invocation_request":
-            response = self._invoke(msg.invocation_request)
-            return _reply(invocation_response=response) if response is not None else Step()
-        if kind == "invocation_cancel":
-            c = msg.invocation_cancel
-            self._cancel(c.invocation_id, c.reason)
-            return Step()
         if kind == "worker_terminate":
             t = msg.worker_terminate
             grace = t.grace_period.ToTimedelta().total_seconds() if t.HasField("grace_period") else DEFAULT_GRACE
@@ -292,7 +339,8 @@ class Dispatcher:
     def _load(self, req: "pb.FunctionLoadRequest") -> "pb.FunctionLoadResponse":
         name = req.metadata.name
         if name in self._functions:
-            self._loaded[req.function_id] = name
+            handler = self._functions[name]
+            self._loaded[req.function_id] = _Function(name, handler, inspect.iscoroutinefunction(handler))
             _log.debug("loaded %s as %s", name, req.function_id)
             result = status(_STATUS.Success)
         else:
@@ -314,56 +362,85 @@ class Dispatcher:
         if self._early_cancels.take(inv_id) or self._closing:
             _log.debug("invocation %s cancelled before it started", inv_id)
             return pb.InvocationResponse(invocation_id=inv_id, result=status(_STATUS.Cancelled))
-        name = self._loaded.get(req.function_id)
-        if name is None:
+        function = self._loaded.get(req.function_id)
+        if function is None:
             return pb.InvocationResponse(
                 invocation_id=inv_id,
                 result=status(_STATUS.Failure, f"function id {req.function_id} was not loaded"),
             )
         trace = TraceContext.from_proto(req.trace_context) if req.HasField("trace_context") else None
         meta = req.trigger_metadata
-        ctx = Context(inv_id, name, trace, deadline=deadline_of(meta), attempt=attempt_of(meta))
+        ctx = Context(inv_id, function.name, trace, deadline=deadline_of(meta), attempt=attempt_of(meta))
         inv = _Invocation(ctx)
-        self._in_flight[inv_id] = inv
-        # The runner's context carries `current_context`, so log records made
-        # by the handler (in its task or its pool thread) name the invocation.
-        # A task copies the context it is created in (create_task's
-        # `context=` needs Python 3.11).
+        data = Input.from_request(req)
+        # The handler runs in a context that carries `current_context`, so
+        # log records it makes (in its task or its pool thread) name the
+        # invocation. A task copies the context it is created in
+        # (create_task's `context=` needs Python 3.11).
         run_ctx = contextvars.copy_context()
         run_ctx.run(current_context.set, ctx)
-        inv.runner = run_ctx.run(
-            self._loop.create_task, self._run(inv, self._functions[name], Input.from_request(req))
-        )
+        self._in_flight[inv_id] = inv
+        if function.is_async:
+            inv.runner = run_ctx.run(self._loop.create_task, self._run(inv, function.handler, data))
+            return None
+        job = functools.partial(self._run_sync, run_ctx, ctx, function.handler, data)
+        try:
+            if self._threads is not None:
+                self._threads.run_soon(job)
+            else:
+                self._executor.submit(job)
+        except RuntimeError as exc:  # the pool is shut down: the worker is stopping
+            self._in_flight.pop(inv_id, None)
+            return pb.InvocationResponse(invocation_id=inv_id, result=status(_STATUS.Failure, str(exc)))
         return None
 
     async def _run(self, inv: _Invocation, handler: Handler, data: Input) -> None:
+        """Runs an ``async def`` handler in its own task (so a cancel
+        reaches it as ``CancelledError``) and queues its result."""
         ctx = inv.ctx
+        msg = pb.StreamingMessage()
+        response = msg.invocation_response
+        response.invocation_id = ctx.invocation_id
         try:
             if ctx.cancelled:  # cancelled between the request and this task's start
                 raise InvocationCancelled()
-            if inspect.iscoroutinefunction(handler):
-                inv.handler_task = asyncio.ensure_future(handler(ctx, data))
-                value = await inv.handler_task
-            else:
-                call = contextvars.copy_context().run
-                value = await self._loop.run_in_executor(self._executor, call, handler, ctx, data)
-            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=status(_STATUS.Success))
-            typed = to_typed_data(value)
-            if typed is not None:
-                response.return_value.CopyFrom(typed)
+            inv.handler_task = asyncio.ensure_future(handler(ctx, data))
+            value = await inv.handler_task
+            _succeeded(response, value)
         except (asyncio.CancelledError, InvocationCancelled):
-            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=status(_STATUS.Cancelled))
+            response.ClearField("return_value")
+            response.result.status = _STATUS.Cancelled
         except BaseException as exc:  # noqa: BLE001 - every user error becomes a result
-            result = status(_STATUS.Cancelled) if ctx.cancelled else user_failure(exc, ctx.function_name)
-            response = pb.InvocationResponse(invocation_id=ctx.invocation_id, result=result)
-        self._finish(response)
+            _failed(response, exc, ctx)
+        self._finish(msg)
 
-    def _finish(self, response: "pb.InvocationResponse") -> None:
+    def _run_sync(
+        self, run_ctx: contextvars.Context, ctx: Context, handler: Handler, data: Input
+    ) -> None:
+        """Runs a sync handler on a pool thread, builds its result there and
+        hands it to the loop thread (:meth:`_post_from_thread`)."""
+        msg = pb.StreamingMessage()
+        response = msg.invocation_response
+        response.invocation_id = ctx.invocation_id
+        try:
+            if ctx.cancelled:  # cancelled while queued for a thread
+                raise InvocationCancelled()
+            _succeeded(response, run_ctx.run(handler, ctx, data))
+        except (asyncio.CancelledError, InvocationCancelled):
+            response.ClearField("return_value")
+            response.result.status = _STATUS.Cancelled
+        except BaseException as exc:  # noqa: BLE001 - every user error becomes a result
+            _failed(response, exc, ctx)
+        self._post_from_thread(self._finish, msg)
+
+    def _finish(self, msg: "pb.StreamingMessage") -> None:
         """Drops the invocation's state just as its response is queued."""
-        inv_id = response.invocation_id
+        inv_id = msg.invocation_response.invocation_id
         self._in_flight.pop(inv_id, None)
         self._finished.add(inv_id)
-        self.outbox.put_nowait(pb.StreamingMessage(invocation_response=response))
+        self.outbox.put_nowait(msg)
+        if not self._in_flight and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _cancel(self, inv_id: str, reason: str = "") -> None:
         """Cancels an invocation; a non-empty ``reason`` becomes its
@@ -397,11 +474,36 @@ class Dispatcher:
         """Cancels everything and waits up to ``grace`` seconds for the
         results (which land on :attr:`outbox`)."""
         self.cancel_all()
-        runners = [i.runner for i in self._in_flight.values() if i.runner is not None]
-        if runners:
-            await asyncio.wait(runners, timeout=grace)
+        if self._in_flight:
+            self._idle = self._loop.create_future()
+            await asyncio.wait([self._idle], timeout=grace)
         if self._in_flight:
             _log.warning("grace period ended with %d invocation(s) still running", len(self._in_flight))
+
+    # -- from other threads ----------------------------------------------
+
+    def _post_from_thread(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Calls ``fn(arg)`` on the loop thread, after everything posted
+        before it. Posts made while the loop is busy share one wake-up
+        (``call_soon_threadsafe`` writes to the loop's self-pipe each time),
+        which under load is most of them."""
+        self._from_threads.append((fn, arg))
+        # A stale read of the flag costs at most one extra wake-up: the loop
+        # clears it before it empties the queue, so a post that sees it set
+        # is emptied by the wake-up that is already on its way.
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._run_posted)
+            except RuntimeError:
+                pass  # the loop is closed: the worker is exiting
+
+    def _run_posted(self) -> None:
+        self._wake_pending = False
+        posted = self._from_threads
+        while posted:
+            fn, arg = posted.popleft()
+            fn(arg)
 
     # -- logging bridge --------------------------------------------------
 
@@ -410,10 +512,7 @@ class Dispatcher:
         if threading.get_ident() == self._loop_thread:
             self.outbox.put_nowait(msg)
         else:
-            try:
-                self._loop.call_soon_threadsafe(self.outbox.put_nowait, msg)
-            except RuntimeError:
-                pass  # the loop is closed: the worker is exiting
+            self._post_from_thread(self.outbox.put_nowait, msg)
 
     def log_handler(self) -> logging.Handler:
         """A :mod:`logging` handler that sends records to the host as ``RpcLog``."""

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
 import pytest
 
 from fnhost_worker import Context, Input, InvocationCancelled, TraceContext
+from fnhost_worker._pool import HandlerThreads
 from fnhost_worker._proto import pb
 from fnhost_worker.dispatcher import REMEMBERED_IDS, Dispatcher, attempt_of, deadline_of
 
@@ -60,15 +61,21 @@ async def wait_for(check: Callable[[], bool], what: str, timeout: float = 5.0) -
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    executor = ThreadPoolExecutor(max_workers=32)
+@pytest.fixture(params=["ThreadPoolExecutor", "HandlerThreads"])
+def pool(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """Every test runs with any executor (``submit``) and with the SDK's own
+    handler threads (the worker's fast path)."""
+    executor: Executor
+    if request.param == "HandlerThreads":
+        executor = HandlerThreads(max_workers=32)
+    else:
+        executor = ThreadPoolExecutor(max_workers=32)
     yield executor
     executor.shutdown(wait=False, cancel_futures=True)
 
 
 
-async def make(functions: dict, pool: ThreadPoolExecutor) -> Dispatcher:
+async def make(functions: dict, pool: Executor) -> Dispatcher:
     d = Dispatcher(functions, pool)
     for name in functions:
         step = d.handle_message(load(name))
@@ -79,7 +86,7 @@ async def make(functions: dict, pool: ThreadPoolExecutor) -> Dispatcher:
 # -- tests ---------------------------------------------------------------
 
 
-async def test_handshake_advertises_cancel_and_answers_status_and_metadata(pool: ThreadPoolExecutor) -> None:
+async def test_handshake_advertises_cancel_and_answers_status_and_metadata(pool: Executor) -> None:
     d = Dispatcher({}, pool)
     init = d.handle_message(pb.StreamingMessage(worker_init_request=pb.WorkerInitRequest(host_version="1")))
     caps = init.replies[0].worker_init_response.capabilities
@@ -91,7 +98,7 @@ async def test_handshake_advertises_cancel_and_answers_status_and_metadata(pool:
     assert meta.replies[0].function_metadata_response.use_default_metadata_indexing is True
 
 
-async def test_loading_an_unknown_function_fails_naming_it(pool: ThreadPoolExecutor) -> None:
+async def test_loading_an_unknown_function_fails_naming_it(pool: Executor) -> None:
     d = Dispatcher({"known": lambda ctx, i: None}, pool)
     reply = d.handle_message(load("missing")).replies[0].function_load_response
     assert reply.function_id == "id-missing"
@@ -100,7 +107,7 @@ async def test_loading_an_unknown_function_fails_naming_it(pool: ThreadPoolExecu
     assert "known" in reply.result.exception.message
 
 
-async def test_async_handler_task_is_cancelled_and_answered_cancelled(pool: ThreadPoolExecutor) -> None:
+async def test_async_handler_task_is_cancelled_and_answered_cancelled(pool: Executor) -> None:
     seen: list[str] = []
 
     async def sleeper(ctx: Context, _input: Input) -> str:
@@ -121,7 +128,7 @@ async def test_async_handler_task_is_cancelled_and_answered_cancelled(pool: Thre
     assert seen == ["CancelledError"]
 
 
-async def test_sync_handler_observes_cancel_event_and_is_answered_cancelled(pool: ThreadPoolExecutor) -> None:
+async def test_sync_handler_observes_cancel_event_and_is_answered_cancelled(pool: Executor) -> None:
     running = threading.Event()
     observed: list[bool] = []
 
@@ -141,7 +148,7 @@ async def test_sync_handler_observes_cancel_event_and_is_answered_cancelled(pool
     assert observed == [True]
 
 
-async def test_cancel_reason_reaches_an_async_handler(pool: ThreadPoolExecutor) -> None:
+async def test_cancel_reason_reaches_an_async_handler(pool: Executor) -> None:
     seen: list[object] = []
 
     async def sleeper(ctx: Context, _input: Input) -> str:
@@ -165,7 +172,7 @@ async def test_cancel_reason_reaches_an_async_handler(pool: ThreadPoolExecutor) 
 TRACE_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-async def test_handlers_see_the_requests_trace_context_and_none_without_one(pool: ThreadPoolExecutor) -> None:
+async def test_handlers_see_the_requests_trace_context_and_none_without_one(pool: Executor) -> None:
     seen: list[object] = []
 
     def sync_handler(ctx: Context, _input: Input) -> str:
@@ -219,7 +226,7 @@ def test_a_malformed_traceparent_is_kept_without_ids() -> None:
     assert later.span_id == "00f067aa0ba902b7"
 
 
-async def test_the_first_cancel_reason_stands(pool: ThreadPoolExecutor) -> None:
+async def test_the_first_cancel_reason_stands(pool: Executor) -> None:
     running = threading.Event()
     first_seen = threading.Event()
     go_on = threading.Event()
@@ -258,7 +265,7 @@ async def test_the_first_cancel_reason_stands(pool: ThreadPoolExecutor) -> None:
     assert ctx.cancelled and ctx.cancel_reason == "timeout"
 
 
-async def test_a_cancel_without_a_reason_leaves_cancel_reason_none(pool: ThreadPoolExecutor) -> None:
+async def test_a_cancel_without_a_reason_leaves_cancel_reason_none(pool: Executor) -> None:
     running = threading.Event()
     seen: list[tuple[bool, object]] = []
 
@@ -282,7 +289,7 @@ async def test_a_cancel_without_a_reason_leaves_cancel_reason_none(pool: ThreadP
     assert seen == [(True, None), (True, None)]
 
 
-async def test_any_exception_after_a_cancel_counts_as_cancelled(pool: ThreadPoolExecutor) -> None:
+async def test_any_exception_after_a_cancel_counts_as_cancelled(pool: Executor) -> None:
     running = threading.Event()
 
     def stops_loudly(ctx: Context, _input: Input) -> None:
@@ -297,7 +304,7 @@ async def test_any_exception_after_a_cancel_counts_as_cancelled(pool: ThreadPool
     assert (await next_response(d)).result.status == Status.Cancelled
 
 
-async def test_a_cancel_before_its_request_is_remembered_and_bounded(pool: ThreadPoolExecutor) -> None:
+async def test_a_cancel_before_its_request_is_remembered_and_bounded(pool: Executor) -> None:
     calls: list[str] = []
 
     def f(ctx: Context, _input: Input) -> str:
@@ -317,7 +324,7 @@ async def test_a_cancel_before_its_request_is_remembered_and_bounded(pool: Threa
     assert d.remembered_early_cancels == REMEMBERED_IDS
 
 
-async def test_an_exception_is_failure_with_its_traceback(pool: ThreadPoolExecutor) -> None:
+async def test_an_exception_is_failure_with_its_traceback(pool: Executor) -> None:
     def boom(ctx: Context, input: Input) -> None:
         raise ValueError(f"bad input {input.text()}")
 
@@ -341,7 +348,7 @@ async def test_an_exception_is_failure_with_its_traceback(pool: ThreadPoolExecut
 
 
 async def test_state_is_removed_when_the_result_is_sent_and_late_cancels_are_ignored(
-    pool: ThreadPoolExecutor,
+    pool: Executor,
 ) -> None:
     async def quick(ctx: Context, input: Input) -> dict:
         return {"got": input.text()}
@@ -358,7 +365,7 @@ async def test_state_is_removed_when_the_result_is_sent_and_late_cancels_are_ign
     assert d.remembered_early_cancels == 0
 
 
-async def test_duplicate_requests_and_unloaded_functions(pool: ThreadPoolExecutor) -> None:
+async def test_duplicate_requests_and_unloaded_functions(pool: Executor) -> None:
     async def slow(ctx: Context, _input: Input) -> str:
         await asyncio.sleep(0.05)
         return "ok"
@@ -373,7 +380,7 @@ async def test_duplicate_requests_and_unloaded_functions(pool: ThreadPoolExecuto
     assert step.replies[0].invocation_response.result.status == Status.Failure
 
 
-async def test_concurrent_sync_invocations_do_not_serialise(pool: ThreadPoolExecutor) -> None:
+async def test_concurrent_sync_invocations_do_not_serialise(pool: Executor) -> None:
     def nap(ctx: Context, _input: Input) -> str:
         time.sleep(0.2)
         return "ok"
@@ -388,7 +395,7 @@ async def test_concurrent_sync_invocations_do_not_serialise(pool: ThreadPoolExec
     assert elapsed < 2.0, f"20 x 200 ms took {elapsed:.2f} s"
 
 
-async def test_logs_reach_the_host_tied_to_their_invocation(pool: ThreadPoolExecutor) -> None:
+async def test_logs_reach_the_host_tied_to_their_invocation(pool: Executor) -> None:
     def sync_logs(ctx: Context, _input: Input) -> str:
         logging.getLogger("user").warning("from a thread")
         return "ok"
@@ -424,7 +431,7 @@ async def test_logs_reach_the_host_tied_to_their_invocation(pool: ThreadPoolExec
     assert logs["from a task"].category == "fnhost.function.a"
 
 
-async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: ThreadPoolExecutor) -> None:
+async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: Executor) -> None:
     async def sleeper(ctx: Context, _input: Input) -> str:
         await asyncio.sleep(60)
         return "slept"
@@ -461,7 +468,7 @@ def invoke_with_metadata(inv_id: str, function: str, **metadata: pb.TypedData) -
     return msg
 
 
-async def test_handlers_see_the_deadline_and_attempt_the_host_sends(pool: ThreadPoolExecutor) -> None:
+async def test_handlers_see_the_deadline_and_attempt_the_host_sends(pool: Executor) -> None:
     seen: list[tuple[object, int]] = []
 
     def sync_handler(ctx: Context, _input: Input) -> str:

@@ -49,6 +49,11 @@ class ScriptedHost(pb_grpc.FunctionRpcServicer):
             yield msg
         await reader
 
+    async def expect_any(self) -> pb.StreamingMessage:
+        msg = await asyncio.wait_for(self.inbox.get(), 10)
+        assert msg is not None, "the stream closed"
+        return msg
+
     async def expect(self, kind: str) -> pb.StreamingMessage:
         msg = await asyncio.wait_for(self.inbox.get(), 10)
         assert msg is not None, f"the stream closed while waiting for {kind}"
@@ -58,7 +63,7 @@ class ScriptedHost(pb_grpc.FunctionRpcServicer):
 
 
 async def start_worker(
-    style: str, launcher: str = "script"
+    style: str, launcher: str = "script", env: Optional[dict[str, str]] = None
 ) -> tuple[grpc.aio.Server, ScriptedHost, asyncio.subprocess.Process]:
     host = ScriptedHost()
     server = grpc.aio.server()
@@ -72,7 +77,7 @@ async def start_worker(
         args = ["--functions-uri", f"http://127.0.0.1:{port}/", "--functions-worker-id", "w-1",
                 "--functions-request-id", "r-1", "--functions-grpc-max-message-length", "2147483647"]
     command, cwd = LAUNCHERS[launcher]
-    proc = await asyncio.create_subprocess_exec(*command, *args, cwd=cwd)
+    proc = await asyncio.create_subprocess_exec(*command, *args, cwd=cwd, env={**os.environ, **(env or {})})
     return server, host, proc
 
 
@@ -153,3 +158,58 @@ async def test_bad_launch_arguments_exit_2() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 2
     assert b"--workerId" in err
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_sync_handlers_answer_and_cancel_on_either_event_loop(loop: str) -> None:
+    """The sync path end to end (the SDK's handler threads, results handed
+    back to the loop) on both loops: many concurrent echoes, then a nap
+    cancelled by the host, then terminate."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    server, host, proc = await start_worker("classic", env={"FNHOST_PYTHON_LOOP": loop})
+    try:
+        await host.expect("start_stream")
+        await host.outbox.put(pb.StreamingMessage(worker_init_request=pb.WorkerInitRequest(host_version="test")))
+        await host.expect("worker_init_response")
+        for name in ("echo", "nap"):
+            await host.outbox.put(pb.StreamingMessage(function_load_request=pb.FunctionLoadRequest(
+                function_id=f"f-{name}", metadata=pb.RpcFunctionMetadata(name=name))))
+            assert (await host.expect("function_load_response")).function_load_response.result.status == Status.Success
+        n = 200
+        for i in range(n):
+            await host.outbox.put(pb.StreamingMessage(invocation_request=pb.InvocationRequest(
+                invocation_id=f"e-{i}", function_id="f-echo",
+                input_data=[pb.ParameterBinding(name="input", data=pb.TypedData(string=f"text {i}"))])))
+        answers = {}
+        while len(answers) < n:
+            r = (await host.expect("invocation_response")).invocation_response
+            answers[r.invocation_id] = r
+        assert all(answers[f"e-{i}"].return_value.string == f"text {i}" for i in range(n))
+        assert all(r.result.status == Status.Success for r in answers.values())
+        await host.outbox.put(pb.StreamingMessage(invocation_request=pb.InvocationRequest(
+            invocation_id="nap-1", function_id="f-nap",
+            input_data=[pb.ParameterBinding(name="input", data=pb.TypedData(string="60000"))])))
+        await asyncio.sleep(0.2)
+        await host.outbox.put(pb.StreamingMessage(invocation_cancel=pb.InvocationCancel(invocation_id="nap-1")))
+        while (msg := await host.expect_any()).WhichOneof("content") != "invocation_response":
+            pass
+        assert msg.invocation_response.invocation_id == "nap-1"
+        assert msg.invocation_response.result.status == Status.Cancelled
+        await host.outbox.put(pb.StreamingMessage(worker_terminate=pb.WorkerTerminate(grace_period={"seconds": 1})))
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await host.outbox.put(None)
+        await server.stop(None)
+
+
+async def test_an_unknown_event_loop_exits_2() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, APP, "--host", "127.0.0.1", "--port", "1", "--workerId", "w", "--requestId", "r",
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "FNHOST_PYTHON_LOOP": "trio"},
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 2
+    assert b"FNHOST_PYTHON_LOOP is 'trio'" in err

@@ -1,0 +1,115 @@
+"""The threads that run sync handlers.
+
+A :class:`concurrent.futures.ThreadPoolExecutor` would do, but every
+``submit`` builds a ``Future`` (with its ``Condition``), takes the pool's
+shutdown lock and a pure-Python ``Semaphore``, and ``run_in_executor`` then
+chains that future to an asyncio one with a loop wake-up per result. The
+dispatcher needs none of that: its jobs catch every exception themselves
+and report their result through :meth:`Dispatcher._post_from_thread`, which
+wakes the loop once for a whole batch of results. So :class:`HandlerThreads`
+takes plain callables (:meth:`run_soon`), and is also an ``Executor`` for
+anything else that wants one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from concurrent.futures import Executor, Future
+from typing import Any, Callable, Optional, TypeVar
+
+_T = TypeVar("_T")
+
+
+class HandlerThreads(Executor):
+    """Up to ``max_workers`` daemon threads, started as work arrives and
+    kept idle afterwards. Daemon threads, since a handler that ignores
+    cancellation must not keep the process alive after the worker stops."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "fnhost-handler") -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
+        self._max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
+        #: One entry per thread that finished a job and has not been claimed
+        #: by a later ``run_soon`` since. A deque's append and pop are atomic,
+        #: so the hot path takes no lock: a lock held by a handler thread
+        #: that loses the GIL inside it would stall the event loop.
+        self._idle: deque[None] = deque()
+        #: Guards starting threads and ``_shutdown``.
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._shutdown = False
+
+    def run_soon(self, job: Callable[[], None]) -> None:
+        """Runs ``job`` on a pool thread; it must not raise (an exception
+        escaping it is reported by :func:`threading.excepthook` and the
+        thread carries on). ``RuntimeError`` after :meth:`shutdown`."""
+        if self._shutdown:
+            raise RuntimeError("the handler threads are shut down")
+        try:
+            self._idle.pop()
+        except IndexError:
+            # No idle thread: start one unless all are running (then the
+            # job waits for the first to finish).
+            thread = None
+            with self._lock:
+                if len(self._threads) < self._max_workers:
+                    name = f"{self._prefix}_{len(self._threads)}"
+                    thread = threading.Thread(target=self._work, name=name, daemon=True)
+                    self._threads.append(thread)
+            if thread is not None:
+                thread.start()
+        self._jobs.put(job)
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> "Future[_T]":
+        """:meth:`Executor.submit`: runs ``fn(*args, **kwargs)`` on a pool thread."""
+        future: Future[_T] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.run_soon(job)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stops the threads once the queued jobs are done (with
+        ``cancel_futures``, drops the queued jobs instead). With ``wait``,
+        returns after the running jobs finish."""
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+        for _ in threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in threads:
+                if thread.ident is not None:
+                    thread.join()
+
+    def _work(self) -> None:
+        jobs = self._jobs
+        idle = self._idle
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job()
+            del job  # the job's closure holds the invocation; drop it while idle
+            idle.append(None)
