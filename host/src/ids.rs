@@ -137,6 +137,20 @@ id_type!(
     RequestId
 );
 
+impl RequestId {
+    /// A fresh id for an event stored now: a v7 UUID, whose first 48 bits
+    /// are the time in milliseconds and whose other 74 are random. The
+    /// store's key and log-line indexes are ordered by it, so the events
+    /// of one commit land on a few adjacent index pages instead of one
+    /// random page each (each written whole to the WAL at every commit).
+    pub fn time_ordered() -> Self {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +175,19 @@ mod tests {
         let copy = id.clone();
         assert!(std::ptr::eq(id.as_str(), copy.as_str()));
         assert_ne!(InvocationId::random(), id);
+    }
+
+    #[test]
+    fn event_ids_are_v7_uuids_that_sort_in_the_order_they_were_made() {
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::time_ordered()).collect();
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+            assert_eq!(parsed.get_version_num(), 7);
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "made one after another, they sort so");
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
     }
 }

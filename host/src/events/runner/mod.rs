@@ -167,7 +167,7 @@ impl AsyncEvents {
             },
             None => return Err(EnqueueError::UnknownFunction(req.function)),
         };
-        let id = RequestId::random();
+        let id = RequestId::time_ordered();
         let accepted_at = std::time::SystemTime::now();
         let trace = req
             .trace

@@ -221,7 +221,7 @@ pub(super) async fn send_to_on_failure(
 ) {
     let input = TypedData::json(policy::failure_payload(&failed).to_string());
     let mut record = EventRecord::queued(
-        RequestId::random(),
+        RequestId::time_ordered(),
         target,
         failed.qualifier.clone(),
         InvokeType::OnFailure,

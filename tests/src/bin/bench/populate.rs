@@ -38,7 +38,8 @@ impl Rng {
 /// Event `i` of `rows` as the runner would have stored it: ~10 functions,
 /// 90% `FINISHED`, 7% `FAILED`, 3% `ABORTED`, start times rising evenly
 /// (with up to 1 s of jitter) over the last 3 days as a live store fills,
-/// end times a few ms to seconds later, random (v4) request ids.
+/// end times a few ms to seconds later, v7 request ids of the start time
+/// (as the runner gives them).
 fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRecord {
     let function = format!("f{}", rng.below(POPULATE_FUNCTIONS));
     let start_ms = now_ms - POPULATE_SPAN_MS
@@ -74,7 +75,14 @@ fn populated_event(rng: &mut Rng, now_ms: i64, i: usize, rows: usize) -> EventRe
         ),
     };
     EventRecord {
-        request_id: fnhost::RequestId::random(),
+        // As the runner names them: a v7 UUID of the time it was accepted.
+        request_id: uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (start_ms / 1000) as u64,
+            (start_ms % 1000) as u32 * 1_000_000,
+        ))
+        .to_string()
+        .into(),
         function,
         qualifier: "$LATEST".into(),
         invoke_type: InvokeType::Api,
