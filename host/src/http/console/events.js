@@ -29,7 +29,7 @@ function hashOf(s) {
   return text ? `#/events?${text}` : '#/events';
 }
 
-/** API parameters for `s` (a request id shorter than a full one is a prefix, matched here). */
+/** API parameters for `s` (a request id shorter than a full one is a part of one, matched here). */
 function query(s, status = s.status) {
   const q = {};
   for (const k of FILTERS) {
@@ -87,7 +87,7 @@ function filterForm(s, functions) {
     field('function', 'Function', select('function', functions)),
     field('status', 'Status', select('status', STATUSES)),
     field('invokeType', 'Invoke type', select('invokeType', INVOKE_TYPES)),
-    field('requestId', 'Request id or prefix', text('requestId', { spellcheck: 'false', autocomplete: 'off' })),
+    field('requestId', 'Request id or part of one', text('requestId', { spellcheck: 'false', autocomplete: 'off' })),
     field('startTimeFrom', 'Started from', time('startTimeFrom')),
     field('startTimeTo', 'Started before', time('startTimeTo')),
     field('endTimeFrom', 'Ended from', time('endTimeFrom')),
@@ -138,15 +138,18 @@ export function events(main, r) {
   call('GET', '/admin/host/status').then((st) => fill(formSlot, filterForm(s, st.functions ?? [])))
     .catch(() => fill(formSlot, filterForm(s, [])));
 
-  const prefix = s.requestId && s.requestId.length < FULL_ID ? s.requestId : '';
+  // Event ids are v7 UUIDs: they begin with their time, so events of the
+  // same minute share a beginning and the random end tells them apart.
+  // Any part of an id matches.
+  const part = s.requestId && s.requestId.length < FULL_ID ? s.requestId.toLowerCase() : '';
   const tick = async () => {
     try {
       const counts = await Promise.all(['', ...STATUSES].map((st) =>
         call('GET', '/admin/async-events', { query: { ...query(s, st), limit: '0' } }).then((x) => x.totalCount)));
-      const limit = prefix ? 100 : s.limit;
+      const limit = part ? 100 : s.limit;
       const page = await call('GET', '/admin/async-events',
         { query: { ...query(s), offset: String(s.offset), limit: String(limit) } });
-      const shown = prefix ? page.events.filter((e) => e.requestId.startsWith(prefix)) : page.events;
+      const shown = part ? page.events.filter((e) => e.requestId.includes(part)) : page.events;
       const attempts = await Promise.all(shown.map((e) => attemptsOf(e).catch(() => '?')));
       error.textContent = '';
       fill(tabs, ['', ...STATUSES].map((st, i) => el('a', {
@@ -154,8 +157,8 @@ export function events(main, r) {
         'aria-current': s.status === st ? 'page' : null,
         'data-testid': `tab-${st || 'ALL'}`,
       }, st || 'ALL', ' ', el('span', { class: 'count' }, String(counts[i])))));
-      note.textContent = prefix
-        ? `Request ids starting with “${prefix}” among the ${page.events.length} events of this page (the API matches whole ids only).`
+      note.textContent = part
+        ? `Request ids containing “${part}” among the ${page.events.length} events of this page (the API matches whole ids only).`
         : '';
       fill(body, shown.length ? shown.map((e, i) => row(e, attempts[i]))
         : el('tr', {}, el('td', { colspan: 9 }, 'No events match.')));
