@@ -588,27 +588,22 @@ async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
     );
     let data_dir = app.dir().join("data");
     let now = fnhost::events::time::now_ms();
-    let ended = |i: usize, end_ms: i64| WriteOp::Insert {
-        event: EventRecord {
-            request_id: format!("old-{i}").into(),
-            function: "echo".into(),
-            qualifier: "$LATEST".into(),
-            invoke_type: InvokeType::Api,
-            status: EventStatus::Finished,
-            status_code: None,
-            attempts: 1,
-            input: Vec::new(),
-            result: None,
-            error: None,
-            start_ms: end_ms - 5,
-            end_ms: Some(end_ms),
-            next_attempt_ms: None,
-            owner_host: None,
-            lease_token: None,
-            trace_parent: None,
-            trace_state: None,
-        },
-        idempotency: None,
+    let ended = |i: usize, end_ms: i64| {
+        let mut event = EventRecord::queued(
+            format!("old-{i}").into(),
+            "echo".into(),
+            "$LATEST".into(),
+            InvokeType::Api,
+            Vec::new(),
+            end_ms - 5,
+        );
+        event.status = EventStatus::Finished;
+        event.attempts = 1;
+        event.end_ms = Some(end_ms);
+        WriteOp::Insert {
+            event,
+            idempotency: None,
+        }
     };
     {
         let store = SqliteStore::open(&data_dir.join("events.db")).unwrap();

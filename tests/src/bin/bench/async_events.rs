@@ -310,6 +310,35 @@ pub async fn time_list(api: &Api, query: String, label: String, n: usize) -> Lis
     }
 }
 
+/// Scenario 8's list queries over a populated store, each with its label
+/// (`T` for the time bounds): a page of one function's finished events,
+/// then the same in an hour in the middle of the populated span, oldest
+/// first; `with_counts` adds both as COUNT-only diagnostics.
+pub fn list_shapes(now_ms: i64, with_counts: bool) -> Vec<(String, String)> {
+    let from = now_ms - POPULATE_SPAN_MS / 2;
+    let to = from + 3600 * 1000;
+    let base = "function=f3&status=FINISHED";
+    let mut queries = vec![
+        format!("{base}&limit=100"),
+        format!("{base}&startTimeFrom={from}&startTimeTo={to}&order=asc&limit=100"),
+    ];
+    if with_counts {
+        queries.push(format!("{base}&limit=0"));
+        queries.push(format!(
+            "{base}&startTimeFrom={from}&startTimeTo={to}&limit=0"
+        ));
+    }
+    queries
+        .into_iter()
+        .map(|q| {
+            let label = q
+                .replace(&from.to_string(), "T")
+                .replace(&to.to_string(), "T+1h");
+            (q, label)
+        })
+        .collect()
+}
+
 /// Populates a store through the library, starts a host on it and times
 /// list and status requests over HTTP, one at a time.
 async fn store_reads(worker: &Path, p: &Params) -> Result<StoreReads> {
@@ -346,21 +375,8 @@ async fn store_reads(worker: &Path, p: &Params) -> Result<StoreReads> {
             "the worker did not become ready"
         );
         let api = Api::new(host.http_addr());
-        // An hour in the middle of the populated span, oldest first.
-        let from = now_ms - POPULATE_SPAN_MS / 2;
-        let to = from + 3600 * 1000;
-        let base = "function=f3&status=FINISHED";
         let mut lists = Vec::new();
-        for query in [
-            format!("{base}&limit=100"),
-            format!("{base}&startTimeFrom={from}&startTimeTo={to}&order=asc&limit=100"),
-            // Diagnostics: the COUNT alone, and a narrower count.
-            format!("{base}&limit=0"),
-            format!("{base}&startTimeFrom={from}&startTimeTo={to}&limit=0"),
-        ] {
-            let label = query
-                .replace(&from.to_string(), "T")
-                .replace(&to.to_string(), "T+1h");
+        for (query, label) in list_shapes(now_ms, true) {
             lists.push(time_list(&api, query, label, p.list_requests).await);
         }
 

@@ -16,12 +16,14 @@ use fnhost_e2e::{text, Api, TempDir, TestApp, ADMIN_KEY};
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::async_events::{async_host_json, invoke_async, time_list, total_count, ListSeries};
+use crate::async_events::{
+    async_host_json, invoke_async, list_shapes, time_list, total_count, ListSeries,
+};
 use crate::harness::{
     closed_loop_watching_all, ends_as, host_json, on_host, wait_in_flight, worker_pid, worker_pids,
     Throughput, CALLERS, PAYLOAD,
 };
-use crate::populate::{populate, store_bytes, Rng, POPULATE_SPAN_MS};
+use crate::populate::{populate, store_bytes, Rng};
 use crate::report::{ms, verdict, Row, Stats};
 use crate::Params;
 
@@ -546,17 +548,8 @@ async fn reads(
     let app = TestApp::new(worker, async_host_json(256));
     let host = host_on(&app, dir).await?;
     let api = Api::new(host.http_addr());
-    let from = now_ms - POPULATE_SPAN_MS / 2;
-    let to = from + 3600 * 1000;
-    let base = "function=f3&status=FINISHED";
     let mut lists = Vec::new();
-    for query in [
-        format!("{base}&limit=100"),
-        format!("{base}&startTimeFrom={from}&startTimeTo={to}&order=asc&limit=100"),
-    ] {
-        let label = query
-            .replace(&from.to_string(), "T")
-            .replace(&to.to_string(), "T+1h");
+    for (query, label) in list_shapes(now_ms, false) {
         let l = time_list(&api, query, label, p.list_requests).await;
         println!(
             "[growth d] GET /admin/async-events?{}: {} (totalCount {}, {} rows, {} errors)",
