@@ -53,8 +53,9 @@ struct Inner {
 /// What the request says about an invocation, besides its input.
 #[derive(Clone, Debug)]
 pub(crate) struct Invocation {
-    pub(crate) id: String,
-    pub(crate) function_name: String,
+    /// Shared with the dispatcher's in-flight entry and the task.
+    pub(crate) id: Arc<str>,
+    pub(crate) function_name: Arc<str>,
     /// The request's `trace_context`, when it had one.
     pub(crate) trace: Option<TraceContext>,
     pub(crate) deadline: Option<SystemTime>,
@@ -64,8 +65,8 @@ pub(crate) struct Invocation {
 impl Invocation {
     fn for_test(id: String) -> Self {
         Self {
-            id,
-            function_name: "test".to_string(),
+            id: id.into(),
+            function_name: "test".into(),
             trace: None,
             deadline: None,
             attempt: 1,
@@ -353,8 +354,8 @@ impl Context {
         match &self.inner.sink {
             Some(sink) => {
                 let log = RpcLog {
-                    invocation_id: self.inner.invocation.id.clone(),
-                    category: self.inner.invocation.function_name.clone(),
+                    invocation_id: self.inner.invocation.id.to_string(),
+                    category: self.inner.invocation.function_name.to_string(),
                     level: level as i32,
                     message,
                     log_category: rpc_log::RpcLogCategory::User as i32,

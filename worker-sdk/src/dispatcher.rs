@@ -38,7 +38,7 @@ pub(crate) enum TaskEvent {
     /// A user log line.
     Log(RpcLog),
     /// The invocation finished; its response is ready to send.
-    Done(String, InvocationResponse),
+    Done(Arc<str>, InvocationResponse),
 }
 
 /// A set of the most recent ids, evicting the oldest beyond its capacity.
@@ -110,11 +110,12 @@ pub(crate) struct Dispatcher {
     functions: HashMap<String, Registration>,
     worker_indexing: bool,
     /// function_id → (function name, handler).
-    loaded: HashMap<String, (String, BoxHandler)>,
+    loaded: HashMap<String, (Arc<str>, BoxHandler)>,
     /// invocation_id → token of every invocation whose result is not sent yet.
     /// Each running invocation's token and the cancel reason it shares
     /// with the handler's [`Context`].
-    in_flight: HashMap<String, (CancellationToken, Arc<OnceLock<String>>)>,
+    /// Keyed by the id the task and its `Context` share.
+    in_flight: HashMap<Arc<str>, (CancellationToken, Arc<OnceLock<String>>)>,
     early_cancels: BoundedSet,
     finished: BoundedSet,
     root: CancellationToken,
@@ -215,7 +216,7 @@ impl Dispatcher {
             TaskEvent::Log(log) => StreamingMessage::rpc_log(log),
             TaskEvent::Done(id, resp) => {
                 self.in_flight.remove(&id);
-                self.finished.insert(id);
+                self.finished.insert(id.to_string());
                 StreamingMessage::from_content(Content::InvocationResponse(resp))
             }
         }
@@ -253,7 +254,7 @@ impl Dispatcher {
             Some(f) => {
                 tracing::debug!(function_id = %req.function_id, function = %name, "loaded");
                 self.loaded
-                    .insert(req.function_id.clone(), (name, Arc::clone(&f.handler)));
+                    .insert(req.function_id.clone(), (name.into(), Arc::clone(&f.handler)));
                 StatusResult::success()
             }
             None => {
@@ -300,13 +301,14 @@ impl Dispatcher {
 
     /// Starts an invocation, or answers it at once when it cannot run.
     fn invoke(&mut self, mut req: InvocationRequest) -> Option<InvocationResponse> {
-        let id = req.invocation_id.clone();
+        // One allocation shared by the task, its `Context` and `in_flight`.
+        let id: Arc<str> = Arc::from(std::mem::take(&mut req.invocation_id));
         let answer = |result: StatusResult| InvocationResponse {
-            invocation_id: id.clone(),
+            invocation_id: id.to_string(),
             result: Some(result),
             ..InvocationResponse::default()
         };
-        if self.in_flight.contains_key(&id) {
+        if self.in_flight.contains_key(&*id) {
             tracing::warn!(invocation_id = %id, "ignoring duplicate invocation request");
             return None;
         }
@@ -324,7 +326,7 @@ impl Dispatcher {
         let reason = Arc::new(OnceLock::new());
         let invocation = Invocation {
             id: id.clone(),
-            function_name: name.clone(),
+            function_name: Arc::clone(name),
             trace: req.trace_context.take().map(TraceContext::from),
             deadline: metadata::deadline(&req.trigger_metadata),
             attempt: metadata::attempt(&req.trigger_metadata),
@@ -350,7 +352,7 @@ impl Dispatcher {
             let result = match outcome {
                 Ok(Ok(output)) => {
                     let resp = InvocationResponse {
-                        invocation_id: id.clone(),
+                        invocation_id: id.to_string(),
                         result: Some(StatusResult::success()),
                         return_value: output.into_typed_data(),
                         ..InvocationResponse::default()
@@ -371,7 +373,7 @@ impl Dispatcher {
                 }
             };
             let resp = InvocationResponse {
-                invocation_id: id.clone(),
+                invocation_id: id.to_string(),
                 result: Some(result),
                 ..InvocationResponse::default()
             };
@@ -381,7 +383,7 @@ impl Dispatcher {
     }
 
     fn cancel(&mut self, id: String, reason: String) {
-        if let Some((token, why)) = self.in_flight.get(&id) {
+        if let Some((token, why)) = self.in_flight.get(id.as_str()) {
             tracing::debug!(invocation_id = %id, %reason, "cancelling");
             if !reason.is_empty() {
                 // The first reason stands (a second cancel changes nothing).
