@@ -253,8 +253,10 @@ impl Dispatcher {
         let result = match self.functions.get(&name) {
             Some(f) => {
                 tracing::debug!(function_id = %req.function_id, function = %name, "loaded");
-                self.loaded
-                    .insert(req.function_id.clone(), (name.into(), Arc::clone(&f.handler)));
+                self.loaded.insert(
+                    req.function_id.clone(),
+                    (name.into(), Arc::clone(&f.handler)),
+                );
                 StatusResult::success()
             }
             None => {
