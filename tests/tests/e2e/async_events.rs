@@ -637,6 +637,78 @@ async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
 }
 
 #[tokio::test]
+async fn a_prune_under_way_stops_at_shutdown_and_the_store_is_left_alone() {
+    use fnhost::events::{
+        EventRecord, EventStatus, EventStore, InvokeType, ListQuery, SqliteStore, WriteOp,
+    };
+    init_logs();
+    // Enough ended events for seconds of chunks: shutdown comes first.
+    let app = TestApp::sample(json!({"asyncEvents": {"retention": "00:01:00"}}));
+    let data_dir = app.dir().join("data");
+    let db = data_dir.join("events.db");
+    let ended_at = fnhost::events::time::now_ms() - 3_600_000;
+    {
+        let store = SqliteStore::open(&db).unwrap();
+        for chunk in 0..20 {
+            let batch: Vec<WriteOp> = (0..5_000)
+                .map(|i| {
+                    let mut event = EventRecord::queued(
+                        format!("old-{chunk}-{i}").into(),
+                        "echo".into(),
+                        "$LATEST".into(),
+                        InvokeType::Api,
+                        Vec::new(),
+                        ended_at - 5,
+                    );
+                    event.status = EventStatus::Finished;
+                    event.end_ms = Some(ended_at);
+                    WriteOp::Insert {
+                        event,
+                        idempotency: None,
+                    }
+                })
+                .collect();
+            store.apply(&batch).unwrap();
+        }
+    }
+    let opts = fnhost::HostOptions {
+        data_dir,
+        ..fnhost::HostOptions::loopback(app.config(), ADMIN_KEY)
+    };
+    let host = fnhost::Host::start(opts).await.unwrap();
+    let api = Api::new(host.http_addr());
+    let total = || async {
+        api.admin_get("/admin/async-events?limit=0")
+            .await
+            .unwrap()
+            .json()["totalCount"]
+            .as_u64()
+            .unwrap()
+    };
+    wait_until("the prune to begin", Duration::from_secs(10), || async {
+        total().await < 100_000
+    })
+    .await;
+    host.shutdown().await;
+    // Nothing writes to the store once shutdown has returned.
+    let count = || {
+        let store = SqliteStore::open(&db).unwrap();
+        store.list(&ListQuery::default()).unwrap().total
+    };
+    let left = count();
+    assert!(
+        left > 0,
+        "the whole backlog went before shutdown; make it larger"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(),
+        left,
+        "a prune went on writing after shutdown returned"
+    );
+}
+
+#[tokio::test]
 async fn graceful_shutdown_leaves_events_queued_and_a_restart_runs_them() {
     init_logs();
     // A memory limit below the backlog: the restart loads it page by page.

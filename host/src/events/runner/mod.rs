@@ -630,11 +630,15 @@ impl Runner {
         let before_ms = now_ms() - self.config.retention.as_millis() as i64;
         let log = self.log.clone();
         let pruning = self.pruning.clone();
+        let tasks = self.tasks.clone();
         self.tasks.spawn(async move {
             // Cleared however the task ends, so a later round can run.
             let _done = ClearOnDrop(pruning);
             let mut total = 0;
-            loop {
+            // A closed tracker: the host is shutting down. The rest of the
+            // backlog waits for the next start, so shutdown never waits on
+            // it and no write reaches the store after it.
+            while !tasks.is_closed() {
                 let op = WriteOp::Prune {
                     before_ms,
                     limit: PRUNE_CHUNK,
