@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import traceback
 from collections import deque
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, Optional, TypeVar
@@ -44,9 +45,10 @@ class HandlerThreads(Executor):
         self._shutdown = False
 
     def run_soon(self, job: Callable[[], None]) -> None:
-        """Runs ``job`` on a pool thread; it must not raise (an exception
-        escaping it is reported by :func:`threading.excepthook` and the
-        thread carries on). ``RuntimeError`` after :meth:`shutdown`."""
+        """Runs ``job`` on a pool thread; it should not raise (an exception
+        escaping it is printed to stderr with its traceback, and the thread
+        carries on). ``RuntimeError`` after :meth:`shutdown`, or when no
+        thread runs and none can be started."""
         if self._shutdown:
             raise RuntimeError("the handler threads are shut down")
         try:
@@ -61,7 +63,17 @@ class HandlerThreads(Executor):
                     thread = threading.Thread(target=self._work, name=name, daemon=True)
                     self._threads.append(thread)
             if thread is not None:
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # No thread could be started ("can't start new thread"):
+                    # give its place back, and say so rather than queue a
+                    # job that no thread may ever take.
+                    with self._lock:
+                        self._threads.remove(thread)
+                        alone = not self._threads
+                    if alone:
+                        raise
         self._jobs.put(job)
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> "Future[_T]":
@@ -110,6 +122,9 @@ class HandlerThreads(Executor):
             job = jobs.get()
             if job is None:
                 return
-            job()
+            try:
+                job()
+            except BaseException:  # noqa: BLE001 - a raising job must not end its thread
+                traceback.print_exc()
             del job  # the job's closure holds the invocation; drop it while idle
             idle.append(None)

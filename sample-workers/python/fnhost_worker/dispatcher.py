@@ -156,8 +156,16 @@ def user_failure(exc: BaseException, function_name: str) -> "pb.StatusResult":
     """``Failure`` for an exception raised by user code, with its traceback."""
     result = pb.StatusResult(status=_STATUS.Failure)
     e = result.exception
-    e.message = f"{type(exc).__name__}: {exc}"
-    e.stack_trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # An exception whose __str__ raises must still become a result: a
+    # raise here would leave its invocation without an answer.
+    try:
+        e.message = f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001
+        e.message = f"{type(exc).__name__}: (its str() raised)"
+    try:
+        e.stack_trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # noqa: BLE001
+        e.stack_trace = ""
     e.type = f"{type(exc).__module__}.{type(exc).__qualname__}"
     e.source = function_name
     e.is_user_exception = True

@@ -347,6 +347,27 @@ async def test_an_exception_is_failure_with_its_traceback(pool: Executor) -> Non
     assert resp.result.exception.message == "KeyError: 'missing'"
 
 
+async def test_an_exception_whose_str_raises_is_still_a_failure(pool: Executor) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    def boom(ctx: Context, input: Input) -> None:
+        raise Unprintable()
+
+    def ok(ctx: Context, input: Input) -> str:
+        return "fine"
+
+    d = await make({"boom": boom, "ok": ok}, pool)
+    d.handle_message(invoke("i1", "boom"))
+    resp = await next_response(d)
+    assert resp.result.status == Status.Failure
+    assert resp.result.exception.message == "Unprintable: (its str() raised)"
+    d.handle_message(invoke("i2", "ok"))
+    resp = await next_response(d)
+    assert resp.result.status == Status.Success
+
+
 async def test_state_is_removed_when_the_result_is_sent_and_late_cancels_are_ignored(
     pool: Executor,
 ) -> None:

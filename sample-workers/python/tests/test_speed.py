@@ -54,6 +54,22 @@ def test_handler_threads_run_blocking_jobs_side_by_side_up_to_the_limit() -> Non
         threads.shutdown(wait=True)
 
 
+def test_a_job_that_raises_leaves_its_thread_working(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = HandlerThreads(max_workers=1)
+    done = threading.Event()
+
+    def boom() -> None:
+        raise ValueError("from a job")
+
+    try:
+        threads.run_soon(boom)
+        threads.run_soon(done.set)
+        assert done.wait(5), "the only thread died with the job that raised"
+    finally:
+        threads.shutdown(wait=True)
+    assert "ValueError: from a job" in capsys.readouterr().err
+
+
 def test_handler_threads_reuse_idle_threads() -> None:
     threads = HandlerThreads(max_workers=8)
     names: list[str] = []
