@@ -22,10 +22,14 @@ macro_rules! id_type {
         impl $name {
             /// A fresh random id (a v4 UUID in text form).
             pub fn random() -> Self {
+                Self::of_uuid(uuid::Uuid::new_v4())
+            }
+
+            /// `id` in its hyphenated lower-case text, formatted on the
+            /// stack and allocated once.
+            fn of_uuid(id: uuid::Uuid) -> Self {
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                Self(Arc::from(
-                    &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text),
-                ))
+                Self(Arc::from(&*id.hyphenated().encode_lower(&mut text)))
             }
 
             /// The id as text.
@@ -144,10 +148,7 @@ impl RequestId {
     /// of one commit land on a few adjacent index pages instead of one
     /// random page each (each written whole to the WAL at every commit).
     pub fn time_ordered() -> Self {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        Self(Arc::from(
-            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
-        ))
+        Self::of_uuid(uuid::Uuid::now_v7())
     }
 }
 

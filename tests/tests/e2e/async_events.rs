@@ -576,9 +576,45 @@ async fn ended_events_are_pruned_after_the_retention_window() {
     host.shutdown().await;
 }
 
+/// An `echo` event that finished at `end_ms`, as a store insert.
+fn ended_event(id: String, end_ms: i64) -> fnhost::events::WriteOp {
+    use fnhost::events::{EventRecord, EventStatus, InvokeType, WriteOp};
+    let mut event = EventRecord::queued(
+        id.into(),
+        "echo".into(),
+        "$LATEST".into(),
+        InvokeType::Api,
+        Vec::new(),
+        end_ms - 5,
+    );
+    event.status = EventStatus::Finished;
+    event.attempts = 1;
+    event.end_ms = Some(end_ms);
+    WriteOp::Insert {
+        event,
+        idempotency: None,
+    }
+}
+
+/// Starts a host of `app` on the store already written in `data_dir`.
+async fn start_on_data_dir(app: &TestApp, data_dir: std::path::PathBuf) -> fnhost::Host {
+    let opts = fnhost::HostOptions {
+        data_dir,
+        ..fnhost::HostOptions::loopback(app.config(), ADMIN_KEY)
+    };
+    fnhost::Host::start(opts).await.unwrap()
+}
+
+/// The store's `totalCount` of events.
+async fn total_events(api: &Api) -> u64 {
+    list(api, "limit=0").await.json()["totalCount"]
+        .as_u64()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
-    use fnhost::events::{EventRecord, EventStatus, EventStore, InvokeType, SqliteStore, WriteOp};
+    use fnhost::events::{EventStore, SqliteStore, WriteOp};
     init_logs();
     // The interval's first tick comes at start and the next an hour
     // later: only the first round can delete them, so it must go on past
@@ -588,47 +624,20 @@ async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
     );
     let data_dir = app.dir().join("data");
     let now = fnhost::events::time::now_ms();
-    let ended = |i: usize, end_ms: i64| {
-        let mut event = EventRecord::queued(
-            format!("old-{i}").into(),
-            "echo".into(),
-            "$LATEST".into(),
-            InvokeType::Api,
-            Vec::new(),
-            end_ms - 5,
-        );
-        event.status = EventStatus::Finished;
-        event.attempts = 1;
-        event.end_ms = Some(end_ms);
-        WriteOp::Insert {
-            event,
-            idempotency: None,
-        }
-    };
     {
         let store = SqliteStore::open(&data_dir.join("events.db")).unwrap();
-        let old: Vec<WriteOp> = (0..2_500).map(|i| ended(i, now - 3_600_000)).collect();
+        let old: Vec<WriteOp> = (0..2_500)
+            .map(|i| ended_event(format!("old-{i}"), now - 3_600_000))
+            .collect();
         store.apply(&old).unwrap();
-        store.apply(&[ended(9_999, now)]).unwrap();
+        store.apply(&[ended_event("old-9999".into(), now)]).unwrap();
     }
-    let opts = fnhost::HostOptions {
-        data_dir,
-        ..fnhost::HostOptions::loopback(app.config(), ADMIN_KEY)
-    };
-    let host = fnhost::Host::start(opts).await.unwrap();
+    let host = start_on_data_dir(&app, data_dir).await;
     let api = Api::new(host.http_addr());
-    let total = || async {
-        api.admin_get("/admin/async-events?limit=0")
-            .await
-            .unwrap()
-            .json()["totalCount"]
-            .as_u64()
-            .unwrap()
-    };
     wait_until(
         "the backlog to be pruned",
         Duration::from_secs(20),
-        || async { total().await == 1 },
+        || async { total_events(&api).await == 1 },
     )
     .await;
     let kept = api.admin_get("/admin/async-events/old-9999").await.unwrap();
@@ -638,9 +647,7 @@ async fn one_prune_round_deletes_a_backlog_larger_than_a_chunk() {
 
 #[tokio::test]
 async fn a_prune_under_way_stops_at_shutdown_and_the_store_is_left_alone() {
-    use fnhost::events::{
-        EventRecord, EventStatus, EventStore, InvokeType, ListQuery, SqliteStore, WriteOp,
-    };
+    use fnhost::events::{EventStore, ListQuery, SqliteStore, WriteOp};
     init_logs();
     // Enough ended events for seconds of chunks: shutdown comes first.
     let app = TestApp::sample(json!({"asyncEvents": {"retention": "00:01:00"}}));
@@ -651,42 +658,15 @@ async fn a_prune_under_way_stops_at_shutdown_and_the_store_is_left_alone() {
         let store = SqliteStore::open(&db).unwrap();
         for chunk in 0..20 {
             let batch: Vec<WriteOp> = (0..5_000)
-                .map(|i| {
-                    let mut event = EventRecord::queued(
-                        format!("old-{chunk}-{i}").into(),
-                        "echo".into(),
-                        "$LATEST".into(),
-                        InvokeType::Api,
-                        Vec::new(),
-                        ended_at - 5,
-                    );
-                    event.status = EventStatus::Finished;
-                    event.end_ms = Some(ended_at);
-                    WriteOp::Insert {
-                        event,
-                        idempotency: None,
-                    }
-                })
+                .map(|i| ended_event(format!("old-{chunk}-{i}"), ended_at))
                 .collect();
             store.apply(&batch).unwrap();
         }
     }
-    let opts = fnhost::HostOptions {
-        data_dir,
-        ..fnhost::HostOptions::loopback(app.config(), ADMIN_KEY)
-    };
-    let host = fnhost::Host::start(opts).await.unwrap();
+    let host = start_on_data_dir(&app, data_dir).await;
     let api = Api::new(host.http_addr());
-    let total = || async {
-        api.admin_get("/admin/async-events?limit=0")
-            .await
-            .unwrap()
-            .json()["totalCount"]
-            .as_u64()
-            .unwrap()
-    };
     wait_until("the prune to begin", Duration::from_secs(10), || async {
-        total().await < 100_000
+        total_events(&api).await < 100_000
     })
     .await;
     host.shutdown().await;
