@@ -49,7 +49,7 @@ pub(crate) enum Command {
         function: String,
         id: InvocationId,
         input: InvocationInput,
-        reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+        reply: ReplyTx,
         /// Set by HTTP triggers, which must learn where it went.
         http: Option<HttpDispatch>,
     },
@@ -140,14 +140,25 @@ pub(crate) enum InvState {
     Cancelling { worker: WorkerId, since: Instant },
 }
 
+/// Where an invocation's outcome goes. The result is boxed so that the
+/// channel, allocated per invocation and alive while it runs, stays small
+/// (an `InvocationResult` is 256 bytes, the box 8).
+pub(crate) type ReplyTx = oneshot::Sender<Result<Box<InvocationResult>, InvokeError>>;
+/// The other end of [`ReplyTx`].
+pub(crate) type ReplyRx = oneshot::Receiver<Result<Box<InvocationResult>, InvokeError>>;
+
+/// One invocation the dispatcher holds, from submission to its outcome.
+/// Kept boxed in [`Dispatcher::invocations`] and small: one lives per
+/// in-flight invocation.
 pub(crate) struct Invocation {
     pub id: InvocationId,
     pub function: Arc<str>,
-    pub input: Option<InvocationInput>,
+    /// Until dispatch; boxed, since most invocations never wait.
+    pub input: Option<Box<InvocationInput>>,
     pub state: InvState,
     pub cancel_reason: Option<CancelReason>,
     pub cancel_delivery: Option<crate::invocation::CancelDelivery>,
-    pub reply: Option<oneshot::Sender<Result<InvocationResult, InvokeError>>>,
+    pub reply: Option<ReplyTx>,
     pub timeout_key: Option<delay_queue::Key>,
     pub grace_key: Option<delay_queue::Key>,
     pub logs: Vec<LogLine>,
@@ -204,7 +215,10 @@ pub(crate) struct Dispatcher {
     pub registry: Registry,
     pub grpc_addr: std::net::SocketAddr,
     pub commands_tx: mpsc::Sender<Command>,
-    pub invocations: HashMap<InvocationId, Invocation>,
+    /// Boxed: the table keeps spare buckets (up to half of them after it
+    /// grows), and a bucket holding the record itself would cost its size
+    /// per spare bucket.
+    pub invocations: HashMap<InvocationId, Box<Invocation>>,
     pub queue: VecDeque<InvocationId>,
     pub slots: Vec<Slot>,
     pub instances: HashMap<WorkerId, Instance>,

@@ -18,10 +18,7 @@ use crate::config::{
 };
 use crate::dispatcher::{Command, Dispatcher, HttpDispatch, InvState};
 use crate::http::routes::{Found, RouteTable};
-use crate::invocation::{
-    CancelReason, CancelResponse, InvocationId, InvocationInput, InvocationResult, InvokeError,
-    WorkerId,
-};
+use crate::invocation::{CancelReason, CancelResponse, InvocationId, InvocationInput, WorkerId};
 
 /// `host.json` as parsed from its JSON value (the file's name is `host.json`).
 pub fn host_json(value: &serde_json::Value) -> Result<HostConfig, ConfigError> {
@@ -148,7 +145,8 @@ pub struct Sent {
     pub msg: StreamingMessage,
 }
 
-type Reply = oneshot::Receiver<Result<InvocationResult, InvokeError>>;
+/// Where a submitted invocation's outcome arrives.
+pub type Reply = crate::dispatcher::ReplyRx;
 
 /// A dispatcher that launches no processes, driven one command at a time.
 pub struct FuzzDispatcher {

@@ -134,13 +134,16 @@ pub struct HostHandle {
 pub struct PendingInvocation {
     /// Its id (for [`HostHandle::cancel`]).
     pub id: InvocationId,
-    reply: oneshot::Receiver<Result<InvocationResult, InvokeError>>,
+    reply: crate::dispatcher::ReplyRx,
 }
 
 impl PendingInvocation {
     /// Waits for the outcome.
     pub async fn result(self) -> Result<InvocationResult, InvokeError> {
-        self.reply.await.unwrap_or(Err(InvokeError::ShuttingDown))
+        match self.reply.await {
+            Ok(reply) => reply.map(|result| *result),
+            Err(_) => Err(InvokeError::ShuttingDown),
+        }
     }
 }
 

@@ -14,9 +14,10 @@ use fnhost_proto::{
     META_ATTEMPT, META_DEADLINE,
 };
 use prost::Message;
-use tokio::sync::oneshot;
 
-use super::{Dispatcher, HttpDispatch, InstanceState, InvState, Invocation, Timer, MAX_LOG_LINES};
+use super::{
+    Dispatcher, HttpDispatch, InstanceState, InvState, Invocation, ReplyTx, Timer, MAX_LOG_LINES,
+};
 use crate::invocation::{
     CancelDelivery, CancelReason, CancelResponse, Dispatched, InvocationId, InvocationInput,
     InvocationResult, InvokeError, LogLine, Outcome, WorkerId,
@@ -87,7 +88,7 @@ impl Dispatcher {
         function: String,
         id: InvocationId,
         input: InvocationInput,
-        reply: oneshot::Sender<Result<InvocationResult, InvokeError>>,
+        reply: ReplyTx,
         http: Option<HttpDispatch>,
     ) {
         if self.shutdown.is_some() {
@@ -149,10 +150,10 @@ impl Dispatcher {
             .take()
             .unwrap_or_else(crate::trace::TraceContext::root);
         let attempt = input.attempt;
-        let inv = Invocation {
+        let inv = Box::new(Invocation {
             id: id.clone(),
             function: name,
-            input: Some(input),
+            input: Some(Box::new(input)),
             state: InvState::Queued,
             cancel_reason: None,
             cancel_delivery: None,
@@ -169,7 +170,7 @@ impl Dispatcher {
             trace: Some(trace),
             attempt,
             coldstart: false,
-        };
+        });
         self.invocations.insert(id.clone(), inv);
         match placement {
             Placement::Instance(worker) => self.dispatch(&id, &worker),
@@ -700,7 +701,7 @@ impl Dispatcher {
             tracing::info!(invocation = %id, outcome = %result.outcome, "invocation {id} ended after its client went away; its result was dropped");
         }
         if let Some(reply) = inv.reply.take() {
-            let _ = reply.send(Ok(result));
+            let _ = reply.send(Ok(Box::new(result)));
         }
         self.remember_finished(inv.id);
         if let (true, Some(w)) = (retiring_idle, &worker) {

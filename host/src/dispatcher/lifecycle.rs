@@ -139,7 +139,7 @@ impl Dispatcher {
             .expect("hook functions are registered");
         self.invocations.insert(
             id.clone(),
-            Invocation {
+            Box::new(Invocation {
                 id,
                 function: name,
                 input: None,
@@ -161,7 +161,7 @@ impl Dispatcher {
                 trace: None,
                 attempt: None,
                 coldstart: false,
-            },
+            }),
         );
     }
 

@@ -151,7 +151,7 @@ fn attach_loaded(d: &mut Dispatcher, worker: &WorkerId, handles_cancel: bool) ->
     (urgent, normal)
 }
 
-type Reply = oneshot::Receiver<Result<InvocationResult, InvokeError>>;
+type Reply = crate::dispatcher::ReplyRx;
 
 fn invoke(f: &mut Fake, id: &str) -> Reply {
     let (reply, rx) = oneshot::channel();

@@ -122,7 +122,7 @@ pub const TARGET: Target = Target {
 
 struct Submission {
     id: InvocationId,
-    rx: oneshot::Receiver<Result<InvocationResult, InvokeError>>,
+    rx: fnhost::fuzzing::Reply,
     /// Answered (or, abandoned, ended).
     done: bool,
     requests: usize,
@@ -509,7 +509,7 @@ impl Harness {
         snap.invocations.iter().any(|i| &i.id == id && !i.hook)
     }
 
-    fn answer(&mut self, sub: &mut Submission, r: Result<InvocationResult, InvokeError>) {
+    fn answer(&mut self, sub: &mut Submission, r: Result<Box<InvocationResult>, InvokeError>) {
         sub.done = true;
         match r {
             Ok(result) => {
