@@ -408,7 +408,7 @@ async fn the_handler_sees_the_requests_trace_context_and_none_without_one() {
                     "{}|{}|{:?}|{:?}|{:?}|{:?}",
                     t.trace_parent(),
                     t.trace_state(),
-                    t.attributes().get("OperationName"),
+                    t.attribute("OperationName"),
                     t.trace_id(),
                     t.span_id(),
                     t.trace_flags(),

@@ -1,7 +1,5 @@
 //! [`TraceContext`]: the W3C trace an invocation belongs to.
 
-use std::collections::HashMap;
-
 use fnhost_proto::rpc::RpcTraceContext;
 
 /// The distributed trace an invocation runs in, as the host sent it in
@@ -12,7 +10,8 @@ use fnhost_proto::rpc::RpcTraceContext;
 /// (`00-<trace id>-<span id>-<flags>`) naming the invocation's span, so spans
 /// the handler starts are its children; [`trace_state`](Self::trace_state)
 /// is the caller's `tracestate`; [`attributes`](Self::attributes) holds
-/// extra properties (the host sets `OperationName` to the function name).
+/// extra properties (the host sets `OperationName` to the function name),
+/// read one with [`attribute`](Self::attribute).
 ///
 /// ```no_run
 /// use fnhost_worker::{Context, HandlerError, Input};
@@ -28,7 +27,9 @@ use fnhost_proto::rpc::RpcTraceContext;
 pub struct TraceContext {
     trace_parent: String,
     trace_state: String,
-    attributes: HashMap<String, String>,
+    /// Sorted by name. A slice, not a map: the context lives as long as
+    /// its invocation, and a map of one entry costs four buckets.
+    attributes: Box<[(String, String)]>,
 }
 
 impl TraceContext {
@@ -55,10 +56,7 @@ impl TraceContext {
         Self {
             trace_parent: trace_parent.into(),
             trace_state: trace_state.into(),
-            attributes: attributes
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            attributes: sorted(attributes.into_iter().map(|(k, v)| (k.into(), v.into()))),
         }
     }
 
@@ -83,15 +81,29 @@ impl TraceContext {
         &self.trace_state
     }
 
-    /// Extra properties of the trace (fnhost sends `OperationName`, the
-    /// function's name).
+    /// Extra properties of the trace as (name, value) pairs sorted by
+    /// name (fnhost sends `OperationName`, the function's name).
     ///
     /// ```no_run
     /// # let t = fnhost_worker::TraceContext::default();
-    /// let operation = t.attributes().get("OperationName");
+    /// for (name, value) in t.attributes() { println!("{name}={value}"); }
     /// ```
-    pub fn attributes(&self) -> &HashMap<String, String> {
+    pub fn attributes(&self) -> &[(String, String)] {
         &self.attributes
+    }
+
+    /// The value of the attribute `name`, if the host sent it.
+    ///
+    /// ```no_run
+    /// # let t = fnhost_worker::TraceContext::default();
+    /// let operation = t.attribute("OperationName");
+    /// ```
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        let i = self
+            .attributes
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(&self.attributes[i].1)
     }
 
     /// The trace id (32 lowercase hex digits) when
@@ -141,9 +153,22 @@ impl From<RpcTraceContext> for TraceContext {
         Self {
             trace_parent: t.trace_parent,
             trace_state: t.trace_state,
-            attributes: t.attributes,
+            attributes: sorted(t.attributes),
         }
     }
+}
+
+/// Attributes sorted by name, for [`TraceContext::attribute`]'s binary
+/// search. A protocol map has unique names; of names given twice to
+/// [`TraceContext::new`] the last stands, as in a map.
+fn sorted(attributes: impl IntoIterator<Item = (String, String)>) -> Box<[(String, String)]> {
+    let mut v: Vec<(String, String)> = attributes.into_iter().collect();
+    // Stable: equal names keep their order, and the last of them is kept.
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.reverse();
+    v.dedup_by(|later, earlier| later.0 == earlier.0);
+    v.reverse();
+    v.into_boxed_slice()
 }
 
 #[cfg(test)]
@@ -192,15 +217,30 @@ mod tests {
     }
 
     #[test]
+    fn attributes_are_sorted_by_name_and_a_name_given_twice_keeps_its_last_value() {
+        let t = TraceContext::new(GOOD, "", [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4")]);
+        let names: Vec<(&str, &str)> = t
+            .attributes()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "2"), ("b", "3"), ("c", "4")]);
+        assert_eq!(t.attribute("b"), Some("3"));
+        assert_eq!(t.attribute("d"), None);
+        assert_eq!(parent(GOOD).attribute("OperationName"), None);
+    }
+
+    #[test]
     fn from_the_protocol_message() {
         let t = TraceContext::from(RpcTraceContext {
             trace_parent: GOOD.into(),
             trace_state: "congo=t61rcWkgMzE".into(),
-            attributes: HashMap::from([("OperationName".into(), "f".into())]),
+            attributes: [("OperationName".into(), "f".into())].into(),
             ..RpcTraceContext::default()
         });
         assert_eq!(t.trace_state(), "congo=t61rcWkgMzE");
-        assert_eq!(t.attributes()["OperationName"], "f");
+        assert_eq!(t.attribute("OperationName"), Some("f"));
+        assert_eq!(t.attribute("Other"), None);
         assert_eq!(t.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 }

@@ -77,7 +77,7 @@ impl From<Option<&TraceContext>> for SeenTrace {
         Self {
             trace_parent: trace.map(|t| t.trace_parent().to_string()),
             trace_state: trace.map(|t| t.trace_state().to_string()),
-            attributes: trace.map(|t| t.attributes().clone()),
+            attributes: trace.map(|t| t.attributes().iter().cloned().collect()),
         }
     }
 }
