@@ -78,24 +78,14 @@ class HandlerThreads(Executor):
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> "Future[_T]":
         """:meth:`Executor.submit`: runs ``fn(*args, **kwargs)`` on a pool thread."""
-        future: Future[_T] = Future()
-
-        def job() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the future
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
+        job = _Submitted(fn, args, kwargs)
         self.run_soon(job)
-        return future
+        return job.future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops the threads once the queued jobs are done (with
-        ``cancel_futures``, drops the queued jobs instead). With ``wait``,
+        ``cancel_futures``, drops the queued jobs instead, and cancels the
+        futures of those that came from :meth:`submit`). With ``wait``,
         returns after the running jobs finish."""
         with self._lock:
             if self._shutdown:
@@ -105,9 +95,11 @@ class HandlerThreads(Executor):
         if cancel_futures:
             while True:
                 try:
-                    self._jobs.get_nowait()
+                    job = self._jobs.get_nowait()
                 except queue.Empty:
                     break
+                if isinstance(job, _Submitted):
+                    job.future.cancel()
         for _ in threads:
             self._jobs.put(None)
         if wait:
@@ -128,3 +120,26 @@ class HandlerThreads(Executor):
                 traceback.print_exc()
             del job  # the job's closure holds the invocation; drop it while idle
             idle.append(None)
+
+
+class _Submitted:
+    """A :meth:`HandlerThreads.submit` job: runs ``fn`` into ``future``,
+    which :meth:`HandlerThreads.shutdown` cancels if the job never ran."""
+
+    __slots__ = ("future", "_fn", "_args", "_kwargs")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.future: Future[Any] = Future()
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+
+    def __call__(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self._fn(*self._args, **self._kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the future
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)

@@ -266,6 +266,9 @@ class Dispatcher:
         #: Calls posted by other threads (:meth:`_post_from_thread`).
         self._from_threads: deque[tuple[Callable[[Any], None], Any]] = deque()
         self._wake_pending = False
+        #: Held by a posting thread from its check of ``_wake_pending`` until
+        #: the wake-up it schedules is queued (see :meth:`_post_from_thread`).
+        self._wake_lock = threading.Lock()
 
     # -- queries ---------------------------------------------------------
 
@@ -495,16 +498,22 @@ class Dispatcher:
         before it. Posts made while the loop is busy share one wake-up
         (``call_soon_threadsafe`` writes to the loop's self-pipe each time),
         which under load is most of them."""
-        self._from_threads.append((fn, arg))
-        # A stale read of the flag costs at most one extra wake-up: the loop
-        # clears it before it empties the queue, so a post that sees it set
-        # is emptied by the wake-up that is already on its way.
-        if not self._wake_pending:
-            self._wake_pending = True
-            try:
-                self._loop.call_soon_threadsafe(self._run_posted)
-            except RuntimeError:
-                pass  # the loop is closed: the worker is exiting
+        # Under the lock, a post that finds the flag set knows the wake-up
+        # that will run it is queued on the loop already, ahead of anything
+        # this thread schedules later (a `to_thread` result, say, which ends
+        # the handler). Setting the flag before scheduling without the lock
+        # left a window where a log line could reach the host after its
+        # invocation's result. The loop clears the flag without the lock,
+        # before it empties the queue, so a post is never left behind; a
+        # stale read costs at most one extra wake-up.
+        with self._wake_lock:
+            self._from_threads.append((fn, arg))
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    self._loop.call_soon_threadsafe(self._run_posted)
+                except RuntimeError:
+                    pass  # the loop is closed: the worker is exiting
 
     def _run_posted(self) -> None:
         self._wake_pending = False

@@ -452,6 +452,56 @@ async def test_logs_reach_the_host_tied_to_their_invocation(pool: Executor) -> N
     assert logs["from a task"].category == "fnhost.function.a"
 
 
+async def test_a_log_line_from_any_thread_reaches_the_host_before_what_that_thread_does_next() -> None:
+    """A thread's post is queued on the loop before anything the thread
+    schedules after it, even when another thread is part-way through
+    scheduling the wake-up that will carry it."""
+    d = Dispatcher({}, HandlerThreads(max_workers=1))
+    loop = asyncio.get_running_loop()
+    inside = threading.Event()
+    release = threading.Event()
+
+    class StallingLoop:
+        """The real loop, but the thread named "stalled" pauses in
+        ``call_soon_threadsafe``: it has claimed the wake-up and not yet
+        queued it."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(loop, name)
+
+        def call_soon_threadsafe(self, *args: object) -> object:
+            if threading.current_thread().name == "stalled":
+                inside.set()
+                release.wait(5)
+            return loop.call_soon_threadsafe(*args)  # type: ignore[arg-type]
+
+    def log(text: str) -> pb.StreamingMessage:
+        msg = pb.StreamingMessage()
+        msg.rpc_log.message = text
+        return msg
+
+    d._loop = StallingLoop()  # type: ignore[assignment]
+    first, line, result = log("first"), log("line"), log("result")
+    stalled = threading.Thread(target=d.post, args=(first,), name="stalled")
+    stalled.start()
+    assert inside.wait(5)
+
+    def handler_thread() -> None:
+        d.post(line)
+        # What finishing the invocation amounts to: the loop is told, the
+        # way `asyncio.to_thread` tells it its function returned.
+        loop.call_soon_threadsafe(d.outbox.put_nowait, result)
+
+    other = threading.Thread(target=handler_thread)
+    other.start()
+    other.join(0.2)  # before the fix it ran through here, ahead of "first"
+    release.set()
+    stalled.join(5)
+    other.join(5)
+    got = [(await asyncio.wait_for(d.outbox.get(), 5)).rpc_log.message for _ in range(3)]
+    assert got.index("line") < got.index("result"), got
+
+
 async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: Executor) -> None:
     async def sleeper(ctx: Context, _input: Input) -> str:
         await asyncio.sleep(60)

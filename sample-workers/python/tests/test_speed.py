@@ -103,6 +103,29 @@ def test_handler_threads_are_an_executor_and_refuse_work_after_shutdown() -> Non
         HandlerThreads(max_workers=0)
 
 
+def test_a_shutdown_that_cancels_futures_cancels_the_queued_submits() -> None:
+    threads = HandlerThreads(max_workers=1)
+    started = threading.Event()
+    release = threading.Event()
+
+    def block() -> str:
+        started.set()
+        release.wait(10)
+        return "ran"
+
+    try:
+        running = threads.submit(block)
+        assert started.wait(5)
+        queued = [threads.submit(lambda: "never") for _ in range(3)]
+        threads.shutdown(wait=False, cancel_futures=True)
+        for future in queued:
+            # Before the fix these stayed pending for ever.
+            assert future.cancelled(), future
+    finally:
+        release.set()
+    assert running.result(5) == "ran", "the running job is not cancelled"
+
+
 # -- the event loop ---------------------------------------------------------
 
 
