@@ -45,6 +45,13 @@ const PRUNE_RETENTION: &str = "00:10:00";
 const PRUNE_LIMIT: Duration = Duration::from_secs(300);
 /// Poll interval of the store's total while the prune runs.
 const PRUNE_POLL: Duration = Duration::from_millis(20);
+/// b. reads RSS this long after the count is in flight: the worker takes
+/// in the last requests, and mimalloc (the bench's allocator, as the
+/// `fnhost` binary's) returns the pages freed after the burst of submits,
+/// which it keeps for reuse for 1 s (`purge_delay` of mimalloc v3). Read
+/// at 0.5 s, the host's figure at 100k in flight was 1.02-1.37 KiB against
+/// 1.15-1.24 KiB at 2.5 s.
+const SETTLE: Duration = Duration::from_millis(2_500);
 /// Untimed status requests before d.'s timed series.
 const STATUS_WARMUP: usize = 20;
 
@@ -69,6 +76,12 @@ pub async fn run(worker: &Path, p: &Params) -> Result<Vec<(Vec<Row>, &'static st
         (stores.reads_table(), "p99 ratio to the smaller store"),
         (stores.store_table(), "Ratio (during / after)"),
     ])
+}
+
+/// Part b. alone (`--only memory`), in a fresh process as in [`run`].
+pub async fn run_memory(worker: &Path, p: &Params) -> Result<(Vec<Row>, &'static str)> {
+    let memory = memory_growth(worker, p.growth_in_flight).await?;
+    Ok((memory.table(), "Per inv, ratio to the smaller count"))
 }
 
 /// Cancels `invs` all at once and times each from its cancel to its
@@ -230,8 +243,7 @@ async fn memory_growth(worker: &Path, counts: [usize; 2]) -> Result<MemoryGrowth
             let limit = Duration::from_secs(30) + Duration::from_millis(count as u64);
             let point = async {
                 wait_in_flight(&handle, count, limit).await?;
-                // Let the worker take in the last requests before reading its RSS.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(SETTLE).await;
                 Ok::<_, anyhow::Error>(MemoryPoint {
                     count,
                     host_kib: rss_kib("self")? - host0,

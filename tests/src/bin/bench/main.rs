@@ -11,6 +11,7 @@
 //! cargo run --release -p fnhost-e2e --bin bench -- --only workers   # 12.
 //! cargo run --release -p fnhost-e2e --bin bench -- --only cluster   # 13.-16.
 //! cargo run --release -p fnhost-e2e --bin bench -- --only growth    # cost growth
+//! cargo run --release -p fnhost-e2e --bin bench -- --only memory    # growth b. alone
 //! ```
 //!
 //! `--only core` runs scenarios 0.-5., `--only async` runs 6.-9.,
@@ -234,7 +235,7 @@ impl Params {
 }
 
 const USAGE: &str =
-    "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|metrics|growth|all]";
+    "usage: bench [--quick] [--only core|async|lifecycle|workers|cluster|metrics|growth|memory|all]";
 
 /// Which scenarios run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -251,6 +252,8 @@ enum Only {
     Metrics,
     /// Not part of `All`: it takes minutes (stores of 10M events).
     Growth,
+    /// Growth b. alone (memory per in-flight invocation), for heap work.
+    Memory,
 }
 
 #[tokio::main]
@@ -269,9 +272,10 @@ async fn main() -> Result<()> {
                 Some("cluster") => Only::Cluster,
                 Some("metrics") => Only::Metrics,
                 Some("growth") => Only::Growth,
+                Some("memory") => Only::Memory,
                 Some("all") => Only::All,
                 other => bail!(
-                    "--only takes core, async, lifecycle, workers, cluster, metrics, growth or all, not {:?}; {USAGE}",
+                    "--only takes core, async, lifecycle, workers, cluster, metrics, growth, memory or all, not {:?}; {USAGE}",
                     other.unwrap_or("")
                 ),
             };
@@ -328,6 +332,9 @@ async fn main() -> Result<()> {
     }
     if only == Only::Growth {
         groups.extend(growth::run(&worker, &p).await?);
+    }
+    if only == Only::Memory {
+        groups.push(growth::run_memory(&worker, &p).await?);
     }
     for (rows, ratio_header) in &groups {
         if rows.is_empty() {
