@@ -11,20 +11,21 @@ use axum::http::HeaderMap;
 /// Longest `tracestate` passed on (the W3C limit is 512 characters).
 const MAX_STATE: usize = 512;
 
-/// A trace and the span within it.
+/// A trace and the span within it. The ids are kept inline, not as
+/// `String`s: every invocation holds one while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// 32 lowercase hex digits, not all zeros.
-    trace_id: String,
+    trace_id: HexId<32>,
     /// 16 lowercase hex digits, not all zeros: the span this context names.
-    span_id: String,
+    span_id: HexId<16>,
     /// The trace flags (bit 0: sampled).
     flags: u8,
     /// The vendors' `tracestate`, passed on unchanged (empty when none).
     state: String,
     /// The parent span's id, when this context is a span the host made
     /// under one (`None` for a caller's context or a new trace).
-    parent: Option<String>,
+    parent: Option<HexId<16>>,
     /// Whether that parent is a caller's span rather than one of the
     /// host's own.
     parent_remote: bool,
@@ -49,18 +50,46 @@ fn next_random() -> u64 {
     })
 }
 
-/// `bytes` random bytes as lowercase hex, not all zeros (W3C ids).
-fn random_hex(bytes: usize) -> String {
-    use std::fmt::Write as _;
-    loop {
-        let mut out = String::with_capacity(bytes * 2 + 16);
-        while out.len() < bytes * 2 {
-            let _ = write!(out, "{:016x}", next_random());
+/// A W3C id of `N` lowercase hex digits, not all zeros.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct HexId<const N: usize>([u8; N]);
+
+impl<const N: usize> HexId<N> {
+    /// A random id.
+    fn random() -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        loop {
+            let mut id = [0u8; N];
+            for chunk in id.chunks_mut(16) {
+                let mut bits = next_random();
+                for digit in chunk {
+                    *digit = DIGITS[(bits & 0xf) as usize];
+                    bits >>= 4;
+                }
+            }
+            if id.iter().any(|&d| d != b'0') {
+                return Self(id);
+            }
         }
-        out.truncate(bytes * 2);
-        if out.bytes().any(|b| b != b'0') {
-            return out;
+    }
+
+    /// `s` as an id, when it is `N` lowercase hex digits not all zeros.
+    fn parse(s: &str) -> Option<Self> {
+        if !fnhost_proto::traceparent::is_hex_id(s, N) {
+            return None;
         }
+        s.as_bytes().try_into().ok().map(Self)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for HexId<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -76,8 +105,8 @@ impl TraceContext {
             .unwrap_or_default()
             .to_string();
         Some(Self {
-            trace_id: trace_id.to_string(),
-            span_id: span_id.to_string(),
+            trace_id: HexId::parse(trace_id)?,
+            span_id: HexId::parse(span_id)?,
             flags,
             state,
             parent: None,
@@ -88,11 +117,11 @@ impl TraceContext {
     /// The root span of a new trace, sampled as `OTEL_TRACES_SAMPLER`
     /// says.
     pub fn root() -> Self {
-        let trace_id = random_hex(16);
-        let flags = u8::from(crate::otel::sampled(&trace_id, None));
+        let trace_id = HexId::random();
+        let flags = u8::from(crate::otel::sampled(trace_id.as_str(), None));
         Self {
             trace_id,
-            span_id: random_hex(8),
+            span_id: HexId::random(),
             flags,
             state: String::new(),
             parent: None,
@@ -126,9 +155,12 @@ impl TraceContext {
 
     fn child_of(&self, remote: bool) -> Self {
         Self {
-            span_id: random_hex(8),
-            flags: u8::from(crate::otel::sampled(&self.trace_id, Some(self.flags))),
-            parent: Some(self.span_id.clone()),
+            span_id: HexId::random(),
+            flags: u8::from(crate::otel::sampled(
+                self.trace_id.as_str(),
+                Some(self.flags),
+            )),
+            parent: Some(self.span_id),
             parent_remote: remote,
             ..self.clone()
         }
@@ -136,7 +168,7 @@ impl TraceContext {
 
     /// The parent span's id, when the host made this span under one.
     pub fn parent_span_id(&self) -> Option<&str> {
-        self.parent.as_deref()
+        self.parent.as_ref().map(HexId::as_str)
     }
 
     /// Whether the parent is a caller's span.
@@ -151,12 +183,12 @@ impl TraceContext {
 
     /// The trace id.
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        self.trace_id.as_str()
     }
 
     /// The span id.
     pub fn span_id(&self) -> &str {
-        &self.span_id
+        self.span_id.as_str()
     }
 
     /// The `tracestate` passed on.
@@ -166,7 +198,12 @@ impl TraceContext {
 
     /// As a version-00 `traceparent`.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id.as_str(),
+            self.span_id.as_str(),
+            self.flags
+        )
     }
 }
 
