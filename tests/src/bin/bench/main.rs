@@ -101,6 +101,9 @@
 //!    ended events at host start while 64 callers send accepts: how long
 //!    it takes, and accepts/s and latency during it and after it.
 //!
+//! `--only memory` runs b. alone (about 10 s), for work on the memory per
+//! invocation.
+//!
 //! `FNHOST_BENCH_GROWTH_DIR=<dir>` (which must not exist) keeps the stores
 //! of d. and e. there.
 //!
