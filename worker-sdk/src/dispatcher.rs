@@ -339,12 +339,14 @@ impl Dispatcher {
             Arc::clone(&reason),
             self.events.clone(),
         );
-        let input = Input::from_request(&mut req);
+        // Boxed, so the task and the handler's future hold a pointer, not
+        // the arguments, for as long as the invocation runs (see BoxHandler).
+        let args = Box::new((ctx, Input::from_request(&mut req)));
         let handler = Arc::clone(handler);
         let events = self.events.clone();
         self.in_flight.insert(id.clone(), (token.clone(), reason));
         tokio::spawn(async move {
-            let mut run = handler(ctx, input);
+            let mut run = handler(args);
             // Before each poll: a panic record must come from this handler.
             let traced = std::future::poll_fn(move |cx| {
                 panic_trace::clear();

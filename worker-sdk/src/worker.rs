@@ -196,9 +196,10 @@ impl Worker {
         // Everything, reading the input and the handler's synchronous part
         // included, happens inside the future, which the dispatcher polls
         // under `catch_unwind`: a panic anywhere becomes a failed result.
-        let handler: BoxHandler = Arc::new(move |ctx, input| {
+        let handler: BoxHandler = Arc::new(move |args| {
             let handler = Arc::clone(&handler);
             Box::pin(async move {
+                let (ctx, input) = *args;
                 let input = I::from_input(input, &ctx)?;
                 let output = handler(ctx, input).await.map_err(Into::into)?;
                 output.into_output()
