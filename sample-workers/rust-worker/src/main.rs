@@ -13,6 +13,13 @@ use fnhost_worker::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// mimalloc, as the host uses: a worker allocates and frees a few small
+/// buffers per invocation on whichever runtime thread polls it, and glibc's
+/// malloc spent about a third of this worker's CPU on the HTTP path, a
+/// tenth of it waiting on its arena locks (BENCHMARKS.md, "Workers").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Returns the input: HTTP requests get a 200 with the same body and content
 /// type; JSON text comes back as JSON, other text as text, anything else as
 /// bytes.
