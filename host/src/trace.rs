@@ -89,7 +89,8 @@ impl<const N: usize> HexId<N> {
 
 impl<const N: usize> std::fmt::Debug for HexId<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // Quoted, as the `String` it replaced printed.
+        write!(f, "{:?}", self.as_str())
     }
 }
 

@@ -297,14 +297,17 @@ pub const INITIALIZER: &str = "initializer";
 pub const PRE_STOP: &str = "preStop";
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Output, HandlerError>> + Send>>;
+
+/// A registered handler, type-erased: reads its input and runs the user's
+/// function inside the future it returns.
 ///
-/// It takes its arguments boxed, and they are unboxed inside the future it
-/// returns: what an `async` block captures stays in the future for its
-/// whole life, and an `Input` is 192 bytes. Boxed, the future holds 8 bytes
-/// of them and the `Input` is freed once it is read. With the spawned task
-/// in `Dispatcher::invoke` doing the same, this took about 0.4 KiB off
-/// each in-flight invocation (BENCHMARKS.md, "Memory per in-flight
-/// invocation").
+/// It takes its arguments boxed, and they are unboxed inside that future:
+/// what an `async` block captures stays in the future for its whole life,
+/// and an `Input` is 192 bytes. Boxed, the future holds 8 bytes of them and
+/// the `Input` is freed once it is read. With the spawned task in
+/// `Dispatcher::invoke` doing the same, this took about 0.2 KiB off each
+/// in-flight invocation of the sample worker (BENCHMARKS.md, "The Rust
+/// sample worker on mimalloc").
 pub(crate) type BoxHandler = Arc<dyn Fn(Box<(Context, Input)>) -> BoxFuture + Send + Sync>;
 
 /// A registered function: its handler and how it is triggered.

@@ -268,7 +268,10 @@ class Dispatcher:
         self._wake_pending = False
         #: Held by a posting thread from its check of ``_wake_pending`` until
         #: the wake-up it schedules is queued (see :meth:`_post_from_thread`).
-        self._wake_lock = threading.Lock()
+        #: Re-entrant: ``call_soon_threadsafe`` runs Python code, so a garbage
+        #: collection inside it can run a finalizer that logs, and the log
+        #: handler posts again from the same thread.
+        self._wake_lock = threading.RLock()
 
     # -- queries ---------------------------------------------------------
 
@@ -503,7 +506,9 @@ class Dispatcher:
         # this thread schedules later (a `to_thread` result, say, which ends
         # the handler). Setting the flag before scheduling without the lock
         # left a window where a log line could reach the host after its
-        # invocation's result. The loop clears the flag without the lock,
+        # invocation's result. A post re-entered from inside the call below
+        # finds the flag set and its line is carried by the wake-up being
+        # queued. The loop clears the flag without the lock,
         # before it empties the queue, so a post is never left behind; a
         # stale read costs at most one extra wake-up.
         with self._wake_lock:
@@ -548,6 +553,12 @@ class RpcLogHandler(logging.Handler):
     def __init__(self, dispatcher: Dispatcher) -> None:
         super().__init__(logging.NOTSET)
         self._dispatcher = dispatcher
+
+    def createLock(self) -> None:  # noqa: N802 - logging.Handler's name
+        """No handler lock: :meth:`emit` is safe from any thread, and a lock
+        here taken in the other order than the dispatcher's wake-up lock (a
+        finalizer logging while a post holds it) could deadlock two threads."""
+        self.lock = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

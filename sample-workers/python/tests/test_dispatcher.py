@@ -452,6 +452,12 @@ async def test_logs_reach_the_host_tied_to_their_invocation(pool: Executor) -> N
     assert logs["from a task"].category == "fnhost.function.a"
 
 
+def log_line(text: str) -> pb.StreamingMessage:
+    msg = pb.StreamingMessage()
+    msg.rpc_log.message = text
+    return msg
+
+
 async def test_a_log_line_from_any_thread_reaches_the_host_before_what_that_thread_does_next() -> None:
     """A thread's post is queued on the loop before anything the thread
     schedules after it, even when another thread is part-way through
@@ -475,13 +481,8 @@ async def test_a_log_line_from_any_thread_reaches_the_host_before_what_that_thre
                 release.wait(5)
             return loop.call_soon_threadsafe(*args)  # type: ignore[arg-type]
 
-    def log(text: str) -> pb.StreamingMessage:
-        msg = pb.StreamingMessage()
-        msg.rpc_log.message = text
-        return msg
-
     d._loop = StallingLoop()  # type: ignore[assignment]
-    first, line, result = log("first"), log("line"), log("result")
+    first, line, result = log_line("first"), log_line("line"), log_line("result")
     stalled = threading.Thread(target=d.post, args=(first,), name="stalled")
     stalled.start()
     assert inside.wait(5)
@@ -500,6 +501,33 @@ async def test_a_log_line_from_any_thread_reaches_the_host_before_what_that_thre
     other.join(5)
     got = [(await asyncio.wait_for(d.outbox.get(), 5)).rpc_log.message for _ in range(3)]
     assert got.index("line") < got.index("result"), got
+
+
+async def test_a_post_made_on_the_same_thread_inside_a_post_neither_hangs_nor_is_lost() -> None:
+    """What a finalizer that logs does when a garbage collection runs
+    inside ``call_soon_threadsafe``: it posts again from the thread that
+    holds the wake-up lock."""
+    d = Dispatcher({}, HandlerThreads(max_workers=1))
+    loop = asyncio.get_running_loop()
+    reentered: list[bool] = []
+
+    class ReenteringLoop:
+        def __getattr__(self, name: str) -> object:
+            return getattr(loop, name)
+
+        def call_soon_threadsafe(self, *args: object) -> object:
+            if not reentered:
+                reentered.append(True)
+                d.post(log_line("nested"))
+            return loop.call_soon_threadsafe(*args)  # type: ignore[arg-type]
+
+    d._loop = ReenteringLoop()  # type: ignore[assignment]
+    poster = threading.Thread(target=d.post, args=(log_line("outer"),), daemon=True)
+    poster.start()
+    poster.join(5)
+    assert not poster.is_alive(), "the re-entered post deadlocked on the wake-up lock"
+    got = [(await asyncio.wait_for(d.outbox.get(), 5)).rpc_log.message for _ in range(2)]
+    assert got == ["outer", "nested"]
 
 
 async def test_terminate_drains_in_flight_invocations_as_cancelled(pool: Executor) -> None:
