@@ -81,6 +81,17 @@ async def start_worker(
     return server, host, proc
 
 
+async def stop_worker(
+    server: grpc.aio.Server, host: ScriptedHost, proc: asyncio.subprocess.Process
+) -> None:
+    """Undoes :func:`start_worker`: kills the worker if it still runs, ends
+    the scripted stream and stops the server."""
+    if proc.returncode is None:
+        proc.kill()
+    await host.outbox.put(None)
+    await server.stop(None)
+
+
 async def handshake_and_start_sleep(host: ScriptedHost) -> list[pb.StreamingMessage]:
     """Runs the handshake, loads `sleep`, starts a 60 s sleep; returns what
     the worker sent."""
@@ -128,10 +139,7 @@ async def test_worker_terminate_cancels_in_flight_replies_and_exits(style: str, 
         logs = [m.rpc_log for m in seen if m.WhichOneof("content") == "rpc_log"]
         assert any(l.invocation_id == "i-1" and l.message.startswith("sleep cancelled") for l in logs), logs
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await host.outbox.put(None)
-        await server.stop(None)
+        await stop_worker(server, host, proc)
 
 
 @pytest.mark.parametrize("launcher", ["script", "command"])
@@ -145,10 +153,7 @@ async def test_sigterm_cancels_in_flight_replies_and_exits(launcher: str) -> Non
         assert resp.result.status == Status.Cancelled
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await host.outbox.put(None)
-        await server.stop(None)
+        await stop_worker(server, host, proc)
 
 
 async def test_bad_launch_arguments_exit_2() -> None:
@@ -199,10 +204,7 @@ async def test_sync_handlers_answer_and_cancel_on_either_event_loop(loop: str) -
         await host.outbox.put(pb.StreamingMessage(worker_terminate=pb.WorkerTerminate(grace_period={"seconds": 1})))
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await host.outbox.put(None)
-        await server.stop(None)
+        await stop_worker(server, host, proc)
 
 
 async def test_an_unknown_event_loop_exits_2() -> None:
