@@ -20,7 +20,7 @@ use crate::async_events::{
     async_host_json, invoke_async, list_shapes, time_list, total_count, ListSeries,
 };
 use crate::harness::{
-    closed_loop_watching_all, ends_as, host_json, on_host, wait_in_flight, worker_pid, worker_pids,
+    closed_loop_watching, ends_as, host_json, on_host, wait_in_flight, worker_pid, worker_pids,
     Throughput, CALLERS, PAYLOAD,
 };
 use crate::populate::{populate, store_bytes, Rng};
@@ -135,7 +135,7 @@ async fn scaling(worker: &Path, p: &Params) -> Result<Vec<Scale>> {
             let watched = pids.len();
             let h = handle.clone();
             let run =
-                closed_loop_watching_all(CALLERS, p, pids, move || {
+                closed_loop_watching(CALLERS, p, pids, move || {
                     let h = h.clone();
                     async move {
                         matches!(h.invoke("echo", text(PAYLOAD)).await, Ok(r) if r.is_success())

@@ -104,26 +104,12 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    closed_loop_watching(callers, p, None, call).await
-}
-
-/// [`closed_loop`], also reporting the CPU time of `worker` per call.
-pub async fn closed_loop_watching<F, Fut>(
-    callers: usize,
-    p: &Params,
-    worker: Option<u32>,
-    call: F,
-) -> Result<Throughput>
-where
-    F: Fn() -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
-{
-    closed_loop_watching_all(callers, p, worker.into_iter().collect(), call).await
+    closed_loop_watching(callers, p, Vec::new(), call).await
 }
 
 /// [`closed_loop`], also reporting the CPU time of all `workers` together
 /// per call (none when there are no workers or one's `/proc` entry is gone).
-pub async fn closed_loop_watching_all<F, Fut>(
+pub async fn closed_loop_watching<F, Fut>(
     callers: usize,
     p: &Params,
     workers: Vec<u32>,
@@ -202,8 +188,8 @@ where
 {
     let host = app.start(1).await;
     let api = Api::new(host.http_addr());
-    let worker = worker_pid(host.handle()).await.ok();
-    let result = closed_loop_watching(CALLERS, p, worker, move || request(api.clone())).await;
+    let workers = worker_pid(host.handle()).await.into_iter().collect();
+    let result = closed_loop_watching(CALLERS, p, workers, move || request(api.clone())).await;
     host.shutdown().await;
     result
 }

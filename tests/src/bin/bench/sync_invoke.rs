@@ -189,8 +189,8 @@ async fn submit_sleepers(handle: &HostHandle, n: usize) -> Result<Vec<PendingInv
 async fn library_throughput(worker: &Path, p: &Params) -> Result<Throughput> {
     let app = TestApp::new(worker, host_json(256));
     on_host(&app, |handle| async move {
-        let worker = worker_pid(&handle).await.ok();
-        closed_loop_watching(CALLERS, p, worker, move || {
+        let workers = worker_pid(&handle).await.into_iter().collect();
+        closed_loop_watching(CALLERS, p, workers, move || {
             let h = handle.clone();
             async move { matches!(h.invoke("echo", text(PAYLOAD)).await, Ok(r) if r.is_success()) }
         })
