@@ -163,11 +163,11 @@ impl From<RpcTraceContext> for TraceContext {
 /// [`TraceContext::new`] the last stands, as in a map.
 fn sorted(attributes: impl IntoIterator<Item = (String, String)>) -> Box<[(String, String)]> {
     let mut v: Vec<(String, String)> = attributes.into_iter().collect();
-    // Stable: equal names keep their order, and the last of them is kept.
+    // Latest first; the sort is stable, so of equal names the last given
+    // leads its run, and dedup keeps the first of each run.
+    v.reverse();
     v.sort_by(|a, b| a.0.cmp(&b.0));
-    v.reverse();
-    v.dedup_by(|later, earlier| later.0 == earlier.0);
-    v.reverse();
+    v.dedup_by(|next, kept| next.0 == kept.0);
     v.into_boxed_slice()
 }
 
